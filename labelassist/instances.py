@@ -1,0 +1,289 @@
+"""The `Instances` type: one image's objects as parallel arrays.
+
+Geometry is in COCO's continuous pixel coordinates ``(x, y)``: the pixel at row ``i``,
+column ``j`` covers the square ``[j, j+1] x [i, i+1]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import shapely
+
+__all__ = ["Instances"]
+
+_POLYGON = 3
+_MULTIPOLYGON = 6
+
+
+def _as_geometry_array(polygons: Any) -> np.ndarray:
+    if isinstance(polygons, shapely.Geometry):
+        raise TypeError(
+            "polygons must be a sequence of Polygon/MultiPolygon, got a single "
+            f"{polygons.geom_type}; wrap it in a list: [polygon]"
+        )
+    arr = np.empty(len(polygons), dtype=object)
+    arr[:] = list(polygons)
+    if arr.size:
+        is_geom = np.array([isinstance(g, shapely.Geometry) for g in arr])
+        if not is_geom.all():
+            i = int(np.flatnonzero(~is_geom)[0])
+            raise TypeError(
+                f"polygons[{i}] is {type(arr[i]).__name__}, expected a shapely "
+                "Polygon or MultiPolygon"
+            )
+        types = shapely.get_type_id(arr)
+        bad = (types != _POLYGON) & (types != _MULTIPOLYGON)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise TypeError(
+                f"polygons[{i}] is a {arr[i].geom_type}, expected Polygon or MultiPolygon"
+            )
+    return arr
+
+
+def _column(name: str, values: Any, n: int, dtype: Any | None = None) -> np.ndarray:
+    arr = np.asarray(values, dtype=dtype)
+    if arr.ndim != 1 or arr.shape[0] != n:
+        raise ValueError(
+            f"{name} must have shape ({n},) to match {n} polygons, got shape {arr.shape}"
+        )
+    return arr
+
+
+class Instances:
+    """Instances (objects) of one image, stored as parallel arrays.
+
+    Parameters
+    ----------
+    polygons : sequence of shapely.Polygon or shapely.MultiPolygon, length N
+        One geometry per instance in COCO pixel coordinates ``(x, y)``. Holes and
+        several parts are allowed.
+    labels : array-like of int, shape (N,), optional
+        0-based index into the class list. Defaults to zeros.
+    scores : array-like of float, shape (N,), optional
+        Confidence in ``[0, 1]``; 1.0 for human-made instances. Defaults to ones.
+    image_shape : tuple of int
+        ``(height, width)`` of the image the instances belong to.
+    extra : mapping of str to array-like of length N, optional
+        Additional per-instance columns (for example provenance). They stay aligned
+        with the geometry under indexing and concatenation.
+
+    Examples
+    --------
+    >>> import shapely
+    >>> import labelassist as la
+    >>> inst = la.Instances([shapely.box(0, 0, 4, 3)], [0], [0.9], (10, 10))
+    >>> len(inst), inst.areas.tolist(), inst.boxes.tolist()
+    (1, [12.0], [[0.0, 0.0, 4.0, 3.0]])
+    >>> inst[inst.scores > 0.95]
+    Instances(n=0, image_shape=(10, 10), extra=[])
+    """
+
+    __slots__ = ("polygons", "labels", "scores", "image_shape", "extra")
+
+    polygons: np.ndarray
+    labels: np.ndarray
+    scores: np.ndarray
+    image_shape: tuple[int, int]
+    extra: dict[str, np.ndarray]
+
+    def __init__(
+        self,
+        polygons: Sequence[shapely.Polygon | shapely.MultiPolygon],
+        labels: Iterable[int] | np.ndarray | None,
+        scores: Iterable[float] | np.ndarray | None,
+        image_shape: tuple[int, int],
+        *,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        shape = tuple(int(s) for s in np.atleast_1d(np.asarray(image_shape)))
+        if len(shape) != 2 or min(shape) <= 0:
+            raise ValueError(
+                f"image_shape must be (height, width) with positive sizes, got {image_shape!r}"
+            )
+        geoms = _as_geometry_array(polygons)
+        n = len(geoms)
+        if labels is None:
+            labels = np.zeros(n, dtype=np.int64)
+        labels_arr = np.asarray(labels)
+        if labels_arr.size and not np.issubdtype(labels_arr.dtype, np.integer):
+            if not np.all(np.mod(labels_arr, 1) == 0):
+                raise ValueError(f"labels must be integers, got dtype {labels_arr.dtype}")
+        labels_arr = _column("labels", labels_arr, n, np.int64)
+        if (labels_arr < 0).any():
+            raise ValueError(
+                "labels must be 0-based class indices (>= 0), got "
+                f"{int(labels_arr.min())}; background is not a class here"
+            )
+        if scores is None:
+            scores = np.ones(n, dtype=np.float32)
+        scores_arr = _column("scores", scores, n, np.float32)
+        if scores_arr.size and not (
+            np.isfinite(scores_arr).all() and (scores_arr >= 0).all() and (scores_arr <= 1).all()
+        ):
+            raise ValueError("scores must be finite and within [0, 1]")
+        columns = {}
+        for key, values in (extra or {}).items():
+            if key in self.__slots__:
+                raise ValueError(f"extra column name {key!r} is reserved; choose another name")
+            columns[str(key)] = _column(f"extra[{key!r}]", values, n)
+        object.__setattr__(self, "polygons", geoms)
+        object.__setattr__(self, "labels", labels_arr)
+        object.__setattr__(self, "scores", scores_arr)
+        object.__setattr__(self, "image_shape", shape)
+        object.__setattr__(self, "extra", columns)
+
+    # -- constructors ---------------------------------------------------------------
+    @classmethod
+    def empty(cls, image_shape: tuple[int, int], *, extra_keys: Iterable[str] = ()) -> Instances:
+        """No instances for an image of ``image_shape``.
+
+        Examples
+        --------
+        >>> len(Instances.empty((32, 32)))
+        0
+        """
+        return cls([], None, None, image_shape, extra={k: [] for k in extra_keys})
+
+    @classmethod
+    def concat(cls, items: Sequence[Instances]) -> Instances:
+        """Concatenate instances of the same image (same ``image_shape`` and extra columns).
+
+        Examples
+        --------
+        >>> import shapely
+        >>> a = Instances([shapely.box(0, 0, 1, 1)], [0], [1.0], (4, 4))
+        >>> len(Instances.concat([a, a]))
+        2
+        """
+        items = list(items)
+        if not items:
+            raise ValueError("concat needs at least one Instances to know the image_shape")
+        shape = items[0].image_shape
+        keys = set(items[0].extra)
+        for k, it in enumerate(items):
+            if not isinstance(it, Instances):
+                raise TypeError(f"items[{k}] is {type(it).__name__}, expected Instances")
+            if it.image_shape != shape:
+                raise ValueError(
+                    f"cannot concatenate instances of different images: items[0] has "
+                    f"image_shape {shape}, items[{k}] has {it.image_shape}"
+                )
+            if set(it.extra) != keys:
+                raise ValueError(
+                    f"extra columns differ: items[0] has {sorted(keys)}, items[{k}] has "
+                    f"{sorted(it.extra)}"
+                )
+        return cls(
+            np.concatenate([it.polygons for it in items]),
+            np.concatenate([it.labels for it in items]),
+            np.concatenate([it.scores for it in items]),
+            shape,
+            extra={key: np.concatenate([it.extra[key] for it in items]) for key in keys},
+        )
+
+    def replace(self, **changes: Any) -> Instances:
+        """A copy with some fields replaced (``polygons``, ``labels``, ``scores``,
+        ``image_shape``, ``extra``).
+
+        Examples
+        --------
+        >>> import shapely
+        >>> a = Instances([shapely.box(0, 0, 1, 1)], [0], [0.5], (4, 4))
+        >>> a.replace(labels=[1]).labels.tolist()
+        [1]
+        """
+        unknown = set(changes) - set(self.__slots__)
+        if unknown:
+            raise TypeError(f"replace() got unknown fields {sorted(unknown)}")
+        fields = {name: getattr(self, name) for name in self.__slots__}
+        fields.update(changes)
+        return Instances(
+            fields["polygons"],
+            fields["labels"],
+            fields["scores"],
+            fields["image_shape"],
+            extra=fields["extra"],
+        )
+
+    # -- container protocol ------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.polygons)
+
+    def __getitem__(self, key: Any) -> Instances:
+        if isinstance(key, (int, np.integer)):
+            n = len(self)
+            if not -n <= key < n:
+                raise IndexError(f"index {key} is out of range for {n} instances")
+            key = [int(key)]
+        elif not isinstance(key, slice):
+            key = np.asarray(key)
+            if key.dtype == bool:
+                if key.shape != (len(self),):
+                    raise IndexError(
+                        f"boolean index must have shape ({len(self)},), got {key.shape}"
+                    )
+            elif key.size == 0:
+                key = key.astype(np.intp)
+            elif not np.issubdtype(key.dtype, np.integer):
+                raise IndexError(
+                    f"index with an int, slice, bool mask or int array, got dtype {key.dtype}"
+                )
+        return Instances(
+            self.polygons[key],
+            self.labels[key],
+            self.scores[key],
+            self.image_shape,
+            extra={k: v[key] for k, v in self.extra.items()},
+        )
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("Instances is immutable; use .replace(...) for a modified copy")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Instances):
+            return NotImplemented
+        if (
+            self.image_shape != other.image_shape
+            or len(self) != len(other)
+            or set(self.extra) != set(other.extra)
+        ):
+            return False
+        if not (
+            np.array_equal(self.labels, other.labels) and np.array_equal(self.scores, other.scores)
+        ):
+            return False
+        if not all(np.array_equal(v, other.extra[k]) for k, v in self.extra.items()):
+            return False
+        if len(self) == 0:
+            return True
+        a = shapely.normalize(self.polygons)
+        b = shapely.normalize(other.polygons)
+        return bool(np.all(shapely.equals_exact(a, b, tolerance=1e-9)))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Instances(n={len(self)}, image_shape={self.image_shape}, extra={sorted(self.extra)})"
+
+    # -- derived --------------------------------------------------------------------------
+    @property
+    def boxes(self) -> np.ndarray:
+        """Bounding boxes, ndarray of shape (N, 4), float64, ``(x0, y0, x1, y1)``."""
+        if len(self) == 0:
+            return np.zeros((0, 4), dtype=np.float64)
+        return shapely.bounds(self.polygons)
+
+    @property
+    def areas(self) -> np.ndarray:
+        """Polygon areas in pixels², ndarray of shape (N,), float64."""
+        return shapely.area(self.polygons).astype(np.float64, copy=False)
+
+    def masks(self) -> np.ndarray:
+        """Rasterize to masks, ndarray of shape (N, H, W), bool (see `polygons_to_masks`)."""
+        from .geometry import polygons_to_masks
+
+        return polygons_to_masks(self.polygons, self.image_shape)
