@@ -267,7 +267,9 @@ class Instances:
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        return f"Instances(n={len(self)}, image_shape={self.image_shape}, extra={sorted(self.extra)})"
+        return (
+            f"Instances(n={len(self)}, image_shape={self.image_shape}, extra={sorted(self.extra)})"
+        )
 
     # -- derived --------------------------------------------------------------------------
     @property

@@ -55,7 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"labelassist {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="show debug logging and tracebacks")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="show debug logging and tracebacks"
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     done = set()
     for name in SUBCOMMANDS:
@@ -92,7 +94,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("labelassist: interrupted", file=sys.stderr)
         return 130
-    except (CliError, ValueError, TypeError, FileNotFoundError, FileExistsError, PermissionError, RuntimeError) as exc:
+    except (
+        CliError,
+        ValueError,
+        TypeError,
+        FileNotFoundError,
+        FileExistsError,
+        PermissionError,
+        RuntimeError,
+    ) as exc:
         if args.verbose:
             raise
         print(f"labelassist {args.command}: error: {exc}", file=sys.stderr)
