@@ -16,7 +16,7 @@ Instances(n=0, image_shape=(8, 8), extra=[])
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 __version__ = "0.1.0"
 
@@ -55,17 +55,3 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return __all__
-
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .active import rank_images
-    from .bulk import preannotate
-    from .coco import CocoFormatError, Dataset, read_coco
-    from .evaluate import evaluate
-    from .geometry import DEFAULT_TOLERANCE, masks_to_polygons, polygons_to_masks
-    from .instances import Instances
-    from .io import read_image
-    from .models import Model, load_model
-    from .project import Project
-    from .synthetic import synthetic_nuclei
-    from .train import TrainResult, finetune

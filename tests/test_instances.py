@@ -65,9 +65,9 @@ def test_indexing_keeps_columns_aligned(key, expected):
     sub = inst[key]
     assert sub.labels.tolist() == expected
     assert sub.extra["source"].tolist() == [["model", "human", "corrected"][i] for i in expected]
-    assert [p.equals(inst.polygons[i]) for i, p in zip(expected, sub.polygons)] == [True] * len(
-        expected
-    )
+    assert [p.equals(inst.polygons[i]) for i, p in zip(expected, sub.polygons, strict=True)] == [
+        True
+    ] * len(expected)
     assert sub.image_shape == inst.image_shape
 
 
