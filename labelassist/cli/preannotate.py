@@ -1,0 +1,165 @@
+"""``labelassist preannotate``: run a model over many images and write COCO proposals."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+from typing import Any
+
+from . import CliError
+
+__all__ = ["register", "run"]
+
+_DESCRIPTION = """\
+Pre-annotate images with a Mask R-CNN model and write the proposals as a COCO json
+(polygons, labels, scores) that a labeling project or napari can import for review.
+
+IMAGES are image files, folders (their .png/.jpg/.jpeg/.tif/.tiff/.bmp files) or quoted
+glob patterns. Images that cannot be read are listed and skipped. The output is written
+every --flush-every images; running the same command again resumes where it stopped.
+"""
+
+_EPILOG = """\
+examples:
+  # a folder, the shipped starter model, offline
+  labelassist preannotate images/ --out preds.json
+
+  # a glob pattern (quote it), your fine-tuned checkpoint, large images in tiles
+  labelassist preannotate "scans/**/*.tif" --model round3.pt --tile-size 1024 --out preds.json
+
+  # keep only confident proposals, 4 decoding processes, on the GPU
+  labelassist preannotate images/ --out preds.json --score-threshold 0.7 --workers 4 --device cuda
+
+  # on a Dask cluster (start one with: dask scheduler / dask worker tcp://HOST:8786)
+  labelassist preannotate /shared/images/ --out preds.json --scheduler tcp://HOST:8786
+"""
+
+
+def register(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``preannotate`` subcommand to ``subparsers``."""
+    parser = subparsers.add_parser(
+        "preannotate",
+        help="pre-annotate images with a model, write COCO proposals",
+        description=_DESCRIPTION,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("images", nargs="+", metavar="IMAGES", help="files, folders or globs")
+    parser.add_argument(
+        "--model",
+        default="starter",
+        metavar="starter|torchvision-coco|PATH",
+        help="the model: 'starter' (shipped, offline), 'torchvision-coco' (downloaded) or a "
+        "checkpoint file (default: starter)",
+    )
+    parser.add_argument(
+        "--out",
+        required=True,
+        metavar="FILE.json",
+        help="COCO json to write (resumed if it exists)",
+    )
+    parser.add_argument(
+        "--score-threshold",
+        type=float,
+        default=0.5,
+        metavar="S",
+        help="keep detections scoring at least S, in [0, 1] (default: 0.5)",
+    )
+    parser.add_argument(
+        "--tile-size",
+        type=int,
+        default=None,
+        metavar="PX",
+        help="predict large images in overlapping PX x PX tiles (default: whole image)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=4,
+        metavar="N",
+        help="images per forward pass (default: 4)",
+    )
+    parser.add_argument(
+        "--device", default=None, help="torch device, e.g. cpu, cuda, cuda:1 (default: auto)"
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="processes decoding images while the model runs; 0: none (default: auto)",
+    )
+    parser.add_argument(
+        "--flush-every",
+        type=int,
+        default=50,
+        metavar="N",
+        help="write the output after every N images (default: 50)",
+    )
+    parser.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="run on the Dask cluster whose scheduler is at ADDRESS (e.g. tcp://host:8786); "
+        "image paths must be readable by the workers",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def _connect(address: str) -> Any:
+    try:
+        from distributed import Client
+    except ImportError as exc:
+        raise CliError("--scheduler needs dask.distributed: pip install labelassist[dask]") from exc
+    try:
+        return Client(address, timeout="10s")
+    except (OSError, TimeoutError) as exc:
+        raise CliError(f"cannot connect to the Dask scheduler at {address}: {exc}") from exc
+
+
+def _image_argument(images: list[str]) -> str | list[str]:
+    return images[0] if len(images) == 1 else list(images)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``labelassist preannotate``; return the exit code."""
+    from ..bulk import PreannotateWarning, preannotate
+    from ..models import load_model
+
+    if not args.out.lower().endswith(".json"):
+        raise CliError(f"--out must be a .json file, got {args.out!r}")
+    start = time.perf_counter()
+    model = load_model(args.model, device=args.device)
+    client = _connect(args.scheduler) if args.scheduler else None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PreannotateWarning)  # reported below instead
+            dataset = preannotate(
+                _image_argument(args.images),
+                model,
+                out=args.out,
+                score_threshold=args.score_threshold,
+                tile_size=args.tile_size,
+                batch_size=args.batch_size,
+                num_workers=args.workers,
+                client=client,
+                flush_every=args.flush_every,
+                progress=not args.no_progress,
+            )
+    finally:
+        if client is not None:
+            client.close()
+    elapsed = time.perf_counter() - start
+    for name, reason in dataset.failed:
+        print(f"skipped {name}: {reason}", file=sys.stderr)
+    n_images = len(dataset.images)
+    n_instances = sum(len(inst) for inst in dataset.instances.values())
+    print(
+        f"preannotate: {n_images} images, {n_instances} instances, "
+        f"{len(dataset.failed)} failed, {elapsed:.1f} s -> {args.out}"
+    )
+    return 0
