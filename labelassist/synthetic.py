@@ -58,7 +58,10 @@ _DTYPES = (np.uint8, np.uint16, np.float32)
 # -- parameter checks ------------------------------------------------------------------------
 def _range(name: str, value: Any, *, low: float, high: float = np.inf) -> tuple[float, float]:
     """A number or a ``(lo, hi)`` pair -> ``(lo, hi)`` floats within ``[low, high]``."""
-    arr = np.atleast_1d(np.asarray(value, dtype=float)) if value is not None else np.array([])
+    try:
+        arr = np.atleast_1d(np.asarray(value, dtype=float))
+    except (TypeError, ValueError):
+        arr = np.array([np.nan])
     if arr.ndim != 1 or arr.size not in (1, 2) or not np.isfinite(arr).all():
         raise ValueError(f"{name} must be a number or a (low, high) pair, got {value!r}")
     lo, hi = float(arr[0]), float(arr[-1])
@@ -70,7 +73,7 @@ def _range(name: str, value: Any, *, low: float, high: float = np.inf) -> tuple[
 
 
 def _fraction(name: str, value: Any) -> float:
-    if not np.isscalar(value) or not 0.0 <= float(value) <= 1.0:
+    if isinstance(value, (bool, str)) or not np.isscalar(value) or not 0.0 <= value <= 1.0:
         raise ValueError(f"{name} must be a number within [0, 1], got {value!r}")
     return float(value)
 
@@ -163,9 +166,9 @@ def _place_nuclei(rng, shape, n_target, *, radius, irregularity, elongation, tou
     labels = np.zeros(shape, dtype=np.int32)
     centers: list[tuple[float, float, float]] = []  # (x, y, radius)
     dividing_flags: list[bool] = []
-    attempts, max_attempts = 0, 30 * n_target + 50
-    while len(centers) < n_target and attempts < max_attempts:
-        attempts += 1
+    failures = 0  # consecutive failed placements: the image is full
+    while len(centers) < n_target and failures < 200:
+        failures += 1
         is_dividing = rng.random() < dividing
         r = rng.uniform(*radius)
         if is_dividing:
@@ -194,6 +197,7 @@ def _place_nuclei(rng, shape, n_target, *, radius, irregularity, elongation, tou
             continue  # would wrap around another nucleus
         labels[box][free] = len(centers) + 1
         centers.append((center[0], center[1], r))
+        failures = 0
         dividing_flags.append(is_dividing)
     if len(centers) < n_target:
         logger.warning(
