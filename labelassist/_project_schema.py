@@ -1,0 +1,236 @@
+"""The SQLite schema of a labeling project, its versions and migrations (private).
+
+The database file is ``project.db`` inside the project folder. ``PRAGMA user_version``
+holds the schema version; `connect` opens a connection with the settings every
+process sharing the project must use (WAL, durable commits, a busy timeout).
+
+Schema history
+--------------
+1. ``meta``, ``images`` (status), ``annotations`` (one current set per image, with
+   ``source``), ``rounds`` (checkpoint and metrics).
+2. Edit history: every save is a new *version* of an image's annotations (table
+   ``edits``; ``images.version`` points at the current one, ``undo`` moves it back).
+   Stable ``instance_id`` per object across versions, ``model_id`` provenance, image
+   ``split``, ``origin`` (the resolved source path, for duplicate detection),
+   ``uncertainty`` (cached score proxy for `Project.next_image`), ``updated``
+   timestamps, round ``parent``/``image_ids``/counts, and ``instance_counts`` (per class
+   and source, kept in step with every save so that statistics cost nothing).
+"""
+
+from __future__ import annotations
+
+import datetime
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "FORMAT",
+    "STATUSES",
+    "SOURCES",
+    "SPLITS",
+    "BUSY_TIMEOUT_MS",
+    "connect",
+    "create_schema",
+    "migrate",
+    "write_transaction",
+    "read_transaction",
+    "now",
+]
+
+SCHEMA_VERSION = 2
+#: Value of ``meta.format``: marks a SQLite file as a labelassist project.
+FORMAT = "labelassist-project"
+STATUSES = ("new", "pre-annotated", "in-review", "reviewed", "skipped")
+SOURCES = ("model", "corrected", "human")
+SPLITS = ("train", "val")
+#: How long a connection waits for another process's write transaction to finish.
+BUSY_TIMEOUT_MS = 60_000
+
+_STATUS_CHECK = "status IN ({})".format(", ".join(f"'{s}'" for s in STATUSES))
+_SOURCE_CHECK = "source IN ({})".format(", ".join(f"'{s}'" for s in SOURCES))
+
+_SCHEMA = f"""
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE images (
+    id INTEGER PRIMARY KEY,
+    file_name TEXT NOT NULL,
+    path TEXT NOT NULL,
+    origin TEXT NOT NULL UNIQUE,
+    height INTEGER NOT NULL CHECK (height > 0),
+    width INTEGER NOT NULL CHECK (width > 0),
+    status TEXT NOT NULL DEFAULT 'new' CHECK ({_STATUS_CHECK}),
+    split TEXT CHECK (split IN ('train', 'val')),
+    version INTEGER NOT NULL DEFAULT 0,
+    n_instances INTEGER NOT NULL DEFAULT 0,
+    uncertainty REAL,
+    updated TEXT NOT NULL
+);
+CREATE INDEX images_status ON images (status, split);
+CREATE TABLE edits (
+    image_id INTEGER NOT NULL REFERENCES images (id),
+    version INTEGER NOT NULL,
+    parent INTEGER NOT NULL,
+    source TEXT NOT NULL CHECK ({_SOURCE_CHECK}),
+    model_id TEXT,
+    n_instances INTEGER NOT NULL,
+    created TEXT NOT NULL,
+    PRIMARY KEY (image_id, version)
+) WITHOUT ROWID;
+CREATE TABLE annotations (
+    id INTEGER PRIMARY KEY,
+    image_id INTEGER NOT NULL REFERENCES images (id),
+    version INTEGER NOT NULL,
+    instance_id INTEGER,
+    label INTEGER NOT NULL CHECK (label >= 0),
+    score REAL NOT NULL,
+    source TEXT NOT NULL CHECK ({_SOURCE_CHECK}),
+    geometry BLOB NOT NULL
+);
+CREATE INDEX annotations_image ON annotations (image_id, version);
+CREATE TABLE instance_counts (
+    label INTEGER NOT NULL,
+    source TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    PRIMARY KEY (label, source)
+) WITHOUT ROWID;
+CREATE TABLE rounds (
+    round INTEGER PRIMARY KEY,
+    checkpoint TEXT NOT NULL,
+    parent INTEGER REFERENCES rounds (round),
+    image_ids TEXT NOT NULL,
+    metrics TEXT NOT NULL,
+    n_images INTEGER NOT NULL,
+    n_instances INTEGER NOT NULL,
+    created TEXT NOT NULL
+);
+"""
+
+
+def now() -> str:
+    """The current UTC time as an ISO 8601 string with milliseconds (sortable)."""
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """Open ``path`` with the settings every process sharing a project uses.
+
+    - autocommit mode (``isolation_level=None``): transactions are explicit, writes use
+      ``BEGIN IMMEDIATE`` so that two writers queue on the busy timeout instead of one
+      failing with ``database is locked`` when it upgrades a read lock;
+    - ``journal_mode=WAL``: readers (training) and one writer (the napari plugin) run
+      at the same time without blocking each other;
+    - ``synchronous=FULL``: a transaction is on disk when ``COMMIT`` returns, so that a
+      crash or power cut after an edit was reported as saved does not lose it;
+    - ``busy_timeout``: waiting for another writer is silent (`BUSY_TIMEOUT_MS`).
+    """
+    con = sqlite3.connect(
+        path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+    )
+    con.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+        con.execute("PRAGMA journal_mode = WAL")
+    con.execute("PRAGMA synchronous = FULL")
+    con.execute("PRAGMA foreign_keys = ON")
+    return con
+
+
+@contextmanager
+def write_transaction(con: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """``BEGIN IMMEDIATE`` … ``COMMIT`` (``ROLLBACK`` on any exception)."""
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        yield con
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
+@contextmanager
+def read_transaction(con: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """A read transaction: every query inside sees the same snapshot."""
+    if con.in_transaction:  # nested in a write transaction: already consistent
+        yield con
+        return
+    con.execute("BEGIN")
+    try:
+        yield con
+    finally:
+        con.execute("COMMIT")
+
+
+def create_schema(con: sqlite3.Connection, meta: dict[str, str]) -> None:
+    """Create the current schema and the ``meta`` rows inside one transaction."""
+    with write_transaction(con):
+        for statement in _SCHEMA.split(";"):
+            if statement.strip():
+                con.execute(statement)
+        con.executemany(
+            "INSERT INTO meta (key, value) VALUES (?, ?)",
+            [("format", FORMAT), *sorted(meta.items())],
+        )
+        con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def _migrate_1_to_2(con: sqlite3.Connection) -> None:
+    timestamp = now()
+    con.execute("ALTER TABLE images RENAME TO images_v1")
+    con.execute("ALTER TABLE annotations RENAME TO annotations_v1")
+    con.execute("ALTER TABLE rounds RENAME TO rounds_v1")
+    for statement in _SCHEMA.split(";"):
+        if statement.strip() and not statement.strip().startswith("CREATE TABLE meta"):
+            con.execute(statement)
+    con.execute(
+        "INSERT INTO images (id, file_name, path, origin, height, width, status, version,"
+        " n_instances, updated) SELECT id, file_name, path, path, height, width, status,"
+        " 0, 0, ? FROM images_v1",
+        (timestamp,),
+    )
+    # one version per image that has annotations; version 1, parent 0 (no annotations)
+    con.execute(
+        "INSERT INTO edits (image_id, version, parent, source, model_id, n_instances, created)"
+        " SELECT image_id, 1, 0, CASE WHEN count(DISTINCT source) = 1 THEN min(source)"
+        " ELSE 'corrected' END, NULL, count(*), ? FROM annotations_v1 GROUP BY image_id",
+        (timestamp,),
+    )
+    con.execute(
+        "INSERT INTO annotations (id, image_id, version, instance_id, label, score, source,"
+        " geometry) SELECT id, image_id, 1, id, label, score, source, geometry"
+        " FROM annotations_v1"
+    )
+    con.execute(
+        "UPDATE images SET version = 1, n_instances = (SELECT n_instances FROM edits"
+        " WHERE edits.image_id = images.id) WHERE id IN (SELECT image_id FROM edits)"
+    )
+    con.execute(
+        "INSERT INTO instance_counts (label, source, n) SELECT label, source, count(*)"
+        " FROM annotations GROUP BY label, source"
+    )
+    con.execute(
+        "INSERT INTO rounds (round, checkpoint, parent, image_ids, metrics, n_images,"
+        " n_instances, created) SELECT round, checkpoint, NULL, '[]', coalesce(metrics, '{}'),"
+        " 0, 0, coalesce(created, ?) FROM rounds_v1",
+        (timestamp,),
+    )
+    for table in ("annotations_v1", "images_v1", "rounds_v1"):
+        con.execute(f"DROP TABLE {table}")
+
+
+#: ``from_version -> function`` that upgrades the schema by one version, inside the
+#: caller's transaction.
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _migrate_1_to_2}
+
+
+def migrate(con: sqlite3.Connection, from_version: int) -> None:
+    """Upgrade from ``from_version`` to `SCHEMA_VERSION` in one transaction."""
+    with write_transaction(con):
+        # re-read inside the lock: another process may have migrated meanwhile
+        version = con.execute("PRAGMA user_version").fetchone()[0]
+        while version < SCHEMA_VERSION:
+            MIGRATIONS[version](con)
+            version += 1
+        con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        con.execute("PRAGMA foreign_key_check")
