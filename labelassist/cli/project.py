@@ -1,0 +1,213 @@
+"""``labelassist project``: create, fill, inspect, export and import a labeling project."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+_EPILOG = """\
+examples:
+  labelassist project init myproj --classes nucleus,debris
+  labelassist project add myproj images/ 'more/**/*.tif'
+  labelassist project status myproj
+  labelassist project next myproj
+  labelassist project export myproj labels.json --status reviewed --split train
+  labelassist project import myproj old_labels.json --image-root old_images/
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "project",
+        help="create and manage a labeling project (images, labels, rounds)",
+        description="A labeling project is a folder with a SQLite database (images, their "
+        "instances with edit history, training rounds), checkpoints and optionally copies "
+        "of the images. COCO is the exchange format in and out.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="project_command", metavar="ACTION", required=True)
+
+    p = sub.add_parser("init", help="create a project", description="Create a project folder.")
+    p.add_argument("folder", type=Path, help="project folder (created when missing)")
+    p.add_argument(
+        "--classes", required=True, help="comma-separated class names, e.g. nucleus,debris"
+    )
+    p.add_argument(
+        "--copy-images",
+        action="store_true",
+        help="copy added images into the project (default: refer to them where they are)",
+    )
+    p.set_defaults(func=run_init)
+
+    p = sub.add_parser("add", help="add images", description="Add image files to a project.")
+    p.add_argument("folder", type=Path, help="project folder")
+    p.add_argument(
+        "images", nargs="+", help="image files, folders or glob patterns ('**' recurses)"
+    )
+    copy = p.add_mutually_exclusive_group()
+    copy.add_argument(
+        "--copy",
+        dest="copy",
+        action="store_true",
+        default=None,
+        help="copy the files into the project",
+    )
+    copy.add_argument(
+        "--no-copy", dest="copy", action="store_false", help="refer to the files where they are"
+    )
+    p.add_argument(
+        "--split", choices=["train", "val"], default=None, help="split of the added images"
+    )
+    p.set_defaults(func=run_add)
+
+    p = sub.add_parser(
+        "status",
+        help="show counts and rounds",
+        description="Counts per status, class, source; rounds.",
+    )
+    p.add_argument("folder", type=Path, help="project folder")
+    p.set_defaults(func=run_status)
+
+    p = sub.add_parser(
+        "export", help="export COCO", description="Write images and labels as COCO json."
+    )
+    p.add_argument("folder", type=Path, help="project folder")
+    p.add_argument("out", type=Path, help="the COCO .json file to write")
+    p.add_argument(
+        "--status",
+        default="reviewed",
+        choices=["reviewed", "all", "new", "pre-annotated", "in-review", "skipped"],
+        help="which images (default: reviewed)",
+    )
+    p.add_argument(
+        "--split", choices=["train", "val", "unassigned"], default=None, help="only this split"
+    )
+    p.add_argument("--rle", action="store_true", help="write every mask as RLE instead of polygons")
+    p.set_defaults(func=run_export)
+
+    p = sub.add_parser(
+        "import",
+        help="import COCO",
+        description="Import a COCO json as reviewed, human-made labels.",
+    )
+    p.add_argument("folder", type=Path, help="project folder")
+    p.add_argument("coco", type=Path, help="the COCO .json file")
+    p.add_argument(
+        "--image-root",
+        type=Path,
+        default=None,
+        help="folder of the images (default: the json's folder)",
+    )
+    p.set_defaults(func=run_import)
+
+    p = sub.add_parser(
+        "next", help="the image to label next", description="Print the image to label next."
+    )
+    p.add_argument("folder", type=Path, help="project folder")
+    p.add_argument("--strategy", choices=["uncertainty", "order"], default="uncertainty")
+    p.set_defaults(func=run_next)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Dispatch (kept for the CLI convention; the actions set their own ``func``)."""
+    return args.func(args)
+
+
+def _open(folder: Path):
+    from ..project import Project
+
+    return Project.open(folder)
+
+
+def run_init(args: argparse.Namespace) -> int:
+    from ..project import Project
+
+    classes = [name.strip() for name in args.classes.split(",") if name.strip()]
+    with Project.create(args.folder, classes=classes, copy_images=args.copy_images) as project:
+        print(f"created project {project.folder} with classes {', '.join(project.classes)}")
+    return 0
+
+
+def run_add(args: argparse.Namespace) -> int:
+    with _open(args.folder) as project:
+        ids = project.add_images(args.images, copy=args.copy, split=args.split, progress=True)
+        print(f"added {len(ids)} images; the project has {project.stats()['images']}")
+    return 0
+
+
+def _table(rows: list[tuple], header: tuple) -> str:
+    cells = [tuple(str(c) for c in header)] + [tuple(str(c) for c in row) for row in rows]
+    widths = [max(len(row[k]) for row in cells) for k in range(len(header))]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def run_status(args: argparse.Namespace) -> int:
+    with _open(args.folder) as project:
+        stats = project.stats()
+        rounds = project.rounds()
+    print(f"project {args.folder}: {stats['images']} images, {stats['instances']} instances")
+    print()
+    print(_table(list(stats["status"].items()), ("status", "images")))
+    print()
+    print(_table(list(stats["classes"].items()), ("class", "instances")))
+    print()
+    print(_table(list(stats["source"].items()), ("source", "instances")))
+    print()
+    if rounds:
+        rows = [
+            (
+                r["round"],
+                r["parent"] if r["parent"] is not None else "-",
+                r["n_images"],
+                r["n_instances"],
+                _fmt(r["metrics"].get("segm_AP")),
+                _fmt(r["metrics"].get("bbox_AP")),
+                r["checkpoint"].name,
+            )
+            for r in rounds
+        ]
+        header = ("round", "parent", "images", "instances", "segm_AP", "bbox_AP", "checkpoint")
+        print(_table(rows, header))
+    else:
+        print("no training rounds yet")
+    return 0
+
+
+def _fmt(value: object) -> str:
+    return f"{value:.3f}" if isinstance(value, (int, float)) else "-"
+
+
+def run_export(args: argparse.Namespace) -> int:
+    with _open(args.folder) as project:
+        out = project.export_coco(
+            args.out,
+            status=args.status,
+            split=args.split,
+            segmentation="rle" if args.rle else "polygon",
+            progress=True,
+        )
+        n = len(project.images(status=args.status, split=args.split))
+    print(f"wrote {n} images to {out}")
+    return 0
+
+
+def run_import(args: argparse.Namespace) -> int:
+    with _open(args.folder) as project:
+        ids = project.import_coco(args.coco, image_root=args.image_root, progress=True)
+    print(f"imported {len(ids)} images as reviewed")
+    return 0
+
+
+def run_next(args: argparse.Namespace) -> int:
+    with _open(args.folder) as project:
+        record = project.next_image(strategy=args.strategy)
+    if record is None:
+        print("nothing left to label: every image is reviewed or skipped")
+        return 0
+    print(f"{record['id']}\t{record['status']}\t{record['path']}")
+    return 0
