@@ -1,0 +1,650 @@
+"""Conversion between labelassist `Instances` and napari Shapes layers.
+
+The one coordinate conversion of the project lives here (`xy_to_rowcol` /
+`rowcol_to_xy`): labelassist uses COCO's continuous ``(x, y)`` where pixel ``(i, j)``
+covers ``[j, j+1] x [i, i+1]``; napari puts pixel centres at integer coordinates and
+orders axes ``(row, col)``, so napari ``(row, col) = (y - 0.5, x - 0.5)``.
+
+napari shapes have no holes and one ring each, so an instance is stored as:
+
+* one shape per part of a MultiPolygon; the parts share the ``instance`` feature;
+* a polygon with holes as one *keyhole* ring: each hole is joined to the exterior by a
+  zero-width cut (the hole is walked once and the cut twice). The ring rasterizes to the
+  same pixels as the polygon with its holes (even-odd fill), and `layer_to_instances`
+  restores the holes with ``shapely.make_valid(..., method="structure")``. Editing the
+  vertices of a keyhole ring with napari's tools keeps the hole as long as the cut is not
+  dragged apart.
+
+The per-shape ``features`` table holds ``instance`` (int, shapes of one instance share
+it), ``class`` (categorical class name), ``score`` (float) and ``provenance``
+(``"model"``, ``"corrected"`` or ``"human"``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import shapely
+
+from labelassist.instances import Instances
+
+__all__ = [
+    "FEATURE_COLUMNS",
+    "PROVENANCES",
+    "EditTracker",
+    "class_colors",
+    "contrast_limits",
+    "instances_to_layer_data",
+    "layer_to_instances",
+    "rowcol_to_xy",
+    "shapes_layer_kwargs",
+    "xy_to_rowcol",
+]
+
+logger = logging.getLogger(__name__)
+
+FEATURE_COLUMNS = ("instance", "class", "score", "provenance")
+PROVENANCES = ("model", "corrected", "human")
+METADATA_KEY = "labelassist"
+LOW_SCORE_FACE = (1.0, 0.0, 0.0, 0.35)  # translucent red fill flags low-score instances
+NO_FACE = (0.0, 0.0, 0.0, 0.0)
+_PALETTE = (
+    (1.0, 0.85, 0.0, 1.0),  # yellow
+    (0.0, 0.9, 1.0, 1.0),  # cyan
+    (0.3, 1.0, 0.3, 1.0),  # green
+    (1.0, 0.5, 0.0, 1.0),  # orange
+    (1.0, 0.3, 1.0, 1.0),  # magenta
+    (0.5, 0.6, 1.0, 1.0),  # light blue
+    (1.0, 1.0, 1.0, 1.0),  # white
+    (0.6, 1.0, 0.8, 1.0),  # mint
+)
+
+
+# -- the one coordinate conversion ---------------------------------------------------------
+def xy_to_rowcol(xy: np.ndarray) -> np.ndarray:
+    """Convert library vertices ``(x, y)`` to napari vertices ``(row, col)``.
+
+    labelassist (COCO) puts the pixel at row ``i``, column ``j`` on the square
+    ``[j, j+1] x [i, i+1]``; napari puts pixel centres at integer coordinates. Hence
+    ``row = y - 0.5`` and ``col = x - 0.5``. This pair of functions is the only place
+    of labelassist that converts between the two conventions.
+
+    Parameters
+    ----------
+    xy : array-like of shape (K, 2)
+        Vertices as ``(x, y)``.
+
+    Returns
+    -------
+    ndarray of shape (K, 2), float64
+        Vertices as ``(row, col)``.
+
+    Examples
+    --------
+    >>> xy_to_rowcol([[0.0, 0.0], [4.0, 2.0]]).tolist()
+    [[-0.5, -0.5], [1.5, 3.5]]
+    """
+    xy = _as_vertices(xy, "xy")
+    return xy[:, ::-1] - 0.5
+
+
+def rowcol_to_xy(rowcol: np.ndarray) -> np.ndarray:
+    """Convert napari vertices ``(row, col)`` to library vertices ``(x, y)``.
+
+    The inverse of `xy_to_rowcol`: ``x = col + 0.5`` and ``y = row + 0.5``.
+
+    Parameters
+    ----------
+    rowcol : array-like of shape (K, 2)
+        Vertices as ``(row, col)`` (napari data coordinates of a 2D layer).
+
+    Returns
+    -------
+    ndarray of shape (K, 2), float64
+        Vertices as ``(x, y)``.
+
+    Examples
+    --------
+    >>> rowcol_to_xy([[-0.5, -0.5], [1.5, 3.5]]).tolist()
+    [[0.0, 0.0], [4.0, 2.0]]
+    """
+    rowcol = _as_vertices(rowcol, "rowcol")
+    return rowcol[:, ::-1] + 0.5
+
+
+def _as_vertices(values: Any, name: str) -> np.ndarray:
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.ndim != 2 or arr.shape[1] != 2:
+        raise ValueError(f"{name} must be an array of shape (K, 2), got shape {arr.shape}")
+    return arr
+
+
+# -- Instances -> layer ------------------------------------------------------------------------
+def _default_classes(labels: np.ndarray) -> list[str]:
+    n = int(labels.max()) + 1 if labels.size else 1
+    return [f"class {k}" for k in range(n)]
+
+
+def _keyhole(polygon: shapely.Polygon) -> np.ndarray:
+    """One ring (K, 2) ``(x, y)``, not closed, that walks the exterior and every hole."""
+    polygon = shapely.orient_polygons(polygon)  # holes run against the exterior
+    ring = np.asarray(polygon.exterior.coords)[:-1]
+    for interior in polygon.interiors:
+        hole = np.asarray(interior.coords)[:-1]
+        d2 = ((ring[:, None, :] - hole[None, :, :]) ** 2).sum(axis=-1)
+        j, i = np.unravel_index(int(np.argmin(d2)), d2.shape)
+        hole_walk = np.concatenate([np.roll(hole, -i, axis=0), hole[i : i + 1]])
+        ring = np.concatenate([ring[: j + 1], hole_walk, ring[j:]])
+    return ring
+
+
+def instances_to_layer_data(
+    instances: Instances, *, classes: Sequence[str] | None = None
+) -> tuple[list[np.ndarray], pd.DataFrame]:
+    """Shapes layer data and features for `instances`.
+
+    Parameters
+    ----------
+    instances : Instances
+        Polygons in library ``(x, y)`` coordinates.
+    classes : sequence of str, optional
+        Class names indexed by ``instances.labels``. Default ``"class 0"``, ...
+
+    Returns
+    -------
+    data : list of ndarray of shape (K, 2), float64
+        One ``(row, col)`` vertex array per shape (napari coordinates, not closed).
+        A MultiPolygon gives one shape per part; a hole is kept by a keyhole cut (see the
+        module docstring); empty polygons give no shape.
+    features : pandas.DataFrame
+        One row per shape with columns ``instance`` (int64, index into `instances`),
+        ``class`` (categorical with categories `classes`), ``score`` (float64) and
+        ``provenance`` (str; ``instances.extra["provenance"]`` if present, else
+        ``"model"``).
+
+    Examples
+    --------
+    >>> import shapely
+    >>> from labelassist import Instances
+    >>> inst = Instances([shapely.box(0, 0, 2, 1)], [0], [0.9], (4, 4))
+    >>> data, features = instances_to_layer_data(inst, classes=["cell"])
+    >>> sorted(map(tuple, data[0].tolist()))
+    [(-0.5, -0.5), (-0.5, 1.5), (0.5, -0.5), (0.5, 1.5)]
+    >>> features["class"].tolist(), features["provenance"].tolist()
+    (['cell'], ['model'])
+    """
+    if not isinstance(instances, Instances):
+        raise TypeError(f"instances must be labelassist.Instances, got {type(instances).__name__}")
+    classes = list(classes) if classes is not None else _default_classes(instances.labels)
+    if instances.labels.size and int(instances.labels.max()) >= len(classes):
+        raise ValueError(
+            f"classes has {len(classes)} names but instances has label "
+            f"{int(instances.labels.max())}; pass all class names of the model or project"
+        )
+    provenance = instances.extra.get("provenance")
+    if provenance is None:
+        provenance = np.full(len(instances), "model", dtype=object)
+    parts, owner = shapely.get_parts(instances.polygons, return_index=True)
+    keep = ~shapely.is_empty(parts)
+    parts, owner = parts[keep], owner[keep]
+    data = _parts_to_rings(parts)
+    features = pd.DataFrame(
+        {
+            "instance": owner.astype(np.int64),
+            "class": pd.Categorical.from_codes(instances.labels[owner], categories=classes),
+            "score": instances.scores[owner].astype(np.float64),
+            "provenance": np.asarray(provenance, dtype=object)[owner],
+        }
+    )
+    return data, features
+
+
+def _parts_to_rings(parts: np.ndarray) -> list[np.ndarray]:
+    """(row, col) rings of polygons (vectorised for polygons without holes)."""
+    if parts.size == 0:
+        return []
+    coords, index = shapely.get_coordinates(shapely.get_exterior_ring(parts), return_index=True)
+    rc = coords[:, ::-1] - 0.5  # the xy_to_rowcol formula, vectorised over all rings
+    bounds = np.searchsorted(index, np.arange(1, len(parts)))
+    rings = [r[:-1] for r in np.split(rc, bounds)]
+    for k in np.flatnonzero(shapely.get_num_interior_rings(parts) > 0):
+        rings[k] = xy_to_rowcol(_keyhole(parts[k]))
+    return rings
+
+
+def class_colors(classes: Sequence[str]) -> dict[str, np.ndarray]:
+    """A fixed RGBA edge colour per class name (the palette repeats after 8 classes).
+
+    Examples
+    --------
+    >>> class_colors(["a", "b"])["a"].tolist()
+    [1.0, 0.85, 0.0, 1.0]
+    """
+    return {name: np.asarray(_PALETTE[k % len(_PALETTE)]) for k, name in enumerate(classes)}
+
+
+def shape_colors(
+    features: pd.DataFrame, classes: Sequence[str], *, low_score: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Edge colours by class and face colours flagging ``score < low_score``.
+
+    Returns
+    -------
+    edge, face : ndarray of shape (N, 4), float64
+        RGBA per shape: the edge is the class colour; the face is translucent red for
+        low-score shapes and transparent otherwise.
+    """
+    palette = np.asarray([_PALETTE[k % len(_PALETTE)] for k in range(max(len(classes), 1))])
+    codes = pd.Categorical(features["class"], categories=list(classes)).codes
+    edge = palette[np.where(codes < 0, 0, codes)] if len(codes) else np.zeros((0, 4))
+    low = np.asarray(features["score"], dtype=np.float64) < low_score
+    face = np.where(low[:, None], LOW_SCORE_FACE, NO_FACE)
+    return edge.astype(np.float64), face.astype(np.float64)
+
+
+def shapes_layer_kwargs(
+    instances: Instances,
+    *,
+    classes: Sequence[str] | None = None,
+    low_score: float = 0.5,
+    name: str = "instances",
+    metadata: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Keyword arguments for ``viewer.add_shapes`` / ``napari.layers.Shapes``.
+
+    Parameters
+    ----------
+    instances : Instances
+        Polygons in library ``(x, y)`` coordinates.
+    classes : sequence of str, optional
+        Class names indexed by the labels.
+    low_score : float
+        Instances scoring below it are filled in translucent red.
+    name : str
+        Layer name (only shown to the user; the plugin never looks layers up by name).
+    metadata : dict, optional
+        Extra entries for ``layer.metadata["labelassist"]`` (for example the project
+        folder and image id).
+
+    Examples
+    --------
+    >>> import shapely
+    >>> from labelassist import Instances
+    >>> inst = Instances([shapely.box(0, 0, 2, 1)], [0], [0.2], (4, 4))
+    >>> kwargs = shapes_layer_kwargs(inst, classes=["cell"])
+    >>> kwargs["face_color"].tolist()
+    [[1.0, 0.0, 0.0, 0.35]]
+    """
+    classes = list(classes) if classes is not None else _default_classes(instances.labels)
+    data, features = instances_to_layer_data(instances, classes=classes)
+    edge, face = shape_colors(features, classes, low_score=low_score)
+    meta = {"classes": classes, "image_shape": tuple(instances.image_shape), "low_score": low_score}
+    meta.update(metadata or {})
+    return {
+        "data": data,
+        "shape_type": "polygon",
+        "features": features,
+        "feature_defaults": _defaults(classes[0] if classes else "class 0", classes),
+        "edge_color": edge,
+        "face_color": face,
+        "edge_width": 1.0,
+        "name": name,
+        "metadata": {METADATA_KEY: meta},
+    }
+
+
+def _defaults(class_name: str, classes: Sequence[str]) -> dict[str, Any]:
+    return {
+        "instance": -1,
+        "class": pd.Categorical([class_name], categories=list(classes)),
+        "score": 1.0,
+        "provenance": "human",
+    }
+
+
+# -- layer -> Instances ---------------------------------------------------------------------------
+def _ellipse_ring(corners: np.ndarray, n: int = 32) -> np.ndarray:
+    centre = corners.mean(axis=0)
+    u = (corners[1] - corners[0]) / 2
+    w = (corners[2] - corners[1]) / 2
+    t = np.linspace(0, 2 * np.pi, n, endpoint=False)[:, None]
+    return centre + np.cos(t) * u + np.sin(t) * w
+
+
+def layer_to_instances(
+    layer: Any,
+    *,
+    image_shape: tuple[int, int] | None = None,
+    classes: Sequence[str] | None = None,
+) -> Instances:
+    """Instances from a napari Shapes layer.
+
+    Parameters
+    ----------
+    layer : napari.layers.Shapes
+        A 2D Shapes layer. Polygons, rectangles and ellipses become polygons; lines and
+        paths have no area and are skipped with a warning. Shapes sharing the feature
+        ``instance`` become one instance (a MultiPolygon when they do not touch);
+        shapes without it, or with ``instance < 0``, are an instance each.
+    image_shape : tuple of int, optional
+        ``(height, width)``; default ``layer.metadata["labelassist"]["image_shape"]``.
+        Polygons are clipped to the image.
+    classes : sequence of str, optional
+        Class names; default the layer's metadata, else the categories of the ``class``
+        feature.
+
+    Returns
+    -------
+    Instances
+        In library ``(x, y)`` coordinates, ordered by first appearance in the layer,
+        with ``extra["provenance"]``. Invalid rings (self-crossing, keyholes) are
+        repaired with ``shapely.make_valid(method="structure")``; shapes that end up
+        empty are dropped.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from napari.layers import Shapes
+    >>> layer = Shapes([np.array([[-0.5, -0.5], [-0.5, 1.5], [0.5, 1.5], [0.5, -0.5]])])
+    >>> inst = layer_to_instances(layer, image_shape=(4, 4))
+    >>> inst.boxes.tolist(), inst.extra["provenance"].tolist()
+    ([[0.0, 0.0, 2.0, 1.0]], ['human'])
+    """
+    meta = getattr(layer, "metadata", {}).get(METADATA_KEY, {})
+    if image_shape is None:
+        image_shape = meta.get("image_shape")
+    if image_shape is None:
+        raise ValueError(
+            "image_shape is unknown for this layer: pass image_shape=(height, width) of the "
+            "image the shapes belong to"
+        )
+    features = layer.features
+    if classes is None:
+        classes = meta.get("classes")
+    if classes is None:
+        col = features.get("class")
+        if col is not None and isinstance(col.dtype, pd.CategoricalDtype):
+            classes = [str(c) for c in col.cat.categories]
+        else:
+            classes = sorted({str(c) for c in col}) if col is not None else ["class 0"]
+    return _shapes_to_instances(
+        list(layer.data), list(layer.shape_type), features, tuple(image_shape), list(classes)
+    )
+
+
+def _shapes_to_instances(
+    data: list[np.ndarray],
+    shape_types: list[str],
+    features: pd.DataFrame,
+    image_shape: tuple[int, int],
+    classes: list[str],
+) -> Instances:
+    n = len(data)
+    if n == 0:
+        return Instances.empty(image_shape, extra_keys=("provenance",))
+    rings, keep = [], np.zeros(n, dtype=bool)
+    skipped = 0
+    for k, (vertices, kind) in enumerate(zip(data, shape_types, strict=True)):
+        vertices = np.asarray(vertices, dtype=np.float64)[:, -2:]
+        if kind == "ellipse":
+            vertices = _ellipse_ring(vertices)
+        elif kind in ("line", "path") or len(vertices) < 3:
+            skipped += 1
+            continue
+        rings.append(vertices)
+        keep[k] = True
+    if skipped:
+        logger.warning("skipped %d line/path shapes: they have no area", skipped)
+    if not rings:
+        return Instances.empty(image_shape, extra_keys=("provenance",))
+    lengths = np.array([len(r) for r in rings])
+    xy = np.concatenate(rings)[:, ::-1] + 0.5  # the rowcol_to_xy formula, vectorised
+    polys = shapely.polygons(
+        shapely.linearrings(xy, indices=np.repeat(np.arange(len(rings)), lengths))
+    )
+    polys = _repair(polys, image_shape)
+
+    rows = np.flatnonzero(keep)
+    ids = _instance_ids(features, n)[rows]
+    _, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
+    order = np.argsort(first)  # groups in order of first appearance
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    group = rank[inverse]
+    lead = rows[first[order]]  # first shape of each group carries class and score
+    geoms = [polys[group == g] for g in range(len(order))]
+    merged = [g[0] if len(g) == 1 else _union(g) for g in geoms]
+
+    class_col = features["class"] if "class" in features else pd.Series([classes[0]] * n)
+    codes = pd.Categorical(class_col.astype(str), categories=classes).codes[lead]
+    if (codes < 0).any():
+        bad = class_col.astype(str).iloc[lead[codes < 0][0]]
+        raise ValueError(f"shape class {bad!r} is not one of the classes {classes}")
+    scores = np.asarray(features["score"], dtype=np.float64)[lead] if "score" in features else 1.0
+    prov_col = (
+        np.asarray(features["provenance"], dtype=object)
+        if "provenance" in features
+        else np.full(n, "human", dtype=object)
+    )
+    prov = prov_col[lead].copy()
+    corrected = np.array(
+        [np.any(prov_col[rows[group == g]] == "corrected") for g in range(len(order))]
+    )
+    prov[corrected & (prov == "model")] = "corrected"
+    scores = np.clip(np.broadcast_to(scores, (len(order),)), 0.0, 1.0)
+    inst = Instances(merged, codes, scores, image_shape, extra={"provenance": prov})
+    return inst[~shapely.is_empty(inst.polygons)]
+
+
+def _instance_ids(features: pd.DataFrame, n: int) -> np.ndarray:
+    """Instance id per shape; shapes without a valid id get unique negative ids."""
+    if "instance" not in features:
+        return -1 - np.arange(n)
+    ids = pd.to_numeric(features["instance"], errors="coerce").to_numpy(dtype=np.float64)
+    missing = ~np.isfinite(ids) | (ids < 0)
+    ids = np.where(missing, -1 - np.arange(n), ids)
+    return ids.astype(np.int64)
+
+
+def _repair(polys: np.ndarray, image_shape: tuple[int, int]) -> np.ndarray:
+    polys = polys.copy()
+    bad = ~shapely.is_valid(polys)
+    if bad.any():
+        polys[bad] = [
+            _polygonal(g)
+            for g in shapely.make_valid(polys[bad], method="structure", keep_collapsed=False)
+        ]
+    h, w = image_shape
+    outside = ~shapely.within(polys, shapely.box(0, 0, w, h))
+    if outside.any():
+        polys[outside] = [
+            _polygonal(g) for g in shapely.intersection(polys[outside], shapely.box(0, 0, w, h))
+        ]
+    return polys
+
+
+def _polygonal(geom: shapely.Geometry) -> shapely.Geometry:
+    if shapely.get_type_id(geom) in (3, 6):
+        return geom
+    parts = [p for p in shapely.get_parts(geom) if shapely.get_type_id(p) in (3, 6)]
+    return _union(parts) if parts else shapely.Polygon()
+
+
+def _union(parts: Sequence[shapely.Geometry]) -> shapely.Geometry:
+    merged = shapely.union_all(list(parts))
+    return merged if shapely.get_type_id(merged) in (3, 6) else _polygonal(merged)
+
+
+# -- keeping features consistent while the user edits ----------------------------------------------
+class EditTracker:
+    """Keep a Shapes layer's ``features`` consistent while the user edits it.
+
+    * added shapes get a fresh ``instance`` id, provenance ``"human"``, score 1 and the
+      current class (``layer.feature_defaults``) and its edge colour;
+    * a changed model shape becomes ``"corrected"``;
+    * `set_class` relabels shapes (a model shape becomes ``"corrected"``).
+
+    Only the affected rows are touched, so one edit costs the same in a layer of 10 or
+    10,000 shapes. ``on_change()`` is called after every finished edit (the review
+    widget uses it for autosave).
+
+    Parameters
+    ----------
+    layer : napari.layers.Shapes
+        A layer made with `shapes_layer_kwargs`.
+    on_change : callable, optional
+        Called without arguments after each edit.
+    """
+
+    def __init__(self, layer: Any, on_change: Callable[[], None] | None = None) -> None:
+        self.layer = layer
+        self.on_change = on_change
+        meta = layer.metadata.setdefault(METADATA_KEY, {})
+        self.classes: list[str] = list(meta.get("classes") or ["class 0"])
+        self.colors = class_colors(self.classes)
+        layer.events.data.connect(self._on_data)
+        layer.selected_data = set()
+        layer.current_face_color = NO_FACE
+        self.current_class = self.classes[0]
+
+    @property
+    def current_class(self) -> str:
+        """The class given to shapes drawn next."""
+        return self._current_class
+
+    @current_class.setter
+    def current_class(self, name: str) -> None:
+        if name not in self.classes:
+            raise ValueError(f"class {name!r} is not one of {self.classes}")
+        self._current_class = name
+        layer = self.layer
+        layer = self.layer
+        layer.feature_defaults = _defaults(name, self.classes)
+        # napari applies current colours to the selected shapes too, so relabel them
+        selected = sorted(layer.selected_data)
+        layer.current_edge_color = self.colors[name]
+        if selected:
+            self.set_class(selected, name)
+
+    def disconnect(self) -> None:
+        """Stop tracking the layer."""
+        self.layer.events.data.disconnect(self._on_data)
+
+    def _on_data(self, event: Any) -> None:
+        action = str(getattr(event, "action", ""))
+        if action == "added":
+            self._fill_new_rows()
+        elif action == "changed":
+            self._mark_corrected(list(getattr(event, "data_indices", ())))
+        elif action != "removed":
+            return
+        if self.on_change is not None:
+            self.on_change()
+
+    def _fill_new_rows(self) -> None:
+        features = self.layer.features
+        ids = features["instance"].to_numpy()
+        new = np.flatnonzero(ids < 0)
+        if new.size == 0:
+            return
+        start = int(ids.max()) + 1 if (ids >= 0).any() else 0
+        col = features.columns.get_loc("instance")
+        features.iloc[new, col] = np.arange(start, start + new.size)
+
+    def _mark_corrected(self, indices: list[int]) -> None:
+        features = self.layer.features
+        n = len(features)
+        indices = [i if i >= 0 else n + i for i in indices if -n <= i < n]
+        if not indices:
+            return
+        prov = features["provenance"].to_numpy()
+        rows = [i for i in indices if prov[i] == "model"]
+        if rows:
+            features.iloc[rows, features.columns.get_loc("provenance")] = "corrected"
+
+    def set_class(self, indices: Sequence[int], name: str) -> None:
+        """Set the class of the shapes at `indices` (and the other parts of their instances).
+
+        Examples
+        --------
+        >>> import shapely
+        >>> from napari.layers import Shapes
+        >>> from labelassist import Instances
+        >>> inst = Instances([shapely.box(0, 0, 2, 2)], [0], [0.9], (4, 4))
+        >>> layer = Shapes(**shapes_layer_kwargs(inst, classes=["a", "b"]))
+        >>> EditTracker(layer).set_class([0], "b")
+        >>> layer.features[["class", "provenance"]].values.tolist()
+        [['b', 'corrected']]
+        """
+        if name not in self.classes:
+            raise ValueError(f"class {name!r} is not one of {self.classes}; pick one of them")
+        layer = self.layer
+        features = layer.features
+        indices = np.asarray(sorted(indices), dtype=np.intp)
+        if indices.size == 0:
+            return
+        if (indices < 0).any() or (indices >= len(features)).any():
+            raise IndexError(
+                f"shape indices must be within [0, {len(features)}), got {indices.tolist()}"
+            )
+        ids = features["instance"].to_numpy()
+        rows = np.flatnonzero(np.isin(ids, ids[indices]) & (ids >= 0))
+        rows = np.union1d(rows, indices)
+        features.iloc[rows, features.columns.get_loc("class")] = name
+        prov = features["provenance"].to_numpy()
+        model_rows = rows[prov[rows] == "model"]
+        if model_rows.size:
+            features.iloc[model_rows, features.columns.get_loc("provenance")] = "corrected"
+        _set_edge_colors(layer, rows, self.colors[name])
+        if self.on_change is not None:
+            self.on_change()
+
+
+def _set_edge_colors(layer: Any, rows: np.ndarray, color: np.ndarray) -> None:
+    """Recolour the edges of some shapes only (not the whole layer)."""
+    with layer._data_view.batched_updates():
+        for i in rows:
+            layer._data_view.update_edge_color(int(i), color)
+    layer.events.edge_color()
+
+
+def contrast_limits(
+    image: np.ndarray, *, percentiles: tuple[float, float] = (0.5, 99.5)
+) -> tuple[float, float]:
+    """Display range of `image` from percentiles, for any dtype (8/16-bit, float).
+
+    Parameters
+    ----------
+    image : ndarray of shape (H, W) or (H, W, C)
+        Any numeric dtype; large images are subsampled.
+    percentiles : tuple of float
+        Lower and upper percentile.
+
+    Returns
+    -------
+    tuple of float
+        ``(low, high)`` with ``high > low``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> img = np.zeros((10, 10), np.uint16); img[5:, :] = 1000
+    >>> contrast_limits(img)
+    (0.0, 1000.0)
+    """
+    image = np.asarray(image)
+    if image.size == 0:
+        raise ValueError("image is empty; contrast limits need at least one pixel")
+    step = max(1, int(np.sqrt(image.size / 1_000_000)))
+    sample = image[::step, ::step].astype(np.float64)
+    sample = sample[np.isfinite(sample)]
+    if sample.size == 0:
+        return (0.0, 1.0)
+    low, high = (float(v) for v in np.percentile(sample, percentiles))
+    if high <= low:
+        high = low + 1.0
+    return (low, high)

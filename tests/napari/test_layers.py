@@ -1,0 +1,320 @@
+"""Instances <-> napari Shapes conversion (no display needed)."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+import shapely
+from gallery import GALLERY
+from labelassist_napari._layers import (
+    EditTracker,
+    contrast_limits,
+    instances_to_layer_data,
+    layer_to_instances,
+    rowcol_to_xy,
+    shape_colors,
+    shapes_layer_kwargs,
+    xy_to_rowcol,
+)
+from napari.layers import Shapes
+
+import labelassist as la
+
+
+def _layer(instances, classes=("nucleus",), **kwargs):
+    return Shapes(**shapes_layer_kwargs(instances, classes=list(classes), **kwargs))
+
+
+def _iou(a, b):
+    union = np.logical_or(a, b).sum()
+    return 1.0 if union == 0 else np.logical_and(a, b).sum() / union
+
+
+def _masks_per_instance(layer, shape):
+    """(N, H, W) masks from napari's own rasterizer, parts OR-ed per instance."""
+    shape_masks = layer.to_masks(shape)
+    ids = layer.features["instance"].to_numpy()
+    return np.stack([shape_masks[ids == k].any(axis=0) for k in np.unique(ids)])
+
+
+# -- the one coordinate conversion ------------------------------------------------------------
+def test_pixel_centre_maps_to_integer_rowcol():
+    # the centre of pixel (row 2, col 5) is (x, y) = (5.5, 2.5) in COCO coordinates
+    assert xy_to_rowcol([[5.5, 2.5]]).tolist() == [[2.0, 5.0]]
+    # the top-left corner of the image is (x, y) = (0, 0): half a pixel before napari's 0
+    assert xy_to_rowcol([[0.0, 0.0]]).tolist() == [[-0.5, -0.5]]
+
+
+def test_conversion_pair_is_inverse():
+    rng = np.random.default_rng(1)
+    xy = rng.uniform(0, 100, (50, 2))
+    np.testing.assert_allclose(rowcol_to_xy(xy_to_rowcol(xy)), xy, atol=1e-12)
+
+
+def test_conversion_empty():
+    assert xy_to_rowcol(np.zeros((0, 2))).shape == (0, 2)
+    assert rowcol_to_xy(np.zeros((0, 2))).shape == (0, 2)
+
+
+@pytest.mark.parametrize(("func", "name"), [(xy_to_rowcol, "xy"), (rowcol_to_xy, "rowcol")])
+def test_conversion_rejects_wrong_shape(func, name):
+    with pytest.raises(ValueError, match=rf"{name} must be an array of shape \(K, 2\)"):
+        func(np.zeros((3, 3)))
+
+
+# -- mask -> polygons -> Shapes -> napari's masks -------------------------------------------
+@pytest.mark.parametrize("name", [n for n in GALLERY if n != "empty"])
+def test_gallery_masks_survive_napari_rasterization(name):
+    mask, polygon = GALLERY[name]
+    inst = la.Instances([polygon], [0], [1.0], mask.shape)
+    layer = _layer(inst)
+    got = _masks_per_instance(layer, mask.shape)[0]
+    np.testing.assert_array_equal(got, mask)
+
+
+def test_synthetic_masks_roundtrip_through_layer_iou():
+    image, truth, label_image = la.synthetic_nuclei((96, 128), seed=3, return_labels=True)
+    ids = np.unique(label_image)
+    ids = ids[ids > 0]
+    polygons = la.masks_to_polygons(label_image)  # default tolerance simplifies
+    inst = la.Instances(polygons, None, None, label_image.shape)
+    layer = _layer(inst)
+    got = _masks_per_instance(layer, label_image.shape)
+    assert len(got) == len(ids) > 3
+    ious = [_iou(g, label_image == k) for g, k in zip(got, ids, strict=True)]
+    assert min(ious) >= 0.97 or np.mean(ious) >= 0.97 and min(ious) > 0.85
+    total = _iou(got.any(axis=0), label_image > 0)
+    assert total >= 0.97
+
+
+# -- Instances <-> layer -----------------------------------------------------------------------
+def test_layer_to_instances_to_layer_is_identity():
+    rng = np.random.default_rng(7)
+    centres = rng.uniform(10, 50, (6, 2))
+    angles = np.sort(rng.uniform(0, 2 * np.pi, (6, 5)), axis=1)
+    data = [
+        c + 4 * np.stack([np.sin(a), np.cos(a)], axis=1)
+        for c, a in zip(centres, angles, strict=True)
+    ]
+    features = pd.DataFrame(
+        {
+            "instance": np.arange(6),
+            "class": pd.Categorical(["a", "b", "a", "a", "b", "b"], categories=["a", "b"]),
+            "score": rng.uniform(0, 1, 6),
+            "provenance": ["model", "corrected", "human", "model", "model", "human"],
+        }
+    )
+    layer = Shapes(data, shape_type="polygon", features=features)
+    inst = layer_to_instances(layer, image_shape=(64, 64), classes=["a", "b"])
+    data2, features2 = instances_to_layer_data(inst, classes=["a", "b"])
+    assert len(data2) == len(layer.data)
+    for before, after in zip(layer.data, data2, strict=True):
+        np.testing.assert_array_equal(after, before)
+    pd.testing.assert_frame_equal(features2, features, check_dtype=False)
+
+
+def test_instances_to_layer_to_instances_keeps_holes_and_parts():
+    polys = [GALLERY[n][1] for n in ("donut", "two_blobs", "l_shape", "island_in_hole")]
+    inst = la.Instances(polys, [0, 1, 0, 1], [0.9, 0.4, 1.0, 0.6], (16, 16))
+    layer = _layer(inst, classes=("a", "b"))
+    back = layer_to_instances(layer)
+    assert back.extra["provenance"].tolist() == ["model"] * 4
+    assert back.replace(extra={}) == inst
+    # parts of one instance share the instance id (two blobs -> 2 shapes, island -> 2)
+    assert layer.features["instance"].tolist() == [0, 1, 1, 2, 3, 3]
+
+
+def test_keyhole_ring_keeps_the_hole_area():
+    donut = GALLERY["donut"][1]
+    data, _ = instances_to_layer_data(la.Instances([donut], None, None, (5, 5)))
+    assert len(data) == 1
+    ring = shapely.Polygon(rowcol_to_xy(data[0]))
+    assert ring.area == pytest.approx(donut.area)  # 9 - 1 = 8 px: the hole is not filled
+
+
+def test_features_and_colours():
+    inst = la.Instances(
+        [shapely.box(0, 0, 2, 2), shapely.box(3, 3, 5, 5)], [1, 0], [0.2, 0.9], (8, 8)
+    )
+    kwargs = shapes_layer_kwargs(inst, classes=["a", "b"], low_score=0.5, metadata={"image": 7})
+    features = kwargs["features"]
+    assert features["class"].tolist() == ["b", "a"]
+    assert features["score"].tolist() == pytest.approx([0.2, 0.9])
+    assert kwargs["metadata"]["labelassist"]["image"] == 7
+    edge, face = shape_colors(features, ["a", "b"], low_score=0.5)
+    assert not np.allclose(edge[0], edge[1])  # different classes, different colours
+    assert face[0, 3] > 0 and face[1, 3] == 0  # only the low-score shape is filled
+
+
+def test_empty_instances_give_empty_layer_and_back():
+    inst = la.Instances.empty((10, 12))
+    data, features = instances_to_layer_data(inst, classes=["a"])
+    assert data == [] and len(features) == 0
+    layer = _layer(inst, classes=("a",))
+    back = layer_to_instances(layer)
+    assert len(back) == 0 and back.image_shape == (10, 12)
+
+
+def test_empty_polygon_gives_no_shape():
+    inst = la.Instances([shapely.Polygon(), shapely.box(0, 0, 1, 1)], [0, 0], None, (4, 4))
+    data, features = instances_to_layer_data(inst, classes=["a"])
+    assert len(data) == 1 and features["instance"].tolist() == [1]
+
+
+def test_instances_to_layer_data_errors():
+    inst = la.Instances([shapely.box(0, 0, 1, 1)], [2], None, (4, 4))
+    with pytest.raises(ValueError, match="classes has 2 names but instances has label 2"):
+        instances_to_layer_data(inst, classes=["a", "b"])
+    with pytest.raises(TypeError, match="instances must be labelassist.Instances"):
+        instances_to_layer_data([shapely.box(0, 0, 1, 1)])
+
+
+def test_layer_to_instances_needs_image_shape():
+    layer = Shapes([np.array([[0, 0], [0, 2], [2, 2]], float)], shape_type="polygon")
+    with pytest.raises(ValueError, match="pass image_shape=\\(height, width\\)"):
+        layer_to_instances(layer)
+
+
+def test_layer_to_instances_rejects_unknown_class():
+    features = pd.DataFrame({"class": ["zebra"]})
+    layer = Shapes(
+        [np.array([[0, 0], [0, 2], [2, 2]], float)], shape_type="polygon", features=features
+    )
+    with pytest.raises(ValueError, match="shape class 'zebra' is not one of the classes"):
+        layer_to_instances(layer, image_shape=(4, 4), classes=["a"])
+
+
+def test_plain_shapes_layer_other_shape_types(caplog):
+    # a napari layer the user drew from scratch: rectangle, ellipse, line, path, bowtie
+    layer = Shapes()
+    layer.add_rectangles(np.array([[0.5, 0.5], [2.5, 3.5]]))  # rows 1-2, cols 1-3 -> 2 x 3 px
+    layer.add_ellipses(np.array([[20.0, 20.0], [4.0, 6.0]]))  # centre (row 20, col 20), radii 4, 6
+    layer.add_lines(np.array([[0.0, 0.0], [5.0, 5.0]]))
+    layer.add_paths(np.array([[0.0, 0.0], [5.0, 5.0], [0.0, 9.0]]))
+    layer.add_polygons(np.array([[30.5, 30.5], [34.5, 34.5], [30.5, 34.5], [34.5, 30.5]]))
+    with caplog.at_level(logging.WARNING):
+        inst = layer_to_instances(layer, image_shape=(40, 40), classes=["a"])
+    assert "skipped 2 line/path shapes" in caplog.text
+    assert len(inst) == 3
+    assert inst.polygons[0].equals(shapely.box(1, 1, 4, 3))
+    assert inst.areas[1] == pytest.approx(np.pi * 4 * 6, rel=0.02)
+    assert inst.boxes[1].tolist() == pytest.approx([14.5, 16.5, 26.5, 24.5])
+    assert inst.polygons[2].geom_type == "MultiPolygon"  # the bowtie, repaired
+    assert inst.areas[2] == pytest.approx(8.0)
+    assert inst.extra["provenance"].tolist() == ["human"] * 3
+    assert inst.scores.tolist() == [1.0] * 3
+
+
+def test_shapes_outside_the_image_are_clipped():
+    layer = Shapes(
+        [np.array([[-5.5, -5.5], [-5.5, 1.5], [1.5, 1.5], [1.5, -5.5]])], shape_type="polygon"
+    )
+    inst = layer_to_instances(layer, image_shape=(10, 10))
+    assert inst.polygons[0].equals(shapely.box(0, 0, 2, 2))
+    layer = Shapes([np.array([[20.0, 20.0], [20.0, 25.0], [25.0, 25.0]])], shape_type="polygon")
+    assert len(layer_to_instances(layer, image_shape=(10, 10))) == 0
+
+
+# -- EditTracker ---------------------------------------------------------------------------------
+def _tracked(classes=("a", "b")):
+    polys = [shapely.box(1, 1, 5, 5), GALLERY["two_blobs"][1], shapely.box(10, 10, 14, 14)]
+    inst = la.Instances(polys, [0, 0, 1], [0.9, 0.8, 0.3], (20, 20))
+    layer = _layer(inst, classes=classes)
+    calls = []
+    tracker = EditTracker(layer, on_change=lambda: calls.append(1))
+    return layer, tracker, calls
+
+
+def test_added_shape_is_human_with_current_class_and_new_id():
+    layer, tracker, calls = _tracked()
+    tracker.current_class = "b"
+    layer.add_polygons([np.array([[15.0, 1.0], [15.0, 4.0], [18.0, 4.0]])])
+    row = layer.features.iloc[-1]
+    assert (row["class"], row["provenance"], row["score"]) == ("b", "human", 1.0)
+    assert row["instance"] == 3  # ids 0..2 were taken
+    np.testing.assert_allclose(layer.edge_color[-1], tracker.colors["b"])
+    assert calls
+    inst = layer_to_instances(layer)
+    assert len(inst) == 4 and inst.extra["provenance"][-1] == "human"
+
+
+def test_changed_model_shape_becomes_corrected_and_removed_shape_disappears():
+    layer, tracker, calls = _tracked()
+    layer.selected_data = {0}
+    layer.remove_selected()
+    assert len(calls) == 1
+    # move the (former) third shape: napari emits a "changed" data event
+    data = list(layer.data)
+    data[-1] = data[-1] + 1.0
+    layer.data = data
+    assert len(calls) == 2
+    assert layer.features["provenance"].tolist() == ["corrected"] * 3
+    inst = layer_to_instances(layer)
+    assert len(inst) == 2
+    assert inst.extra["provenance"].tolist() == ["corrected", "corrected"]
+
+
+def test_set_class_relabels_all_parts_and_marks_corrected():
+    layer, tracker, calls = _tracked()
+    tracker.set_class([1], "b")  # shape 1 is one part of the two-blob instance
+    assert layer.features["class"].tolist() == ["a", "b", "b", "b"]
+    assert layer.features["provenance"].tolist() == ["model", "corrected", "corrected", "model"]
+    np.testing.assert_allclose(layer.edge_color[2], tracker.colors["b"])
+    assert calls == [1]
+    tracker.set_class([], "a")  # nothing selected: nothing happens
+    assert calls == [1]
+
+
+def test_current_class_applies_to_the_selection():
+    layer, tracker, _ = _tracked()
+    layer.selected_data = {0}
+    tracker.current_class = "b"
+    assert layer.features["class"].tolist()[0] == "b"
+    assert layer.feature_defaults["class"][0] == "b"
+
+
+def test_tracker_errors():
+    layer, tracker, _ = _tracked()
+    with pytest.raises(ValueError, match="class 'zebra' is not one of"):
+        tracker.set_class([0], "zebra")
+    with pytest.raises(ValueError, match="class 'zebra' is not one of"):
+        tracker.current_class = "zebra"
+    with pytest.raises(IndexError, match="shape indices must be within"):
+        tracker.set_class([99], "a")
+
+
+def test_tracker_disconnect():
+    layer, tracker, calls = _tracked()
+    tracker.disconnect()
+    layer.add_polygons([np.array([[15.0, 1.0], [15.0, 4.0], [18.0, 4.0]])])
+    assert calls == [] and layer.features["instance"].iloc[-1] == -1
+
+
+# -- contrast ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+def test_contrast_limits_follow_the_data(dtype):
+    rng = np.random.default_rng(0)
+    image = (rng.normal(1000, 50, (64, 64))).clip(0, 4000).astype(dtype)
+    if dtype == np.uint8:
+        image = rng.integers(20, 60, (64, 64)).astype(dtype)
+    low, high = contrast_limits(image)
+    assert image.min() <= low < high <= image.max()
+    assert high - low < float(np.iinfo(dtype).max if dtype != np.float32 else 1e9)
+
+
+def test_contrast_limits_constant_and_empty():
+    assert contrast_limits(np.full((4, 4), 7, np.uint16)) == (7.0, 8.0)
+    assert contrast_limits(np.full((4, 4), np.nan)) == (0.0, 1.0)
+    with pytest.raises(ValueError, match="image is empty"):
+        contrast_limits(np.zeros((0, 4)))
+
+
+@pytest.mark.parametrize("name", [n for n in GALLERY if n != "empty"])
+def test_gallery_polygons_roundtrip_through_layer(name):
+    _, polygon = GALLERY[name]
+    inst = la.Instances([polygon], [0], [0.5], (16, 16))
+    back = layer_to_instances(_layer(inst))
+    assert back.replace(extra={}) == inst
