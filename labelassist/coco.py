@@ -27,6 +27,7 @@ import json
 import math
 import os
 import shutil
+import stat
 import tempfile
 import warnings
 from collections import Counter, defaultdict
@@ -118,8 +119,7 @@ def _float(value: float) -> float:
 
 
 def _encode(mask: np.ndarray) -> dict:
-    rle = mask_utils.encode(np.asfortranarray(mask, dtype=np.uint8))
-    return rle
+    return mask_utils.encode(np.asfortranarray(mask, dtype=np.uint8))
 
 
 def _rasterize(geom: shapely.Geometry, shape: tuple[int, int]) -> np.ndarray:
@@ -152,16 +152,18 @@ def _has_holes(geom: shapely.Geometry) -> bool:
 def _annotation(
     geom: shapely.Geometry, shape: tuple[int, int], *, as_rle: bool
 ) -> tuple[Any, dict] | None:
-    """(segmentation, compressed RLE) of one geometry, or None when it has nothing to write."""
+    """(segmentation, compressed RLE) of one geometry; None when it covers no pixel.
+
+    The RLE is what pycocotools rasterizes for the segmentation (``area``, ``bbox``).
+    """
     h, w = shape
     if as_rle:
         rle = _encode(_rasterize(geom, shape))
-        if mask_utils.area(rle) == 0:
-            return None
-        return {"size": [h, w], "counts": rle["counts"].decode("ascii")}, rle
-    rings = _rings(geom)
-    rle = mask_utils.merge(mask_utils.frPyObjects(rings, h, w))
-    return rings, rle
+        seg = {"size": [h, w], "counts": rle["counts"].decode("ascii")}
+    else:
+        seg = _rings(geom)
+        rle = mask_utils.merge(mask_utils.frPyObjects(seg, h, w))
+    return None if mask_utils.area(rle) == 0 else (seg, rle)
 
 
 def _instances_to_coco(
@@ -233,8 +235,10 @@ def instances_to_coco(
     -------
     list of dict
         Annotations with ``id, image_id, category_id, segmentation, area, bbox, iscrowd,
-        score``. ``area`` is the mask's pixel count, ``bbox`` is ``[x, y, w, h]``. Empty
-        geometries are skipped with a warning.
+        score``. ``area`` is the pixel count of the mask pycocotools rasterizes from the
+        segmentation, ``bbox`` is ``[x, y, w, h]`` of that mask. Instances that cover no
+        pixel (empty geometry, or outside the image) are skipped with a warning. Extra
+        columns other than ``iscrowd`` are not written.
 
     Examples
     --------
@@ -335,7 +339,8 @@ def write_coco(
     items : iterable of (dict, Instances or None)
         Image records (``id`` int, ``file_name`` relative to the image root, ``height``,
         ``width``; other keys are written as they are) with their instances (None: no
-        annotations). A generator is fine.
+        annotations). A generator is fine. Image ids must be unique; ``file_name`` must
+        not be absolute nor contain ``..`` (`read_coco` refuses such files).
     segmentation : {"polygon", "rle"}, optional
         See `instances_to_coco`.
     info : dict, optional
@@ -388,6 +393,9 @@ def write_coco(
         main.file.flush()
         os.fsync(main.file.fileno())
         main.file.close()
+        # mkstemp creates 0600 files: give the result the target's mode (new: rw-r--r--)
+        mode = stat.S_IMODE(path.stat().st_mode) if path.exists() else 0o644
+        os.chmod(main.name, mode)
         os.replace(main.name, path)
     finally:
         main.discard()
@@ -793,7 +801,9 @@ def read_coco(path: str | os.PathLike, image_root: str | os.PathLike | None = No
     Returns
     -------
     Dataset
-        Every image gets an `Instances` (empty when it has no annotations). Labels are
+        Every image gets an `Instances` (empty when it has no annotations): a COCO file
+        is a complete annotation of its images. Image records keep all their keys;
+        annotation keys other than those labelassist uses are not kept. Labels are
         the index of the category in the categories sorted by id (gaps and any order
         allowed); a ``_background_`` category is dropped (annotations pointing at it are
         skipped with a warning). When the file has ``iscrowd=1`` annotations, every

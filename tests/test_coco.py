@@ -398,14 +398,15 @@ def test_write_warns_on_empty_geometry(tmp_path):
         [shapely.box(0, 0, 2, 2), shapely.Polygon(), shapely.box(20, 20, 30, 30)],
         [0, 0, 0], None, (8, 8),
     )  # fmt: skip
-    with pytest.warns(UserWarning, match="skipped 1 empty instance"):
-        instances_to_coco(inst, 1)
-    with pytest.warns(UserWarning, match="skipped 2 empty instance"):  # outside: no pixel in RLE
-        instances_to_coco(inst, 1, segmentation="rle")
+    for segmentation in ("polygon", "rle"):  # empty, and outside the image: no pixel
+        with pytest.warns(UserWarning, match="skipped 2 empty instance"):
+            (ann,) = instances_to_coco(inst, 1, segmentation=segmentation)
+        assert ann["area"] == 4.0
     ds = Dataset(["cell"], [_record(1, (8, 8))], {1: inst})
-    with pytest.warns(UserWarning, match="skipped 1 empty instance"):
+    with pytest.warns(UserWarning, match="skipped 2 empty instance"):
         out = ds.to_coco(tmp_path / "a.json")
-    assert len(json.loads(out.read_text())["annotations"]) == 2
+    assert len(json.loads(out.read_text())["annotations"]) == 1
+    assert oct(out.stat().st_mode & 0o777) == oct(0o644)  # not mkstemp's 0600
 
 
 def test_instances_to_coco_ids_and_empty():
