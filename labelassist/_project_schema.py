@@ -175,7 +175,7 @@ def create_schema(con: sqlite3.Connection, meta: dict[str, str]) -> None:
         con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
-def _migrate_1_to_2(con: sqlite3.Connection) -> None:
+def _migrate_1_to_2(con: sqlite3.Connection, folder: Path) -> None:
     timestamp = now()
     con.execute("ALTER TABLE images RENAME TO images_v1")
     con.execute("ALTER TABLE annotations RENAME TO annotations_v1")
@@ -215,22 +215,31 @@ def _migrate_1_to_2(con: sqlite3.Connection) -> None:
         " 0, 0, coalesce(created, ?) FROM rounds_v1",
         (timestamp,),
     )
+    # origin: the resolved file, for duplicate detection (v1 stored paths only)
+    rows = con.execute("SELECT id, path FROM images").fetchall()
+    con.executemany(
+        "UPDATE images SET origin = ? WHERE id = ?",
+        [((folder / path).resolve().as_posix(), image_id) for image_id, path in rows],
+    )
     for table in ("annotations_v1", "images_v1", "rounds_v1"):
         con.execute(f"DROP TABLE {table}")
 
 
 #: ``from_version -> function`` that upgrades the schema by one version, inside the
 #: caller's transaction.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _migrate_1_to_2}
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection, Path], None]] = {1: _migrate_1_to_2}
 
 
-def migrate(con: sqlite3.Connection, from_version: int) -> None:
-    """Upgrade from ``from_version`` to `SCHEMA_VERSION` in one transaction."""
+def migrate(con: sqlite3.Connection, from_version: int, folder: Path) -> None:
+    """Upgrade the project in ``folder`` from ``from_version`` to `SCHEMA_VERSION` in one
+    transaction."""
     with write_transaction(con):
         # re-read inside the lock: another process may have migrated meanwhile
         version = con.execute("PRAGMA user_version").fetchone()[0]
         while version < SCHEMA_VERSION:
-            MIGRATIONS[version](con)
+            MIGRATIONS[version](con, folder)
             version += 1
         con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        con.execute("PRAGMA foreign_key_check")
+        problems = con.execute("PRAGMA foreign_key_check").fetchall()
+        if problems:
+            raise ValueError(f"cannot migrate the project: broken references {problems[:5]}")

@@ -305,7 +305,7 @@ class Project:
             logger.info(
                 "migrating project %s from schema %d to %d", folder, version, _schema.SCHEMA_VERSION
             )
-            _schema.migrate(con, version)
+            _schema.migrate(con, version, folder)
         return cls(folder, con)
 
     def close(self) -> None:
@@ -1014,9 +1014,11 @@ class Project:
     def dataset(self, *, status: str | Sequence[str] | None = "reviewed", split: str | None = None):
         """The selected images and their current instances as a `labelassist.coco.Dataset`.
 
-        Image records have the project's image ``id``, ``file_name`` = the image's absolute
-        path (so it resolves whatever ``image_root`` a reader uses), ``height``, ``width``.
-        The instances carry the ``"source"`` and ``"instance_id"`` extra columns.
+        Image records have the project's image ``id``, ``file_name`` relative to the
+        dataset's ``image_root`` (the project folder when every selected image lies in
+        it, else the images' deepest common folder), ``height`` and ``width``; every image
+        has an `Instances` (maybe empty) with the ``"source"`` and ``"instance_id"`` extra
+        columns.
 
         Parameters
         ----------
@@ -1034,13 +1036,20 @@ class Project:
         """
         from .coco import Dataset
 
+        status_values, split_value = _status_filter(status), _split_filter(split)
+        root = self._image_root(self._paths(status_values, split_value), [self.folder])
+
+        def file_name(image: Path) -> str:
+            return Path(os.path.relpath(image, root)).as_posix()
+
         with self._lock:
             self.con  # noqa: B018  (raises when closed)
-            items = list(self._iter_items(status, split))
+            items = list(self._iter_items(status_values, split_value, file_name))
         return Dataset(
             list(self.classes),
             [record for record, _ in items],
             {record["id"]: inst for record, inst in items},
+            image_root=root,
         )
 
     def export_coco(
@@ -1088,6 +1097,7 @@ class Project:
         """
         from .coco import write_coco
 
+        _check_choice(segmentation, "segmentation", ("polygon", "rle"))
         path = Path(path).expanduser().resolve()
         status_values = _status_filter(status)
         split_value = _split_filter(split)
@@ -1106,15 +1116,25 @@ class Project:
         items = self._iter_items(status_values, split_value, file_name, progress)
         return write_coco(path, self.classes, items, segmentation=segmentation, info=info)
 
+    def _paths(self, status: list[str] | None, split: str | None) -> list[Path]:
+        """Absolute paths of the selected images."""
+        where, params = _where(status, split)
+        with self._lock:
+            rows = self.con.execute(f"SELECT DISTINCT path FROM images{where}", params)
+            return [self._absolute(r[0]) for r in rows]
+
+    @staticmethod
+    def _image_root(paths: list[Path], candidates: list[Path]) -> Path:
+        """The first candidate folder holding every path, else their deepest common folder."""
+        for root in candidates:
+            if all(root in p.parents for p in paths):
+                return root
+        return Path(os.path.commonpath([p.parent for p in paths]))
+
     def _export_root(
         self, path: Path, status: list[str] | None, split: str | None, image_root: Any
     ) -> Path:
-        where, params = _where(status, split)
-        with self._lock:
-            stored = [
-                r[0] for r in self.con.execute(f"SELECT DISTINCT path FROM images{where}", params)
-            ]
-        paths = [self._absolute(s) for s in stored]
+        paths = self._paths(status, split)
         if image_root is not None:
             root = Path(image_root).expanduser().resolve()
             outside = [p for p in paths if root not in p.parents]
@@ -1124,11 +1144,7 @@ class Project:
                     f"(e.g. {outside[0]}); choose a folder above all of them"
                 )
             return root
-        for root in (path.parent, self.folder):
-            if all(root in p.parents for p in paths):
-                break
-        else:
-            root = Path(os.path.commonpath([p.parent for p in paths]))
+        root = self._image_root(paths, [path.parent, self.folder])
         if root != path.parent:
             warnings.warn(
                 f"the exported file_names are relative to {root} (not to the JSON's folder); "
