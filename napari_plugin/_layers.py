@@ -38,6 +38,7 @@ __all__ = [
     "EditTracker",
     "class_colors",
     "contrast_limits",
+    "image_layer_kwargs",
     "instances_to_layer_data",
     "layer_to_instances",
     "rowcol_to_xy",
@@ -161,10 +162,11 @@ def instances_to_layer_data(
         A MultiPolygon gives one shape per part; a hole is kept by a keyhole cut (see the
         module docstring); empty polygons give no shape.
     features : pandas.DataFrame
-        One row per shape with columns ``instance`` (int64, index into `instances`),
-        ``class`` (categorical with categories `classes`), ``score`` (float64) and
-        ``provenance`` (str; ``instances.extra["provenance"]`` if present, else
-        ``"model"``).
+        One row per shape with columns ``instance`` (int64: ``extra["instance_id"]``
+        when present, as in `labelassist.Project.instances`, else the index into
+        `instances`), ``class`` (categorical with categories `classes`), ``score``
+        (float64) and ``provenance`` (str: ``extra["provenance"]`` or ``extra["source"]``
+        when present, else ``"model"``).
 
     Examples
     --------
@@ -185,16 +187,18 @@ def instances_to_layer_data(
             f"classes has {len(classes)} names but instances has label "
             f"{int(instances.labels.max())}; pass all class names of the model or project"
         )
-    provenance = instances.extra.get("provenance")
+    provenance = instances.extra.get("provenance", instances.extra.get("source"))
     if provenance is None:
         provenance = np.full(len(instances), "model", dtype=object)
+    ids = instances.extra.get("instance_id")
+    ids = np.arange(len(instances)) if ids is None else np.asarray(ids, dtype=np.int64)
     parts, owner = shapely.get_parts(instances.polygons, return_index=True)
     keep = ~shapely.is_empty(parts)
     parts, owner = parts[keep], owner[keep]
     data = _parts_to_rings(parts)
     features = pd.DataFrame(
         {
-            "instance": owner.astype(np.int64),
+            "instance": ids[owner].astype(np.int64),
             "class": pd.Categorical.from_codes(instances.labels[owner], categories=classes),
             "score": instances.scores[owner].astype(np.float64),
             "provenance": np.asarray(provenance, dtype=object)[owner],
@@ -341,7 +345,8 @@ def layer_to_instances(
     -------
     Instances
         In library ``(x, y)`` coordinates, ordered by first appearance in the layer,
-        with ``extra["provenance"]``. Invalid rings (self-crossing, keyholes) are
+        with ``extra["provenance"]`` and ``extra["instance_id"]`` (the ``instance``
+        feature; negative for shapes without one). Invalid rings (self-crossing, keyholes) are
         repaired with ``shapely.make_valid(method="structure")``; shapes that end up
         empty are dropped.
 
@@ -385,7 +390,7 @@ def _shapes_to_instances(
 ) -> Instances:
     n = len(data)
     if n == 0:
-        return Instances.empty(image_shape, extra_keys=("provenance",))
+        return Instances.empty(image_shape, extra_keys=("provenance", "instance_id"))
     rings, keep = [], np.zeros(n, dtype=bool)
     skipped = 0
     for k, (vertices, kind) in enumerate(zip(data, shape_types, strict=True)):
@@ -400,7 +405,7 @@ def _shapes_to_instances(
     if skipped:
         logger.warning("skipped %d line/path shapes: they have no area", skipped)
     if not rings:
-        return Instances.empty(image_shape, extra_keys=("provenance",))
+        return Instances.empty(image_shape, extra_keys=("provenance", "instance_id"))
     lengths = np.array([len(r) for r in rings])
     xy = np.concatenate(rings)[:, ::-1] + 0.5  # the rowcol_to_xy formula, vectorised
     polys = shapely.polygons(
@@ -436,7 +441,8 @@ def _shapes_to_instances(
     )
     prov[corrected & (prov == "model")] = "corrected"
     scores = np.clip(np.broadcast_to(scores, (len(order),)), 0.0, 1.0)
-    inst = Instances(merged, codes, scores, image_shape, extra={"provenance": prov})
+    extra = {"provenance": prov, "instance_id": ids[first[order]]}
+    inst = Instances(merged, codes, scores, image_shape, extra=extra)
     return inst[~shapely.is_empty(inst.polygons)]
 
 
@@ -506,6 +512,8 @@ class EditTracker:
         meta = layer.metadata.setdefault(METADATA_KEY, {})
         self.classes: list[str] = list(meta.get("classes") or ["class 0"])
         self.colors = class_colors(self.classes)
+        ids = layer.features["instance"].to_numpy() if "instance" in layer.features else []
+        self._next_id = int(np.max(ids)) + 1 if len(ids) else 0
         layer.events.data.connect(self._on_data)
         layer.selected_data = set()
         layer.current_face_color = NO_FACE
@@ -551,9 +559,12 @@ class EditTracker:
         new = np.flatnonzero(ids < 0)
         if new.size == 0:
             return
-        start = int(ids.max()) + 1 if (ids >= 0).any() else 0
+        # never reuse the id of a deleted shape: the project would take the new shape
+        # for an edit of the deleted one
+        start = max(self._next_id, int(ids.max()) + 1)
         col = features.columns.get_loc("instance")
         features.iloc[new, col] = np.arange(start, start + new.size)
+        self._next_id = start + new.size
 
     def _mark_corrected(self, indices: list[int]) -> None:
         features = self.layer.features
@@ -648,3 +659,37 @@ def contrast_limits(
     if high <= low:
         high = low + 1.0
     return (low, high)
+
+
+def image_layer_kwargs(
+    image: np.ndarray, *, name: str = "image", metadata: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Keyword arguments for ``viewer.add_image`` with percentile contrast limits.
+
+    Parameters
+    ----------
+    image : ndarray of shape (H, W), (H, W, 3) or (H, W, 4)
+        Any dtype; RGB(A) when the last axis has 3 or 4 channels.
+    name : str
+        Layer name.
+    metadata : dict, optional
+        Stored as ``layer.metadata["labelassist"]``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> kwargs = image_layer_kwargs(np.full((4, 4), 300, np.uint16))
+    >>> kwargs["contrast_limits"], kwargs["rgb"]
+    ((300.0, 301.0), False)
+    """
+    image = np.asarray(image)
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[-1] not in (3, 4)):
+        raise ValueError(
+            f"image must have shape (H, W) or (H, W, 3|4), got {image.shape}; pick a 2-D plane"
+        )
+    rgb = image.ndim == 3
+    kwargs: dict[str, Any] = {"data": image, "name": name, "rgb": rgb}
+    if not (rgb and image.dtype == np.uint8):
+        kwargs["contrast_limits"] = contrast_limits(image)
+    kwargs["metadata"] = {METADATA_KEY: dict(metadata or {})}
+    return kwargs

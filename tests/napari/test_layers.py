@@ -12,6 +12,7 @@ from gallery import GALLERY
 from labelassist_napari._layers import (
     EditTracker,
     contrast_limits,
+    image_layer_kwargs,
     instances_to_layer_data,
     layer_to_instances,
     rowcol_to_xy,
@@ -318,3 +319,36 @@ def test_gallery_polygons_roundtrip_through_layer(name):
     inst = la.Instances([polygon], [0], [0.5], (16, 16))
     back = layer_to_instances(_layer(inst))
     assert back.replace(extra={}) == inst
+
+
+def test_new_ids_never_reuse_deleted_ids():
+    layer, tracker, _ = _tracked()
+    layer.selected_data = {3}  # the shape of instance 2 (highest id)
+    layer.remove_selected()
+    layer.add_polygons([np.array([[15.0, 1.0], [15.0, 4.0], [18.0, 4.0]])])
+    assert layer.features["instance"].iloc[-1] == 3
+
+
+def test_project_ids_and_sources_become_features():
+    inst = la.Instances(
+        [shapely.box(0, 0, 2, 2), shapely.box(3, 3, 5, 5)],
+        [0, 0],
+        [0.5, 1.0],
+        (8, 8),
+        extra={"instance_id": [11, 42], "source": ["corrected", "human"]},
+    )
+    _, features = instances_to_layer_data(inst, classes=["a"])
+    assert features["instance"].tolist() == [11, 42]
+    assert features["provenance"].tolist() == ["corrected", "human"]
+    back = layer_to_instances(_layer(inst, classes=("a",)))
+    assert back.extra["instance_id"].tolist() == [11, 42]
+
+
+def test_image_layer_kwargs():
+    image = np.zeros((8, 8, 3), np.uint8)
+    assert image_layer_kwargs(image)["rgb"] is True
+    kwargs = image_layer_kwargs(np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000)
+    low, high = kwargs["contrast_limits"]
+    assert 0 <= low < high <= 63000 and high - low > 30000
+    with pytest.raises(ValueError, match=r"image must have shape \(H, W\) or \(H, W, 3\|4\)"):
+        image_layer_kwargs(np.zeros((2, 8, 8)))

@@ -1,0 +1,267 @@
+"""Reader and writer contributions.
+
+The reader opens a labelassist project folder (the image next in the review queue) or a
+COCO ``.json`` with its images (an image layer and one Shapes layer per image). The writer
+saves Shapes layers as one COCO file. Both are thin: the work is `labelassist.Project`,
+`labelassist.read_coco` and `labelassist.Dataset.to_coco`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._layers import METADATA_KEY, image_layer_kwargs, layer_to_instances, shapes_layer_kwargs
+
+__all__ = ["MAX_COCO_IMAGES", "get_reader", "project_layer_data", "read_coco_layers", "write_coco"]
+
+logger = logging.getLogger(__name__)
+
+MAX_COCO_IMAGES = 16  # more images than this are not opened as layers (use a project)
+LayerData = tuple[Any, dict[str, Any], str]
+
+
+def get_reader(path: str | Sequence[str]) -> Callable[[Any], list[LayerData]] | None:
+    """The reader for `path`, or None when it is neither a project folder nor COCO json.
+
+    Examples
+    --------
+    >>> get_reader("image.png") is None
+    True
+    """
+    if isinstance(path, (list, tuple)):
+        if len(path) != 1:
+            return None
+        path = path[0]
+    path = Path(os.fspath(path))
+    if path.is_dir():
+        from labelassist.project import DB_NAME
+
+        return _read_project if (path / DB_NAME).is_file() else None
+    if path.suffix.lower() == ".json" and _looks_like_coco(path):
+        return _read_coco
+    return None
+
+
+def _looks_like_coco(path: Path) -> bool:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            head = fh.read(65536)
+    except OSError:
+        return False
+    return '"images"' in head or '"annotations"' in head or '"categories"' in head
+
+
+def _read_project(path: Any) -> list[LayerData]:
+    import labelassist as la
+
+    path = path[0] if isinstance(path, (list, tuple)) else path
+    with la.Project.open(path) as project:
+        record = project.next_image(strategy="order") or next(iter(project.images()), None)
+        if record is None:
+            raise ValueError(f"project {path} has no images yet; add some with project.add_images")
+        return project_layer_data(project, record)
+
+
+def project_layer_data(project: Any, record: dict, *, low_score: float = 0.5) -> list[LayerData]:
+    """Image and Shapes layer data of one project image (linked by layer metadata).
+
+    Parameters
+    ----------
+    project : labelassist.Project
+        An open project.
+    record : dict
+        The image record (from ``project.images()``).
+    low_score : float
+        Instances scoring below it are flagged.
+
+    Returns
+    -------
+    list of (data, kwargs, layer_type)
+        The image layer and its Shapes layer; both carry ``metadata["labelassist"]`` with
+        ``project`` (folder, str) and ``image`` (id).
+    """
+    import labelassist as la
+
+    link = {"project": str(project.folder), "image": int(record["id"])}
+    image = la.read_image(project.image_path(record))
+    instances = project.instances(record)
+    name = Path(record["file_name"]).name
+    shapes = shapes_layer_kwargs(
+        instances,
+        classes=project.classes,
+        low_score=low_score,
+        name=f"{name} instances",
+        metadata={**link, "file_name": record["file_name"]},
+    )
+    return [_image_data(image, name, link), _shapes_data(shapes)]
+
+
+def _image_data(image: np.ndarray, name: str, link: dict[str, Any]) -> LayerData:
+    kwargs = image_layer_kwargs(image, name=name, metadata=link)
+    return kwargs.pop("data"), kwargs, "image"
+
+
+def _shapes_data(kwargs: dict[str, Any]) -> LayerData:
+    kwargs = dict(kwargs)
+    data = kwargs.pop("data")
+    kwargs.pop("feature_defaults")  # not a layer-data attribute; the widgets set it
+    return data, kwargs, "shapes"
+
+
+def _read_coco(path: Any) -> list[LayerData]:
+    path = path[0] if isinstance(path, (list, tuple)) else path
+    return read_coco_layers(path)
+
+
+def read_coco_layers(
+    path: str | os.PathLike, *, max_images: int = MAX_COCO_IMAGES
+) -> list[LayerData]:
+    """Layer data of a COCO file: per image, an image layer (when the file exists) and a
+    Shapes layer. Only the first image is visible.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A COCO ``.json``; images resolve relative to its folder (or its
+        ``info["image_root"]``, see `labelassist.read_coco`).
+    max_images : int
+        Open at most this many images (a warning names the rest).
+
+    Returns
+    -------
+    list of (data, kwargs, layer_type)
+    """
+    import labelassist as la
+
+    dataset = la.read_coco(path)
+    records = dataset.images
+    if len(records) > max_images:
+        logger.warning(
+            "%s has %d images; opening the first %d (import it into a project to review all)",
+            path,
+            len(records),
+            max_images,
+        )
+        records = records[:max_images]
+    layers: list[LayerData] = []
+    for k, record in enumerate(records):
+        name = Path(record["file_name"]).name
+        link = {"coco": str(path), "image": int(record["id"]), "file_name": record["file_name"]}
+        image_path = dataset.image_path(record["id"])
+        if Path(image_path).is_file():
+            data, kwargs, kind = _image_data(la.read_image(image_path), name, link)
+            kwargs["visible"] = k == 0
+            layers.append((data, kwargs, kind))
+        else:
+            logger.warning(
+                "image %s of %s not found; opening its annotations only", image_path, path
+            )
+        shape = (record["height"], record["width"])
+        instances = dataset.instances.get(record["id"]) or la.Instances.empty(shape)
+        data, kwargs, kind = _shapes_data(
+            shapes_layer_kwargs(
+                instances, classes=dataset.categories, name=f"{name} instances", metadata=link
+            )
+        )
+        kwargs["visible"] = k == 0
+        layers.append((data, kwargs, kind))
+    return layers
+
+
+def write_coco(path: str, layer_data: list[LayerData]) -> list[str]:
+    """Write Shapes layers as one COCO file (one image per layer).
+
+    The image size, file name and class names come from the layer metadata the plugin
+    writes; for a layer drawn from scratch the size is the shapes' extent, the file name
+    the layer name and the classes the ``class`` feature (or ``"object"``).
+
+    Parameters
+    ----------
+    path : str
+        The ``.json`` file to write (atomically).
+    layer_data : list of (data, attributes, layer_type)
+        What napari hands a writer.
+
+    Returns
+    -------
+    list of str
+        ``[path]``.
+    """
+    import labelassist as la
+
+    shapes = [(d, a) for d, a, kind in layer_data if kind == "shapes"]
+    if not shapes:
+        raise ValueError("write_coco needs at least one Shapes layer")
+    classes = _merged_classes(a for _, a in shapes)
+    images, instances = [], {}
+    for image_id, (data, attrs) in enumerate(shapes, start=1):
+        layer = _LayerView(data, attrs, classes)
+        meta = layer.metadata[METADATA_KEY]
+        inst = layer_to_instances(layer, image_shape=meta["image_shape"], classes=classes)
+        images.append(
+            {
+                "id": image_id,
+                "file_name": str(meta.get("file_name") or attrs.get("name") or f"image{image_id}"),
+                "height": int(inst.image_shape[0]),
+                "width": int(inst.image_shape[1]),
+            }
+        )
+        instances[image_id] = inst.replace(extra={})
+    out = la.Dataset(classes, images, instances).to_coco(path)
+    return [str(out)]
+
+
+def _merged_classes(attrs_list: Any) -> list[str]:
+    classes: list[str] = []
+    for attrs in attrs_list:
+        meta = (attrs.get("metadata") or {}).get(METADATA_KEY, {})
+        names = meta.get("classes")
+        if names is None:
+            features = attrs.get("features") if _has(attrs, "features") else {}
+            col = features["class"] if "class" in features else []
+            names = [str(c) for c in dict.fromkeys(col)]
+        for name in names:
+            if name not in classes:
+                classes.append(name)
+    return classes or ["object"]
+
+
+def _has(attrs: dict[str, Any], key: str) -> bool:
+    value = attrs.get(key)
+    return value is not None and len(value) > 0
+
+
+class _LayerView:
+    """The parts of a Shapes layer `layer_to_instances` reads, from writer layer data."""
+
+    def __init__(self, data: list[np.ndarray], attrs: dict[str, Any], classes: list[str]) -> None:
+        import pandas as pd
+
+        self.data = list(data)
+        n = len(self.data)
+        kinds = attrs.get("shape_type", "polygon")
+        self.shape_type = [kinds] * n if isinstance(kinds, str) else list(kinds)
+        features = pd.DataFrame(attrs.get("features") if _has(attrs, "features") else {})
+        if len(features) != n:
+            features = pd.DataFrame(index=range(n))
+        if "class" not in features:
+            features["class"] = classes[0]
+        self.features = features
+        meta = dict((attrs.get("metadata") or {}).get(METADATA_KEY, {}))
+        if meta.get("image_shape") is None:
+            meta["image_shape"] = _extent(self.data)
+        self.metadata = {METADATA_KEY: meta}
+
+
+def _extent(data: list[np.ndarray]) -> tuple[int, int]:
+    """(height, width) that holds every vertex (napari pixel centres are integers)."""
+    if not data:
+        return (1, 1)
+    high = np.max([np.asarray(d)[:, -2:].max(axis=0) for d in data], axis=0)
+    return (max(1, int(np.ceil(high[0] + 0.5))), max(1, int(np.ceil(high[1] + 0.5))))
