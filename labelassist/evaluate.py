@@ -1,0 +1,310 @@
+"""COCO metrics (pycocotools ``COCOeval``) of predicted instances against a `Dataset`.
+
+Both ``segm`` (mask IoU) and ``bbox`` (box IoU) are evaluated with up to
+``max_detections`` detections per image (default 1000: microscopy images hold hundreds of
+nuclei; COCO's default of 100 would silently cap recall). The figures are read from
+``COCOeval.eval["precision"]`` / ``["recall"]`` at that limit and over all object sizes,
+so they do not depend on the index positions hard-coded in ``COCOeval.summarize``.
+
+Which images count: the dataset's *annotated* images, those with an entry in
+``dataset.instances`` (an empty `Instances` is an annotated image without objects, where
+every prediction is a false positive). Images without an entry are not annotated yet
+and are skipped. A dataset without any ground-truth instance raises ``ValueError``: AP is
+undefined there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import shapely
+
+from .instances import Instances
+
+__all__ = ["evaluate", "evaluate_predictions", "METRIC_KEYS"]
+
+#: The metric keys of `evaluate_predictions`, each a float in ``[0, 1]``.
+METRIC_KEYS = tuple(
+    f"{iou_type}_{name}" for iou_type in ("segm", "bbox") for name in ("AP", "AP50", "AP75", "AR")
+)
+
+
+# -- checks --------------------------------------------------------------------------------
+def _check_dataset(dataset: Any) -> None:
+    from .coco import Dataset
+
+    if not isinstance(dataset, Dataset):
+        raise TypeError(
+            f"dataset must be a labelassist Dataset (see read_coco), got {type(dataset).__name__}"
+        )
+
+
+def _annotated_ids(dataset: Any) -> list[int]:
+    """Ids of the annotated images, in record order; raise when there is no ground truth."""
+    ids = [i for i in dataset.image_ids if i in dataset.instances]
+    if not sum(len(dataset.instances[i]) for i in ids):
+        raise ValueError(
+            "dataset has no ground-truth instances, so AP is undefined; evaluate on a "
+            "dataset with annotated objects"
+        )
+    return ids
+
+
+def _check_max_detections(max_detections: Any) -> int:
+    if isinstance(max_detections, bool) or not isinstance(max_detections, (int, np.integer)):
+        raise TypeError(f"max_detections must be an int, got {max_detections!r}")
+    if max_detections < 1:
+        raise ValueError(f"max_detections must be >= 1, got {max_detections}")
+    return int(max_detections)
+
+
+def _predictions_by_id(predictions: Any, dataset: Any, ids: list[int]) -> dict[int, Instances]:
+    """Predictions as {image id: Instances} for the annotated images ``ids``, validated."""
+    if isinstance(predictions, Mapping):
+        known = set(dataset.image_ids)
+        unknown = [k for k in predictions if k not in known]
+        if unknown:
+            raise ValueError(f"predictions has keys {unknown[:10]} that are not image ids")
+        missing = [i for i in ids if i not in predictions]
+        if missing:
+            raise ValueError(
+                f"predictions lack the annotated images {missing[:10]}; give "
+                "Instances.empty((height, width)) for an image without detections, or "
+                "evaluate on dataset.subset(ids)"
+            )
+        by_id = {i: predictions[i] for i in ids}
+    elif isinstance(predictions, Sequence) and not isinstance(predictions, (str, bytes)):
+        if len(predictions) != len(dataset.images):
+            raise ValueError(
+                f"predictions is a list of {len(predictions)} items but the dataset holds "
+                f"{len(dataset.images)} images; give one Instances per image, in "
+                "dataset.images order (or a dict keyed by image id)"
+            )
+        wanted = set(ids)
+        by_id = {i: p for i, p in zip(dataset.image_ids, predictions, strict=True) if i in wanted}
+    else:
+        raise TypeError(
+            "predictions must be a dict {image id: Instances} or a list of Instances, got "
+            f"{type(predictions).__name__}"
+        )
+    n_classes = len(dataset.categories)
+    for i, pred in by_id.items():
+        if not isinstance(pred, Instances):
+            raise TypeError(f"predictions for image {i} is {type(pred).__name__}, not Instances")
+        record = dataset.image(i)
+        if pred.image_shape != (record["height"], record["width"]):
+            raise ValueError(
+                f"predictions for image {i} have image_shape {pred.image_shape} but the "
+                f"image is {(record['height'], record['width'])} (height, width)"
+            )
+        if len(pred) and pred.labels.max() >= n_classes:
+            raise ValueError(
+                f"predictions for image {i} have label {int(pred.labels.max())}, but the "
+                f"dataset has {n_classes} categories {dataset.categories}"
+            )
+    return by_id
+
+
+# -- COCO objects -----------------------------------------------------------------------------
+def _annotations(instances: dict[int, Instances], ids: list[int]) -> list[dict]:
+    """COCO RLE annotations of ``instances`` for ``ids``, ids from 1, empty ones dropped."""
+    from .coco import instances_to_coco
+
+    anns: list[dict] = []
+    for i in ids:
+        inst = instances[i]
+        inst = inst[~shapely.is_empty(inst.polygons)] if len(inst) else inst
+        with warnings.catch_warnings():  # nothing inside the image: nothing to match
+            warnings.simplefilter("ignore", UserWarning)
+            anns += instances_to_coco(inst, i, first_id=len(anns) + 1, segmentation="rle")
+    return anns
+
+
+def _coco(dataset: Any, ids: list[int], anns: list[dict]):
+    from pycocotools.coco import COCO
+
+    coco = COCO()
+    coco.dataset = {
+        "images": [
+            {"id": i, "height": dataset.image(i)["height"], "width": dataset.image(i)["width"]}
+            for i in ids
+        ],
+        "categories": [{"id": k + 1, "name": name} for k, name in enumerate(dataset.categories)],
+        "annotations": anns,
+    }
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+    return coco
+
+
+def _mean(values: np.ndarray) -> float:
+    valid = values[values > -1]  # -1: a category without ground truth
+    return float(valid.mean()) if valid.size else float("nan")
+
+
+def _cocoeval(gt, dt, iou_type: str, ids: list[int], max_detections: int) -> dict[str, float]:
+    from pycocotools.cocoeval import COCOeval
+
+    ev = COCOeval(gt, dt, iou_type)
+    ev.params.imgIds = list(ids)
+    ev.params.maxDets = [max_detections]
+    ev.params.areaRng, ev.params.areaRngLbl = [[0.0, 1e10]], ["all"]
+    with contextlib.redirect_stdout(io.StringIO()):
+        ev.evaluate()
+        ev.accumulate()
+    precision = ev.eval["precision"][:, :, :, 0, 0]  # (IoU thresholds, recall, category)
+    recall = ev.eval["recall"][:, :, 0, 0]  # (IoU thresholds, category)
+    iou = ev.params.iouThrs
+    return {
+        f"{iou_type}_AP": _mean(precision),
+        f"{iou_type}_AP50": _mean(precision[np.isclose(iou, 0.5)]),
+        f"{iou_type}_AP75": _mean(precision[np.isclose(iou, 0.75)]),
+        f"{iou_type}_AR": _mean(recall),
+    }
+
+
+# -- public -----------------------------------------------------------------------------------
+def evaluate_predictions(
+    predictions: Mapping[int, Instances] | Sequence[Instances],
+    dataset: Any,
+    *,
+    max_detections: int = 1000,
+) -> dict[str, float]:
+    """COCO AP/AR of predictions against the ground truth of ``dataset``.
+
+    Parameters
+    ----------
+    predictions : dict of int to Instances, or list of Instances
+        Per image: a dict keyed by image id (every annotated image must be present), or
+        a list aligned with ``dataset.images``. ``scores`` rank the detections, ``labels``
+        index ``dataset.categories``; ``image_shape`` must be the image's
+        ``(height, width)``.
+    dataset : Dataset
+        Ground truth. Only annotated images (with an entry in ``dataset.instances``)
+        count; crowd regions (``extra["iscrowd"]``) are ignored regions as in COCO.
+    max_detections : int
+        Detections per image taken into account (highest scores first).
+
+    Returns
+    -------
+    dict of str to float
+        ``segm_AP, segm_AP50, segm_AP75, segm_AR, bbox_AP, bbox_AP50, bbox_AP75,
+        bbox_AR`` (COCO definitions: AP averaged over IoU 0.50:0.95 and the categories
+        that have ground truth; AR at ``max_detections``) in ``[0, 1]``, plus the counts
+        ``n_images`` (annotated images), ``n_instances`` (ground truth) and
+        ``n_predictions`` (non-empty predictions on those images).
+
+    Raises
+    ------
+    ValueError
+        If the dataset has no ground-truth instance (AP is undefined), or predictions
+        do not match the dataset (missing images, wrong shape or label).
+
+    Examples
+    --------
+    >>> import shapely
+    >>> from labelassist.coco import Dataset
+    >>> truth = Instances([shapely.box(2, 2, 10, 10), shapely.box(20, 20, 30, 26)],
+    ...                   [0, 0], [1, 1], (32, 32))
+    >>> ds = Dataset(["cell"], [{"id": 1, "file_name": "a.png", "height": 32,
+    ...                          "width": 32}], {1: truth})
+    >>> metrics = evaluate_predictions({1: truth}, ds)
+    >>> metrics["segm_AP"], metrics["bbox_AP50"]
+    (1.0, 1.0)
+    >>> evaluate_predictions({1: truth[:1]}, ds)["segm_AR"]
+    0.5
+    """
+    _check_dataset(dataset)
+    max_detections = _check_max_detections(max_detections)
+    ids = _annotated_ids(dataset)
+    by_id = _predictions_by_id(predictions, dataset, ids)
+    gt_anns = _annotations(dataset.instances, ids)
+    dt_anns = _annotations(by_id, ids)
+    gt, dt = _coco(dataset, ids, gt_anns), _coco(dataset, ids, dt_anns)
+    metrics: dict[str, float] = {}
+    for iou_type in ("segm", "bbox"):
+        metrics.update(_cocoeval(gt, dt, iou_type, ids, max_detections))
+    metrics.update(n_images=len(ids), n_instances=len(gt_anns), n_predictions=len(dt_anns))
+    return metrics
+
+
+def evaluate(
+    model: Any,
+    dataset: Any,
+    *,
+    score_threshold: float = 0.05,
+    batch_size: int = 4,
+    max_detections: int = 1000,
+    progress: bool = True,
+    **predict_kwargs: Any,
+) -> dict[str, float]:
+    """Predict the annotated images of ``dataset`` with ``model`` and compute COCO metrics.
+
+    Parameters
+    ----------
+    model : Model
+        Anything with ``predict(list_of_images, *, score_threshold, batch_size, ...)``
+        returning one `Instances` per image (for example `labelassist.load_model`).
+    dataset : Dataset
+        Ground truth; images are read with `labelassist.io.read_image` from
+        ``dataset.image_path(id)`` (set ``image_root``, as `read_coco` does).
+    score_threshold : float
+        Passed to ``model.predict``. Keep it low: AP integrates over all scores.
+    batch_size : int
+        Images read and predicted at a time.
+    max_detections : int
+        Detections per image taken into account (see `evaluate_predictions`).
+    progress : bool
+        Show a tqdm progress bar.
+    **predict_kwargs
+        More arguments for ``model.predict`` (for example ``tile_size``).
+
+    Returns
+    -------
+    dict of str to float
+        As `evaluate_predictions`.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from labelassist import load_model
+    >>> from labelassist.synthetic import synthetic_dataset
+    >>> ds = synthetic_dataset(1, out=tempfile.mkdtemp(), shape=(64, 64), n=3)
+    >>> model = load_model(None, classes=["nucleus"], device="cpu")  # untrained
+    >>> metrics = evaluate(model, ds, score_threshold=0.99, progress=False)
+    >>> metrics["n_instances"], metrics["segm_AP"]
+    (3, 0.0)
+    """
+    from tqdm.auto import tqdm
+
+    from .io import read_image
+
+    _check_dataset(dataset)
+    max_detections = _check_max_detections(max_detections)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
+        raise TypeError(f"batch_size must be an int, got {batch_size!r}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    ids = _annotated_ids(dataset)  # fail before predicting anything
+    predictions: dict[int, Instances] = {}
+    with tqdm(total=len(ids), desc="evaluate", unit="image", disable=not progress) as bar:
+        for start in range(0, len(ids), batch_size):
+            batch = ids[start : start + batch_size]
+            images = [read_image(dataset.image_path(i)) for i in batch]
+            preds = model.predict(
+                images, score_threshold=score_threshold, batch_size=batch_size, **predict_kwargs
+            )
+            if isinstance(preds, Instances) or len(preds) != len(batch):
+                raise ValueError(
+                    f"model.predict returned {1 if isinstance(preds, Instances) else len(preds)} "
+                    f"result(s) for a list of {len(batch)} images; it must return one "
+                    "Instances per image"
+                )
+            predictions.update(zip(batch, preds, strict=True))
+            bar.update(len(batch))
+    return evaluate_predictions(predictions, dataset, max_detections=max_detections)

@@ -1,0 +1,317 @@
+"""Tests for labelassist.evaluate: COCO metrics against known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import shapely
+from shapely import affinity
+from skimage.measure import label as label_components
+
+from labelassist.coco import Dataset, read_coco
+from labelassist.evaluate import METRIC_KEYS, evaluate, evaluate_predictions
+from labelassist.geometry import masks_to_polygons
+from labelassist.instances import Instances
+from labelassist.synthetic import synthetic_dataset, synthetic_nuclei
+
+RECALL_THRESHOLDS = np.linspace(0.0, 1.0, 101)  # COCO's 101-point interpolation
+
+
+def _grid(n_rows, n_cols, *, size=6, step=8, shape=None):
+    """Instances of ``n_rows * n_cols`` separate squares of ``size`` pixels."""
+    shape = shape or (n_rows * step, n_cols * step)
+    boxes = [
+        shapely.box(c * step + 1, r * step + 1, c * step + 1 + size, r * step + 1 + size)
+        for r in range(n_rows)
+        for c in range(n_cols)
+    ]
+    return Instances(boxes, None, None, shape)
+
+
+def _dataset(*instances, categories=("nucleus",)):
+    records = [
+        {"id": k + 1, "file_name": f"{k}.png", "height": inst.image_shape[0],
+         "width": inst.image_shape[1]}
+        for k, inst in enumerate(instances)
+    ]  # fmt: skip
+    return Dataset(list(categories), records, {k + 1: inst for k, inst in enumerate(instances)})
+
+
+def _shift(inst, dx):
+    return inst.replace(polygons=[affinity.translate(p, dx, 0) for p in inst.polygons])
+
+
+def _synthetic_truth(seed, n=30):
+    _, inst = synthetic_nuclei((128, 128), n=n, touching=0, seed=seed)
+    return inst
+
+
+# -- known answers -----------------------------------------------------------------------
+def test_ground_truth_as_predictions_scores_one():
+    truth = [_synthetic_truth(0), _synthetic_truth(1)]
+    metrics = evaluate_predictions({1: truth[0], 2: truth[1]}, _dataset(*truth))
+    for key in METRIC_KEYS:
+        assert metrics[key] == pytest.approx(1.0), key
+    assert metrics["n_images"] == 2
+    assert metrics["n_instances"] == metrics["n_predictions"] == len(truth[0]) + len(truth[1])
+
+
+def test_list_of_predictions_is_aligned_with_images():
+    truth = [_synthetic_truth(2), _synthetic_truth(3)]
+    ds = _dataset(*truth)
+    assert evaluate_predictions(truth, ds)["segm_AP"] == pytest.approx(1.0)
+    assert evaluate_predictions(truth[::-1], ds)["segm_AP"] < 0.2
+
+
+def test_more_than_100_instances_per_image_are_counted():
+    truth = _grid(15, 20)  # 300 objects in one image
+    ds = _dataset(truth)
+    metrics = evaluate_predictions({1: truth}, ds)
+    assert metrics["n_instances"] == 300
+    for key in METRIC_KEYS:
+        assert metrics[key] == pytest.approx(1.0), key
+    # a cap of 100 detections finds a third of them: the default of 1000 does not cap
+    assert evaluate_predictions({1: truth}, ds, max_detections=100)["segm_AR"] == pytest.approx(
+        100 / 300
+    )
+
+
+def test_empty_predictions_score_zero():
+    truth = _synthetic_truth(4)
+    metrics = evaluate_predictions({1: Instances.empty(truth.image_shape)}, _dataset(truth))
+    for key in METRIC_KEYS:
+        assert metrics[key] == 0.0, key
+    assert metrics["n_predictions"] == 0
+
+
+@pytest.mark.parametrize("n_dropped", [0, 7, 15])
+def test_dropped_instances_follow_the_coco_definition(n_dropped):
+    truth = _grid(5, 6)  # 30 objects, all predictions with score 1
+    kept = truth[n_dropped:]
+    recall = len(kept) / len(truth)
+    expected_ap = np.mean(RECALL_THRESHOLDS <= recall + 1e-12)  # precision 1 up to recall
+    metrics = evaluate_predictions({1: kept}, _dataset(truth))
+    for kind in ("segm", "bbox"):
+        assert metrics[f"{kind}_AR"] == pytest.approx(recall)
+        assert metrics[f"{kind}_AP"] == pytest.approx(expected_ap)
+
+
+def test_shifted_predictions_lower_ap_monotonically():
+    truth = _synthetic_truth(5)
+    ds = _dataset(truth)
+    aps = [evaluate_predictions({1: _shift(truth, dx)}, ds) for dx in (0, 1, 2, 4)]
+    for kind in ("segm", "bbox"):
+        values = [m[f"{kind}_AP"] for m in aps]
+        assert values[0] == pytest.approx(1.0)
+        assert np.all(np.diff(values) < 0), (kind, values)
+
+
+def test_eroded_predictions_lower_segm_ap_monotonically():
+    truth = _synthetic_truth(6)
+    ds = _dataset(truth)
+    values = []
+    for d in (0.0, 1.0, 2.0, 3.0):  # (0.5 keeps every pixel centre inside)
+        polygons = [p.buffer(-d, join_style="mitre") if d else p for p in truth.polygons]
+        values.append(evaluate_predictions({1: truth.replace(polygons=polygons)}, ds)["segm_AP"])
+    assert values[0] == pytest.approx(1.0)
+    assert np.all(np.diff(values) < 0), values
+
+
+def test_false_positives_ranked_above_lower_ap_monotonically():
+    truth = _grid(4, 5, shape=(64, 80))  # objects in the top half only
+    ds = _dataset(truth)
+    values = []
+    for n_fp in (0, 3, 10, 30):
+        fps = Instances(
+            [shapely.box(2 * k, 40, 2 * k + 2, 42 + k % 5) for k in range(n_fp)],
+            None,
+            None,
+            truth.image_shape,
+        )
+        pred = Instances.concat([fps, truth.replace(scores=np.full(len(truth), 0.9))])
+        values.append(evaluate_predictions({1: pred}, ds)["segm_AP"])
+    assert values[0] == pytest.approx(1.0)
+    assert np.all(np.diff(values) < 0), values
+
+
+def test_false_positives_with_lower_scores_do_not_matter():
+    truth = _grid(4, 5, shape=(64, 80))
+    fps = Instances([shapely.box(0, 50, 6, 56)] * 5, None, np.full(5, 0.3), truth.image_shape)
+    metrics = evaluate_predictions({1: Instances.concat([truth, fps])}, _dataset(truth))
+    assert metrics["segm_AP"] == pytest.approx(1.0)
+    assert metrics["n_predictions"] == 25
+
+
+def test_predictions_on_an_image_without_objects_are_false_positives():
+    truth = _grid(4, 5)
+    empty = Instances.empty(truth.image_shape)
+    ds = _dataset(truth, empty)
+    truth = truth.replace(scores=np.full(len(truth), 0.9))
+    fps = truth.replace(scores=np.ones(len(truth)))  # ranked above every true positive
+    assert evaluate_predictions({1: truth, 2: empty}, ds)["segm_AP"] == pytest.approx(1.0)
+    metrics = evaluate_predictions({1: truth, 2: fps}, ds)
+    assert metrics["segm_AP"] < 0.9
+    assert metrics["segm_AR"] == pytest.approx(1.0)
+
+
+def test_unannotated_images_are_skipped():
+    truth = _grid(4, 5)
+    records = [{"id": i, "file_name": f"{i}.png", "height": 32, "width": 40} for i in (1, 2)]
+    ds = Dataset(["nucleus"], records, {1: truth})  # image 2 not annotated yet
+    metrics = evaluate_predictions({1: truth, 2: truth}, ds)
+    assert metrics["segm_AP"] == pytest.approx(1.0)
+    assert metrics["n_images"] == 1 and metrics["n_predictions"] == 20
+
+
+def test_categories_are_matched_separately():
+    truth = _grid(2, 5)
+    truth = truth.replace(labels=[0] * 5 + [1] * 5)
+    ds = _dataset(truth, categories=("a", "b", "unused"))
+    assert evaluate_predictions({1: truth}, ds)["segm_AP"] == pytest.approx(1.0)
+    swapped = truth.replace(labels=1 - truth.labels)
+    assert evaluate_predictions({1: swapped}, ds)["segm_AP"] == 0.0
+
+
+def test_crowd_regions_are_ignored():
+    truth = _grid(2, 5)
+    crowd = np.zeros(10, bool)
+    crowd[:3] = True
+    ds = _dataset(truth.replace(extra={"iscrowd": crowd}))
+    metrics = evaluate_predictions({1: truth[3:]}, ds)
+    assert metrics["segm_AP"] == pytest.approx(1.0)  # missing crowd regions are not misses
+    assert metrics["n_instances"] == 10
+
+
+def test_empty_geometries_in_predictions_are_dropped():
+    truth = _grid(2, 5)
+    pred = Instances.concat([truth, Instances([shapely.Polygon()], None, None, (16, 40))])
+    metrics = evaluate_predictions({1: pred}, _dataset(truth))
+    assert metrics["segm_AP"] == pytest.approx(1.0)
+    assert metrics["n_predictions"] == 10
+
+
+def test_nothing_printed(capsys):
+    truth = _grid(2, 2)
+    evaluate_predictions({1: truth}, _dataset(truth))
+    assert capsys.readouterr().out == ""
+
+
+# -- errors -----------------------------------------------------------------------------------
+def _errors_dataset():
+    return _dataset(_grid(2, 2), _grid(2, 2))
+
+
+@pytest.mark.parametrize(
+    ("predictions", "kwargs", "error", "match"),
+    [
+        ({1: _grid(2, 2), 2: _grid(2, 2), 9: _grid(2, 2)}, {}, ValueError, "not image ids"),
+        ({1: _grid(2, 2)}, {}, ValueError, r"lack the annotated images \[2\]"),
+        ([_grid(2, 2)], {}, ValueError, "list of 1 items but the dataset holds 2"),
+        ("predictions", {}, TypeError, "predictions must be a dict"),
+        ({1: _grid(2, 2), 2: None}, {}, TypeError, "image 2 is NoneType"),
+        ({1: _grid(2, 2), 2: _grid(3, 3)}, {}, ValueError, r"image 2 have image_shape \(24"),
+        (
+            {1: _grid(2, 2), 2: _grid(2, 2).replace(labels=[0, 0, 0, 1])},
+            {},
+            ValueError,
+            "label 1, but the dataset has 1 categories",
+        ),
+        ({1: _grid(2, 2), 2: _grid(2, 2)}, {"max_detections": 0}, ValueError, "max_detections"),
+        ({1: _grid(2, 2), 2: _grid(2, 2)}, {"max_detections": 1.5}, TypeError, "max_detections"),
+    ],
+)
+def test_invalid_predictions(predictions, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        evaluate_predictions(predictions, _errors_dataset(), **kwargs)
+
+
+def test_dataset_without_ground_truth_raises():
+    empty = Instances.empty((16, 16))
+    with pytest.raises(ValueError, match="no ground-truth instances"):
+        evaluate_predictions({1: empty}, _dataset(empty))
+    unannotated = Dataset(["a"], [{"id": 1, "file_name": "a.png", "height": 8, "width": 8}])
+    with pytest.raises(ValueError, match="no ground-truth instances"):
+        evaluate_predictions({}, unannotated)
+
+
+def test_dataset_must_be_a_dataset():
+    with pytest.raises(TypeError, match="dataset must be a labelassist Dataset"):
+        evaluate_predictions({}, {"images": []})
+
+
+# -- evaluate(model, dataset) --------------------------------------------------------------
+class ThresholdSegmenter:
+    """A classical segmenter with the `Model.predict` interface: pixels brighter than the
+    darkest value are foreground, 4-connected components are instances."""
+
+    def __init__(self):
+        self.calls = []
+
+    def predict(self, images, *, score_threshold=0.5, batch_size=4):
+        self.calls.append((len(images), score_threshold))
+        out = []
+        for image in images:
+            labels = label_components(image > image.min(), connectivity=1)
+            polygons = masks_to_polygons(labels, tolerance=0) if labels.max() else []
+            out.append(Instances(polygons, None, None, image.shape))
+        return out
+
+
+def test_evaluate_reads_every_annotated_image(tmp_path):
+    kwargs = {"n": 6, "touching": 0, "overlap": 0, "texture": 0, "blur": 0, "noise": 0}
+    written = synthetic_dataset(5, out=tmp_path, shape=(64, 64), background="flat", **kwargs)
+    ds = read_coco(tmp_path / "annotations.json")
+    model = ThresholdSegmenter()
+    metrics = evaluate(model, ds, batch_size=2, progress=False)
+    assert model.calls == [(2, 0.05), (2, 0.05), (1, 0.05)]
+    assert metrics["n_images"] == 5
+    assert metrics["n_instances"] == sum(len(v) for v in written.instances.values())
+    assert metrics["segm_AP"] > 0.9  # only nuclei touching by chance are merged
+    assert metrics["segm_AP"] == pytest.approx(evaluate_predictions(
+        model.predict([synthetic_nuclei((64, 64), background="flat", seed=s, **kwargs)[0]
+                       for s in np.random.SeedSequence(0).spawn(5)]), written)["segm_AP"])  # fmt: skip
+
+
+def test_evaluate_with_a_real_untrained_model(tmp_path, capsys):
+    from labelassist.models import load_model
+
+    ds = synthetic_dataset(2, out=tmp_path, shape=(64, 64), n=3)
+    model = load_model(None, classes=["nucleus"], device="cpu")
+    metrics = evaluate(model, ds, score_threshold=0.5, max_detections=50, progress=False)
+    assert set(METRIC_KEYS) <= set(metrics)
+    assert all(0.0 <= metrics[k] <= 1.0 for k in METRIC_KEYS)
+    assert metrics["n_images"] == 2 and metrics["n_instances"] == 6
+    assert capsys.readouterr().out == ""
+
+
+def test_evaluate_without_ground_truth_raises_before_predicting(tmp_path):
+    ds = synthetic_dataset(1, out=tmp_path, shape=(32, 32), n=0)
+    model = ThresholdSegmenter()
+    with pytest.raises(ValueError, match="no ground-truth instances"):
+        evaluate(model, ds, progress=False)
+    assert model.calls == []
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"batch_size": 0}, ValueError, "batch_size must be >= 1"),
+        ({"batch_size": "2"}, TypeError, "batch_size must be an int"),
+        ({"max_detections": -1}, ValueError, "max_detections must be >= 1"),
+    ],
+)
+def test_evaluate_invalid_arguments(tmp_path, kwargs, error, match):
+    ds = synthetic_dataset(1, out=tmp_path, shape=(32, 32), n=2)
+    with pytest.raises(error, match=match):
+        evaluate(ThresholdSegmenter(), ds, progress=False, **kwargs)
+
+
+class WrongCountModel(ThresholdSegmenter):
+    def predict(self, images, **kwargs):
+        return super().predict(images, **kwargs)[:1]
+
+
+def test_evaluate_checks_one_result_per_image(tmp_path):
+    ds = synthetic_dataset(2, out=tmp_path, shape=(32, 32), n=2)
+    with pytest.raises(ValueError, match="returned 1 result"):
+        evaluate(WrongCountModel(), ds, progress=False)
