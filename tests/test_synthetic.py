@@ -12,7 +12,7 @@ from skimage.measure import regionprops
 
 from labelassist.geometry import polygons_to_masks
 from labelassist.instances import Instances
-from labelassist.synthetic import DOMAIN_SHIFT, synthetic_nuclei
+from labelassist.synthetic import DOMAIN_SHIFT, synthetic_dataset, synthetic_nuclei
 
 SHAPE = (128, 128)
 # no blur, no noise, flat background: the image shows the signal itself
@@ -292,3 +292,63 @@ def test_invalid_parameters(kwargs, error, match):
     shape = kwargs.pop("shape", SHAPE)
     with pytest.raises(error, match=match):
         synthetic_nuclei(shape, **kwargs)
+
+
+# -- synthetic_dataset ----------------------------------------------------------------------
+def test_dataset_files_match_the_generator(tmp_path):
+    from labelassist.coco import read_coco
+    from labelassist.io import read_image
+
+    ds = synthetic_dataset(3, out=tmp_path, shape=(48, 64), seed=5, n=(2, 4), dtype=np.uint16)
+    assert ds.image_root == tmp_path
+    assert ds.categories == ["nucleus"]
+    assert [r["id"] for r in ds.images] == [1, 2, 3]
+    assert read_coco(tmp_path / "annotations.json") == ds
+    for k, child in enumerate(np.random.SeedSequence(5).spawn(3)):
+        image, inst = synthetic_nuclei((48, 64), n=(2, 4), dtype=np.uint16, seed=child)
+        assert np.array_equal(read_image(ds.image_path(k + 1)), image)
+        assert ds.instances[k + 1] == inst
+        assert ds.images[k]["height"] == 48 and ds.images[k]["width"] == 64
+
+
+def test_dataset_is_reproducible(tmp_path):
+    a = synthetic_dataset(2, out=tmp_path / "a", shape=(32, 32), seed=1)
+    b = synthetic_dataset(2, out=tmp_path / "b", shape=(32, 32), seed=1)
+    c = synthetic_dataset(2, out=tmp_path / "c", shape=(32, 32), seed=2)
+    assert a == b and a != c
+    assert (tmp_path / "a" / "image_00001.png").read_bytes() == (
+        tmp_path / "b" / "image_00001.png"
+    ).read_bytes()
+
+
+def test_dataset_float_tiff(tmp_path):
+    from labelassist.io import read_image
+
+    ds = synthetic_dataset(1, out=tmp_path, shape=(32, 32), image_format="tif", dtype=np.float32)
+    assert ds.images[0]["file_name"] == "image_00000.tif"
+    assert read_image(ds.image_path(1)).dtype == np.float32
+
+
+def test_empty_dataset(tmp_path):
+    ds = synthetic_dataset(0, out=tmp_path)
+    assert len(ds) == 0 and ds.instances == {}
+    assert (tmp_path / "annotations.json").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["annotations.json"]
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "error", "match"),
+    [
+        ((-1,), {}, ValueError, "n_images must be an integer >= 0"),
+        ((2.5,), {}, ValueError, "n_images must be an integer >= 0"),
+        ((1,), {"image_format": "jpg"}, ValueError, "image_format must be 'png' or 'tif'"),
+        ((1,), {"dtype": np.float32}, ValueError, "float32 cannot be stored as PNG"),
+        ((1,), {"return_labels": True}, TypeError, "does not take return_labels"),
+        ((1,), {"shape": (0, 8)}, ValueError, "shape must be"),
+        ((1,), {"radius": -3}, ValueError, "radius must lie within"),
+    ],
+)
+def test_dataset_invalid_parameters(tmp_path, args, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        synthetic_dataset(*args, out=tmp_path, **kwargs)
+    assert not list(tmp_path.glob("*.png"))
