@@ -4,6 +4,30 @@ Coordinates are COCO's continuous pixel coordinates ``(x, y)``: the pixel at row
 column ``j`` covers the square ``[j, j+1] x [i, i+1]``. At ``tolerance=0`` a mask becomes
 the polygon traced along its pixel edges (vertices on the integer lattice), so rasterizing
 it back (with `polygons_to_masks` or with pycocotools) gives exactly the same pixels.
+
+At ``tolerance > 0`` the polygon is simplified from the *edge-midpoint contour* (each
+pixel-edge corner cut between the midpoints of its two unit edges, i.e. the 0.5 iso-line of
+the mask), which follows diagonal and curved outlines far better than the staircase, with
+Douglas-Peucker at ``tolerance`` pixels. Pixel centres lie at least 0.35 px from that
+contour, so up to ``tolerance=0.35`` the polygon still covers the same pixel centres.
+
+Choice of `DEFAULT_TOLERANCE` (0.45), measured on nucleus-sized blobs (synthetic and the
+real hand-labelled nuclei of `labelassist.samples`), IoU after rasterizing with
+pycocotools, vertices relative to the exact pixel-edge polygon:
+
+=========  =========  ===========  ========
+tolerance  mean IoU   5th pct IoU  vertices
+=========  =========  ===========  ========
+0 (exact)  1.000      1.000        100 %
+0.3        1.000      1.000        56-62 %
+0.4        0.999      0.996        48 %
+0.45       0.989      0.975-0.98   37-40 %
+0.5        0.982      0.957-0.97   34-36 %
+0.7        0.973      0.949-0.956  25 %
+=========  =========  ===========  ========
+
+0.45 sits just above 1/sqrt(5) = 0.447, the ripple of a 1:2 staircase, so such runs become
+one straight edge; below 0.5 an axis-parallel edge is never moved onto the pixel centres.
 """
 
 from __future__ import annotations
@@ -16,12 +40,12 @@ from typing import Any
 import numpy as np
 import shapely
 from scipy import ndimage
-from skimage import draw, measure
+from skimage import draw
 
 __all__ = ["DEFAULT_TOLERANCE", "masks_to_polygons", "polygons_to_masks"]
 
-DEFAULT_TOLERANCE: float = 0.5
-"""Default simplification tolerance in pixels for `masks_to_polygons`."""
+DEFAULT_TOLERANCE: float = 0.45
+"""Default simplification tolerance of `masks_to_polygons`, in pixels (see module notes)."""
 
 _EMPTY = shapely.Polygon()
 
@@ -119,51 +143,111 @@ def _label_objects(labels: np.ndarray) -> tuple[Any, list[tuple[slice, slice]], 
 
 # -- mask -> polygon -----------------------------------------------------------------------
 def _crop(arr: np.ndarray, sl: tuple[slice, slice], sel: Any, is_label: bool) -> np.ndarray:
-    """The object's bbox crop, padded by one background pixel, as float64."""
+    """The object's bbox crop, padded by one background pixel, (h + 2, w + 2) bool."""
     h = sl[0].stop - sl[0].start
     w = sl[1].stop - sl[1].start
-    padded = np.zeros((h + 2, w + 2), dtype=np.float64)
+    padded = np.zeros((h + 2, w + 2), dtype=bool)
     if is_label:
-        padded[1:-1, 1:-1] = arr[sl] == sel
+        np.equal(arr[sl], sel, out=padded[1:-1, 1:-1])
     else:
-        padded[1:-1, 1:-1] = arr[sel][sl]
+        padded[1:-1, 1:-1] = arr[sel, sl[0], sl[1]]
     return padded
 
 
-def _lattice_ring(contour: np.ndarray) -> np.ndarray:
-    """Pixel-edge corners of a closed iso-0.5 contour (padded-crop index coords (row, col)).
+def _trace(
+    padded: np.ndarray, x0: float, y0: float
+) -> tuple[np.ndarray, list[np.ndarray], list[bool], bool]:
+    """Pixel-edge rings of the foreground of a padded bool crop.
 
-    Every contour point is the midpoint of a pixel edge: on a vertical edge the column is
-    half-integer, on a horizontal edge the row is. Between consecutive points of different
-    kinds the boundary turns at the lattice corner (row of the horizontal-edge point, column
-    of the vertical-edge point); those corners are exactly the pixel-edge polygon.
-    Returns (K, 2) ``(x, y)`` relative to the padded crop's pixel-edge origin (not closed).
+    Works on the lattice of pixel corners: vertex ``(i, j)`` is the corner shared by
+    ``padded[i:i+2, j:j+2]``, at ``(x0 + j, y0 + i)``. A boundary turns only at corners,
+    which are found with array operations. On a lattice row the corners, sorted by column,
+    pair up into horizontal boundary segments (0-1, 2-3, ...), and on a lattice column,
+    sorted by row, into vertical ones; a ring alternates the two pairings. A saddle (two
+    pixels touching diagonally) is two corners at one vertex, paired so that the two
+    foreground pixels are kept apart.
+
+    Returns
+    -------
+    xy : ndarray of shape (K, 2), float64
+        ``(x, y)`` of every corner.
+    rings : list of ndarray of int
+        Indices into ``xy`` of each ring's corners, in order (not closed).
+    shells : list of bool
+        Whether each ring bounds foreground from outside (else it bounds a hole).
+    saddle : bool
+        Whether the crop has a saddle vertex (a ring may touch itself there).
     """
-    pts = contour[:-1]
-    vertical = (pts[:, 1] % 1.0) != 0.0
-    nxt = np.roll(np.arange(len(pts)), -1)
-    turn = vertical != vertical[nxt]
-    a = pts[turn]
-    b = pts[nxt[turn]]
-    va = vertical[turn]
-    col = np.where(va, a[:, 1], b[:, 1])
-    row = np.where(va, b[:, 0], a[:, 0])
-    # index coords (pixel centres at integers) -> pixel-edge coords of the padded crop
-    return np.stack([col + 0.5, row + 0.5], axis=1)
-
-
-def _ring_area(ring: np.ndarray) -> float:
-    x = ring[:, 0]
-    y = ring[:, 1]
-    return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(np.roll(x, -1), y))
-
-
-def _has_saddle(padded: np.ndarray) -> bool:
     a = padded[:-1, :-1]
     b = padded[:-1, 1:]
     c = padded[1:, :-1]
     d = padded[1:, 1:]
-    return bool(np.any((a == d) & (b == c) & (a != b)))
+    ab = a ^ b
+    saddle = ab & (a == d) & (b == c)
+    any_saddle = bool(saddle.any())
+    corner = (ab ^ c ^ d) | saddle if any_saddle else ab ^ c ^ d
+    ii, jj = np.nonzero(corner)
+    key = jj * padded.shape[0] + ii
+    if any_saddle:
+        idx = np.repeat(np.arange(len(ii)), np.where(saddle[ii, jj], 2, 1))
+        ii = ii[idx]
+        jj = jj[idx]
+        copy = np.zeros(len(idx), dtype=key.dtype)
+        copy[1:] = idx[1:] == idx[:-1]
+        # Row order: copy 0 takes the left edge; column order: copy 0 takes the upper
+        # edge. To keep foreground pixels apart, left goes with up when the top-left pixel
+        # is set, else with down.
+        key = 2 * key[idx] + np.where(a[ii, jj], copy, 1 - copy)
+    by_col = np.argsort(key, kind="stable")
+    partner = np.empty(len(ii), dtype=np.intp)
+    partner[by_col[0::2]] = by_col[1::2]
+    partner[by_col[1::2]] = by_col[0::2]
+    rings, starts = _follow(partner.tolist())
+    shells = d[ii[starts], jj[starts]].tolist()
+    xy = np.empty((len(ii), 2), dtype=np.float64)
+    np.add(jj, x0, out=xy[:, 0])
+    np.add(ii, y0, out=xy[:, 1])
+    return xy, rings, shells, any_saddle
+
+
+def _follow(vpartner: list[int]) -> tuple[list[np.ndarray], list[int]]:
+    """Order corner slots into rings; a slot's horizontal partner is ``s ^ 1``.
+
+    Returns the rings (slot indices in order) and each ring's first slot, which is its
+    top-left vertex (slots are in row-major order).
+    """
+    n = len(vpartner)
+    seen = bytearray(n)
+    rings = []
+    starts = []
+    for start in range(0, n, 2):
+        if seen[start]:
+            continue
+        order = []
+        s = start
+        while True:
+            seen[s] = seen[s ^ 1] = 1
+            order.append(s)
+            order.append(s ^ 1)
+            s = vpartner[s ^ 1]
+            if s == start:
+                break
+        rings.append(np.array(order, dtype=np.intp))
+        starts.append(start)
+        if len(order) == n:
+            break
+    return rings, starts
+
+
+def _chamfer(ring: np.ndarray) -> np.ndarray:
+    """Edge-midpoint contour of a pixel-edge ring (K, 2): each corner cut between the
+    midpoints of its two unit edges, (2K, 2)."""
+    nxt = np.concatenate([ring[1:], ring[:1]])
+    step = np.sign(nxt - ring) * 0.5
+    out = np.empty((2 * len(ring), 2), dtype=np.float64)
+    out[0::2] = ring + step
+    out[1::2] = nxt - step
+    return out
 
 
 def _polygonal(geom: shapely.Geometry) -> shapely.Geometry:
@@ -178,43 +262,54 @@ def _polygonal(geom: shapely.Geometry) -> shapely.Geometry:
     return shapely.MultiPolygon(list(parts))
 
 
-def _exact_polygon(padded: np.ndarray, x0: float, y0: float) -> shapely.Geometry:
-    """Pixel-edge polygon of the foreground of ``padded``; (x0, y0): its top-left corner."""
-    rings = [_lattice_ring(c) for c in measure.find_contours(padded, 0.5)]
-    shift = np.array([x0, y0])
-    shells = []
-    holes = []
-    for ring in rings:
-        if len(ring) < 4:
-            continue
-        (shells if _ring_area(ring) > 0 else holes).append(ring + shift)
-    shell_polys = [shapely.Polygon(s) for s in shells]
-    if holes:
-        areas = [p.area for p in shell_polys]
-        owned: list[list[np.ndarray]] = [[] for _ in shells]
-        for hole in holes:
-            # midpoint of the first edge: on the hole ring, never on another ring
-            probe = 0.5 * (hole[0] + hole[1])
-            inside = [
-                k for k, p in enumerate(shell_polys) if shapely.contains_xy(p, probe[0], probe[1])
-            ]
-            if inside:
-                owned[min(inside, key=areas.__getitem__)].append(hole)
-        shell_polys = [shapely.Polygon(s, h) for s, h in zip(shells, owned, strict=True)]
-    if not shell_polys:
+def _assign_holes(shells: list[np.ndarray], holes: list[np.ndarray]) -> list[list[int]]:
+    """For each shell the indices of its holes: a hole goes to the smallest shell around it.
+
+    Rings are ``(x, y)``; a probe at the centre of the pixel below-right of the hole's
+    first vertex (its top-left corner) lies in the hole and in no other ring's hole.
+    """
+    polys = np.array([shapely.Polygon(s) for s in shells])
+    areas = shapely.area(polys)
+    owned: list[list[int]] = [[] for _ in shells]
+    for k, hole in enumerate(holes):
+        x, y = hole[0] + 0.5
+        inside = np.flatnonzero(shapely.contains_xy(polys, x, y))
+        if len(inside):
+            owned[int(inside[np.argmin(areas[inside])])].append(k)
+    return owned
+
+
+def _rings_to_geometry(
+    rings: list[np.ndarray], shells: list[bool], check: bool
+) -> shapely.Geometry:
+    """A (Multi)Polygon from ``(x, y)`` rings; ``check``: repair if it may be invalid."""
+    outer = [r for r, s in zip(rings, shells, strict=True) if s]
+    inner = [r for r, s in zip(rings, shells, strict=True) if not s]
+    if not outer:
         return _EMPTY
-    geom = shell_polys[0] if len(shell_polys) == 1 else shapely.MultiPolygon(shell_polys)
-    if _has_saddle(padded) and not geom.is_valid:
+    if len(outer) == 1:
+        geom = shapely.Polygon(outer[0], inner)
+    else:
+        owned = _assign_holes(outer, inner) if inner else [[] for _ in outer]
+        geom = shapely.MultiPolygon(
+            [shapely.Polygon(s, [inner[k] for k in hs]) for s, hs in zip(outer, owned, strict=True)]
+        )
+    if check and not geom.is_valid:
         geom = _polygonal(shapely.make_valid(geom))
     return geom
 
 
-def _simplify(geom: shapely.Geometry, tolerance: float) -> shapely.Geometry:
-    if tolerance == 0 or geom.is_empty:
-        return geom
-    out = shapely.simplify(geom, tolerance, preserve_topology=True)
-    if not out.is_valid:
-        out = _polygonal(shapely.make_valid(out))
+def _mask_geometry(padded: np.ndarray, x0: float, y0: float, tolerance: float) -> shapely.Geometry:
+    """Polygon of the foreground of ``padded``; ``(x0, y0)``: position of vertex (0, 0)."""
+    xy, rings, shells, saddle = _trace(padded, x0, y0)
+    if tolerance == 0:
+        return _rings_to_geometry([xy[r] for r in rings], shells, check=saddle)
+    geom = _rings_to_geometry([_chamfer(xy[r]) for r in rings], shells, check=False)
+    out = shapely.simplify(geom, tolerance, preserve_topology=False)
+    if out.is_empty or not out.is_valid:
+        out = shapely.simplify(geom, tolerance, preserve_topology=True)
+        if not out.is_valid:
+            out = _polygonal(shapely.make_valid(out))
     return out
 
 
@@ -235,10 +330,11 @@ def masks_to_polygons(
         non-negative ids, gaps allowed).
     tolerance : float, optional
         Simplification tolerance in pixels. ``0`` gives the exact pixel-edge polygon
-        (vertices on the integer lattice); larger values remove vertices while preserving
-        topology. Default `DEFAULT_TOLERANCE`.
+        (vertices on the integer lattice). Larger values simplify the edge-midpoint contour
+        (Douglas-Peucker, keeping the result valid; exact pixels up to 0.35). Default
+        `DEFAULT_TOLERANCE` (0.45: IoU about 0.99, 60 % fewer vertices).
     min_area : float, optional
-        Masks with fewer pixels than this give an empty polygon.
+        Masks with fewer pixels than this give an empty polygon (in their slot).
     offset : (float, float), optional
         ``(x0, y0)`` added to every coordinate, e.g. the origin of a crop in its image.
 
@@ -272,11 +368,10 @@ def masks_to_polygons(
             out.append(_EMPTY)
             continue
         padded = _crop(arr, sl, sel, is_label)
-        if min_area > 0 and padded.sum() < min_area:
+        if min_area > 0 and np.count_nonzero(padded) < min_area:
             out.append(_EMPTY)
             continue
-        geom = _exact_polygon(padded, sl[1].start - 1 + ox, sl[0].start - 1 + oy)
-        out.append(_simplify(geom, tolerance))
+        out.append(_mask_geometry(padded, sl[1].start + ox, sl[0].start + oy, tolerance))
     return out
 
 

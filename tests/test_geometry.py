@@ -271,8 +271,8 @@ def test_property_pycocotools_round_trip_without_holes(mask):
     np.testing.assert_array_equal(coco_rasterize(poly, mask.shape), mask)
 
 
-@settings(max_examples=100, deadline=None)
-@given(small_masks, st.sampled_from([0.3, 0.5, 1.0, 2.0]))
+@settings(max_examples=150, deadline=None)
+@given(small_masks, st.sampled_from([0.1, 0.45, 0.5, 1.0, 2.0]))
 def test_property_simplified_valid(mask, tolerance):
     (poly,) = masks_to_polygons(mask, tolerance=tolerance)
     assert poly.is_valid
@@ -298,7 +298,7 @@ def test_default_tolerance_quality_bar():
     assert len(ious) > 100
     assert ious.mean() >= 0.97, ious.mean()
     assert np.percentile(ious, 5) >= 0.93, np.percentile(ious, 5)
-    assert n_simple < 0.9 * n_exact, (n_simple, n_exact)
+    assert n_simple < 0.5 * n_exact, (n_simple, n_exact)
 
 
 def test_larger_tolerance_fewer_vertices():
@@ -385,3 +385,12 @@ def test_masks_to_polygons_errors(kwargs, exc, match):
 def test_polygons_to_masks_errors(polygons, shape, exc, match):
     with pytest.raises(exc, match=match):
         polygons_to_masks(polygons, shape)
+
+
+@settings(max_examples=150, deadline=None)
+@given(small_masks)
+def test_property_small_tolerance_keeps_pixels(mask):
+    # pixel centres are >= 0.3535 px from the edge-midpoint contour
+    (poly,) = masks_to_polygons(mask, tolerance=0.35)
+    assert poly.is_valid
+    np.testing.assert_array_equal(polygons_to_masks([poly], mask.shape)[0], mask)
