@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import io
 import logging
 import os
 import tempfile
@@ -20,13 +21,14 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .instances import Instances
-from .io import IMAGE_SUFFIXES, read_image
+from .io import IMAGE_SUFFIXES, check_image, read_image
 
 if TYPE_CHECKING:  # pragma: no cover
     from .coco import Dataset
@@ -80,11 +82,14 @@ def _expand_entry(entry: str | os.PathLike, *, param: str) -> list[str]:
     return [str(path)]
 
 
-def _resolve_sources(images: Any) -> tuple[list[_Source], str | None]:
+def _resolve_sources(
+    images: Any, *, prefer_root: str | None = None
+) -> tuple[list[_Source], str | None]:
     """Turn ``images`` into sources with unique file names, and the folder they are under.
 
-    Paths are named relative to the deepest folder that holds all of them (``image_root``);
-    arrays are named ``array_0000``, ``array_0001``, ... by their position.
+    Paths are named relative to ``prefer_root`` when it holds all of them, else to the
+    deepest folder that does (returned as the ``image_root``); arrays are named
+    ``array_0000``, ``array_0001``, ... by their position.
     """
     if isinstance(images, (str, os.PathLike)):
         single = Path(os.fspath(images)).expanduser()
@@ -113,6 +118,10 @@ def _resolve_sources(images: Any) -> tuple[list[_Source], str | None]:
             )
     paths = [p for p in items if isinstance(p, str)]
     root = os.path.commonpath([os.path.dirname(p) for p in paths]) if paths else None
+    if root is not None and prefer_root is not None:
+        prefer_root = os.path.abspath(prefer_root)
+        if os.path.commonpath([root, prefer_root]) == prefer_root:
+            root = prefer_root
     sources: list[_Source] = []
     seen: set[str] = set()
     duplicates: list[str] = []
@@ -138,28 +147,16 @@ def _resolve_sources(images: Any) -> tuple[list[_Source], str | None]:
     return sources, root
 
 
-def _check_array(image: np.ndarray, name: str) -> np.ndarray:
-    if image.dtype.kind not in "uifb":
-        raise ValueError(f"{name}: unsupported pixel type {image.dtype}")
-    if image.size == 0:
-        raise ValueError(f"{name}: the image is empty (shape {image.shape})")
-    if image.ndim == 2 or (image.ndim == 3 and image.shape[-1] in (3, 4)):
-        return image
-    raise ValueError(
-        f"{name}: expected a 2-D gray (H, W) or colour (H, W, 3|4) image, got shape {image.shape}"
-    )
-
-
 def _load(source: _Source) -> tuple[np.ndarray | None, str | None]:
     """Decode one source: ``(image, None)``, or ``(None, reason)`` when it cannot be read."""
     try:
         if source.array is not None:
-            return _check_array(np.asarray(source.array), source.name), None
+            return check_image(source.array, name=source.name), None
         return read_image(source.path), None
     except FileNotFoundError:
         return None, "file not found"
     except (OSError, ValueError, TypeError, MemoryError) as exc:
-        return None, str(exc) or type(exc).__name__
+        return None, " ".join(str(exc).split()) or type(exc).__name__  # one line
 
 
 # -- prediction ------------------------------------------------------------------------------
@@ -286,6 +283,18 @@ def _worker_model(key: str, checkpoint: bytes) -> Model:
     return model
 
 
+def _checkpoint_bytes(model: Model) -> tuple[str, bytes]:
+    """The model as checkpoint bytes and their SHA-256: equal weights give equal keys."""
+    import torch
+
+    data = model.checkpoint()
+    data["meta"].pop("created", None)  # a timestamp would make every call a new model
+    buffer = io.BytesIO()
+    torch.save(data, buffer)
+    checkpoint = buffer.getvalue()
+    return hashlib.sha256(checkpoint).hexdigest(), checkpoint
+
+
 def _pack(outcome: _Outcome) -> tuple:
     """`Instances` is not picklable (immutable, slots): ship its fields instead."""
     inst = outcome.instances
@@ -328,12 +337,7 @@ def _run_dask(
     emit: Callable[[list[_Outcome]], None],
 ) -> None:
     distributed = _import_distributed()
-    with tempfile.TemporaryDirectory(prefix="labelassist-") as tmp:
-        path = os.path.join(tmp, "model.pt")
-        model.save(path)
-        with open(path, "rb") as f:
-            checkpoint = f.read()
-    key = hashlib.sha256(checkpoint).hexdigest()
+    key, checkpoint = _checkpoint_bytes(model)
     [checkpoint_future] = client.scatter([checkpoint], broadcast=True, hash=False)
     by_index = {s.index: s for s in sources}
     chunks = [
@@ -450,17 +454,15 @@ class _Collector:
         )
 
     def flush(self) -> None:
-        """Write everything so far to ``out`` atomically (temp file + `os.replace`)."""
+        """Write everything so far to ``out`` (`write_coco` is atomic: temp + `os.replace`)."""
         assert self.out is not None
-        self.out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.out.parent, prefix=f".{self.out.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            self.dataset().to_coco(tmp)
-            os.replace(tmp, self.out)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        info = {
+            "description": "model proposals written by labelassist preannotate",
+            "date_created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "image_root": self.root,
+            "failed": [list(f) for f in self.failed],
+        }
+        self.dataset().to_coco(self.out, info=info)
         self.unflushed = 0
         logger.debug("preannotate: wrote %d images to %s", len(self.records), self.out)
 
@@ -589,11 +591,15 @@ def preannotate(
     _check_int("flush_every", flush_every, 1)
     if client is not None and not hasattr(client, "submit"):
         raise TypeError(f"client must be a dask.distributed.Client, got {type(client).__name__}")
-    sources, root = _resolve_sources(images)
-    model = _as_model(model)
     out_path = Path(out).expanduser() if out is not None else None
     if out_path is not None and out_path.is_dir():
         raise ValueError(f"out: {str(out)!r} is a folder; give a .json file path")
+    sources, root = _resolve_sources(
+        images, prefer_root=str(out_path.parent) if out_path is not None else None
+    )
+    model = _as_model(model)
+    # let Model.predict validate the options once, before any work
+    model.predict([], score_threshold=score_threshold, tile_size=tile_size, batch_size=batch_size)
     done = _read_done(out_path, model.classes) if out_path is not None else None
     taken = {} if done is None else {r["file_name"]: int(r["id"]) for r in done.images}
     pending = [s for s in sources if s.name not in taken]
@@ -613,16 +619,20 @@ def preannotate(
             model.classes, root, _assign_ids(sources, taken), done, out_path, flush_every, bar
         )
         try:
-            if not pending:
-                pass
-            elif client is not None:
+            if pending and client is not None:
                 _run_dask(pending, model, options, client, collector.emit)
-            else:
+            elif pending:
                 workers = _default_num_workers(pending) if num_workers is None else num_workers
                 _run_local(pending, model, options, workers, collector.emit)
-        finally:
-            if out_path is not None and (collector.unflushed or not out_path.exists()):
-                collector.flush()
+        except BaseException:
+            if out_path is not None and collector.unflushed:
+                try:  # keep what is done, so that a re-run resumes from here
+                    collector.flush()
+                except Exception:  # noqa: BLE001 - the original error matters more
+                    logger.exception("preannotate: could not save results to %s", out_path)
+            raise
+        if out_path is not None and (collector.unflushed or not out_path.exists()):
+            collector.flush()
     logger.info(
         "preannotate: %d images (%d new) in %.1f s, %d failed",
         len(collector.records),

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import warnings
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -46,14 +45,31 @@ def _write_images(folder: Path, n: int, *, start: int = 0) -> list[Path]:
     return paths
 
 
-@pytest.fixture(scope="module")
-def model():
+# a small untrained Mask R-CNN: few detections per image keep the tests fast
+TINY = {
+    "box_detections_per_img": 4,
+    "rpn_pre_nms_top_n_test": 100,
+    "rpn_post_nms_top_n_test": 20,
+    "fpn_channels": 32,
+    "representation_size": 64,
+    "mask_channels": 16,
+    "mask_layers": 1,
+}
+
+
+def tiny_model(seed: int = 0):
     import torch
 
-    from labelassist.models import load_model
+    from labelassist.models import Model, build_maskrcnn
 
-    torch.manual_seed(0)
-    return load_model(None, classes=["nucleus"], device="cpu")
+    torch.manual_seed(seed)
+    net = build_maskrcnn("maskrcnn_resnet18_fpn", 2, **TINY)
+    return Model(net, ["nucleus"], arch="maskrcnn_resnet18_fpn", options=TINY, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_model()
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +167,7 @@ def test_load_reports_each_kind_of_unreadable_image(tmp_path):
     image, error = bulk._load(bulk._Source(0, "good.png", path=str(tmp_path / "good.png")))
     assert error is None and image.shape == (64, 64)
     for array, reason in [
-        (np.zeros((2, 3, 4, 5)), "got shape"),
+        (np.zeros((2, 3, 4, 5)), "4-D stack"),
         (np.zeros((0, 5)), "empty"),
         (np.array([["a"]]), "unsupported pixel type"),
     ]:
@@ -167,3 +183,213 @@ def test_assign_ids_keeps_taken_ids_and_avoids_clashes():
     assert ids["c"] == 1 and ids["x"] == 4 and ids["b"] == 2
     assert len(set(ids.values())) == len(ids)
     assert {ids["a"], ids["d"]} == {5, 6}
+
+
+def _reference(model, images, batch_size):
+    """What `Model.predict` gives on the same batches (the thing preannotate must match)."""
+    out = []
+    for i in range(0, len(images), batch_size):
+        out += model.predict(
+            images[i : i + batch_size], score_threshold=SCORE, batch_size=batch_size
+        )
+    return out
+
+
+class _StopAfter:
+    """Make a real model stop (raise, or kill its process) once it has predicted ``limit``."""
+
+    @staticmethod
+    def wrap(model, limit, action):
+        from labelassist.models import Model
+
+        class Stopping(Model):
+            seen = 0
+
+            def predict(self, images, **kwargs):
+                if len(images) and self.seen + len(images) > limit:
+                    action()
+                self.seen += len(images)
+                return super().predict(images, **kwargs)
+
+        return Stopping(model.net, model.classes, arch=model.arch, meta=model.meta, device="cpu")
+
+
+def _raise_interrupt():
+    raise KeyboardInterrupt
+
+
+# -- preannotate, one machine -------------------------------------------------------------------
+
+
+def test_arrays_match_model_predict(model):
+    images = [_blobs(k) for k in range(4)] + [np.stack([_blobs(9, (48, 80))] * 3, axis=-1)]
+    ds = preannotate(images, model, score_threshold=SCORE, batch_size=2, progress=False)
+    assert ds.categories == ["nucleus"]
+    assert ds.images == [
+        {"id": k + 1, "file_name": f"array_{k:04d}", "height": im.shape[0], "width": im.shape[1]}
+        for k, im in enumerate(images)
+    ]
+    expected = _reference(model, images, 2)
+    assert [ds.instances[k + 1] for k in range(5)] == expected
+    assert sum(len(e) for e in expected) > 0  # the comparison is not between empty results
+    assert ds.failed == []
+
+
+def test_folder_with_decoding_workers_equals_in_process(tmp_path, model):
+    paths = _write_images(tmp_path / "imgs", 5)
+    ds0 = preannotate(
+        tmp_path / "imgs", model, score_threshold=SCORE, num_workers=0, progress=False
+    )
+    ds2 = preannotate(
+        tmp_path / "imgs", model, score_threshold=SCORE, num_workers=2, progress=False
+    )
+    assert ds0 == ds2
+    assert [r["file_name"] for r in ds2.images] == [p.name for p in paths]
+    assert ds2.image_root == tmp_path / "imgs"
+    expected = _reference(model, [iio.imread(p) for p in paths], 4)
+    assert [ds2.instances[i] for i in ds2.image_ids] == expected
+
+
+def test_unreadable_files_are_reported_and_skipped(tmp_path, model):
+    good = _write_images(tmp_path, 3)
+    (tmp_path / "corrupt.png").write_bytes(b"\x89PNG truncated")
+    tifffile.imwrite(tmp_path / "stack.tif", np.zeros((5, 16, 16), np.uint16))
+    images = [good[0], tmp_path / "corrupt.png", good[1], tmp_path / "gone.png"]
+    images += [tmp_path / "stack.tif", good[2]]
+    with pytest.warns(PreannotateWarning, match="3 of 6 images") as record:
+        ds = preannotate(images, model, score_threshold=SCORE, batch_size=1, progress=False)
+    message = str(record[0].message)
+    for name in ("corrupt.png", "gone.png: file not found", "stack.tif"):
+        assert name in message
+    assert [name for name, _ in ds.failed] == ["corrupt.png", "gone.png", "stack.tif"]
+    assert [(r["id"], r["file_name"]) for r in ds.images] == [
+        (1, "img_00.png"),
+        (3, "img_01.png"),
+        (6, "img_02.png"),
+    ]
+    expected = _reference(model, [iio.imread(p) for p in good], 1)
+    assert [ds.instances[i] for i in (1, 3, 6)] == expected
+
+
+def test_empty_input_gives_an_empty_dataset(tmp_path, model):
+    ds = preannotate([], model, out=tmp_path / "none.json", progress=False)
+    assert (len(ds), ds.categories, ds.failed) == (0, ["nucleus"], [])
+    assert json.loads((tmp_path / "none.json").read_text())["images"] == []
+
+
+def test_model_source_string_is_loaded(tmp_path, checkpoint):
+    ds = preannotate([_blobs(1)], str(checkpoint), score_threshold=SCORE, progress=False)
+    assert ds.categories == ["nucleus"] and len(ds) == 1
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"score_threshold": 1.5}, ValueError, r"score_threshold must be within \[0, 1\]"),
+        ({"score_threshold": "0.5"}, TypeError, "score_threshold must be a number"),
+        ({"tile_size": 8}, ValueError, "tile_size must be None or an int >= 32"),
+        ({"tile_size": 64.0}, ValueError, "tile_size must be an integer"),
+        ({"batch_size": 0}, ValueError, "batch_size must be an integer >= 1"),
+        ({"num_workers": -1}, ValueError, "num_workers must be an integer >= 0"),
+        ({"flush_every": 0}, ValueError, "flush_every must be an integer >= 1"),
+        ({"client": "tcp://localhost:8786"}, TypeError, "client must be a dask"),
+        ({"model": 3}, TypeError, "model must be a labelassist Model"),
+        ({"out": "{tmp}"}, ValueError, "out: .* is a folder"),
+    ],
+)
+def test_bad_arguments(tmp_path, model, kwargs, error, match):
+    kwargs = {k: v.format(tmp=tmp_path) if k == "out" else v for k, v in kwargs.items()}
+    kwargs.setdefault("model", model)
+    with pytest.raises(error, match=match):
+        preannotate([_blobs(0)], progress=False, **kwargs)
+
+
+def test_out_of_another_model_is_refused(tmp_path, model):
+    from labelassist.coco import Dataset
+
+    Dataset(["cell", "debris"], []).to_coco(tmp_path / "other.json")
+    with pytest.raises(ValueError, match=r"classes \['cell', 'debris'\].*another out path"):
+        preannotate([_blobs(0)], model, out=tmp_path / "other.json", progress=False)
+
+
+# -- flushing and resuming -------------------------------------------------------------------------
+
+
+def test_out_file_names_are_relative_to_its_folder(tmp_path, model):
+    _write_images(tmp_path / "data" / "a", 1)
+    _write_images(tmp_path / "data" / "b", 1, start=1)
+    ds = preannotate(
+        tmp_path / "data" / "*" / "*.png", model, out=tmp_path / "preds.json", progress=False
+    )
+    assert [r["file_name"] for r in ds.images] == ["data/a/img_00.png", "data/b/img_01.png"]
+    from labelassist.coco import read_coco
+
+    back = read_coco(tmp_path / "preds.json")  # image_root defaults to the json's folder
+    assert all(back.image_path(i).is_file() for i in back.image_ids)
+    assert back == read_coco(tmp_path / "preds.json") and back.categories == ["nucleus"]
+
+
+def test_resume_after_an_interrupt_only_predicts_the_rest(tmp_path, model):
+    _write_images(tmp_path / "imgs", 8)
+    options = {"score_threshold": SCORE, "batch_size": 2, "flush_every": 4, "progress": False}
+    preannotate(tmp_path / "imgs", model, out=tmp_path / "ref.json", **options)
+
+    # stopped (Ctrl-C) in the 4th batch: 6 images done, 2 of them not flushed yet
+    stopping = _StopAfter.wrap(model, 6, _raise_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        preannotate(tmp_path / "imgs", stopping, out=tmp_path / "run.json", **options)
+    partial = json.loads((tmp_path / "run.json").read_text())
+    assert [r["file_name"] for r in partial["images"]] == [
+        f"imgs/img_{k:02d}.png" for k in range(6)
+    ]
+
+    counting = _StopAfter.wrap(model, 10**9, _raise_interrupt)
+    ds = preannotate(tmp_path / "imgs", counting, out=tmp_path / "run.json", **options)
+    assert counting.seen == 2
+    assert len(ds) == 8
+    assert _coco_content(tmp_path / "run.json") == _coco_content(tmp_path / "ref.json")
+
+    again = _StopAfter.wrap(model, 0, _raise_interrupt)  # nothing left: must not predict
+    assert preannotate(tmp_path / "imgs", again, out=tmp_path / "run.json", **options) == ds
+
+
+_KILL_SCRIPT = textwrap.dedent(
+    """
+    import os, signal, sys
+    sys.path.insert(0, sys.argv[1])
+    from test_bulk import SCORE, _StopAfter
+    from labelassist.bulk import preannotate
+    from labelassist.models import load_model
+
+    model = load_model(sys.argv[2], device="cpu")
+    dying = _StopAfter.wrap(model, 5, lambda: os.kill(os.getpid(), signal.SIGKILL))
+    preannotate(sys.argv[3], dying, out=sys.argv[4], score_threshold=SCORE, batch_size=2,
+                flush_every=2, num_workers=0, progress=False)
+    """
+)
+
+
+@pytest.mark.slow
+def test_resume_after_the_process_is_killed(tmp_path, checkpoint):
+    from labelassist.models import load_model
+
+    _write_images(tmp_path / "imgs", 9)
+    out = tmp_path / "run.json"
+    args = [str(Path(__file__).parent), str(checkpoint), str(tmp_path / "imgs"), str(out)]
+    proc = subprocess.run(
+        [sys.executable, "-c", _KILL_SCRIPT, *args], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    partial = json.loads(out.read_text())
+    assert [r["file_name"] for r in partial["images"]] == [
+        f"imgs/img_{k:02d}.png" for k in range(4)
+    ]
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+
+    model = load_model(checkpoint, device="cpu")
+    options = {"score_threshold": SCORE, "batch_size": 2, "flush_every": 2, "progress": False}
+    counting = _StopAfter.wrap(model, 10**9, _raise_interrupt)
+    preannotate(tmp_path / "imgs", counting, out=out, **options)
+    assert counting.seen == 5
+    preannotate(tmp_path / "imgs", model, out=tmp_path / "ref.json", **options)
+    assert _coco_content(out) == _coco_content(tmp_path / "ref.json")
