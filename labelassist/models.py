@@ -291,12 +291,31 @@ def build_maskrcnn(
             f"num_classes={num_classes!r} must be an int >= 2 (background + at least one class)"
         )
     weights_backbone = _resolve_weights(weights_backbone, "weights_backbone")
+    unknown = sorted(set(options) - _allowed_options(arch))
+    if unknown:
+        raise TypeError(
+            f"build_maskrcnn({arch!r}) got unknown options {unknown}; valid: "
+            f"{sorted(_allowed_options(arch))}"
+        )
     if arch == "maskrcnn_resnet18_fpn":
         options = {**_LIGHT_DEFAULTS, **options}
-    try:
-        return _BUILDERS[arch](num_classes, weights_backbone=weights_backbone, **options)
-    except TypeError as exc:
-        raise TypeError(f"build_maskrcnn({arch!r}): bad option: {exc}") from exc
+    return _BUILDERS[arch](num_classes, weights_backbone=weights_backbone, **options)
+
+
+def _allowed_options(arch: str) -> set[str]:
+    """Keyword options of the arch's builder plus those of torchvision's ``MaskRCNN``
+    (which silently ignores unknown keywords, so they are checked here)."""
+    import inspect
+
+    from torchvision.models.detection import FasterRCNN, MaskRCNN
+
+    names = set()
+    for func in (_BUILDERS[arch], MaskRCNN.__init__, FasterRCNN.__init__):
+        for param in inspect.signature(func).parameters.values():
+            if param.kind in (param.KEYWORD_ONLY, param.POSITIONAL_OR_KEYWORD):
+                names.add(param.name)
+    names |= {"size_divisible", "fixed_size"}  # GeneralizedRCNNTransform keywords
+    return names - {"self", "backbone", "num_classes", "weights_backbone"}
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
@@ -613,6 +632,11 @@ def _read_checkpoint(path: Path) -> dict[str, Any]:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        if "unsupported global" not in str(exc).lower():
+            raise ValueError(
+                f"{path} is not a torch checkpoint (unreadable: {str(exc).splitlines()[0]}); "
+                "give a file written by Model.save"
+            ) from exc
         raise ValueError(
             f"{path} holds pickled Python objects that labelassist refuses to load (unsafe). "
             "Only load checkpoints written by Model.save; re-save trusted files with it."

@@ -102,7 +102,7 @@ def intensity_range(
     image = _check(image)
     mode, (p_lo, p_hi) = _mode(normalization)
     dtype = image.dtype
-    if dtype == bool:
+    if dtype.kind == "b":
         return 0.0, 1.0
     if mode == "scale" or (mode == "auto" and dtype == np.uint8):
         if dtype.kind in "ui":
@@ -165,7 +165,7 @@ def to_tensor(
     if image.ndim == 3:
         image = image[..., :3]
     arr = np.asarray(image)
-    if arr.dtype == bool or arr.dtype.kind == "u" and arr.dtype.itemsize > 1:
+    if arr.dtype.kind == "b" or (arr.dtype.kind == "u" and arr.dtype.itemsize > 1):
         arr = arr.astype(np.float32)
     tensor = torch.from_numpy(np.ascontiguousarray(arr)).to(torch.float32)
     tensor = tensor.sub_(lo).mul_(1.0 / (hi - lo)).clamp_(0.0, 1.0)
@@ -190,10 +190,10 @@ def _cores(starts: list[int], tile: int, length: int) -> list[tuple[float, float
     """Core interval of each tile: from the middle of the overlap with the previous tile
     to the middle of the overlap with the next one (a partition of ``[0, length]``)."""
     bounds = [0.0]
-    for a, b in zip(starts[:-1], starts[1:]):
+    for a, b in zip(starts[:-1], starts[1:], strict=True):
         bounds.append((b + min(a + tile, length)) / 2.0)
     bounds.append(float(length))
-    return list(zip(bounds[:-1], bounds[1:]))
+    return list(zip(bounds[:-1], bounds[1:], strict=True))
 
 
 @dataclass(frozen=True)
@@ -237,8 +237,8 @@ def tile_grid(shape: tuple[int, int], tile_size: int, overlap: int) -> list[Tile
     cy, cx = _cores(ys, tile_size, h), _cores(xs, tile_size, w)
     return [
         Tile(y0, x0, min(y0 + tile_size, h), min(x0 + tile_size, w), (c[0], r[0], c[1], r[1]))
-        for y0, r in zip(ys, cy)
-        for x0, c in zip(xs, cx)
+        for y0, r in zip(ys, cy, strict=True)
+        for x0, c in zip(xs, cx, strict=True)
     ]
 
 
@@ -362,7 +362,7 @@ def _detect(
         proposals, _ = net.rpn(image_list, features)
         detections, _ = net.roi_heads(features, proposals, image_list.image_sizes)
     out = []
-    for det, net_size, size in zip(detections, image_list.image_sizes, sizes):
+    for det, net_size, size in zip(detections, image_list.image_sizes, sizes, strict=True):
         out.append(
             {
                 "boxes": resize_boxes(det["boxes"].float(), net_size, size),
@@ -547,7 +547,9 @@ def predict(
                 tensors.append(
                     to_tensor(window, normalization=normalization, limits=limits.get(idx))
                 )
-            for (idx, tile, tiled_shape), det in zip(batch, _detect(net, tensors, device)):
+            for (idx, tile, tiled_shape), det in zip(
+                batch, _detect(net, tensors, device), strict=True
+            ):
                 _collect(
                     pending[idx], det, tile, tiled_shape, lookup, mask_threshold, tolerance, margin
                 )
