@@ -274,6 +274,11 @@ def _check_categories(categories: Any) -> list[str]:
     for k, name in enumerate(names):
         if not isinstance(name, str) or not name:
             raise ValueError(f"categories[{k}] must be a non-empty str, got {name!r}")
+        if name in _BACKGROUND_NAMES:
+            raise ValueError(
+                f"categories[{k}] is {name!r}: background is not a class in labelassist "
+                "(COCO readers drop it); list only object classes"
+            )
     dupes = sorted(n for n, c in Counter(names).items() if c > 1)
     if dupes:
         raise ValueError(f"categories must be unique, got duplicates {dupes}")
@@ -506,18 +511,23 @@ def _rle_geometry(counts: list[int], shape: tuple[int, int]) -> shapely.Geometry
     """Exact pixel-edge geometry of validated RLE run lengths (empty Polygon: no pixels).
 
     Runs alternate background/foreground, starting with background, over the pixels in
-    column-major (Fortran) order.
+    column-major (Fortran) order. Only the band of columns the object spans is expanded.
     """
-    h, w = shape
-    values = np.arange(len(counts)) % 2 == 1
-    mask = np.repeat(values, counts).reshape(w, h).T
-    rows = np.flatnonzero(mask.any(axis=1))
-    if rows.size == 0:
+    h = shape[0]
+    runs = np.asarray(counts, dtype=np.int64)
+    ends = np.cumsum(runs)
+    starts = ends - runs
+    foreground = (np.arange(len(runs)) % 2 == 1) & (runs > 0)
+    if not foreground.any():
         return shapely.Polygon()
-    cols = np.flatnonzero(mask.any(axis=0))
-    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-    crop = mask[r0:r1, c0:c1]
-    return masks_to_polygons(crop[None], tolerance=0, offset=(int(c0), int(r0)))[0]
+    c0 = int(starts[foreground][0]) // h
+    c1 = (int(ends[foreground][-1]) - 1) // h + 1
+    lo, hi = c0 * h, c1 * h
+    lengths = np.clip(ends, lo, hi) - np.clip(starts, lo, hi)
+    band = np.repeat(np.arange(len(runs)) % 2 == 1, lengths).reshape(c1 - c0, h).T
+    rows = np.flatnonzero(band.any(axis=1))
+    r0, r1 = int(rows[0]), int(rows[-1]) + 1
+    return masks_to_polygons(band[None, r0:r1], tolerance=0, offset=(c0, r0))[0]
 
 
 def _polygonal(geom: shapely.Geometry) -> shapely.Geometry:

@@ -189,7 +189,12 @@ def test_reads_uncompressed_rle_and_crowd(tmp_path):
 
 def test_reads_compressed_rle_from_pycocotools(tmp_path):
     rng = np.random.default_rng(3)
-    masks = _random_masks(rng, (30, 33), 3)
+    wrap = np.zeros((1, 30, 33), dtype=bool)
+    wrap[0, -2:, 4] = wrap[0, :3, 5] = True  # one column-major run across two columns
+    full = np.ones((1, 30, 33), dtype=bool)
+    corner = np.zeros((1, 30, 33), dtype=bool)
+    corner[0, -1, -1] = True
+    masks = np.concatenate([_random_masks(rng, (30, 33), 3), wrap, full, corner])
     anns = []
     for k, m in enumerate(masks):
         rle = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
@@ -555,6 +560,7 @@ def test_dataset_does_not_alias_inputs():
         (("cell", []), {}, TypeError, "categories must be a list"),
         ((["cell", ""], []), {}, ValueError, r"categories\[1\] must be a non-empty str"),
         ((["a", "b", "a"], []), {}, ValueError, r"duplicates \['a'\]"),
+        ((["_background_", "a"], []), {}, ValueError, "background is not a class"),
         ((["a"], {"id": 1}), {}, TypeError, "images must be a list"),
         ((["a"], [_record(1, (4, 4)), _record(1, (4, 4))]), {}, ValueError,
          r"image ids must be unique, got duplicates \[1\]"),
