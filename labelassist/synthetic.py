@@ -53,6 +53,7 @@ DOMAIN_SHIFT: dict[str, Any] = {
 _N_MODES = 4  # Fourier modes perturbing the radius
 _MIN_PIXELS = 12  # smaller visible remnants (e.g. cut by the border) are dropped
 _DTYPES = (np.uint8, np.uint16, np.float32)
+_CROSS = ndi.generate_binary_structure(2, 1)
 
 
 # -- parameter checks ------------------------------------------------------------------------
@@ -132,7 +133,10 @@ def _blob(rng: np.random.Generator, radius: float, elongation: float, irregulari
 
 
 def _rasterize_blob(center, blob, shape):
-    """Pixels whose centre lies inside the blob: (mask, (row slice, col slice)) or None."""
+    """Pixels whose centre lies inside the blob: (mask, (rows, cols), clipped) or None.
+
+    ``clipped``: the box was cut by the image border.
+    """
     radius, elong, angle, amps, phases = blob
     a, b = radius * np.sqrt(elong), radius / np.sqrt(elong)  # area pi * radius**2
     reach = a * (1 + amps.sum()) + 1
@@ -149,7 +153,8 @@ def _rasterize_blob(center, blob, shape):
     k = np.arange(2, 2 + _N_MODES)[:, None, None]
     bound = 1 + (amps[:, None, None] * np.cos(k * theta + phases[:, None, None])).sum(0)
     mask = rho <= bound
-    return (mask, (slice(r0, r1), slice(c0, c1))) if mask.any() else None
+    clipped = r0 == 0 or c0 == 0 or r1 == shape[0] or c1 == shape[1]
+    return (mask, (slice(r0, r1), slice(c0, c1)), clipped) if mask.any() else None
 
 
 def _largest_component(mask: np.ndarray) -> np.ndarray:
@@ -186,15 +191,21 @@ def _place_nuclei(rng, shape, n_target, *, radius, irregularity, elongation, tou
         drawn = _rasterize_blob(center, blob, shape)
         if drawn is None:
             continue
-        mask, box = drawn
-        # openings remove one-pixel slivers left by the image border or by neighbours
-        mask = _largest_component(ndi.binary_opening(mask))
-        free = _largest_component(ndi.binary_opening(mask & (labels[box] == 0)))
-        kept = int(free.sum())
-        if kept < _MIN_PIXELS or kept < (1 - overlap) * mask.sum():
+        mask, box, clipped = drawn
+        # openings remove one-pixel slivers (thin lobes, cuts by the border or neighbours)
+        mask = ndi.binary_opening(mask, _CROSS)
+        occupied = labels[box] != 0
+        total, hidden = np.count_nonzero(mask), np.count_nonzero(mask & occupied)
+        if total < _MIN_PIXELS or hidden > overlap * total:
             continue
-        if not np.array_equal(ndi.binary_fill_holes(free), free):
-            continue  # would wrap around another nucleus
+        if hidden or clipped:
+            free = _largest_component(ndi.binary_opening(mask & ~occupied, _CROSS))
+            if np.count_nonzero(free) < max(_MIN_PIXELS, (1 - overlap) * total):
+                continue
+            if hidden and not np.array_equal(ndi.binary_fill_holes(free), free):
+                continue  # would wrap around another nucleus
+        else:
+            free = _largest_component(mask)
         labels[box][free] = len(centers) + 1
         centers.append((center[0], center[1], r))
         failures = 0
