@@ -403,17 +403,21 @@ class Project:
                 UserWarning,
                 stacklevel=2,
             )
-        rows = self._place_files(new, sizes, copy=copy)
-        with self._lock, _schema.write_transaction(self.con) as con:
-            ids = []
-            stamp = _schema.now()
-            for file_name, path, origin, (height, width) in rows:
-                cur = con.execute(
-                    "INSERT INTO images (file_name, path, origin, height, width, split, updated)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (file_name, path, origin, height, width, split, stamp),
-                )
-                ids.append(int(cur.lastrowid))
+        rows, copies = self._place_files(new, sizes, copy=copy)
+        try:
+            with self._lock, _schema.write_transaction(self.con) as con:
+                ids = []
+                stamp = _schema.now()
+                for file_name, path, origin, (height, width) in rows:
+                    cur = con.execute(
+                        "INSERT INTO images (file_name, path, origin, height, width, split,"
+                        " updated) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (file_name, path, origin, height, width, split, stamp),
+                    )
+                    ids.append(int(cur.lastrowid))
+        except BaseException:
+            _remove_copies(copies)  # the copies of images that were not added
+            raise
         return ids
 
     def _new_files(self, paths: list[Path]) -> tuple[list[Path], int]:
@@ -442,9 +446,10 @@ class Project:
 
     def _place_files(
         self, paths: list[Path], sizes: dict[Path, tuple[int, int]], *, copy: bool
-    ) -> list[tuple[str, str, str, tuple[int, int]]]:
-        """(file_name, stored path, origin, size) per file, copying when asked."""
-        rows = []
+    ) -> tuple[list[tuple[str, str, str, tuple[int, int]]], list[Path]]:
+        """(file_name, stored path, origin, size) per file, copying when asked; and the
+        copies made (for `_remove_copies` when the database write fails)."""
+        rows, copies = [], []
         taken: set[str] = set()
         images_dir = self.images_dir.resolve()
         try:
@@ -452,14 +457,13 @@ class Project:
                 target = path
                 if copy and images_dir not in path.parents:
                     target = _files.copy_into(path, images_dir, taken)
+                    copies.append(target)
                 stored = _files.stored_path(target, self.folder)
                 rows.append((target.name, stored, path.as_posix(), sizes[path]))
         except BaseException:
-            for _, stored, origin, _ in rows:
-                if Path(origin) != self.folder / stored:
-                    (self.folder / stored).unlink(missing_ok=True)
+            _remove_copies(copies)
             raise
-        return rows
+        return rows, copies
 
     def images(
         self, *, status: str | Sequence[str] | None = None, split: str | None = None
@@ -1224,7 +1228,8 @@ class Project:
             file: (int(r["height"]), int(r["width"]))
             for file, r in zip(files, data.images, strict=True)
         }
-        placed = {row[2]: row for row in self._place_files(new, sizes, copy=self.copy_images)}
+        rows, _ = self._place_files(new, sizes, copy=self.copy_images)
+        placed = {row[2]: row for row in rows}
         ids: list[int] = []
         items = list(zip(files, data.images, strict=True))
         bar = _progress(None, progress, "importing images", total=len(items))
@@ -1503,6 +1508,12 @@ class Project:
 
 
 # -- module helpers ------------------------------------------------------------------------
+def _remove_copies(copies: list[Path]) -> None:
+    """Delete image copies this project made (never a user's original file)."""
+    for copy in copies:
+        copy.unlink(missing_ok=True)
+
+
 def _looks_like_sqlite(path: Path) -> bool:
     with open(path, "rb") as f:
         header = f.read(16)

@@ -334,6 +334,21 @@ def test_add_images_copy(tmp_path):
         assert len(list((p.folder / "images").iterdir())) == 3
 
 
+@pytest.mark.parametrize("copy", [True, False])
+def test_add_images_failed_write_leaves_files_as_they_were(tmp_path, copy):
+    paths = _write_images(tmp_path / "data", 2)
+    with Project.create(tmp_path / "p", classes=["a"]) as p:
+        p.con.execute(  # a real database failure in the middle of the insert
+            "CREATE TRIGGER fail BEFORE INSERT ON images WHEN NEW.file_name = 'img1.png'"
+            " BEGIN SELECT RAISE(ABORT, 'disk says no'); END"
+        )
+        with pytest.raises(sqlite3.IntegrityError, match="disk says no"):
+            p.add_images(tmp_path / "data", copy=copy)
+        assert p.images() == []  # the whole call rolled back
+        assert not (p.folder / "images").exists() or not list((p.folder / "images").iterdir())
+        assert all(path.is_file() for path in paths)  # originals untouched
+
+
 def test_images_filters_and_records(project):
     project.set_status(2, "reviewed")
     project.set_status({"id": 3}, "skipped")
