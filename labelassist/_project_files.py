@@ -5,7 +5,7 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import tempfile
+import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -118,8 +118,8 @@ def copy_into(source: Path, target_dir: Path, taken: set[str]) -> Path:
         name = f"{stem}_{k}{suffix}"
         k += 1
     taken.add(name.lower())
-    fd, tmp = tempfile.mkstemp(dir=target_dir, prefix=".tmp-", suffix=suffix)
-    os.close(fd)
+    # a fresh name (not mkstemp: its 0600 mode would differ from the other images)
+    tmp = str(target_dir / f".tmp-{uuid.uuid4().hex}{suffix}")
     try:
         shutil.copyfile(source, tmp)
         os.replace(tmp, target_dir / name)

@@ -25,8 +25,8 @@ import json
 import logging
 import os
 import sqlite3
-import tempfile
 import threading
+import uuid
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -224,8 +224,8 @@ class Project:
             return project
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "checkpoints").mkdir(exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".project-", suffix=".db")
-        os.close(fd)
+        # a fresh name (not mkstemp: its 0600 mode would lock out the team)
+        tmp = str(folder / f".project-{uuid.uuid4().hex}.db")
         try:
             con = _schema.connect(Path(tmp))
             try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+import stat
 import warnings
 from pathlib import Path
 
@@ -56,6 +57,10 @@ def _odd_geometries() -> list:
     return [donut, two, tri]
 
 
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
 def _brute_counts(p: Project) -> tuple[dict, dict]:
     classes = dict.fromkeys(p.classes, 0)
     sources = {"model": 0, "corrected": 0, "human": 0}
@@ -71,6 +76,8 @@ def _brute_counts(p: Project) -> tuple[dict, dict]:
 def test_create_makes_the_folder_layout(tmp_path):
     p = Project.create(tmp_path / "new" / "proj", classes=["a"], copy_images=True)
     assert (p.folder / "project.db").is_file()
+    (tmp_path / "ref").write_text("")  # a file made the usual way: umask permissions
+    assert _mode(p.folder / "project.db") == _mode(tmp_path / "ref")  # not mkstemp's 0600
     assert p.checkpoint_dir == p.folder / "checkpoints" and p.checkpoint_dir.is_dir()
     assert p.classes == ["a"] and p.copy_images is True
     con = sqlite3.connect(p.folder / "project.db")
@@ -322,6 +329,7 @@ def test_add_images_copy(tmp_path):
             copied = p.image_path(image_id)
             assert copied.parent == p.folder / "images"
             assert copied.read_bytes() == source.read_bytes()
+            assert _mode(copied) == _mode(source)
         assert (
             p.con.execute("SELECT path FROM images WHERE id = 3").fetchone()[0]
             == "images/img0_1.png"
