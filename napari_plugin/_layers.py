@@ -23,6 +23,7 @@ it), ``class`` (categorical class name), ``score`` (float) and ``provenance``
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -43,6 +44,7 @@ __all__ = [
     "layer_to_instances",
     "rowcol_to_xy",
     "shapes_layer_kwargs",
+    "tracker_for",
     "xy_to_rowcol",
 ]
 
@@ -613,6 +615,27 @@ class EditTracker:
         _set_edge_colors(layer, rows, self.colors[name])
         if self.on_change is not None:
             self.on_change()
+
+
+_TRACKERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def tracker_for(layer: Any) -> EditTracker:
+    """The `EditTracker` of a layer, created on first use (one per layer).
+
+    Examples
+    --------
+    >>> import shapely
+    >>> from napari.layers import Shapes
+    >>> from labelassist import Instances
+    >>> layer = Shapes(**shapes_layer_kwargs(Instances.empty((4, 4)), classes=["a"]))
+    >>> tracker_for(layer) is tracker_for(layer)
+    True
+    """
+    tracker = _TRACKERS.get(layer)
+    if tracker is None:
+        tracker = _TRACKERS[layer] = EditTracker(layer)
+    return tracker
 
 
 def _set_edge_colors(layer: Any, rows: np.ndarray, color: np.ndarray) -> None:

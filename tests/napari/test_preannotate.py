@@ -1,0 +1,126 @@
+"""The Pre-annotate widget in a real viewer (run under ``xvfb-run -a``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import shapely
+from labelassist_napari._layers import layer_to_instances
+from labelassist_napari._preannotate import PreannotateWidget, predict_job
+
+import labelassist as la
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def viewer(make_napari_viewer):
+    return make_napari_viewer()
+
+
+@pytest.fixture
+def widget(viewer):
+    w = PreannotateWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    return w
+
+
+def _wait(qtbot, widget, timeout=120_000):
+    qtbot.waitUntil(lambda: not widget.busy, timeout=timeout)
+
+
+def _shapes_layers(viewer):
+    return [layer for layer in viewer.layers if layer._type_string == "shapes"]
+
+
+def test_untrained_model_proposals_become_a_shapes_layer(viewer, widget, qtbot):
+    image, _ = la.synthetic_nuclei((96, 96), seed=0)
+    viewer.add_image(image, name="nuclei")
+    assert widget.image.value is viewer.layers["nuclei"]
+    widget.model.value = "untrained (testing)"
+    widget.classes.value = "nucleus"
+    widget.threshold.value = 0.0
+    widget.device.value = "cpu"
+    worker = widget.run()
+    assert worker is not None and widget.busy and not widget.run_button.enabled
+    _wait(qtbot, widget)
+    [layer] = _shapes_layers(viewer)
+    assert list(layer.features.columns) == ["instance", "class", "score", "provenance"]
+    # the layer holds exactly what the same model predicts
+    [model] = widget._models.values()
+    expected = model.predict(image, score_threshold=0.0)
+    got = layer_to_instances(layer)
+    assert len(got) == len(expected)
+    np.testing.assert_allclose(got.scores, expected.scores, rtol=1e-6)
+    np.testing.assert_allclose(got.areas, expected.areas, rtol=1e-4, atol=1e-3)
+    assert set(layer.features["provenance"]) <= {"model"}
+    # low scores are filled (flagged), the others are not
+    low = layer.features["score"].to_numpy() < widget.low_score.value
+    assert (layer.face_color[low, 3] > 0).all() and (layer.face_color[~low, 3] == 0).all()
+    assert widget.run_button.enabled and not widget.progress.visible
+
+
+def test_predict_job_yields_progress_and_uses_the_cache():
+    model = la.load_model(None, classes=["nucleus"], device="cpu")
+    spec = (None, ("nucleus",), "cpu")
+    job = predict_job(
+        spec,
+        np.zeros((64, 64), np.uint8),
+        score_threshold=0.99,
+        tile_size=None,
+        cache={spec: model},
+    )
+    messages = []
+    try:
+        while True:
+            messages.append(next(job))
+    except StopIteration as stop:
+        got_model, instances = stop.value
+    assert got_model is model  # cached: no loading step
+    assert [m[2] for m in messages][0].startswith("predicting")
+    assert instances.image_shape == (64, 64)
+
+
+def test_project_image_proposals_are_saved_to_the_project(viewer, widget, qtbot, tmp_path):
+    import imageio.v3 as iio
+
+    image, _ = la.synthetic_nuclei((64, 64), seed=1)
+    iio.imwrite(tmp_path / "a.png", image)
+    with la.Project.create(tmp_path / "proj", classes=["nucleus"]) as project:
+        [image_id] = project.add_images(tmp_path / "a.png")
+        project.save_instances(
+            image_id, la.Instances([shapely.box(1, 1, 5, 5)], [0], [1.0], (64, 64)), source="human"
+        )
+    link = {"project": str((tmp_path / "proj").resolve()), "image": image_id}
+    viewer.add_image(image, name="a", metadata={"labelassist": link})
+    old = viewer.add_shapes(
+        [np.array([[0, 0], [0, 3], [3, 3.0]])], shape_type="polygon", metadata={"labelassist": link}
+    )
+    widget.model.value = "untrained (testing)"
+    widget.threshold.value = 0.0
+    widget.device.value = "cpu"
+    widget.run()
+    _wait(qtbot, widget)
+    [layer] = _shapes_layers(viewer)  # the old layer of this image was replaced
+    assert layer is not old
+    with la.Project.open(tmp_path / "proj") as project:
+        stored = project.instances(image_id)
+        assert project.image(image_id)["status"] in ("pre-annotated", "in-review")
+    assert set(stored.extra["source"]) <= {"model"}
+    assert layer.features["instance"].tolist() == stored.extra["instance_id"].tolist()
+
+
+def test_bad_inputs_are_reported_not_raised(viewer, widget):
+    assert widget.run() is None  # no image layer
+    viewer.add_image(np.zeros((3, 16, 16)), name="stack")
+    widget.model.value = "untrained (testing)"
+    assert widget.run() is None
+    assert "needs one 2-D plane" in widget.status.value
+    viewer.add_image(np.zeros((16, 16)), name="plane")
+    widget.classes.value = " , "
+    assert widget.run() is None
+    assert "classes is empty" in widget.status.value
+    widget.model.value = "checkpoint file"
+    assert widget.run() is None and "is not a file" in widget.status.value
+    widget.model.value = "project's latest round"
+    assert widget.run() is None and "not part of a project" in widget.status.value
