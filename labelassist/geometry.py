@@ -40,7 +40,6 @@ from typing import Any
 import numpy as np
 import shapely
 from scipy import ndimage
-from skimage import draw
 
 __all__ = ["DEFAULT_TOLERANCE", "masks_to_polygons", "polygons_to_masks"]
 
@@ -299,17 +298,54 @@ def _rings_to_geometry(
     return geom
 
 
-def _mask_geometry(padded: np.ndarray, x0: float, y0: float, tolerance: float) -> shapely.Geometry:
-    """Polygon of the foreground of ``padded``; ``(x0, y0)``: position of vertex (0, 0)."""
-    xy, rings, shells, saddle = _trace(padded, x0, y0)
-    if tolerance == 0:
-        return _rings_to_geometry([xy[r] for r in rings], shells, check=saddle)
-    geom = _rings_to_geometry([_chamfer(xy[r]) for r in rings], shells, check=False)
-    out = shapely.simplify(geom, tolerance, preserve_topology=False)
-    if out.is_empty or not out.is_valid:
-        out = shapely.simplify(geom, tolerance, preserve_topology=True)
-        if not out.is_valid:
-            out = _polygonal(shapely.make_valid(out))
+class _Builder:
+    """Collects traced objects and builds their geometries with few vectorised calls.
+
+    Objects with a single ring (the common case) are built together; the others one by
+    one with `_rings_to_geometry`.
+    """
+
+    def __init__(self, n: int, tolerance: float) -> None:
+        self.tolerance = tolerance
+        self.out = np.full(n, _EMPTY, dtype=object)
+        self.simple_slot: list[int] = []
+        self.simple_ring: list[np.ndarray] = []
+
+    def add(self, k: int, padded: np.ndarray, x0: float, y0: float) -> None:
+        xy, rings, shells, saddle = _trace(padded, x0, y0)
+        smooth = self.tolerance > 0
+        coords = [_chamfer(xy[r]) if smooth else xy[r] for r in rings]
+        check = saddle and not smooth  # a pixel-edge ring may touch itself at a saddle
+        if len(coords) == 1 and not check:
+            self.simple_slot.append(k)
+            self.simple_ring.append(coords[0])
+        else:
+            self.out[k] = _rings_to_geometry(coords, shells, check=check)
+
+    def build(self) -> list[shapely.Polygon | shapely.MultiPolygon]:
+        out = self.out
+        if len(self.simple_slot) == 1:
+            out[self.simple_slot[0]] = shapely.polygons(self.simple_ring[0])
+        elif self.simple_slot:
+            lengths = [len(r) for r in self.simple_ring]
+            index = np.repeat(np.arange(len(lengths)), lengths)
+            rings = shapely.linearrings(np.concatenate(self.simple_ring), indices=index)
+            out[self.simple_slot] = shapely.polygons(rings)
+        if self.tolerance > 0 and len(out):
+            out = _simplify(out, self.tolerance)
+        return out.tolist()
+
+
+def _simplify(geoms: np.ndarray, tolerance: float) -> np.ndarray:
+    """Douglas-Peucker simplification; topology-preserving where the fast one fails."""
+    out = shapely.simplify(geoms, tolerance, preserve_topology=False)
+    # an empty input stays empty and is valid; a collapsed (empty) output is not wanted
+    bad = np.flatnonzero(
+        ~shapely.is_valid(out) | (shapely.is_empty(out) != shapely.is_empty(geoms))
+    )
+    for k in bad:
+        geom = shapely.simplify(geoms[k], tolerance, preserve_topology=True)
+        out[k] = geom if geom.is_valid else _polygonal(shapely.make_valid(geom))
     return out
 
 
@@ -362,17 +398,15 @@ def masks_to_polygons(
     ox, oy = _check_offset(offset)
     arr, slices, selectors = _objects(masks)
     is_label = np.asarray(masks).ndim == 2 and arr.ndim == 2
-    out: list[shapely.Polygon | shapely.MultiPolygon] = []
-    for sl, sel in zip(slices, selectors, strict=True):
+    builder = _Builder(len(slices), tolerance)
+    for k, (sl, sel) in enumerate(zip(slices, selectors, strict=True)):
         if sl is None:
-            out.append(_EMPTY)
             continue
         padded = _crop(arr, sl, sel, is_label)
         if min_area > 0 and np.count_nonzero(padded) < min_area:
-            out.append(_EMPTY)
             continue
-        out.append(_mask_geometry(padded, sl[1].start + ox, sl[0].start + oy, tolerance))
-    return out
+        builder.add(k, padded, sl[1].start + ox, sl[0].start + oy)
+    return builder.build()
 
 
 # -- polygon -> mask -----------------------------------------------------------------------
@@ -388,26 +422,51 @@ def _check_shape(shape: Any) -> tuple[int, int]:
     return h, w
 
 
-def _fill_ring(ring: shapely.LinearRing, shape: tuple[int, int]) -> tuple[np.ndarray, ...]:
-    xy = shapely.get_coordinates(ring)
-    return draw.polygon(xy[:, 1] - 0.5, xy[:, 0] - 0.5, shape)
+def _fill(geoms: np.ndarray, out: np.ndarray) -> None:
+    """Even-odd scanline fill of all rings of ``geoms`` at the pixel centres, into ``out``.
 
-
-def _draw(out: np.ndarray, geom: shapely.Geometry) -> None:
-    shape = out.shape
-    for part in shapely.get_parts(geom):
-        if part.is_empty:
-            continue
-        rr, cc = _fill_ring(part.exterior, shape)
-        if not part.interiors:
-            out[rr, cc] = True
-            continue
-        tmp = np.zeros(shape, dtype=bool)
-        tmp[rr, cc] = True
-        for hole in part.interiors:
-            hr, hc = _fill_ring(hole, shape)
-            tmp[hr, hc] = False
-        out |= tmp
+    A ring edge crosses the centre line ``y = i + 0.5`` of row ``i`` when
+    ``min(y) < i + 0.5 <= max(y)``; a crossing at ``x`` toggles the pixels whose centre lies
+    right of it (``j + 0.5 > x``). On each row of each geometry the sorted toggles pair up
+    into the filled runs (holes and parts need no special case). A centre exactly on the
+    boundary is inside on right and bottom edges, outside on left and top edges, as with
+    pycocotools. Work is proportional to the rows the geometries span plus the pixels
+    they cover.
+    """
+    n, h, w = out.shape
+    parts, part_geom = shapely.get_parts(geoms, return_index=True)
+    rings, ring_part = shapely.get_rings(parts, return_index=True)
+    ring_geom = part_geom[ring_part]
+    xy, point_ring = shapely.get_coordinates(rings, return_index=True)
+    finite = np.isfinite(xy).all(axis=1)
+    if not finite.all():
+        k = int(ring_geom[point_ring[np.argmin(finite)]])
+        raise ValueError(f"polygons[{k}] has non-finite coordinates; fix or drop it")
+    same = point_ring[1:] == point_ring[:-1]  # consecutive points of a (closed) ring
+    p = xy[:-1][same]
+    q = xy[1:][same]
+    geom = ring_geom[point_ring[:-1][same]]
+    lo = np.minimum(p[:, 1], q[:, 1])
+    hi = np.maximum(p[:, 1], q[:, 1])
+    first = np.clip(np.floor(lo - 0.5) + 1, 0, h).astype(np.intp)
+    count = np.clip(np.floor(hi - 0.5) + 1, 0, h).astype(np.intp) - first
+    edge = np.repeat(np.arange(len(count)), count)
+    if len(edge) == 0:
+        return
+    step = np.arange(len(edge)) - np.repeat(np.cumsum(count) - count, count)
+    row = first[edge] + step
+    p = p[edge]
+    q = q[edge]
+    x = p[:, 0] + (row + 0.5 - p[:, 1]) * (q[:, 0] - p[:, 0]) / (q[:, 1] - p[:, 1])
+    col = np.clip(np.floor(x - 0.5) + 1, 0, w).astype(np.int64)
+    line = geom[edge].astype(np.int64) * h + row  # index of the (geometry, row) line
+    toggles = np.sort(line * (w + 1) + col)
+    start = toggles[0::2]
+    stop = toggles[1::2]
+    length = stop - start  # same line: pairs never straddle two lines
+    fill = np.repeat(start - (start // (w + 1)), length)
+    fill += np.arange(len(fill)) - np.repeat(np.cumsum(length) - length, length)
+    out.reshape(-1)[fill] = True
 
 
 def polygons_to_masks(
@@ -417,8 +476,10 @@ def polygons_to_masks(
     """Rasterize polygons to an (N, H, W) bool mask stack.
 
     Pixel ``(i, j)`` of mask ``k`` is set when its centre ``(j + 0.5, i + 0.5)`` lies inside
-    ``polygons[k]`` (holes excluded, all parts included). Geometry outside the image is
-    clipped.
+    ``polygons[k]`` (holes excluded, all parts included). A centre exactly on the boundary
+    counts as inside on right and bottom edges only, as pycocotools rasterizes. Geometry
+    outside the image is clipped. A scanline fill over all geometries at once: the work is
+    proportional to the rows each geometry spans and the pixels it covers.
 
     Parameters
     ----------
@@ -444,14 +505,16 @@ def polygons_to_masks(
             f"polygons must be a sequence of geometries, got a single {polygons.geom_type}; "
             "wrap it in a list: [polygon]"
         )
-    geoms = list(polygons)
-    out = np.zeros((len(geoms), h, w), dtype=bool)
+    geoms = np.empty(len(polygons), dtype=object)
+    geoms[:] = list(polygons)
     for k, geom in enumerate(geoms):
         if not isinstance(geom, (shapely.Polygon, shapely.MultiPolygon)):
             raise TypeError(
                 f"polygons[{k}] is {type(geom).__name__}, expected a shapely Polygon or "
                 "MultiPolygon"
             )
-        if not geom.is_empty and h and w:
-            _draw(out[k], geom)
+    out = np.zeros((len(geoms), h, w), dtype=bool)
+    if len(geoms) == 0 or h == 0 or w == 0:
+        return out
+    _fill(geoms, out)
     return out

@@ -340,6 +340,40 @@ def test_polygons_to_masks_clips_outside_geometry():
     assert not out[2].any()
 
 
+@pytest.mark.parametrize(
+    "bounds", [(0.5, 0.5, 2.5, 2.5), (1, 0.5, 3, 2.5), (0.5, 1, 2.5, 3), (1.5, 1.5, 1.5, 3)]
+)
+def test_polygons_to_masks_ties_like_pycocotools(bounds):
+    # pixel centres exactly on the edges: both rasterizers take right and bottom edges
+    poly = box(*bounds)
+    got = polygons_to_masks([poly], (4, 4))[0]
+    np.testing.assert_array_equal(got, coco_rasterize(poly, (4, 4)))
+
+
+def test_polygons_to_masks_ties_hand_checked():
+    got = polygons_to_masks([box(0.5, 0.5, 2.5, 2.5)], (4, 4))[0]
+    expected = np.zeros((4, 4), dtype=bool)
+    expected[1:3, 1:3] = True  # centres 1.5 and 2.5 on the far edges are in, 0.5 is out
+    np.testing.assert_array_equal(got, expected)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(0, 2**32 - 1))
+def test_property_polygons_to_masks_matches_contains(seed):
+    rng = np.random.default_rng(seed)
+    shape = (int(rng.integers(1, 25)), int(rng.integers(1, 25)))
+    geoms = []
+    for _ in range(3):
+        poly = shapely.make_valid(shapely.Polygon(rng.uniform(-4, 28, (7, 2))))
+        hole = shapely.Point(rng.uniform(0, 20, 2)).buffer(rng.uniform(1, 5))
+        geom = shapely.difference(poly, hole)
+        parts = [p for p in shapely.get_parts(geom) if p.geom_type == "Polygon"]
+        geoms.append(MultiPolygon(parts) if len(parts) > 1 else parts[0] if parts else Polygon())
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]] + 0.5
+    expected = np.stack([shapely.contains_xy(g, xx, yy) for g in geoms])
+    np.testing.assert_array_equal(polygons_to_masks(geoms, shape), expected)
+
+
 def test_polygons_to_masks_zero_size_shape():
     assert polygons_to_masks([box(0, 0, 1, 1)], (0, 4)).shape == (1, 0, 4)
 
@@ -380,6 +414,12 @@ def test_masks_to_polygons_errors(kwargs, exc, match):
         (box(0, 0, 1, 1), (3, 3), TypeError, "wrap it in a list"),
         ([shapely.Point(1, 1)], (3, 3), TypeError, r"polygons\[0\] is Point"),
         ([[(0, 0), (1, 0), (1, 1)]], (3, 3), TypeError, r"polygons\[0\] is list"),
+        (
+            [box(0, 0, 1, 1), Polygon([(0, 0), (np.nan, 0), (1, 1)])],
+            (3, 3),
+            ValueError,
+            r"polygons\[1\] has non-finite coordinates",
+        ),
     ],
 )
 def test_polygons_to_masks_errors(polygons, shape, exc, match):
