@@ -306,13 +306,16 @@ def _check_item_instances(
     return instances
 
 
-class _AtomicText:
-    """A text file written to a temp file next to ``path``, moved into place on commit."""
+class _TempFile:
+    """A binary temp file next to ``path`` (same folder, so ``os.replace`` is atomic)."""
 
     def __init__(self, path: Path) -> None:
         fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         self.name = name
-        self.file = os.fdopen(fd, "w+", encoding="utf-8")
+        self.file = os.fdopen(fd, "w+b")
+
+    def write(self, text: str) -> None:
+        self.file.write(text.encode("utf-8"))
 
     def discard(self) -> None:
         self.file.close()
@@ -385,16 +388,16 @@ def write_coco(
         ],
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    main = _AtomicText(path)
+    main = _TempFile(path)
     side = None
     try:
-        side = _AtomicText(path)
-        main.file.write(_dumps(head)[:-1] + ',\n"images":[\n')
-        skipped = _stream(main.file, side.file, names, items, segmentation)
-        main.file.write('\n],\n"annotations":[\n')
+        side = _TempFile(path)
+        main.write(_dumps(head)[:-1] + ',\n"images":[\n')
+        skipped = _stream(main, side, names, items, segmentation)
+        main.write('\n],\n"annotations":[\n')
         side.file.seek(0)
-        shutil.copyfileobj(side.file, main.file)
-        main.file.write("\n]}\n")
+        shutil.copyfileobj(side.file, main.file, 1 << 16)
+        main.write("\n]}\n")
         main.file.flush()
         os.fsync(main.file.fileno())
         main.file.close()
@@ -410,7 +413,13 @@ def write_coco(
     return path
 
 
-def _stream(main, side, names, items, segmentation) -> int:
+def _stream(
+    main: _TempFile,
+    side: _TempFile,
+    names: list[str],
+    items: Iterable[tuple[Mapping[str, Any], Instances | None]],
+    segmentation: str,
+) -> int:
     """Write image records to ``main`` and annotations to ``side``; return skipped count."""
     seen: set[int] = set()
     next_ann = 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import tracemalloc
 import warnings
 from pathlib import Path
 
@@ -452,6 +453,23 @@ def test_streaming_write_from_generator(tmp_path):
     ds = read_coco(out)
     assert len(ds) == n_images
     assert sum(len(v) for v in ds.instances.values()) == expected
+
+
+def test_streaming_write_memory_does_not_grow_with_images(tmp_path):
+    inst = _instances(8, shape=(40, 48), n=4)
+
+    def peak(n_images: int) -> tuple[int, int]:
+        items = ((_record(i, inst.image_shape), inst) for i in range(1, n_images + 1))
+        tracemalloc.start()
+        out = write_coco(tmp_path / f"{n_images}.json", ["cell", "debris"], items)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        return peak, out.stat().st_size
+
+    small, _ = peak(25)
+    large, size = peak(300)  # 12x the images
+    assert large < 1.5 * small  # flat: one image's annotations and a copy buffer
+    assert large < size / 2  # far less than the file (its dict would be ~10x the file)
 
 
 def test_atomic_write_keeps_target_when_generator_fails(tmp_path):
