@@ -393,3 +393,83 @@ def test_resume_after_the_process_is_killed(tmp_path, checkpoint):
     assert counting.seen == 5
     preannotate(tmp_path / "imgs", model, out=tmp_path / "ref.json", **options)
     assert _coco_content(out) == _coco_content(tmp_path / "ref.json")
+
+
+# -- Dask -------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def dask_client():
+    distributed = pytest.importorskip("distributed")
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        yield client
+
+
+def _worker_loads():
+    from labelassist import bulk
+
+    return bulk._WORKER_LOADS
+
+
+@pytest.fixture
+def one_thread():
+    """Dask workers run torch with one thread (OMP_NUM_THREADS=1); match it here."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.slow
+def test_dask_gives_the_local_result_and_loads_the_model_once_per_worker(
+    tmp_path, dask_client, one_thread
+):
+    model = tiny_model(seed=4)  # new weights: no worker has this model cached yet
+    _write_images(tmp_path / "imgs", 7)
+    (tmp_path / "imgs" / "img_03.png").write_bytes(b"corrupt")
+    options = {"score_threshold": 0.0, "batch_size": 2, "progress": False}
+    with pytest.warns(PreannotateWarning, match="img_03.png"):
+        local = preannotate(tmp_path / "imgs", model, num_workers=0, **options)
+    before = dask_client.run(_worker_loads)
+    with pytest.warns(PreannotateWarning, match="img_03.png"):
+        remote = preannotate(tmp_path / "imgs", model, client=dask_client, **options)
+    with pytest.warns(PreannotateWarning, match="img_03.png"):
+        again = preannotate(tmp_path / "imgs", model, client=dask_client, **options)
+    after = dask_client.run(_worker_loads)
+    assert remote == local and again == local
+    assert remote.failed == local.failed == [(n, r) for n, r in local.failed if n == "img_03.png"]
+    assert len(local) == 6 and sum(len(i) for i in local.instances.values()) > 0
+    loads = [after[w] - before[w] for w in after]
+    assert max(loads) == 1  # two runs, 8 tasks: each worker that worked loaded it once
+
+
+@pytest.mark.slow
+def test_dask_run_resumes_and_writes_the_same_file(tmp_path, dask_client, model, one_thread):
+    _write_images(tmp_path / "imgs", 6)
+    options = {"score_threshold": SCORE, "batch_size": 2, "flush_every": 2, "progress": False}
+    preannotate(tmp_path / "imgs", model, out=tmp_path / "ref.json", num_workers=0, **options)
+    stopping = _StopAfter.wrap(model, 2, _raise_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        preannotate(
+            tmp_path / "imgs", stopping, out=tmp_path / "run.json", num_workers=0, **options
+        )
+    ds = preannotate(
+        tmp_path / "imgs", model, out=tmp_path / "run.json", client=dask_client, **options
+    )
+    assert len(ds) == 6
+    assert _coco_content(tmp_path / "run.json") == _coco_content(tmp_path / "ref.json")
+
+
+def test_missing_dask_names_the_extra(monkeypatch, model):
+    distributed = pytest.importorskip("distributed")
+    monkeypatch.setitem(sys.modules, "distributed", None)  # as if it were not installed
+    client = distributed.Client.__new__(distributed.Client)  # never connected: not used
+    with pytest.raises(ImportError, match=r"pip install labelassist\[dask\]"):
+        preannotate([_blobs(0)], model, client=client, progress=False)
