@@ -547,6 +547,7 @@ def test_images_without_annotations_read_as_empty(tmp_path):
 def test_dataset_conveniences(tmp_path):
     ds = _dataset()
     assert len(ds) == 3 and ds.image_ids == [1, 5, 9]
+    assert len(ds.subset([])) == 0
     sub = ds.subset([9, 1])
     assert sub.image_ids == [9, 1] and sub.instances.keys() == {9, 1}
     assert sub.instances[1] == ds.instances[1]
@@ -628,6 +629,11 @@ def test_from_label_images_arrays(dtype):
     assert len(inst.polygons[0].interiors) == 1
     assert inst.scores.tolist() == [1.0, 1.0, 1.0] and inst.labels.tolist() == [0, 0, 0]
     assert len(ds.instances[2]) == 0
+
+
+def test_from_label_images_empty():
+    ds = Dataset.from_label_images([], categories=["nucleus"])
+    assert len(ds) == 0 and ds.categories == ["nucleus"]
 
 
 def test_from_label_images_files(tmp_path):
