@@ -1,0 +1,401 @@
+"""Tests for labelassist.predict: image conversion, RoI polygons, tiling, predict."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import shapely
+import torch
+from torchvision.models.detection.roi_heads import paste_masks_in_image
+from torchvision.ops import clip_boxes_to_image
+
+from labelassist.geometry import polygons_to_masks
+from labelassist.instances import Instances
+from labelassist.models import Model, build_maskrcnn
+from labelassist.predict import (
+    Tile,
+    _collect,
+    _finish,
+    _Pending,
+    intensity_range,
+    predict,
+    rois_to_polygons,
+    tile_grid,
+    to_tensor,
+)
+
+LIGHT = "maskrcnn_resnet18_fpn"
+SMALL = {
+    "box_detections_per_img": 40,
+    "rpn_pre_nms_top_n_test": 300,
+    "rpn_post_nms_top_n_test": 100,
+}
+
+
+def _blobs(shape=(96, 128), n=6, seed=0, dtype=np.uint8) -> np.ndarray:
+    """Bright discs on a dark noisy background."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    image = rng.normal(30, 5, shape)
+    for _ in range(n):
+        cy, cx = rng.uniform(10, shape[0] - 10), rng.uniform(10, shape[1] - 10)
+        r = rng.uniform(4, 9)
+        image[(yy - cy) ** 2 + (xx - cx) ** 2 < r**2] = 200
+    return np.clip(image, 0, 255).astype(dtype)
+
+
+@pytest.fixture(scope="module")
+def model() -> Model:
+    torch.manual_seed(0)
+    net = build_maskrcnn(LIGHT, 3, **SMALL)
+    return Model(net, ["a", "b"], arch=LIGHT, options=SMALL, device="cpu")
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 1.0
+
+
+# -- to_tensor / intensity_range ----------------------------------------------------------
+
+
+def test_to_tensor_uint8_gray_is_divided_by_255_and_repeated():
+    image = np.array([[0, 51], [102, 255]], np.uint8)
+    t = to_tensor(image)
+    assert t.shape == (3, 2, 2) and t.dtype == torch.float32
+    expected = torch.tensor([[0.0, 0.2], [0.4, 1.0]])
+    for c in range(3):
+        assert torch.allclose(t[c], expected)
+
+
+def test_to_tensor_rgb_and_rgba():
+    rgb = np.zeros((4, 5, 3), np.uint8)
+    rgb[..., 0], rgb[..., 1], rgb[..., 2] = 255, 0, 51
+    t = to_tensor(rgb)
+    assert t.shape == (3, 4, 5)
+    assert t[0].eq(1).all() and t[1].eq(0).all() and torch.allclose(t[2], torch.full((4, 5), 0.2))
+    rgba = np.concatenate([rgb, np.full((4, 5, 1), 7, np.uint8)], axis=-1)
+    assert torch.equal(to_tensor(rgba), t)
+    assert torch.equal(to_tensor(rgb[..., :1]), to_tensor(rgb[..., 0]))  # (H, W, 1) is gray
+
+
+def test_to_tensor_uint16_uses_percentiles():
+    rng = np.random.default_rng(0)
+    image = rng.integers(100, 4000, size=(50, 60)).astype(np.uint16)
+    lo, hi = np.percentile(image.astype(np.float64), [1.0, 99.8])
+    t = to_tensor(image)
+    expected = np.clip((image - lo) / (hi - lo), 0, 1)
+    assert np.allclose(t[0].numpy(), expected, atol=1e-5)
+    assert t.min() == 0 and t.max() == 1
+
+
+def test_to_tensor_float_bool_constant_and_modes():
+    image = np.linspace(-1, 3, 20, dtype=np.float32).reshape(4, 5)
+    assert float(to_tensor(image).min()) == 0.0 and float(to_tensor(image).max()) == 1.0
+    scaled = to_tensor(image, normalization={"mode": "scale"})  # floats taken as [0, 1]
+    assert np.allclose(scaled[0].numpy(), np.clip(image, 0, 1))
+    mask = np.array([[True, False]])
+    assert to_tensor(mask)[0].tolist() == [[1.0, 0.0]]
+    assert to_tensor(np.full((3, 3), 500, np.uint16)).eq(0).all()
+    u16 = np.array([[0, 65535]], np.uint16)
+    assert to_tensor(u16, normalization="scale")[0].tolist() == [[0.0, 1.0]]
+    u8 = np.array([[10, 20, 30]], np.uint8)  # percentile mode stretches uint8 too
+    assert to_tensor(u8, normalization={"mode": "percentile", "percentiles": [0, 100]})[
+        0
+    ].tolist() == [[0.0, 0.5, 1.0]]
+    nan = np.array([[np.nan, 1.0, 2.0]], np.float32)
+    assert torch.isfinite(to_tensor(nan)).all()
+
+
+def test_to_tensor_with_limits_for_tiles():
+    image = np.arange(100, dtype=np.uint16).reshape(10, 10)
+    t = to_tensor(image[:5], limits=(0.0, 99.0))
+    assert np.allclose(t[0].numpy(), image[:5] / 99.0)
+
+
+def test_intensity_range_subsamples_large_images():
+    rng = np.random.default_rng(1)
+    image = rng.normal(1000, 100, size=(1500, 1500)).astype(np.float32)
+    exact = np.percentile(image, [1.0, 99.8])
+    lo, hi = intensity_range(image, max_pixels=50_000)
+    assert abs(lo - exact[0]) < 15 and abs(hi - exact[1]) < 25
+    assert intensity_range(np.zeros((2, 2), bool)) == (0.0, 1.0)
+    assert intensity_range(np.full((2, 2), np.nan, np.float32)) == (0.0, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("image", "kwargs", "exc", "match"),
+    [
+        (np.zeros((3, 8, 8), np.uint8), {}, ValueError, "3-D stack"),
+        (np.zeros((8, 8, 2), np.uint8), {}, ValueError, "2-channel"),
+        (np.zeros((0, 8), np.uint8), {}, ValueError, "empty"),
+        (np.zeros((4, 4), complex), {}, ValueError, "unsupported pixel type"),
+        (torch.zeros(8, 8), {}, TypeError, "got a torch.Tensor"),
+        ([[1, 2]], {}, TypeError, "got list"),
+        (np.zeros((4, 4), np.uint8), {"normalization": "zscore"}, ValueError, "mode 'zscore'"),
+        (np.zeros((4, 4), np.uint8), {"normalization": 3}, TypeError, "normalization must be"),
+        (
+            np.zeros((4, 4), np.uint16),
+            {"normalization": {"percentiles": [50, 10]}},
+            ValueError,
+            "0 <= low < high <= 100",
+        ),
+        (np.zeros((4, 4), np.uint8), {"limits": (1.0, 1.0)}, ValueError, "limits must be finite"),
+    ],
+)
+def test_to_tensor_errors(image, kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        to_tensor(image, **kwargs)
+
+
+# -- tile_grid ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("shape", "tile", "overlap"), [((100, 250), 100, 20), ((517, 300), 128, 40), ((50, 40), 64, 16)]
+)
+def test_tile_grid_covers_and_cores_partition(shape, tile, overlap):
+    tiles = tile_grid(shape, tile, overlap)
+    cover = np.zeros(shape, int)
+    core_area = 0.0
+    for t in tiles:
+        assert t.y1 - t.y0 == min(tile, shape[0]) and t.x1 - t.x0 == min(tile, shape[1])
+        cover[t.y0 : t.y1, t.x0 : t.x1] += 1
+        cx0, cy0, cx1, cy1 = t.core
+        assert t.x0 <= cx0 < cx1 <= t.x1 and t.y0 <= cy0 < cy1 <= t.y1
+        # the core keeps at least overlap / 2 away from the tile edges inside the image
+        if cx0 > 0:
+            assert cx0 - t.x0 >= overlap / 2
+        if cx1 < shape[1]:
+            assert t.x1 - cx1 >= overlap / 2
+        core_area += (cx1 - cx0) * (cy1 - cy0)
+    assert cover.min() >= 1
+    cores = shapely.union_all([shapely.box(*t.core) for t in tiles])
+    assert core_area == pytest.approx(shape[0] * shape[1])
+    assert cores.area == pytest.approx(shape[0] * shape[1])
+
+
+def test_tile_grid_single_tile_when_image_fits():
+    assert tile_grid((30, 40), 64, 16) == [Tile(0, 0, 30, 40, (0.0, 0.0, 40.0, 30.0))]
+
+
+# -- rois_to_polygons vs torchvision's pasting ------------------------------------------------
+
+
+def _random_rois(n=25, shape=(60, 80), seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    probs = torch.rand(n, 1, 28, 28, generator=gen)
+    probs = torch.nn.functional.avg_pool2d(probs, 5, 1, 2)  # smooth blobs, not salt
+    probs = (probs - probs.amin(dim=(2, 3), keepdim=True)) / (
+        probs.amax(dim=(2, 3), keepdim=True) - probs.amin(dim=(2, 3), keepdim=True)
+    )
+    xy = torch.rand(n, 2, generator=gen) * torch.tensor([shape[1], shape[0]]) - 10
+    wh = torch.rand(n, 2, generator=gen) * 40 + 1
+    boxes = torch.cat([xy, xy + wh], dim=1)
+    # clipped like the detector's boxes; expanded for pasting they still stick out
+    boxes = clip_boxes_to_image(boxes, shape)
+    keep = (boxes[:, 2] - boxes[:, 0] >= 1) & (boxes[:, 3] - boxes[:, 1] >= 1)
+    return probs[keep], boxes[keep]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_rois_to_polygons_match_pasted_masks_exactly(seed):
+    shape = (60, 80)
+    probs, boxes = _random_rois(shape=shape, seed=seed)
+    assert len(boxes) >= 15
+    pasted = paste_masks_in_image(probs, boxes, shape)[:, 0].numpy() > 0.5
+    polygons = rois_to_polygons(probs, boxes, shape, tolerance=0)
+    assert len(polygons) == len(boxes)
+    ours = polygons_to_masks(polygons, shape)
+    assert np.array_equal(ours, pasted)
+
+
+def test_rois_to_polygons_default_tolerance_and_offset():
+    shape = (60, 80)
+    probs, boxes = _random_rois(shape=shape, seed=3)
+    pasted = paste_masks_in_image(probs, boxes, shape)[:, 0].numpy() > 0.6
+    polygons = rois_to_polygons(probs, boxes, shape, mask_threshold=0.6)
+    ours = polygons_to_masks(polygons, shape)
+    ious = [_iou(a, b) for a, b in zip(ours, pasted, strict=True) if b.sum() >= 10]
+    assert np.mean(ious) >= 0.95
+    shifted = rois_to_polygons(probs, boxes, shape, mask_threshold=0.6, offset=(100, 7))
+    for a, b in zip(polygons, shifted, strict=True):
+        assert a.is_empty == b.is_empty
+        if not a.is_empty:
+            assert shapely.equals_exact(shapely.affinity.translate(a, 100, 7), b, 1e-9)
+
+
+def test_rois_to_polygons_empty_and_outside():
+    assert rois_to_polygons(torch.zeros(0, 1, 28, 28), torch.zeros(0, 4), (10, 10)) == []
+    # all below threshold, and a box entirely outside the image -> empty polygons
+    out = rois_to_polygons(
+        torch.stack([torch.zeros(1, 28, 28), torch.ones(1, 28, 28)]),
+        torch.tensor([[1.0, 1.0, 5.0, 5.0], [50.0, 50.0, 60.0, 60.0]]),
+        (10, 10),
+    )
+    assert len(out) == 2 and all(p.is_empty for p in out)
+
+
+# -- predict --------------------------------------------------------------------------------
+
+
+def test_predict_matches_stock_torchvision_pipeline(model):
+    image = _blobs()
+    score = 0.2
+    preds = predict(model, image, score_threshold=score, tolerance=0)
+    net = model.net
+    old = net.roi_heads.score_thresh
+    net.roi_heads.score_thresh = score
+    try:
+        with torch.inference_mode():
+            stock = net([to_tensor(image)])[0]
+    finally:
+        net.roi_heads.score_thresh = old
+    masks = stock["masks"][:, 0].numpy() > 0.5
+    nonempty = masks.reshape(len(masks), -1).any(axis=1)
+    assert nonempty.sum() >= 5  # an untrained net still detects at a low threshold
+    assert len(preds) == nonempty.sum()
+    stock_scores = stock["scores"].numpy()[nonempty]
+    stock_labels = stock["labels"].numpy()[nonempty] - 1
+    assert np.allclose(np.sort(preds.scores), np.sort(stock_scores))
+    ours = preds.masks()
+    ious = []
+    for mask, s, label in zip(masks[nonempty], stock_scores, stock_labels, strict=True):
+        candidates = np.flatnonzero(np.isclose(preds.scores, s) & (preds.labels == label))
+        ious.append(max(_iou(mask, ours[k]) for k in candidates))
+    assert np.mean(ious) >= 0.99
+
+
+def test_predict_outputs(model):
+    image = _blobs(seed=2)
+    preds = predict(model, image, score_threshold=0.1)
+    assert isinstance(preds, Instances) and preds.image_shape == image.shape
+    assert len(preds) > 0
+    assert preds.labels.dtype == np.int64 and set(preds.labels.tolist()) <= {0, 1}
+    assert np.all(np.diff(preds.scores) <= 0) and preds.scores.min() > 0.1
+    b = preds.boxes
+    assert b.min() >= 0 and b[:, 2].max() <= image.shape[1] and b[:, 3].max() <= image.shape[0]
+    assert all(not p.is_empty and p.is_valid for p in preds.polygons)
+
+
+def test_predict_list_batches_and_empty(model):
+    images = [_blobs(seed=3), _blobs((64, 80), seed=4), _blobs(seed=3).astype(np.uint16) * 200]
+    one_by_one = [predict(model, im, score_threshold=0.2) for im in images]
+    batched = predict(model, images, score_threshold=0.2, batch_size=3)
+    assert isinstance(batched, list) and len(batched) == 3
+    for a, b in zip(one_by_one, batched, strict=True):
+        assert a.image_shape == b.image_shape
+        assert abs(len(a) - len(b)) <= 1  # padding to a common size may shift a border box
+    assert predict(model, [], score_threshold=0.2) == []
+    empty = predict(model, images[0], score_threshold=1.0)
+    assert len(empty) == 0 and empty.image_shape == images[0].shape
+
+
+def test_predict_maps_net_labels_through_label_ids():
+    torch.manual_seed(1)
+    net = build_maskrcnn(LIGHT, 4, **{**SMALL, "box_detections_per_img": 300})
+    # net label 2 is a placeholder (like COCO's "N/A"): never reported
+    m = Model(net, ["x", "y"], arch=LIGHT, meta={"label_ids": [1, 3]}, device="cpu")
+    # untrained mask logits are near 0 (probability 0.5): a low mask threshold keeps them
+    preds = predict(m, _blobs(seed=5), score_threshold=0.0, mask_threshold=0.05)
+    torch_labels = set()
+    old = net.roi_heads.score_thresh
+    net.roi_heads.score_thresh = 0.0
+    with torch.inference_mode():
+        torch_labels = set(net([to_tensor(_blobs(seed=5))])[0]["labels"].tolist())
+    net.roi_heads.score_thresh = old
+    assert 2 in torch_labels  # the untrained net does predict the placeholder
+    assert set(preds.labels.tolist()) == {0, 1}
+
+
+def test_predict_untiled_when_image_fits_the_tile(model):
+    image = _blobs((64, 64), seed=6)
+    a = predict(model, image, score_threshold=0.2)
+    b = predict(model, image, score_threshold=0.2, tile_size=64, tile_overlap=16)
+    assert a == b
+
+
+def test_predict_tiled_runs_and_is_consistent(model):
+    image = _blobs((150, 170), n=12, seed=7)
+    tiled = predict(model, image, score_threshold=0.2, tile_size=96, tile_overlap=32, batch_size=1)
+    batched = predict(
+        model, image, score_threshold=0.2, tile_size=96, tile_overlap=32, batch_size=4
+    )
+    assert tiled.image_shape == (150, 170)
+    assert len(tiled) > 0
+    assert abs(len(tiled) - len(batched)) <= max(2, len(tiled) // 20)
+    b = tiled.boxes
+    assert b.min() >= 0 and b[:, 2].max() <= 170 and b[:, 3].max() <= 150
+    # no duplicates: no two instances of a label overlap as much as NMS allows within a tile
+    from torchvision.ops import box_iou
+
+    for label in np.unique(tiled.labels):
+        bx = torch.from_numpy(b[tiled.labels == label])
+        iou = box_iou(bx, bx).fill_diagonal_(0)
+        assert float(iou.max()) <= 0.5 + 1e-6
+
+
+def _roi_detection(box_in_tile, score=0.9, label=1):
+    """A detection dict as `_detect` returns it: a full RoI mask in the given box."""
+    return {
+        "boxes": torch.tensor([box_in_tile], dtype=torch.float32),
+        "scores": torch.tensor([score]),
+        "labels": torch.tensor([label]),
+        "masks": torch.ones(1, 1, 28, 28),
+    }
+
+
+def test_tile_merge_object_on_a_seam_is_one_instance():
+    shape = (100, 250)
+    tiles = tile_grid(shape, 100, 40)  # x ranges (0,100) (60,160) (120,220) (150,250)
+    lookup = np.array([-1, 0])
+    obj = (85.0, 40.0, 105.0, 60.0)  # straddles x=100 (end of tile 0) and lies in tile 1
+    pending = _Pending(shape, False)
+    for tile in tiles:
+        x0, y0, x1, y1 = obj
+        # what a detector sees: the part of the object inside the tile, in tile coordinates
+        cx0, cx1 = max(x0, tile.x0) - tile.x0, min(x1, tile.x1) - tile.x0
+        if cx1 <= cx0:
+            continue
+        det = _roi_detection([cx0, y0, cx1, y1])
+        _collect(pending, det, tile, shape, lookup, 0.5, 0.0, margin=10.0)
+    out = _finish(pending, 1)
+    assert len(out) == 1
+    # the whole object (from the tile that holds it whole), not the cut piece
+    assert out.boxes[0].tolist() == pytest.approx([85.0, 40.0, 106.0, 61.0], abs=1.0)
+
+
+def test_tile_merge_duplicates_near_core_border_are_suppressed():
+    shape = (100, 250)
+    tiles = tile_grid(shape, 100, 40)[:2]  # cores split at x = 80
+    lookup = np.array([-1, 0])
+    pending = _Pending(shape, False)
+    # the same object seen by both tiles with centres on either side of the core border
+    _collect(
+        pending, _roi_detection([70.0, 10.0, 89.0, 30.0]), tiles[0], shape, lookup, 0.5, 0.0, 10.0
+    )
+    _collect(
+        pending, _roi_detection([11.0, 10.0, 30.0, 30.0]), tiles[1], shape, lookup, 0.5, 0.0, 10.0
+    )
+    assert len(_finish(pending, 1)) == 1
+    assert len(_finish(_Pending(shape, True), 1)) == 0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"score_threshold": 1.5}, "score_threshold must be within"),
+        ({"mask_threshold": 0.0}, "mask_threshold must be within"),
+        ({"batch_size": 0}, "batch_size must be an int"),
+        ({"tile_size": 8}, "tile_size must be None or an int >= 32"),
+        ({"tile_size": 64, "tile_overlap": 40}, "tile_overlap must be an int within"),
+    ],
+)
+def test_predict_argument_errors(model, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        predict(model, np.zeros((32, 32), np.uint8), **kwargs)
+
+
+def test_predict_bad_image(model):
+    with pytest.raises(ValueError, match=r"images\[1\]: a 3-D stack"):
+        predict(model, [np.zeros((8, 8), np.uint8), np.zeros((4, 8, 8), np.uint8)])
