@@ -6,8 +6,8 @@ other (each pixel belongs to at most one nucleus), gives every nucleus its own b
 texture (smooth variation, chromatin spots, a brighter rim or a dome profile), adds a few
 small bright dividing cells, a background offset with flat, gradient or uneven
 illumination, a Gaussian point-spread function and Poisson + Gaussian camera noise, and
-quantizes to 8 or 16 bits (16-bit images use a realistic part of the range, about
-100..4000) or returns float32.
+quantizes to 8 or 16 bits (16-bit images use a small, realistic part of the range: a dark
+offset of 0-150 and a full scale of 250-4000) or returns float32.
 
 Ground truth is the label image, converted exactly (``tolerance=0``) to polygons in COCO
 pixel coordinates ``(x, y)``.
@@ -40,10 +40,10 @@ BACKGROUNDS = ("flat", "gradient", "uneven")
 #: nuclei, stronger blur and noise, uneven illumination. Use it to test how a model
 #: trained on the default settings generalises: ``synthetic_nuclei(**DOMAIN_SHIFT)``.
 DOMAIN_SHIFT: dict[str, Any] = {
-    "radius": (10.0, 20.0),
+    "radius": (12.0, 24.0),
     "irregularity": 0.4,
-    "elongation": (1.2, 2.2),
-    "intensity": (0.12, 0.45),
+    "elongation": (1.2, 2.6),
+    "intensity": (0.08, 0.3),
     "texture": 0.5,
     "blur": (1.2, 2.5),
     "noise": (0.03, 0.08),
@@ -157,6 +157,14 @@ def _rasterize_blob(center, blob, shape):
     return (mask, (slice(r0, r1), slice(c0, c1)), clipped) if mask.any() else None
 
 
+def _daughter(rng, center, blob):
+    """Centre of the sister chromatid bar of a dividing cell: parallel, a gap apart."""
+    radius, elong, angle = blob[:3]
+    minor = radius / np.sqrt(elong)
+    dist = 2 * minor + rng.uniform(1.5, 4.0)
+    return center[0] - dist * np.sin(angle), center[1] + dist * np.cos(angle)
+
+
 def _largest_component(mask: np.ndarray) -> np.ndarray:
     lab, n = ndi.label(mask)  # 4-connectivity: one polygon per instance
     if n <= 1:
@@ -172,22 +180,28 @@ def _place_nuclei(rng, shape, n_target, *, radius, irregularity, elongation, tou
     centers: list[tuple[float, float, float]] = []  # (x, y, radius)
     dividing_flags: list[bool] = []
     failures = 0  # consecutive failed placements: the image is full
+    sibling = None  # (center, blob) of the second daughter of a just placed dividing cell
     while len(centers) < n_target and failures < 200:
         failures += 1
-        is_dividing = rng.random() < dividing
-        r = rng.uniform(*radius)
-        if is_dividing:
-            r, elong = r * rng.uniform(0.4, 0.6), rng.uniform(1.3, 2.2)
+        is_sibling = sibling is not None
+        if is_sibling:
+            (center, blob), sibling, is_dividing = sibling, None, True
+            r = blob[0]
         else:
-            elong = rng.uniform(*elongation)
-        blob = _blob(rng, r, elong, irregularity)
-        if centers and rng.random() < touching:
-            cx, cy, cr = centers[rng.integers(len(centers))]
-            phi = rng.uniform(0, 2 * np.pi)
-            dist = (cr + r) * rng.uniform(0.8, 1.05)
-            center = (cx + dist * np.cos(phi), cy + dist * np.sin(phi))
-        else:
-            center = (rng.uniform(0, shape[1]), rng.uniform(0, shape[0]))
+            is_dividing = rng.random() < dividing
+            r = rng.uniform(*radius)
+            if is_dividing:  # a condensed, elongated, bright bar
+                r, elong = r * rng.uniform(0.35, 0.55), rng.uniform(1.5, 3.0)
+            else:
+                elong = rng.uniform(*elongation)
+            blob = _blob(rng, r, elong, min(irregularity, 0.3) if is_dividing else irregularity)
+            if centers and rng.random() < touching:
+                cx, cy, cr = centers[rng.integers(len(centers))]
+                phi = rng.uniform(0, 2 * np.pi)
+                dist = (cr + r) * rng.uniform(0.7, 0.95)
+                center = (cx + dist * np.cos(phi), cy + dist * np.sin(phi))
+            else:
+                center = (rng.uniform(0, shape[1]), rng.uniform(0, shape[0]))
         drawn = _rasterize_blob(center, blob, shape)
         if drawn is None:
             continue
@@ -210,6 +224,8 @@ def _place_nuclei(rng, shape, n_target, *, radius, irregularity, elongation, tou
         centers.append((center[0], center[1], r))
         failures = 0
         dividing_flags.append(is_dividing)
+        if is_dividing and not is_sibling and rng.random() < 0.5 and len(centers) < n_target:
+            sibling = (_daughter(rng, center, blob), blob)  # anaphase: two parallel bars
     if len(centers) < n_target:
         logger.warning(
             "placed %d of %d nuclei in a %s image; lower n or radius, or raise overlap",
@@ -245,7 +261,7 @@ def _nuclei_signal(rng, labels, dividing, *, intensity, texture):
     level = np.concatenate([[0.0], rng.uniform(*intensity, n)])
     rim = np.concatenate([[0.0], rng.uniform(-0.35, 0.5, n)])  # < 0: dome, > 0: bright rim
     tex = np.concatenate([[0.0], np.full(n, texture)])
-    level[1:][dividing] = rng.uniform(1.0, 1.4, int(dividing.sum())) * intensity[1]
+    level[1:][dividing] = rng.uniform(1.3, 1.8, int(dividing.sum())) * intensity[1]
     tex[1:][dividing] *= 0.2  # condensed chromatin: bright and uniform
     rim[1:][dividing] = 0.0
     # distance to the nucleus outline (touching neighbours included)
@@ -268,12 +284,13 @@ def _nuclei_signal(rng, labels, dividing, *, intensity, texture):
 
 
 def _quantize(rng, image, dtype):
-    """Float image in [0, 1] -> dtype (16-bit: dark offset ~100, full scale ~1000-4000)."""
+    """Float image in [0, 1] -> dtype (16-bit: dark offset 0-150, full scale 250-4000)."""
     image = np.clip(image, 0.0, 1.0)
     if dtype == np.uint8:
         return np.round(image * 255).astype(np.uint8)
-    if dtype == np.uint16:
-        dark, full = rng.uniform(80, 200), rng.uniform(1000, 4000)
+    if dtype == np.uint16:  # cameras use a small, varying part of the 16-bit range
+        full = np.exp(rng.uniform(np.log(250), np.log(4000)))
+        dark = rng.uniform(0, min(150, 0.1 * full))
         return np.round(dark + image * (full - dark)).astype(np.uint16)
     return image.astype(np.float32)
 
@@ -285,10 +302,10 @@ def synthetic_nuclei(
     n: int | tuple[int, int] | None = None,
     radius: float | tuple[float, float] = (5.0, 14.0),
     irregularity: float = 0.2,
-    elongation: float | tuple[float, float] = (1.0, 1.6),
+    elongation: float | tuple[float, float] = (1.0, 2.2),
     touching: float = 0.3,
     overlap: float = 0.15,
-    intensity: float | tuple[float, float] = (0.25, 0.8),
+    intensity: float | tuple[float, float] = (0.15, 0.6),
     texture: float = 0.3,
     dividing: float = 0.05,
     blur: float | tuple[float, float] = (0.5, 1.5),
@@ -330,7 +347,8 @@ def synthetic_nuclei(
         Strength of within-nucleus variation (smooth texture and chromatin spots), >= 0.
         Each nucleus also gets a random brighter rim or darker edge.
     dividing : float
-        Fraction, in ``[0, 1]``, of small, elongated, very bright (dividing) nuclei.
+        Fraction, in ``[0, 1]``, of dividing cells: small, bar-shaped, very bright
+        nuclei, half of them with a parallel sister bar (each bar is one instance).
     blur : float or (float, float)
         Standard deviation in pixels of the Gaussian point-spread function, >= 0.
     noise : float or (float, float)
@@ -342,8 +360,8 @@ def synthetic_nuclei(
         (a linear fall-off) or ``"uneven"`` (a smooth random field). A background
         offset of 2-15 % of full scale is always added.
     dtype : np.uint8, np.uint16 or np.float32
-        Output type: 8-bit full range, 16-bit with a dark offset of about 100 and a full
-        scale of 1000-4000, or float32 within ``[0, 1]``.
+        Output type: 8-bit full range, 16-bit with a dark offset of 0-150 and a full
+        scale of 250-4000 (log-uniform), or float32 within ``[0, 1]``.
     return_labels : bool
         Also return the label image.
     seed : int, Generator, SeedSequence or None

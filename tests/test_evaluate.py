@@ -258,7 +258,8 @@ class ThresholdSegmenter:
 
 
 def test_evaluate_reads_every_annotated_image(tmp_path):
-    kwargs = {"n": 6, "touching": 0, "overlap": 0, "texture": 0, "blur": 0, "noise": 0}
+    kwargs = {"n": 4, "radius": (4, 7), "touching": 0, "overlap": 0, "dividing": 0}
+    kwargs.update(texture=0, blur=0, noise=0)
     written = synthetic_dataset(5, out=tmp_path, shape=(64, 64), background="flat", **kwargs)
     ds = read_coco(tmp_path / "annotations.json")
     model = ThresholdSegmenter()

@@ -150,12 +150,15 @@ def test_irregularity_lowers_convexity():
 
 def test_touching_creates_neighbours():
     def touching_fraction(touching):
-        _, _, labels = _make(seed=10, touching=touching, n=25, overlap=0.2)
-        grown = ndi.grey_dilation(labels, size=3)
-        ids = np.unique(labels[(grown != labels) & (labels > 0)])
-        return ids.size / labels.max()
+        fractions = []
+        for seed in range(4):
+            _, _, labels = _make(seed=seed, touching=touching, n=12, dividing=0)
+            grown = ndi.grey_dilation(labels, size=3)
+            ids = np.unique(labels[(grown != labels) & (labels > 0)])
+            fractions.append(ids.size / labels.max())
+        return np.mean(fractions)
 
-    assert touching_fraction(1.0) > touching_fraction(0.0) + 0.3
+    assert touching_fraction(1.0) > touching_fraction(0.0) + 0.25
 
 
 def test_dividing_nuclei_are_small_and_bright():
@@ -239,7 +242,10 @@ def test_uint16_uses_a_realistic_part_of_the_range():
     for seed in range(3):
         image = _make(seed=seed, dtype=np.uint16)[0]
         assert image.dtype == np.uint16
-        assert 60 <= image.min() and 400 < image.max() <= 4000
+        assert image.max() <= 4000  # a small part of the 16-bit range ...
+        assert image.max() > 255  # ... but more than 8 bits
+    maxima = [_make(seed=s, dtype=np.uint16)[0].max() for s in range(12)]
+    assert np.ptp(maxima) > 500  # the range in use varies between images
 
 
 def test_float32_is_within_unit_range():
@@ -250,8 +256,12 @@ def test_float32_is_within_unit_range():
 
 def test_domain_shift_is_bigger_and_dimmer():
     def stats(**kwargs):
-        image, inst, labels = _make(seed=19, shape=(160, 160), dtype=np.float32, **kwargs)
-        return np.median(inst.areas), _nucleus_mean(image, labels)
+        areas, levels = [], []
+        for seed in range(3):
+            image, inst, labels = _make(seed=seed, shape=(160, 160), dtype=np.float32, **kwargs)
+            areas.append(inst.areas)
+            levels.append(_nucleus_mean(image, labels))
+        return np.median(np.concatenate(areas)), np.mean(levels)
 
     base_area, base_level = stats()
     shift_area, shift_level = stats(**DOMAIN_SHIFT)
