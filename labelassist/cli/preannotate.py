@@ -65,7 +65,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         type=float,
         default=0.5,
         metavar="S",
-        help="keep detections scoring at least S, in [0, 1] (default: 0.5)",
+        help="keep detections scoring above S, in [0, 1] (default: 0.5)",
     )
     parser.add_argument(
         "--tile-size",
@@ -116,7 +116,7 @@ def _connect(address: str) -> Any:
     except ImportError as exc:
         raise CliError("--scheduler needs dask.distributed: pip install labelassist[dask]") from exc
     try:
-        return Client(address, timeout="10s")
+        return Client(address)
     except (OSError, TimeoutError) as exc:
         raise CliError(f"cannot connect to the Dask scheduler at {address}: {exc}") from exc
 
@@ -127,11 +127,15 @@ def _image_argument(images: list[str]) -> str | list[str]:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``labelassist preannotate``; return the exit code."""
-    from ..bulk import PreannotateWarning, preannotate
+    from ..bulk import PreannotateWarning, _resolve_sources, preannotate
     from ..models import load_model
 
     if not args.out.lower().endswith(".json"):
         raise CliError(f"--out must be a .json file, got {args.out!r}")
+    images = _image_argument(args.images)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PreannotateWarning)
+        _resolve_sources(images)  # fail fast on a wrong path, before loading the model
     start = time.perf_counter()
     model = load_model(args.model, device=args.device)
     client = _connect(args.scheduler) if args.scheduler else None
@@ -139,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", PreannotateWarning)  # reported below instead
             dataset = preannotate(
-                _image_argument(args.images),
+                images,
                 model,
                 out=args.out,
                 score_threshold=args.score_threshold,
@@ -162,4 +166,6 @@ def run(args: argparse.Namespace) -> int:
         f"preannotate: {n_images} images, {n_instances} instances, "
         f"{len(dataset.failed)} failed, {elapsed:.1f} s -> {args.out}"
     )
+    if dataset.failed and not n_images:
+        raise CliError(f"none of the {len(dataset.failed)} images could be read (see above)")
     return 0
