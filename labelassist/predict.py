@@ -284,9 +284,12 @@ def rois_to_polygons(
 
     Examples
     --------
+    A full RoI mask covers its box grown by torchvision's 1-pixel padding (x 1.75-9.25,
+    y 2.86-7.14), truncated to whole pixels like ``paste_masks_in_image``:
+
     >>> probs = torch.ones(1, 1, 28, 28)
     >>> [p.bounds for p in rois_to_polygons(probs, torch.tensor([[2.0, 3.0, 9.0, 7.0]]), (16, 16))]
-    [(2.0, 3.0, 10.0, 8.0)]
+    [(1.0, 2.0, 10.0, 8.0)]
     """
     from torchvision.models.detection.roi_heads import expand_boxes, expand_masks
 
