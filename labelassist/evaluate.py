@@ -47,12 +47,18 @@ def _check_dataset(dataset: Any) -> None:
 def _annotated_ids(dataset: Any) -> list[int]:
     """Ids of the annotated images, in record order; raise when there is no ground truth."""
     ids = [i for i in dataset.image_ids if i in dataset.instances]
-    if not sum(len(dataset.instances[i]) for i in ids):
+    if not sum(_n_objects(dataset.instances[i]) for i in ids):
         raise ValueError(
-            "dataset has no ground-truth instances, so AP is undefined; evaluate on a "
-            "dataset with annotated objects"
+            "dataset has no ground-truth instances (crowd regions do not count), so AP is "
+            "undefined; evaluate on a dataset with annotated objects"
         )
     return ids
+
+
+def _n_objects(instances: Instances) -> int:
+    """Instances that count as ground truth: non-empty and not crowd regions."""
+    crowd = np.asarray(instances.extra.get("iscrowd", np.zeros(len(instances))), dtype=bool)
+    return int(np.count_nonzero(~crowd & ~shapely.is_empty(instances.polygons)))
 
 
 def _check_max_detections(max_detections: Any) -> int:

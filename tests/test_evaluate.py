@@ -234,6 +234,12 @@ def test_dataset_without_ground_truth_raises():
         evaluate_predictions({}, unannotated)
 
 
+def test_dataset_with_crowd_regions_only_raises():
+    crowd = _grid(2, 2).replace(extra={"iscrowd": np.ones(4, bool)})
+    with pytest.raises(ValueError, match="crowd regions do not count"):
+        evaluate_predictions({1: _grid(2, 2)}, _dataset(crowd))
+
+
 def test_dataset_must_be_a_dataset():
     with pytest.raises(TypeError, match="dataset must be a labelassist Dataset"):
         evaluate_predictions({}, {"images": []})
