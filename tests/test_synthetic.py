@@ -161,6 +161,13 @@ def test_touching_creates_neighbours():
     assert touching_fraction(1.0) > touching_fraction(0.0) + 0.25
 
 
+def test_overlap_lets_more_nuclei_into_a_crowded_image():
+    def placed(overlap):
+        return len(_make(seed=20, n=300, shape=(64, 64), radius=6, overlap=overlap)[1])
+
+    assert placed(0.6) > placed(0.0) + 5
+
+
 def test_dividing_nuclei_are_small_and_bright():
     kw = {"n": 10, "radius": 10, "intensity": 0.3, "texture": 0, **CLEAN}
     image, inst, _ = _make(seed=11, dividing=1.0, dtype=np.float32, **kw)
