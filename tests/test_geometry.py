@@ -310,6 +310,34 @@ def test_larger_tolerance_fewer_vertices():
     assert counts[0] > counts[1] > counts[2]
 
 
+@pytest.mark.parametrize("tolerance", [0.6, 1.0])
+@pytest.mark.parametrize("offset", [(0.0, 0.0), (30.25, 7.0)])
+def test_simplified_outline_runs_along_the_array_border(tolerance, offset):
+    rows = ["#..."] + ["##.."] + ["###."] * 3 + ["####"] * 3 + ["###."] * 3 + ["##..", "#..."]
+    mask = np.array([[c == "#" for c in r] for r in ["...."] * 2 + rows + ["...."]])
+    (poly,) = masks_to_polygons(mask, tolerance=tolerance, offset=offset)
+    x0, y0 = offset
+    assert poly.is_valid
+    # the outline follows the left border x = x0 instead of the pixel centres next to it
+    assert poly.bounds[0] == x0
+    back = polygons_to_masks([shapely.affinity.translate(poly, -x0, -y0)], mask.shape)[0]
+    # (without that, the whole column of 13 pixels is lost; a 1-pixel tip may go)
+    assert np.count_nonzero(back[:, 0] != mask[:, 0]) <= 1
+    assert iou(back, mask) > 0.85
+
+
+def test_simplified_outline_inside_the_array_cuts_corners():
+    mask = np.zeros((6, 6), dtype=bool)
+    mask[1:5, 1:5] = True
+    (poly,) = masks_to_polygons(mask, tolerance=0.3)
+    # the edge-midpoint contour: each corner cut at half a pixel, an octagon
+    expected = Polygon(
+        [(1.5, 1), (4.5, 1), (5, 1.5), (5, 4.5), (4.5, 5), (1.5, 5), (1, 4.5), (1, 1.5)]
+    )
+    assert same_geometry(poly, expected), poly.wkt
+    np.testing.assert_array_equal(polygons_to_masks([poly], mask.shape)[0], mask)
+
+
 # -- polygons_to_masks -----------------------------------------------------------------------
 def test_polygons_to_masks_empty_list():
     out = polygons_to_masks([], (3, 5))
