@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import warnings
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,13 +37,22 @@ METRIC_KEYS = tuple(
 
 
 # -- checks --------------------------------------------------------------------------------
-def _check_dataset(dataset: Any) -> None:
-    from .coco import Dataset
+def _as_dataset(dataset: Any, image_root: Any = None) -> Any:
+    """A `Dataset`, or one read from a COCO json path."""
+    from .coco import Dataset, read_coco
 
+    if isinstance(dataset, (str, os.PathLike)):
+        if not Path(dataset).is_file():
+            raise FileNotFoundError(f"dataset: COCO file not found: {dataset}")
+        return read_coco(dataset, image_root=image_root)
     if not isinstance(dataset, Dataset):
         raise TypeError(
-            f"dataset must be a labelassist Dataset (see read_coco), got {type(dataset).__name__}"
+            "dataset must be a labelassist Dataset or the path of a COCO json file, got "
+            f"{type(dataset).__name__}"
         )
+    if image_root is not None:
+        raise ValueError("image_root is only used when dataset is a COCO file path")
+    return dataset
 
 
 def _annotated_ids(dataset: Any) -> list[int]:
@@ -153,7 +164,9 @@ def _mean(values: np.ndarray) -> float:
     return float(valid.mean()) if valid.size else float("nan")
 
 
-def _cocoeval(gt, dt, iou_type: str, ids: list[int], max_detections: int) -> dict[str, float]:
+def _cocoeval(
+    gt, dt, iou_type: str, ids: list[int], max_detections: int, categories: list[str] | None
+) -> dict[str, float]:
     from pycocotools.cocoeval import COCOeval
 
     ev = COCOeval(gt, dt, iou_type)
@@ -166,12 +179,16 @@ def _cocoeval(gt, dt, iou_type: str, ids: list[int], max_detections: int) -> dic
     precision = ev.eval["precision"][:, :, :, 0, 0]  # (IoU thresholds, recall, category)
     recall = ev.eval["recall"][:, :, 0, 0]  # (IoU thresholds, category)
     iou = ev.params.iouThrs
-    return {
+    metrics = {
         f"{iou_type}_AP": _mean(precision),
         f"{iou_type}_AP50": _mean(precision[np.isclose(iou, 0.5)]),
         f"{iou_type}_AP75": _mean(precision[np.isclose(iou, 0.75)]),
         f"{iou_type}_AR": _mean(recall),
     }
+    for k, name in enumerate(categories or []):  # category id k + 1 is at position k
+        metrics[f"{iou_type}_AP/{name}"] = _mean(precision[:, :, k])
+        metrics[f"{iou_type}_AP50/{name}"] = _mean(precision[np.isclose(iou, 0.5), :, k])
+    return metrics
 
 
 # -- public -----------------------------------------------------------------------------------
@@ -180,6 +197,7 @@ def evaluate_predictions(
     dataset: Any,
     *,
     max_detections: int = 1000,
+    per_class: bool = False,
 ) -> dict[str, float]:
     """COCO AP/AR of predictions against the ground truth of ``dataset``.
 
@@ -190,11 +208,15 @@ def evaluate_predictions(
         a list aligned with ``dataset.images``. ``scores`` rank the detections, ``labels``
         index ``dataset.categories``; ``image_shape`` must be the image's
         ``(height, width)``.
-    dataset : Dataset
-        Ground truth. Only annotated images (with an entry in ``dataset.instances``)
-        count; crowd regions (``extra["iscrowd"]``) are ignored regions as in COCO.
+    dataset : Dataset or path
+        Ground truth, or the path of a COCO json file. Only annotated images (with an
+        entry in ``dataset.instances``) count; crowd regions (``extra["iscrowd"]``) are
+        ignored regions as in COCO.
     max_detections : int
         Detections per image taken into account (highest scores first).
+    per_class : bool
+        Also report ``segm_AP/<name>``, ``segm_AP50/<name>``, ``bbox_AP/<name>`` and
+        ``bbox_AP50/<name>`` per category (NaN for a category without ground truth).
 
     Returns
     -------
@@ -202,8 +224,8 @@ def evaluate_predictions(
         ``segm_AP, segm_AP50, segm_AP75, segm_AR, bbox_AP, bbox_AP50, bbox_AP75,
         bbox_AR`` (COCO definitions: AP averaged over IoU 0.50:0.95 and the categories
         that have ground truth; AR at ``max_detections``) in ``[0, 1]``, plus the counts
-        ``n_images`` (annotated images), ``n_instances`` (ground truth) and
-        ``n_predictions`` (non-empty predictions on those images).
+        ``n_images`` (annotated images), ``n_instances`` (ground truth, crowd regions
+        included) and ``n_predictions`` (non-empty predictions on those images).
 
     Raises
     ------
@@ -225,7 +247,7 @@ def evaluate_predictions(
     >>> evaluate_predictions({1: truth[:1]}, ds)["segm_AR"]
     0.5
     """
-    _check_dataset(dataset)
+    dataset = _as_dataset(dataset)
     max_detections = _check_max_detections(max_detections)
     ids = _annotated_ids(dataset)
     by_id = _predictions_by_id(predictions, dataset, ids)
@@ -234,7 +256,8 @@ def evaluate_predictions(
     gt, dt = _coco(dataset, ids, gt_anns), _coco(dataset, ids, dt_anns)
     metrics: dict[str, float] = {}
     for iou_type in ("segm", "bbox"):
-        metrics.update(_cocoeval(gt, dt, iou_type, ids, max_detections))
+        categories = dataset.categories if per_class else None
+        metrics.update(_cocoeval(gt, dt, iou_type, ids, max_detections, categories))
     metrics.update(n_images=len(ids), n_instances=len(gt_anns), n_predictions=len(dt_anns))
     return metrics
 
@@ -246,6 +269,8 @@ def evaluate(
     score_threshold: float = 0.05,
     batch_size: int = 4,
     max_detections: int = 1000,
+    per_class: bool = False,
+    image_root: str | os.PathLike | None = None,
     progress: bool = True,
     **predict_kwargs: Any,
 ) -> dict[str, float]:
@@ -256,15 +281,20 @@ def evaluate(
     model : Model
         Anything with ``predict(list_of_images, *, score_threshold, batch_size, ...)``
         returning one `Instances` per image (for example `labelassist.load_model`).
-    dataset : Dataset
-        Ground truth; images are read with `labelassist.io.read_image` from
-        ``dataset.image_path(id)`` (set ``image_root``, as `read_coco` does).
+    dataset : Dataset or path
+        Ground truth, or the path of a COCO json file; images are read with
+        `labelassist.io.read_image` from ``dataset.image_path(id)``.
     score_threshold : float
         Passed to ``model.predict``. Keep it low: AP integrates over all scores.
     batch_size : int
         Images read and predicted at a time.
     max_detections : int
         Detections per image taken into account (see `evaluate_predictions`).
+    per_class : bool
+        Also report AP per category (see `evaluate_predictions`).
+    image_root : path, optional
+        With a COCO path: the folder its ``file_name`` entries are relative to (default:
+        the json file's folder).
     progress : bool
         Show a tqdm progress bar.
     **predict_kwargs
@@ -290,7 +320,7 @@ def evaluate(
 
     from .io import read_image
 
-    _check_dataset(dataset)
+    dataset = _as_dataset(dataset, image_root)
     max_detections = _check_max_detections(max_detections)
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
         raise TypeError(f"batch_size must be an int, got {batch_size!r}")
@@ -313,4 +343,6 @@ def evaluate(
                 )
             predictions.update(zip(batch, preds, strict=True))
             bar.update(len(batch))
-    return evaluate_predictions(predictions, dataset, max_detections=max_detections)
+    return evaluate_predictions(
+        predictions, dataset, max_detections=max_detections, per_class=per_class
+    )

@@ -172,6 +172,18 @@ def test_categories_are_matched_separately():
     assert evaluate_predictions({1: swapped}, ds)["segm_AP"] == 0.0
 
 
+def test_per_class_ap():
+    truth = _grid(2, 5).replace(labels=[0] * 5 + [1] * 5)
+    ds = _dataset(truth, categories=("a", "b", "unused"))
+    pred = truth[:5]  # all of class a, none of class b
+    metrics = evaluate_predictions({1: pred}, ds, per_class=True)
+    assert metrics["segm_AP/a"] == metrics["bbox_AP50/a"] == pytest.approx(1.0)
+    assert metrics["segm_AP/b"] == metrics["segm_AP50/b"] == 0.0
+    assert np.isnan(metrics["segm_AP/unused"])
+    assert metrics["segm_AP"] == pytest.approx(0.5)  # mean over the classes with objects
+    assert "segm_AP/a" not in evaluate_predictions({1: pred}, ds)
+
+
 def test_crowd_regions_are_ignored():
     truth = _grid(2, 5)
     crowd = np.zeros(10, bool)
@@ -240,6 +252,14 @@ def test_dataset_with_crowd_regions_only_raises():
         evaluate_predictions({1: _grid(2, 2)}, _dataset(crowd))
 
 
+def test_dataset_as_a_coco_path(tmp_path):
+    truth = _grid(2, 3)
+    path = _dataset(truth).to_coco(tmp_path / "gt.json")
+    assert evaluate_predictions({1: truth}, path)["segm_AP"] == pytest.approx(1.0)
+    with pytest.raises(FileNotFoundError, match="COCO file not found"):
+        evaluate_predictions({1: truth}, tmp_path / "missing.json")
+
+
 def test_dataset_must_be_a_dataset():
     with pytest.raises(TypeError, match="dataset must be a labelassist Dataset"):
         evaluate_predictions({}, {"images": []})
@@ -277,6 +297,19 @@ def test_evaluate_reads_every_annotated_image(tmp_path):
     assert metrics["segm_AP"] == pytest.approx(evaluate_predictions(
         model.predict([synthetic_nuclei((64, 64), background="flat", seed=s, **kwargs)[0]
                        for s in np.random.SeedSequence(0).spawn(5)]), written)["segm_AP"])  # fmt: skip
+
+
+def test_evaluate_a_coco_path_with_image_root(tmp_path):
+    kwargs = {"n": 3, "radius": (4, 6), "touching": 0, "overlap": 0, "dividing": 0}
+    kwargs.update(texture=0, blur=0, noise=0, background="flat")  # ThresholdSegmenter's case
+    ds = synthetic_dataset(2, out=tmp_path / "images", shape=(48, 48), **kwargs)
+    path = ds.to_coco(tmp_path / "elsewhere.json")  # not next to the images
+    metrics = evaluate(ThresholdSegmenter(), path, image_root=tmp_path / "images", progress=False)
+    assert metrics["n_images"] == 2 and metrics["segm_AP"] > 0.5
+    with pytest.raises(FileNotFoundError):
+        evaluate(ThresholdSegmenter(), path, progress=False)  # images are not next to it
+    with pytest.raises(ValueError, match="image_root is only used"):
+        evaluate(ThresholdSegmenter(), ds, image_root=tmp_path, progress=False)
 
 
 def test_evaluate_with_a_real_untrained_model(tmp_path, capsys):
