@@ -151,8 +151,8 @@ def _has_holes(geom: shapely.Geometry) -> bool:
 
 def _annotation(
     geom: shapely.Geometry, shape: tuple[int, int], *, as_rle: bool
-) -> tuple[Any, dict] | None:
-    """(segmentation, compressed RLE) of one geometry; None when it covers no pixel.
+) -> tuple[Any, dict, int] | None:
+    """(segmentation, compressed RLE, area) of one geometry; None when it covers no pixel.
 
     The RLE is what pycocotools rasterizes for the segmentation (``area``, ``bbox``).
     """
@@ -163,7 +163,8 @@ def _annotation(
     else:
         seg = _rings(geom)
         rle = mask_utils.merge(mask_utils.frPyObjects(seg, h, w))
-    return None if mask_utils.area(rle) == 0 else (seg, rle)
+    area = int(mask_utils.area(rle))
+    return None if area == 0 else (seg, rle, area)
 
 
 def _instances_to_coco(
@@ -182,14 +183,14 @@ def _instances_to_coco(
         if encoded is None:
             skipped += 1
             continue
-        seg, rle = encoded
+        seg, rle, area = encoded
         anns.append(
             {
                 "id": first_id + len(anns),
                 "image_id": image_id,
                 "category_id": int(instances.labels[k]) + 1,
                 "segmentation": seg,
-                "area": float(mask_utils.area(rle)),
+                "area": float(area),
                 "bbox": [float(v) for v in mask_utils.toBbox(rle)],
                 "iscrowd": int(crowd[k]),
                 "score": _float(instances.scores[k]),
