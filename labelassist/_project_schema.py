@@ -29,6 +29,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "FORMAT",
     "STATUSES",
+    "QUEUE",
     "SOURCES",
     "SPLITS",
     "BUSY_TIMEOUT_MS",
@@ -49,6 +50,9 @@ SPLITS = ("train", "val")
 #: How long a connection waits for another process's write transaction to finish.
 BUSY_TIMEOUT_MS = 60_000
 
+#: Statuses still to be labelled (`Project.next_image`); the partial index ``images_queue``
+#: and its queries use this exact expression.
+QUEUE = "status IN ('new', 'pre-annotated', 'in-review')"
 _STATUS_CHECK = "status IN ({})".format(", ".join(f"'{s}'" for s in STATUSES))
 _SOURCE_CHECK = "source IN ({})".format(", ".join(f"'{s}'" for s in SOURCES))
 
@@ -69,6 +73,8 @@ CREATE TABLE images (
     updated TEXT NOT NULL
 );
 CREATE INDEX images_status ON images (status, split);
+CREATE INDEX images_queue ON images (uncertainty DESC, id) WHERE {QUEUE};
+CREATE INDEX images_todo ON images (id) WHERE {QUEUE};
 CREATE TABLE edits (
     image_id INTEGER NOT NULL REFERENCES images (id),
     version INTEGER NOT NULL,

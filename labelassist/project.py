@@ -166,6 +166,7 @@ class Project:
     def __init__(self, folder: Path, con: sqlite3.Connection) -> None:
         # private: use Project.create or Project.open
         self.folder = folder
+        self._folder_str = str(folder)
         self._con: sqlite3.Connection | None = con
         self._lock = threading.RLock()
         meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
@@ -503,7 +504,7 @@ class Project:
         return {
             "id": image_id,
             "file_name": file_name,
-            "path": str(self._absolute(path)),
+            "path": self._absolute_str(path),
             "height": height,
             "width": width,
             "status": status,
@@ -514,8 +515,11 @@ class Project:
         }
 
     def _absolute(self, stored: str) -> Path:
-        path = Path(stored)
-        return path if path.is_absolute() else Path(os.path.normpath(self.folder / path))
+        return Path(self._absolute_str(stored))
+
+    def _absolute_str(self, stored: str) -> str:
+        # plain os.path: images() builds 100k of these
+        return os.path.normpath(os.path.join(self._folder_str, stored))
 
     def _image_id(self, image: Any) -> int:
         if isinstance(image, Mapping):
@@ -1301,15 +1305,20 @@ class Project:
         """
         _check_choice(strategy, "strategy", ("uncertainty", "order"))
         skip = {self._image_id(image) for image in exclude}
-        open_statuses = ("new", "pre-annotated", "in-review")
-        order = "id" if strategy == "order" else "uncertainty IS NULL, uncertainty DESC, id"
+        # partial indexes over the images still to label; DESC puts NULL (never predicted)
+        # last
+        index, order = (
+            ("images_todo", "id")
+            if strategy == "order"
+            else ("images_queue", "uncertainty DESC, id")
+        )
         if strategy == "uncertainty" and model is not None:
             return self._rank_with_model(model, skip)
         with self._lock:
             rows = self.con.execute(
-                f"SELECT {_IMAGE_COLUMNS} FROM images WHERE status IN (?, ?, ?) ORDER BY {order}"
-                f" LIMIT {len(skip) + 1}",
-                open_statuses,
+                f"SELECT {_IMAGE_COLUMNS} FROM images INDEXED BY {index} WHERE {_schema.QUEUE}"
+                f" ORDER BY {order}"
+                f" LIMIT {len(skip) + 1}"
             ).fetchall()
         for row in rows:
             if row[0] not in skip:
@@ -1482,8 +1491,13 @@ class Project:
         (0, 0, {'cell': 0})
         """
         with self._lock, _schema.read_transaction(self.con) as con:
-            status = dict(con.execute("SELECT status, count(*) FROM images GROUP BY status"))
-            split = dict(con.execute("SELECT split, count(*) FROM images GROUP BY split"))
+            status: dict[str, int] = {}
+            split: dict[str | None, int] = {}
+            for s, t, n in con.execute(  # one pass over the covering index
+                "SELECT status, split, count(*) FROM images GROUP BY status, split"
+            ):
+                status[s] = status.get(s, 0) + n
+                split[t] = split.get(t, 0) + n
             counts = con.execute("SELECT label, source, n FROM instance_counts").fetchall()
             (n_rounds,) = con.execute("SELECT count(*) FROM rounds").fetchone()
         classes = dict.fromkeys(self.classes, 0)
