@@ -518,6 +518,11 @@ def test_atomic_write_keeps_target_when_generator_fails(tmp_path):
     assert os.listdir(tmp_path) == ["labels.json"]  # no temp files left behind
 
 
+def test_write_refuses_a_folder(tmp_path):
+    with pytest.raises(IsADirectoryError, match="is a folder; give a .json file name"):
+        write_coco(tmp_path, ["cell"], [])
+
+
 def test_write_creates_nothing_when_failing_on_new_target(tmp_path):
     with pytest.raises(ValueError, match="duplicate image id 1"):
         write_coco(tmp_path / "x.json", ["cell"], [(_record(1, (4, 4)), None)] * 2)
