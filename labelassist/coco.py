@@ -373,7 +373,7 @@ def write_coco(
     """
     path = Path(path)
     if path.is_dir():
-        raise IsADirectoryError(f"path {str(path)!r} is a folder; give a .json file name in it")
+        raise ValueError(f"path {str(path)!r} is a folder; give a .json file name in it")
     segmentation = _check_segmentation_mode(segmentation)
     names = _check_categories(categories)
     if info is None:

@@ -519,7 +519,7 @@ def test_atomic_write_keeps_target_when_generator_fails(tmp_path):
 
 
 def test_write_refuses_a_folder(tmp_path):
-    with pytest.raises(IsADirectoryError, match="is a folder; give a .json file name"):
+    with pytest.raises(ValueError, match="is a folder; give a .json file name"):
         write_coco(tmp_path, ["cell"], [])
 
 
