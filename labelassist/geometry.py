@@ -168,12 +168,13 @@ def _trace(
     """Pixel-edge rings of the foreground of a padded bool crop.
 
     Works on the lattice of pixel corners: vertex ``(i, j)`` is the corner shared by
-    ``padded[i:i+2, j:j+2]`` (the top-left corner of the crop's pixel ``(i, j)``). A boundary turns only at corners,
-    which are found with array operations. On a lattice row the corners, sorted by column,
-    pair up into horizontal boundary segments (0-1, 2-3, ...), and on a lattice column,
-    sorted by row, into vertical ones; a ring alternates the two pairings. A saddle (two
-    pixels touching diagonally) is two corners at one vertex, paired so that the two
-    foreground pixels are kept apart.
+    ``padded[i:i+2, j:j+2]`` (the top-left corner of the unpadded crop's pixel ``(i, j)``).
+    A boundary turns only at corners, which are found with array operations. On a lattice
+    row the corners, sorted by column, pair up into horizontal boundary segments (0-1, 2-3,
+    ...), and on a lattice column, sorted by row, into vertical ones; a ring alternates the
+    two pairings. A saddle (two pixels touching diagonally) is two corners at one vertex,
+    paired so that the two foreground pixels are kept apart (a ring that then touches
+    itself is repaired by the caller).
 
     Returns
     -------
@@ -252,9 +253,10 @@ def _chamfer(ring: np.ndarray, keep: np.ndarray | None = None) -> np.ndarray:
     out = np.empty((2 * len(ring), 2), dtype=np.float64)
     out[0::2] = ring + step
     out[1::2] = nxt - step
-    if keep is not None:
+    if keep is not None and keep.any():
         out[0::2][keep] = ring[keep]
-        out[1::2][np.roll(keep, -1)] = nxt[np.roll(keep, -1)]
+        keep_next = np.concatenate([keep[1:], keep[:1]])
+        out[1::2][keep_next] = nxt[keep_next]
     return out
 
 
@@ -270,17 +272,18 @@ def _polygonal(geom: shapely.Geometry) -> shapely.Geometry:
     return shapely.MultiPolygon(list(parts))
 
 
-def _assign_holes(shells: list[np.ndarray], holes: list[np.ndarray]) -> list[list[int]]:
+def _assign_holes(
+    shells: list[np.ndarray], holes: list[np.ndarray], probes: list[np.ndarray]
+) -> list[list[int]]:
     """For each shell the indices of its holes: a hole goes to the smallest shell around it.
 
-    Rings are ``(x, y)``; a probe at the centre of the pixel below-right of the hole's
-    first vertex (its top-left corner) lies in the hole and in no other ring's hole.
+    Rings are ``(x, y)``; ``probes[k]`` is a point inside hole ``k`` and in no other
+    hole (the centre of the pixel below-right of its top-left corner).
     """
     polys = np.array([shapely.Polygon(s) for s in shells])
     areas = shapely.area(polys)
     owned: list[list[int]] = [[] for _ in shells]
-    for k, hole in enumerate(holes):
-        x, y = hole[0] + 0.5
+    for k, (x, y) in enumerate(probes):
         inside = np.flatnonzero(shapely.contains_xy(polys, x, y))
         if len(inside):
             owned[int(inside[np.argmin(areas[inside])])].append(k)
@@ -288,9 +291,10 @@ def _assign_holes(shells: list[np.ndarray], holes: list[np.ndarray]) -> list[lis
 
 
 def _rings_to_geometry(
-    rings: list[np.ndarray], shells: list[bool], check: bool
+    rings: list[np.ndarray], shells: list[bool], corners: np.ndarray, check: bool
 ) -> shapely.Geometry:
-    """A (Multi)Polygon from ``(x, y)`` rings; ``check``: repair if it may be invalid."""
+    """A (Multi)Polygon from ``(x, y)`` rings; ``corners``: each ring's top-left corner
+    (K, 2); ``check``: repair the result if it may be invalid."""
     outer = [r for r, s in zip(rings, shells, strict=True) if s]
     inner = [r for r, s in zip(rings, shells, strict=True) if not s]
     if not outer:
@@ -298,10 +302,12 @@ def _rings_to_geometry(
     if len(outer) == 1:
         geom = shapely.Polygon(outer[0], inner)
     else:
-        owned = _assign_holes(outer, inner) if inner else [[] for _ in outer]
-        geom = shapely.MultiPolygon(
-            [shapely.Polygon(s, [inner[k] for k in hs]) for s, hs in zip(outer, owned, strict=True)]
-        )
+        probes = [c + 0.5 for c, s in zip(corners, shells, strict=True) if not s]
+        owned = _assign_holes(outer, inner, probes) if inner else [[] for _ in outer]
+        polygons = [
+            shapely.Polygon(s, [inner[k] for k in hs]) for s, hs in zip(outer, owned, strict=True)
+        ]
+        geom = shapely.MultiPolygon(polygons)
     if check and not geom.is_valid:
         geom = _polygonal(shapely.make_valid(geom))
     return geom
@@ -334,8 +340,11 @@ class _Builder:
             # Corners on the border of the masks stay: the outline runs along the border
             # instead of half a pixel inside it.
             h, w = self.shape
-            frame = (jj == -c0) | (jj == w - c0) | (ii == -r0) | (ii == h - r0)
-            coords = [_chamfer(xy[r], frame[r]) for r in rings]
+            if r0 == 0 or c0 == 0 or sl[0].stop == h or sl[1].stop == w:
+                frame = (jj == -c0) | (jj == w - c0) | (ii == -r0) | (ii == h - r0)
+                coords = [_chamfer(xy[r], frame[r]) for r in rings]
+            else:
+                coords = [_chamfer(xy[r]) for r in rings]
         else:
             coords = [xy[r] for r in rings]
         check = saddle and not smooth  # a pixel-edge ring may touch itself at a saddle
@@ -343,7 +352,8 @@ class _Builder:
             self.simple_slot.append(k)
             self.simple_ring.append(coords[0])
         else:
-            self.out[k] = _rings_to_geometry(coords, shells, check=check)
+            corners = xy[[r[0] for r in rings]]
+            self.out[k] = _rings_to_geometry(coords, shells, corners, check=check)
 
     def build(self) -> list[shapely.Polygon | shapely.MultiPolygon]:
         out = self.out

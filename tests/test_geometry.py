@@ -106,6 +106,19 @@ def test_gallery_polygons_to_masks_of_expected(name):
     np.testing.assert_array_equal(polygons_to_masks([expected], mask.shape)[0], mask)
 
 
+@pytest.mark.parametrize("name", sorted(GALLERY))
+@pytest.mark.parametrize("tolerance", [0.3, DEFAULT_TOLERANCE, 1.5])
+def test_gallery_simplified(name, tolerance):
+    mask, expected = GALLERY[name]
+    (got,) = masks_to_polygons(mask, tolerance=tolerance)
+    assert got.is_valid, shapely.is_valid_reason(got)
+    assert got.geom_type in ("Polygon", "MultiPolygon")
+    assert got.is_empty == expected.is_empty
+    if tolerance <= 0.35:  # pixel centres are >= 0.3535 from the edge-midpoint contour
+        # (a hole touching the outside at a corner may open into a notch: same pixels)
+        np.testing.assert_array_equal(polygons_to_masks([got], mask.shape)[0], mask)
+
+
 def test_stack_of_gallery_masks_keeps_order_and_empty_slots():
     names = ["square", "empty", "donut", "empty", "one_pixel"]
     shape = (6, 6)
