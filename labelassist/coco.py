@@ -919,9 +919,12 @@ class Dataset:
         as they are. Records are copied.
     instances : mapping of int to Instances, optional
         Image id -> its instances, with ``image_shape == (height, width)`` of the record.
-        An image without an entry has no annotation yet (written without annotations).
+        An image without an entry has no annotation yet; it is written without
+        annotations, so `read_coco` gives it an empty `Instances` (a COCO file is a
+        complete annotation of its images).
     image_root : str or os.PathLike, optional
-        The folder ``file_name`` is relative to (see `image_path`).
+        The folder ``file_name`` is relative to (see `image_path`). `to_coco` refuses
+        absolute file names and names with ``..``, which `read_coco` would refuse.
 
     Attributes
     ----------
