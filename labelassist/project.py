@@ -1265,6 +1265,110 @@ class Project:
         bar.close()
         return ids
 
+    def import_label_images(
+        self,
+        images: Sequence[str | os.PathLike],
+        label_images: Sequence[np.ndarray | str | os.PathLike],
+        *,
+        label: int = 0,
+        tolerance: float = 0.0,
+        status: str = "reviewed",
+    ) -> list[int]:
+        """Import instance label images (Cellpose, StarDist, ...) as human-made labels.
+
+        Each label image holds one integer id per object (0 = background); it becomes the
+        instances of the matching intensity image, which is added to the project when
+        new. Uses `labelassist.coco.Dataset.from_label_images`.
+
+        Parameters
+        ----------
+        images : sequence of path
+            The intensity images, one per label image.
+        label_images : sequence of ndarray or path
+            (H, W) integer label images (or files holding them), the size of their image.
+        label : int, optional
+            Class index of every imported instance.
+        tolerance : float, optional
+            Polygon simplification in pixels; 0 keeps the exact pixel outlines.
+        status : str, optional
+            Status of the imported images (default ``"reviewed"``).
+
+        Returns
+        -------
+        list of int
+            Project image ids, in the order of ``images``.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib, numpy as np, imageio.v3 as iio
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> iio.imwrite(folder / "a.png", np.zeros((8, 8), np.uint8))
+        >>> labels = np.zeros((8, 8), np.uint16)
+        >>> labels[1:3, 1:4], labels[5:8, 5:8] = 7, 300
+        >>> with Project.create(folder / "p", classes=["nucleus"]) as project:
+        ...     [i] = project.import_label_images([folder / "a.png"], [labels])
+        ...     project.instances(i).areas.tolist(), project.image(i)["status"]
+        ([6.0, 9.0], 'reviewed')
+        """
+        from .coco import Dataset
+
+        if isinstance(images, (str, os.PathLike)) or isinstance(label_images, (str, os.PathLike)):
+            raise TypeError(
+                "images and label_images must be lists (one entry per image); for one image "
+                "write [path]"
+            )
+        paths = [Path(p).expanduser().resolve() for p in images]
+        sources = list(label_images)
+        if len(paths) != len(sources):
+            raise ValueError(
+                f"images has {len(paths)} entries but label_images has {len(sources)}; give "
+                "one label image per image"
+            )
+        _check_choice(status, "status", STATUSES)
+        data = Dataset.from_label_images(
+            sources, categories=self.classes, label=label, tolerance=tolerance
+        )
+        new, _ = self._new_files(paths)
+        missing = [str(p) for p in new if not p.is_file()]
+        if missing:
+            raise FileNotFoundError(f"image files not found: {', '.join(missing[:5])}")
+        known = self._sizes_of(paths)
+        for k, path in enumerate(paths):
+            size = known.get(path.as_posix()) or _files.image_size(path)
+            record = data.images[k]
+            if size != (record["height"], record["width"]):
+                raise ValueError(
+                    f"label_images[{k}] is {record['height']}x{record['width']} but image "
+                    f"{path} is {size[0]}x{size[1]} (height x width); they must match"
+                )
+        if new:
+            self.add_images(new)
+        with self._lock, _schema.write_transaction(self.con) as con:
+            ids = []
+            for k, path in enumerate(paths):
+                (image_id,) = con.execute(
+                    "SELECT id FROM images WHERE origin = ?", (path.as_posix(),)
+                ).fetchone()
+                inst = data.instances[k + 1]
+                self._write_instances(con, image_id, inst, "human", None, status=status)
+                ids.append(image_id)
+        return ids
+
+    def _sizes_of(self, paths: list[Path]) -> dict[str, tuple[int, int]]:
+        """(height, width) of the images among ``paths`` that are in the project."""
+        keys = [p.as_posix() for p in paths]
+        out = {}
+        with self._lock:
+            for start in range(0, len(keys), 500):
+                chunk = keys[start : start + 500]
+                rows = self.con.execute(
+                    "SELECT origin, height, width FROM images WHERE origin IN"
+                    f" ({', '.join('?' * len(chunk))})",
+                    chunk,
+                )
+                out.update((origin, (h, w)) for origin, h, w in rows)
+        return out
+
     def _class_mapping(self, categories: list[str], path: Path) -> np.ndarray:
         unknown = [name for name in categories if name not in self.classes]
         if unknown:

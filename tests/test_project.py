@@ -863,3 +863,55 @@ def test_no_unexpected_warnings_in_normal_use(project, tmp_path):
         project.save_instances(1, _inst([(0, 0, 2, 2)]), source="model")
         project.set_status(1, "reviewed")
         project.export_coco(tmp_path / "data" / "x.json")
+
+
+# -- label images -------------------------------------------------------------------------------
+def _label_image(shape=SHAPE) -> np.ndarray:
+    labels = np.zeros(shape, np.uint16)
+    labels[2:6, 3:9] = 5  # 24 px
+    labels[10:13, 20:30] = 700  # 30 px
+    labels[20:24, 0:2] = 6  # 8 px, touches the border
+    return labels
+
+
+def test_import_label_images(project, tmp_path):
+    labels = _label_image()
+    tifffile.imwrite(tmp_path / "labels1.tif", labels)
+    new_image = _write_images(tmp_path / "more", 1)[0]
+    ids = project.import_label_images(
+        [tmp_path / "data" / "img0.png", new_image], [labels, tmp_path / "labels1.tif"], label=1
+    )
+    assert ids == [1, 5]  # an image in the project and a new one
+    for image_id in ids:
+        inst = project.instances(image_id)
+        assert sorted(inst.areas.tolist()) == [8.0, 24.0, 30.0]
+        assert inst.labels.tolist() == [1, 1, 1]
+        assert inst.extra["source"].tolist() == ["human"] * 3
+        ids_back = np.zeros(SHAPE, np.uint16)
+        for k, mask in enumerate(inst.masks()):
+            ids_back[mask] = k + 1
+        assert len(np.unique(ids_back)) == 4
+        np.testing.assert_array_equal(ids_back > 0, labels > 0)  # same pixels
+        assert project.image(image_id)["status"] == "reviewed"
+    # an empty label image: reviewed with no objects
+    assert project.import_label_images(
+        [new_image], [np.zeros(SHAPE, np.int32)], status="in-review"
+    ) == [5]
+    assert len(project.instances(5)) == 0 and project.image(5)["status"] == "in-review"
+
+
+def test_import_label_images_errors(project, tmp_path):
+    img = tmp_path / "data" / "img0.png"
+    with pytest.raises(TypeError, match="must be lists"):
+        project.import_label_images(img, [_label_image()])
+    with pytest.raises(ValueError, match="images has 1 entries but label_images has 2"):
+        project.import_label_images([img], [_label_image(), _label_image()])
+    with pytest.raises(ValueError, match=r"label_images\[0\] is 10x10 but image .* is 24x32"):
+        project.import_label_images([img], [np.zeros((10, 10), np.int32)])
+    with pytest.raises(ValueError, match=r"label must be a class index in \[0, 2\)"):
+        project.import_label_images([img], [_label_image()], label=2)
+    with pytest.raises(ValueError, match="status must be one of"):
+        project.import_label_images([img], [_label_image()], status="done")
+    with pytest.raises(FileNotFoundError, match="image files not found"):
+        project.import_label_images([tmp_path / "nope.png"], [_label_image()])
+    assert project.history(1) == [] and len(project.images()) == 4
