@@ -1,0 +1,250 @@
+"""The Train rounds dock widget: train the next round in the background, re-annotate the
+images nobody touched yet with the new model, plot AP per round."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+from magicgui.widgets import CheckBox, ComboBox, FileEdit, FloatSpinBox, Label, PushButton, SpinBox
+from napari.utils import notifications
+
+from ._widgets import JobWidget, Progress, import_torch, layer_link
+
+__all__ = ["TrainWidget", "plot_rounds", "train_round_job"]
+
+REANNOTATE_STATUSES = ("new", "pre-annotated")  # images no person has edited
+
+
+def _run_round(project: Any, *, epochs: int, device: str | None) -> dict:
+    """One training round: `labelassist.rounds.run_round` when available.
+
+    Until that module lands this falls back to the same steps through the public API:
+    fine-tune the latest round's model (else the starter, else an untrained one) on the
+    reviewed images, evaluate on the reviewed ``val`` images (the training images when
+    there are none), record the round in the project.
+    """
+    try:
+        from labelassist.rounds import run_round
+    except ImportError:
+        run_round = None
+    if run_round is not None:
+        return run_round(project, epochs=epochs, device=device)
+    return _round_with_public_api(project, epochs=epochs, device=device)
+
+
+def _round_with_public_api(project: Any, *, epochs: int, device: str | None) -> dict:
+    import labelassist as la
+    from labelassist.train import TrainConfig
+
+    train = project.dataset(status="reviewed")
+    if not train.images:
+        raise ValueError("no reviewed image yet: review (Shift-Enter) a few images, then train")
+    val = project.dataset(status="reviewed", split="val")
+    ids = [r["id"] for r in train.images]
+    val_ids = {r["id"] for r in val.images}
+    if val_ids and len(val_ids) < len(ids):
+        train = train.subset([i for i in ids if i not in val_ids])
+    else:
+        val = train
+    rounds = project.rounds()
+    parent = rounds[-1]["round"] if rounds else None
+    latest = project.latest_checkpoint()
+    if latest is not None:
+        model = la.load_model(latest, device=device)
+    else:
+        try:
+            model = la.load_model("starter", device=device)
+        except FileNotFoundError:
+            model = la.load_model(None, classes=project.classes, device=device)
+    out = project.checkpoint_dir / f"round{len(rounds) + 1}"
+    # no data-loading processes: forking a Qt application from a worker thread can hang
+    config = TrainConfig(epochs=epochs, num_workers=0)
+    result = la.finetune(model, train, out=out, progress=False, config=config)
+    metrics = la.evaluate(result.model, val)
+    checkpoint = result.checkpoint or result.model.save(out / "last.pt")
+    number = project.add_round(
+        checkpoint=checkpoint, parent=parent, image_ids=ids, metrics=dict(metrics)
+    )
+    return {"round": number, "model": result.model, "metrics": dict(metrics)}
+
+
+def train_round_job(
+    folder: str | Path,
+    *,
+    epochs: int,
+    device: str | None = None,
+    reannotate: bool = True,
+    score_threshold: float = 0.5,
+) -> Generator[Progress, None, dict]:
+    """Train the next round of the project in ``folder``, then pre-annotate the images no
+    person has edited (status ``new`` / ``pre-annotated``) with the new model.
+
+    Yields ``(done, total, message)``; a cancel takes effect between images. Returns the
+    round's ``{"round", "metrics", "reannotated"}``.
+    """
+    import labelassist as la
+
+    with la.Project.open(folder) as project:  # this thread's own connection
+        yield (0, 0, f"training round {len(project.rounds()) + 1} ({epochs} epochs)...")
+        result = _run_round(project, epochs=epochs, device=device)
+        summary = {"round": result["round"], "metrics": result["metrics"], "reannotated": 0}
+        if not reannotate:
+            return summary
+        model = result.get("model")
+        if model is None:
+            model = la.load_model(project.latest_checkpoint(), device=device)
+        todo = project.images(status=list(REANNOTATE_STATUSES))
+        for k, record in enumerate(todo):
+            yield (k, len(todo), f"re-annotating {k + 1}/{len(todo)}: {record['file_name']}")
+            image = la.read_image(project.image_path(record))
+            instances = model.predict(image, score_threshold=score_threshold)
+            project.save_instances(
+                record["id"], instances, source="model", model_id=f"round {result['round']}"
+            )
+            summary["reannotated"] = k + 1
+        yield (len(todo), len(todo), "done")
+    return summary
+
+
+def plot_rounds(axes: Any, rounds: list[dict], *, metric: str = "segm_AP") -> None:
+    """Draw ``metric`` per round (from ``Project.rounds()``) on matplotlib ``axes``."""
+    axes.clear()
+    xs = [r["round"] for r in rounds if metric in r["metrics"]]
+    ys = [r["metrics"][metric] for r in rounds if metric in r["metrics"]]
+    axes.plot(xs, ys, "o-", color="tab:orange")
+    axes.set_xlabel("round")
+    axes.set_ylabel(metric)
+    axes.set_ylim(0, max([1.0, *ys]) if ys else 1.0)
+    if xs:
+        axes.set_xticks(xs)
+    axes.set_title(f"{metric} per round" if xs else "no round trained yet", fontsize=9)
+    axes.grid(alpha=0.3)
+
+
+class TrainWidget(JobWidget):
+    """Train the next round on the reviewed images of a project, in the background.
+
+    After training, the images no person has edited are re-annotated with the new model.
+    The plot shows mask AP per round.
+
+    Parameters
+    ----------
+    napari_viewer : napari.viewer.Viewer
+        The viewer (napari passes it).
+    """
+
+    def __init__(self, napari_viewer: Any) -> None:
+        self.viewer = napari_viewer
+        self.folder = FileEdit(label="project", mode="d")
+        self.epochs = SpinBox(label="epochs", value=10, min=1, max=1000)
+        self.device = ComboBox(label="device", choices=["auto", "cpu", "cuda"], value="auto")
+        self.reannotate = CheckBox(label="re-annotate untouched images", value=True)
+        self.threshold = FloatSpinBox(
+            label="score threshold", value=0.5, min=0.0, max=1.0, step=0.05
+        )
+        self.train_button = PushButton(text="Train next round")
+        self.rounds_label = Label(value="")
+        super().__init__(
+            napari_viewer,
+            [
+                self.folder,
+                self.epochs,
+                self.device,
+                self.reannotate,
+                self.threshold,
+                self.train_button,
+                self.rounds_label,
+            ],
+            name="training",
+        )
+        self.figure, self.canvas = _make_plot()
+        if self.canvas is not None:
+            self.native.layout().addWidget(self.canvas)
+        self.train_button.changed.connect(self.run)
+        self.folder.changed.connect(self.refresh_plot)
+        napari_viewer.layers.events.inserted.connect(self._guess_folder)
+        self._guess_folder()
+        self.refresh_plot()
+
+    def _guess_folder(self, _event: Any = None) -> None:
+        if str(self.folder.value) not in ("", "."):
+            return
+        for layer in self.viewer.layers:
+            folder = layer_link(layer).get("project")
+            if folder:
+                self.folder.value = folder
+                return
+
+    def _set_enabled(self, enabled: bool) -> None:
+        self.train_button.enabled = enabled
+
+    def _project_folder(self) -> Path:
+        from labelassist.project import DB_NAME
+
+        folder = Path(self.folder.value)
+        if not (folder / DB_NAME).is_file():
+            raise ValueError(f"{str(folder)!r} is not a labelassist project; choose its folder")
+        return folder
+
+    def run(self, _value: Any = None) -> Any:
+        """Start training the next round; returns the worker (None if not started)."""
+        try:
+            folder = self._project_folder()
+        except ValueError as exc:
+            self._set_status(str(exc))
+            notifications.show_error(str(exc))
+            return None
+        import_torch()
+        return self.start_job(
+            train_round_job,
+            folder,
+            epochs=int(self.epochs.value),
+            device=None if self.device.value == "auto" else self.device.value,
+            reannotate=bool(self.reannotate.value),
+            score_threshold=float(self.threshold.value),
+            on_done=self._done,
+        )
+
+    def _done(self, summary: dict) -> None:
+        ap = summary["metrics"].get("segm_AP")
+        text = (
+            f"round {summary['round']}: segm_AP {ap:.3f}"
+            if ap is not None
+            else f"round {summary['round']}"
+        )
+        self._set_status(f"{text}; re-annotated {summary['reannotated']} images")
+        notifications.show_info(f"labelassist: {text}")
+        self.refresh_plot()
+
+    def refresh_plot(self, _value: Any = None) -> None:
+        """Redraw AP per round from the project."""
+        import labelassist as la
+
+        try:
+            folder = self._project_folder()
+        except ValueError:
+            return
+        with la.Project.open(folder) as project:
+            rounds = project.rounds()
+        self.rounds_label.value = f"{len(rounds)} rounds trained"
+        if self.figure is not None:
+            plot_rounds(self.figure.axes[0], rounds)
+            self.canvas.draw_idle()
+
+
+def _make_plot() -> tuple[Any, Any]:
+    try:
+        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+        from matplotlib.figure import Figure
+    except ImportError:  # the [napari] extra brings matplotlib; without it, no plot
+        notifications.show_warning(
+            "install matplotlib for the AP plot: pip install labelassist[napari]"
+        )
+        return None, None
+    figure = Figure(figsize=(3, 2), dpi=100, tight_layout=True)
+    figure.add_subplot(1, 1, 1)
+    canvas = FigureCanvasQTAgg(figure)
+    canvas.setMinimumHeight(180)
+    return figure, canvas

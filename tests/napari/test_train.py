@@ -1,0 +1,86 @@
+"""The Train rounds widget runs a tiny round to completion in the background (xvfb)."""
+
+from __future__ import annotations
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+from labelassist_napari._train import TrainWidget, plot_rounds
+
+import labelassist as la
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def project_folder(tmp_path):
+    """2 reviewed 64 x 64 synthetic images with their true outlines, 1 new image."""
+    folder = tmp_path / "proj"
+    with la.Project.create(folder, classes=["nucleus"]) as project:
+        for seed in range(3):
+            image, truth = la.synthetic_nuclei((64, 64), n=3, seed=seed)
+            iio.imwrite(tmp_path / f"img{seed}.png", image)
+            [image_id] = project.add_images(tmp_path / f"img{seed}.png")
+            if seed < 2:
+                project.save_instances(image_id, truth, source="human")
+                project.set_status(image_id, "reviewed")
+    return folder
+
+
+@pytest.fixture
+def widget(make_napari_viewer, project_folder):
+    viewer = make_napari_viewer()
+    w = TrainWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    w.folder.value = project_folder
+    w.epochs.value = 1
+    w.device.value = "cpu"
+    w.threshold.value = 0.0
+    return w
+
+
+@pytest.mark.slow
+def test_train_round_runs_in_background_and_reannotates(widget, qtbot, project_folder):
+    worker = widget.run()
+    assert worker is not None and widget.busy and not widget.train_button.enabled
+    qtbot.waitUntil(lambda: not widget.busy, timeout=600_000)
+    assert widget.status.value.startswith("round 1"), widget.status.value
+    with la.Project.open(project_folder) as project:
+        [round_] = project.rounds()
+        assert "segm_AP" in round_["metrics"] and round_["checkpoint"].is_file()
+        new = project.images()[2]
+        assert new["status"] == "pre-annotated"
+        assert project.history(new["id"])[-1]["model_id"] == "round 1"
+    xs, ys = widget.figure.axes[0].lines[0].get_data()
+    assert list(xs) == [1] and ys[0] == pytest.approx(round_["metrics"]["segm_AP"])
+    assert widget.rounds_label.value == "1 rounds trained"
+
+
+def test_cancel_stops_before_reannotating(widget, qtbot, project_folder):
+    widget.run()
+    widget.cancel()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=600_000)
+    assert "cancel" in widget.status.value
+    with la.Project.open(project_folder) as project:
+        assert project.images()[2]["status"] == "new"
+
+
+def test_not_a_project(make_napari_viewer, tmp_path):
+    widget = TrainWidget(make_napari_viewer())
+    widget.folder.value = tmp_path
+    assert widget.run() is None
+    assert "is not a labelassist project" in widget.status.value
+
+
+def test_plot_rounds_draws_ap_per_round():
+    from matplotlib.figure import Figure
+
+    axes = Figure().add_subplot()
+    plot_rounds(
+        axes, [{"round": 1, "metrics": {"segm_AP": 0.2}}, {"round": 2, "metrics": {"segm_AP": 0.5}}]
+    )
+    xs, ys = axes.lines[0].get_data()
+    assert list(xs) == [1, 2] and list(ys) == [0.2, 0.5]
+    plot_rounds(axes, [])
+    assert axes.get_title() == "no round trained yet"
+    assert np.asarray(axes.lines[0].get_data()[0]).size == 0
