@@ -78,10 +78,11 @@ def _check_offset(offset: Any) -> tuple[float, float]:
     return float(arr[0]), float(arr[1])
 
 
-def _objects(masks: Any) -> tuple[Any, list[tuple[slice, slice] | None], list[Any]]:
+def _objects(masks: Any) -> tuple[np.ndarray, list[tuple[slice, slice] | None], list[int]]:
     """Validate ``masks``; return (array, bounding-box slices, selector per object).
 
-    The selector is the label id for a label image, or the stack index for a stack.
+    The array is a label image (2-D) or a bool stack (3-D); the selector is the label id
+    for a label image, or the stack index for a stack.
     """
     arr = np.asarray(masks)
     if arr.dtype == object or not (arr.dtype == bool or np.issubdtype(arr.dtype, np.integer)):
@@ -124,7 +125,7 @@ def _stack_bboxes(stack: np.ndarray) -> list[tuple[slice, slice] | None]:
     ]
 
 
-def _label_objects(labels: np.ndarray) -> tuple[Any, list[tuple[slice, slice]], list[Any]]:
+def _label_objects(labels: np.ndarray) -> tuple[np.ndarray, list[tuple[slice, slice]], list[int]]:
     if labels.size == 0:
         return labels, [], []
     if np.issubdtype(labels.dtype, np.signedinteger) and labels.min() < 0:
@@ -150,12 +151,14 @@ def _label_objects(labels: np.ndarray) -> tuple[Any, list[tuple[slice, slice]], 
 
 
 # -- mask -> polygon -----------------------------------------------------------------------
-def _crop(arr: np.ndarray, sl: tuple[slice, slice], sel: Any, is_label: bool) -> np.ndarray:
-    """The object's bbox crop, padded by one background pixel, (h + 2, w + 2) bool."""
+def _crop(arr: np.ndarray, sl: tuple[slice, slice], sel: int) -> np.ndarray:
+    """The object's bbox crop, padded by one background pixel, (h + 2, w + 2) bool.
+
+    ``arr`` is a label image (``sel`` the id) or a bool stack (``sel`` the index)."""
     h = sl[0].stop - sl[0].start
     w = sl[1].stop - sl[1].start
     padded = np.zeros((h + 2, w + 2), dtype=bool)
-    if is_label:
+    if arr.ndim == 2:
         np.equal(arr[sl], sel, out=padded[1:-1, 1:-1])
     else:
         padded[1:-1, 1:-1] = arr[sel, sl[0], sl[1]]
@@ -320,7 +323,9 @@ class _Builder:
     one with `_rings_to_geometry`.
     """
 
-    def __init__(self, n: int, tolerance: float, shape: tuple[int, int], offset) -> None:
+    def __init__(
+        self, n: int, tolerance: float, shape: tuple[int, int], offset: tuple[float, float]
+    ) -> None:
         self.tolerance = tolerance
         self.shape = shape
         self.offset = offset
@@ -430,12 +435,11 @@ def masks_to_polygons(
     min_area = _check_nonnegative("min_area", min_area)
     ox, oy = _check_offset(offset)
     arr, slices, selectors = _objects(masks)
-    is_label = np.asarray(masks).ndim == 2 and arr.ndim == 2
     builder = _Builder(len(slices), tolerance, arr.shape[-2:], (ox, oy))
     for k, (sl, sel) in enumerate(zip(slices, selectors, strict=True)):
         if sl is None:
             continue
-        padded = _crop(arr, sl, sel, is_label)
+        padded = _crop(arr, sl, sel)
         if min_area > 0 and np.count_nonzero(padded) < min_area:
             continue
         builder.add(k, padded, sl)
@@ -538,8 +542,9 @@ def polygons_to_masks(
             f"polygons must be a sequence of geometries, got a single {polygons.geom_type}; "
             "wrap it in a list: [polygon]"
         )
-    geoms = np.empty(len(polygons), dtype=object)
-    geoms[:] = list(polygons)
+    items = list(polygons)
+    geoms = np.empty(len(items), dtype=object)
+    geoms[:] = items
     for k, geom in enumerate(geoms):
         if not isinstance(geom, (shapely.Polygon, shapely.MultiPolygon)):
             raise TypeError(
