@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -293,34 +294,66 @@ def rois_to_polygons(
     """
     from torchvision.models.detection.roi_heads import expand_boxes, expand_masks
 
-    from .geometry import DEFAULT_TOLERANCE, masks_to_polygons
+    from .geometry import DEFAULT_TOLERANCE
 
     tolerance = DEFAULT_TOLERANCE if tolerance is None else tolerance
     n = int(boxes.shape[0])
     if n == 0:
         return []
     im_h, im_w = (int(s) for s in image_shape)
-    padded, scale = expand_masks(mask_probs.float(), padding=1)
-    int_boxes = expand_boxes(boxes.float(), scale).to(torch.int64).tolist()
-    ox, oy = float(offset[0]), float(offset[1])
-    polygons = []
+    padded, scale = expand_masks(mask_probs.float().cpu(), padding=1)
+    int_boxes = expand_boxes(boxes.float().cpu(), scale).to(torch.int64).tolist()
+    crops: list[np.ndarray | None] = []
+    origins = np.zeros((n, 2), dtype=np.float64)
     for i, (bx0, by0, bx1, by1) in enumerate(int_boxes):
         w, h = max(bx1 - bx0 + 1, 1), max(by1 - by0 + 1, 1)
         x0, x1 = max(bx0, 0), min(bx1 + 1, im_w)
         y0, y1 = max(by0, 0), min(by1 + 1, im_h)
         if x1 <= x0 or y1 <= y0:
-            polygons.append(masks_to_polygons(np.zeros((1, 1, 1), bool))[0])
+            crops.append(None)
             continue
         resized = F.interpolate(
             padded[i : i + 1], size=(h, w), mode="bilinear", align_corners=False
         )
         crop = resized[0, 0, y0 - by0 : y1 - by0, x0 - bx0 : x1 - bx0] > mask_threshold
-        polygons.append(
-            masks_to_polygons(
-                crop.cpu().numpy()[None], tolerance=tolerance, offset=(ox + x0, oy + y0)
-            )[0]
-        )
-    return polygons
+        crops.append(crop.numpy())
+        origins[i] = (x0, y0)
+    return _trace_crops(crops, origins + np.asarray(offset, dtype=np.float64), tolerance)
+
+
+def _trace_crops(
+    crops: list[np.ndarray | None], origins: np.ndarray, tolerance: float, budget: int = 1 << 22
+) -> list:
+    """Polygons of many small masks with few `masks_to_polygons` calls: crops of similar
+    size are packed into zero-padded stacks (at most ``budget`` pixels each) and the
+    results shifted to each crop's origin ``(x, y)``."""
+    import shapely
+
+    from .geometry import masks_to_polygons
+
+    out = np.empty(len(crops), dtype=object)
+    out[:] = [shapely.Polygon()] * len(crops)
+    present = [i for i, c in enumerate(crops) if c is not None]
+    present.sort(key=lambda i: crops[i].size)
+    start = 0
+    while start < len(present):
+        stop, height, width = start, 0, 0
+        while stop < len(present):
+            h, w = crops[present[stop]].shape
+            if stop > start and (stop - start + 1) * max(height, h) * max(width, w) > budget:
+                break
+            height, width, stop = max(height, h), max(width, w), stop + 1
+        chunk = present[start:stop]
+        stack = np.zeros((len(chunk), height, width), dtype=bool)
+        for k, i in enumerate(chunk):
+            h, w = crops[i].shape
+            stack[k, :h, :w] = crops[i]
+        out[chunk] = masks_to_polygons(stack, tolerance=tolerance)
+        start = stop
+    coords, index = shapely.get_coordinates(out, return_index=True)
+    if len(coords):
+        out = shapely.set_coordinates(out.copy(), coords + origins[index])
+    return list(out)
 
 
 # -- the network ------------------------------------------------------------------------
@@ -540,6 +573,7 @@ def predict(
     limits: dict[int, tuple[float, float]] = {}
     pending = [_Pending(im.shape[:2], False) for im in images]
     margin = tile_overlap / 4.0
+    cap, saturated = int(net.roi_heads.detections_per_img), 0
     with _inference_setup(net, score_threshold):
         for batch in _batches(_jobs(images, tile_size, tile_overlap), batch_size):
             tensors = []
@@ -553,9 +587,17 @@ def predict(
             for (idx, tile, tiled_shape), det in zip(
                 batch, _detect(net, tensors, device), strict=True
             ):
+                saturated += len(det["boxes"]) >= cap
                 _collect(
                     pending[idx], det, tile, tiled_shape, lookup, mask_threshold, tolerance, margin
                 )
+    if saturated:
+        warnings.warn(
+            f"{saturated} image(s) or tile(s) reached the model's limit of {cap} detections, "
+            "so objects may be missing: pass a smaller tile_size (e.g. 512) or raise "
+            "the limit (model.net.roi_heads.detections_per_img)",
+            stacklevel=3,
+        )
     results = [_finish(p, len(label_ids)) for p in pending]
     return results[0] if single else results
 

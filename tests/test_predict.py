@@ -399,3 +399,10 @@ def test_predict_argument_errors(model, kwargs, match):
 def test_predict_bad_image(model):
     with pytest.raises(ValueError, match=r"images\[1\]: a 3-D stack"):
         predict(model, [np.zeros((8, 8), np.uint8), np.zeros((4, 8, 8), np.uint8)])
+
+
+def test_predict_warns_when_detection_limit_is_reached(model):
+    # at a zero threshold an untrained net fills its 40 detection slots
+    with pytest.warns(UserWarning, match="reached the model's limit of 40 detections"):
+        preds = predict(model, _blobs(seed=8), score_threshold=0.0)
+    assert len(preds) <= 40

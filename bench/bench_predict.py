@@ -1,0 +1,364 @@
+"""Benchmark labelassist prediction (labelassist.predict / Model.predict).
+
+Three measurements, each printed as a table:
+
+1. **end-to-end** image files -> COCO polygons: ``Model.predict`` (RoI masks traced inside
+   their boxes) against a naive seed-style loop on the same net and files (torchvision's
+   stock forward that pastes every mask into a full-size image, ``masks > 0.5``,
+   ``skimage.measure.find_contours`` + shapely per mask). Also the share of our time spent
+   outside the network forward.
+2. **memory**: peak RSS of tiled prediction on a large synthetic image, in a fresh
+   subprocess (``resource.getrusage``), against the image size.
+3. **agreement**: tiled vs untiled prediction on a 2048x2048 image: share of untiled
+   instances matched by a tiled one at mask IoU >= 0.9, and duplicates.
+
+Usage::
+
+    python bench/bench_predict.py --model path/to/model.pt     # a trained checkpoint
+    python bench/bench_predict.py                                # starter, else untrained
+
+With an untrained model the score threshold is lowered (``--score-threshold``) so that
+the end-to-end part sees realistic detection counts; agreement needs a trained model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import labelassist as la  # noqa: E402
+
+
+def _load(model_path: str | None) -> la.Model:
+    if model_path:
+        return la.load_model(model_path, device="cpu")
+    try:
+        return la.load_model("starter", device="cpu")
+    except FileNotFoundError:
+        return la.load_model(None, classes=["nucleus"], device="cpu")
+
+
+def _nuclei(shape, n, seed, dtype=np.uint8):
+    kw = dict(n=n, intensity=(0.5, 0.8), texture=0.0, noise=0.01, blur=0.7, dividing=0.0)
+    image, truth = la.synthetic_nuclei(shape, seed=seed, dtype=dtype, **kw)
+    return image, truth
+
+
+# -- 1. end-to-end ------------------------------------------------------------------------
+
+
+def _polygons_to_coco(instances: la.Instances) -> list[dict]:
+    from labelassist.coco import instances_to_coco
+
+    return instances_to_coco(instances, 1)
+
+
+def ours(model: la.Model, files: list[Path], score: float) -> tuple[list, int]:
+    out, n = [], 0
+    for path in files:
+        inst = model.predict(la.read_image(path), score_threshold=score)
+        out.append(_polygons_to_coco(inst))
+        n += len(inst)
+    return out, n
+
+
+def naive(model: la.Model, files: list[Path], score: float) -> tuple[list, int]:
+    """Seed-style loop: stock torchvision forward (pasted full-image masks), threshold,
+    find_contours per mask, shapely polygon, COCO dict."""
+    import shapely
+    import torch
+    from skimage.measure import find_contours
+
+    from labelassist.predict import to_tensor
+
+    net = model.net
+    old = net.roi_heads.score_thresh
+    net.roi_heads.score_thresh = score
+    out, n = [], 0
+    try:
+        for path in files:
+            image = la.read_image(path)
+            with torch.inference_mode():
+                pred = net([to_tensor(image, normalization=model.normalization)])[0]
+            masks = (pred["masks"][:, 0] > 0.5).numpy()
+            anns = []
+            for mask, label, s in zip(
+                masks, pred["labels"].tolist(), pred["scores"].tolist(), strict=True
+            ):
+                contours = find_contours(np.pad(mask, 1).astype(np.uint8), 0.5)
+                polys = [shapely.Polygon(c[:, ::-1] - 1 + 0.5) for c in contours if len(c) >= 4]
+                polys = [p for p in polys if p.is_valid and p.area > 0]
+                if not polys:
+                    continue
+                poly = max(polys, key=lambda p: p.area)
+                anns.append(
+                    {
+                        "category_id": label,
+                        "score": s,
+                        "segmentation": [np.asarray(poly.exterior.coords).ravel().tolist()],
+                        "area": float(poly.area),
+                        "bbox": list(poly.bounds),
+                    }
+                )
+            out.append(anns)
+            n += len(anns)
+    finally:
+        net.roi_heads.score_thresh = old
+    return out, n
+
+
+def forward_only(model: la.Model, files: list[Path], score: float) -> None:
+    from labelassist.predict import _detect, _inference_setup, to_tensor
+
+    with _inference_setup(model.net, score):
+        for path in files:
+            tensor = to_tensor(la.read_image(path), normalization=model.normalization)
+            _detect(model.net, [tensor], model.device)
+
+
+def bench_end_to_end(model, *, n_images, size, score, repeats):
+    import imageio.v3 as iio
+
+    with tempfile.TemporaryDirectory() as tmp:
+        files = []
+        for k in range(n_images):
+            image, _ = _nuclei((size, size), (60, 120), seed=100 + k)
+            path = Path(tmp) / f"img{k}.png"
+            iio.imwrite(path, image)
+            files.append(path)
+        ours(model, files[:1], score)  # warm-up
+        times = {"naive": [], "ours": [], "forward": []}
+        counts = {}
+        for _ in range(repeats):
+            for name, fn in (("naive", naive), ("ours", ours), ("forward", forward_only)):
+                t0 = time.perf_counter()
+                result = fn(model, files, score)
+                times[name].append(time.perf_counter() - t0)
+                if result is not None:
+                    counts[name] = result[1]
+    med = {k: statistics.median(v) for k, v in times.items()}
+    rows = [
+        ("naive (stock paste + find_contours)", med["naive"], counts["naive"]),
+        ("labelassist Model.predict", med["ours"], counts["ours"]),
+        ("network forward alone", med["forward"], None),
+    ]
+    print(
+        f"\n## end-to-end: {n_images} PNG files {size}x{size} -> COCO polygons "
+        f"(score_threshold={score}, median of {repeats})\n"
+    )
+    print("| pipeline | s total | s / image | detections | speed-up vs naive |")
+    print("|---|---:|---:|---:|---:|")
+    for name, t, n in rows:
+        print(
+            f"| {name} | {t:.2f} | {t / n_images:.3f} | {'' if n is None else n} | "
+            f"{med['naive'] / t:.2f}x |"
+        )
+    overhead = max(med["ours"] - med["forward"], 0.0) / med["ours"]
+    print(
+        f"\ntime of Model.predict outside the network forward: {overhead:.1%} "
+        f"(goal <= 10%); speed-up {med['naive'] / med['ours']:.2f}x (goal >= 2.0x)"
+    )
+    return med, counts, overhead
+
+
+# -- 2. memory (fresh subprocess) -----------------------------------------------------------
+
+
+def _memory_child(args) -> None:
+    import torch
+
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    model = _load(args.model)
+    # draw the big image tile by tile so the generator's own memory does not count
+    size, n_per_block, block = args.big, args.objects, 1024
+    image = np.zeros((size, size), np.uint8)
+    blocks = (size // block) ** 2
+    for k in range(blocks):
+        by, bx = divmod(k, size // block)
+        tile, _ = _nuclei((block, block), max(1, round(n_per_block / blocks)), seed=1000 + k)
+        image[by * block : (by + 1) * block, bx * block : (bx + 1) * block] = tile
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    t0 = time.perf_counter()
+    pred = model.predict(
+        image, score_threshold=args.score, tile_size=args.tile, tile_overlap=64, batch_size=4
+    )
+    seconds = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(
+        json.dumps(
+            {
+                "image_bytes": image.nbytes,
+                "rss_before": base,
+                "rss_peak": peak,
+                "seconds": seconds,
+                "instances": len(pred),
+            }
+        )
+    )
+
+
+def bench_memory(args):
+    cmd = [
+        sys.executable,
+        __file__,
+        "--memory-child",
+        "--big",
+        str(args.big),
+        "--objects",
+        str(args.objects),
+        "--tile",
+        str(args.tile),
+        "--score-threshold",
+        str(args.score),
+    ]
+    if args.model:
+        cmd += ["--model", args.model]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=os.environ).stdout
+    res = json.loads(out.strip().splitlines()[-1])
+    gb = 1024**3
+    print(
+        f"\n## memory: tiled prediction of a {args.big}x{args.big} uint8 image "
+        f"(~{args.objects} objects requested, tile {args.tile}, overlap 64, batch 4)\n"
+    )
+    print("| image | RSS before predict | peak RSS | peak - image | instances | s |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    print(
+        f"| {res['image_bytes'] / gb:.3f} GB | {res['rss_before'] / gb:.2f} GB | "
+        f"{res['rss_peak'] / gb:.2f} GB | {(res['rss_peak'] - res['image_bytes']) / gb:.2f} GB | "
+        f"{res['instances']} | {res['seconds']:.0f} |"
+    )
+    print(
+        f"\ngoal: peak <= image + 2 GB -> {'met' if res['rss_peak'] <= res['image_bytes'] + 2 * gb else 'NOT met'}"
+    )
+    return res
+
+
+# -- 3. agreement ----------------------------------------------------------------------------
+
+
+def _match(a: la.Instances, b: la.Instances, thr: float) -> tuple[int, int]:
+    """Number of instances of ``a`` with a partner in ``b`` at polygon IoU >= thr, and the
+    number of pairs within ``b`` overlapping with IoU > 0.5 (duplicates)."""
+    import shapely
+
+    tree = shapely.STRtree(b.polygons)
+    matched = 0
+    for poly in a.polygons:
+        cand = tree.query(poly, predicate="intersects")
+        if len(cand) == 0:
+            continue
+        inter = shapely.area(shapely.intersection(poly, b.polygons[cand]))
+        union = shapely.area(shapely.union(poly, b.polygons[cand]))
+        if np.max(inter / union) >= thr:
+            matched += 1
+    dup = 0
+    for i, poly in enumerate(b.polygons):
+        cand = tree.query(poly, predicate="intersects")
+        cand = cand[cand > i]
+        if len(cand):
+            inter = shapely.area(shapely.intersection(poly, b.polygons[cand]))
+            union = shapely.area(shapely.union(poly, b.polygons[cand]))
+            dup += int(np.sum(inter / union > 0.5))
+    return matched, dup
+
+
+def bench_agreement(model, *, size, n, tile, score):
+    image, truth = _nuclei((size, size), n, seed=7)
+    net = model.net
+    old_cap = net.roi_heads.detections_per_img
+    net.roi_heads.detections_per_img = max(old_cap, 4 * n)  # whole image in one pass
+    try:
+        t0 = time.perf_counter()
+        whole = model.predict(image, score_threshold=score)
+        t_whole = time.perf_counter() - t0
+    finally:
+        net.roi_heads.detections_per_img = old_cap
+    t0 = time.perf_counter()
+    tiled = model.predict(image, score_threshold=score, tile_size=tile, tile_overlap=64)
+    t_tiled = time.perf_counter() - t0
+    m_wt, dup = _match(whole, tiled, 0.9)
+    m_tw, _ = _match(tiled, whole, 0.9)
+    m_truth, _ = _match(truth, whole, 0.5)
+    print(
+        f"\n## agreement: {size}x{size} image, {len(truth)} true objects, tile {tile}, "
+        f"overlap 64, score_threshold={score}\n"
+    )
+    print(
+        "| untiled instances | tiled instances | untiled matched by tiled (IoU>=0.9) | "
+        "tiled matched by untiled | duplicates in tiled (IoU>0.5) | untiled s | tiled s |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    print(
+        f"| {len(whole)} | {len(tiled)} | {m_wt / max(len(whole), 1):.1%} | "
+        f"{m_tw / max(len(tiled), 1):.1%} | {dup} | {t_whole:.1f} | {t_tiled:.1f} |"
+    )
+    print(
+        f"\n(model quality: {m_truth / max(len(truth), 1):.1%} of true objects found by "
+        "the untiled prediction at IoU >= 0.5)"
+    )
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default=None, help="checkpoint (default: starter, else untrained)")
+    p.add_argument("--n-images", type=int, default=6)
+    p.add_argument("--size", type=int, default=512)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument(
+        "--score-threshold",
+        dest="score",
+        type=float,
+        default=None,
+        help="default 0.5 for a trained model, 0.7 for an untrained one",
+    )
+    p.add_argument("--big", type=int, default=8192, help="side of the memory test image")
+    p.add_argument("--objects", type=int, default=3000, help="objects in the memory test image")
+    p.add_argument("--tile", type=int, default=512)
+    p.add_argument("--agree-size", type=int, default=2048)
+    p.add_argument("--skip", nargs="*", default=[], choices=["e2e", "memory", "agreement"])
+    p.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.memory_child:
+        _memory_child(args)
+        return 0
+
+    import torch
+
+    model = _load(args.model)
+    trained = bool(model.meta.get("history"))
+    if args.score is None:
+        args.score = 0.5 if trained else 0.7
+    print(
+        f"model: {args.model or 'starter/untrained'} ({model.arch}, trained={trained}); "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU"
+    )
+    if "e2e" not in args.skip:
+        bench_end_to_end(
+            model, n_images=args.n_images, size=args.size, score=args.score, repeats=args.repeats
+        )
+    if "memory" not in args.skip:
+        bench_memory(args)
+    if "agreement" not in args.skip:
+        if not trained:
+            print("\n(agreement skipped: needs a trained model, pass --model)")
+        else:
+            n = round(args.objects * (args.agree_size / args.big) ** 2)
+            bench_agreement(model, size=args.agree_size, n=n, tile=args.tile, score=args.score)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
