@@ -293,6 +293,29 @@ def test_property_simplified_valid(mask, tolerance):
     assert poly.is_empty == (not mask.any())
 
 
+@settings(max_examples=100, deadline=None)
+@given(small_labels, st.sampled_from([0.3, DEFAULT_TOLERANCE, 1.0]))
+def test_property_label_image_simplified_valid_and_aligned(labels, tolerance):
+    polys = masks_to_polygons(labels, tolerance=tolerance)
+    ids = np.unique(labels)
+    ids = ids[ids != 0]
+    assert len(polys) == len(ids)
+    assert all(p.is_valid and not p.is_empty for p in polys)
+    # each polygon stays near its own object: its centroid is within the object's box
+    for poly, k in zip(polys, ids, strict=True):
+        rows, cols = np.nonzero(labels == k)
+        x, y = poly.centroid.x, poly.centroid.y
+        assert cols.min() <= x <= cols.max() + 1 and rows.min() <= y <= rows.max() + 1
+
+
+@settings(max_examples=100, deadline=None)
+@given(small_masks, st.integers(-50, 50), st.integers(-50, 50))
+def test_property_integer_offset_is_a_translation(mask, dx, dy):
+    (plain,) = masks_to_polygons(mask, tolerance=0)
+    (moved,) = masks_to_polygons(mask, tolerance=0, offset=(dx, dy))
+    assert same_geometry(moved, shapely.affinity.translate(plain, dx, dy))
+
+
 # -- simplification quality ----------------------------------------------------------------------
 def test_default_tolerance_quality_bar():
     ious = []
