@@ -66,14 +66,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="labelassist/data/starter.pt", help="model file")
     parser.add_argument("--run-dir", default="runs/starter", help="per-epoch checkpoints")
     parser.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
-    parser.add_argument("--n-train", type=int, default=256, help="synthetic training images")
-    parser.add_argument("--size", type=int, default=256, help="image height and width")
-    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--n-train", type=int, default=320, help="synthetic training images")
+    parser.add_argument("--size", type=int, default=128, help="image height and width")
+    parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--lr", type=float, default=0.02)
     parser.add_argument("--warmup-iters", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--roi-samples", type=int, default=128, help="RoIs per image")
+    parser.add_argument("--rpn-proposals", type=int, default=500, help="proposals per image")
+    parser.add_argument(
+        "--max-minutes", type=float, default=None, help="stop after the epoch past this time"
+    )
     parser.add_argument("--n-eval", type=int, default=24, help="held-out synthetic images")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -93,9 +98,22 @@ def main(argv: list[str] | None = None) -> int:
         augment=1.0,
         seed=args.seed,
         num_workers=args.workers,
+        roi_samples=args.roi_samples,
+        rpn_proposals=args.rpn_proposals,
     )
+
+    def on_epoch(record: dict) -> bool:
+        minutes = (time.perf_counter() - t0) / 60
+        return args.max_minutes is None or minutes < args.max_minutes
+
     result = finetune(
-        model, pairs, config=config, out=args.run_dir, resume=args.resume, progress=True
+        model,
+        pairs,
+        config=config,
+        out=args.run_dir,
+        resume=args.resume,
+        progress=True,
+        callback=on_epoch,
     )
     model = result.model
     train_minutes = (time.perf_counter() - t0) / 60
@@ -109,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         f"alternating), {args.n_train} images from SeedSequence({args.seed})",
         "train_config": result.model.meta.get("train_config"),
         "train_minutes": round(train_minutes, 1),
+        "epochs_done": len(result.history),
         "torch": torch.__version__,
         "metrics": metrics,
     }

@@ -18,7 +18,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -84,6 +84,12 @@ class TrainConfig:
         Clip the gradient norm (None: off).
     val_score_threshold : float
         Score threshold of the predictions evaluated on ``val``.
+    roi_samples : int or None
+        RoIs sampled per image for the box and mask losses while training (torchvision's
+        ``box_batch_size_per_image``, 512); fewer train faster on a CPU. None: the model's.
+    rpn_proposals : int or None
+        RPN proposals kept per image while training (torchvision: 2000). None: the model's.
+        Both only change training; prediction is unaffected.
 
     Examples
     --------
@@ -107,6 +113,8 @@ class TrainConfig:
     amp: bool = True
     clip_grad_norm: float | None = 10.0
     val_score_threshold: float = 0.05
+    roi_samples: int | None = None
+    rpn_proposals: int | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.augment, bool):
@@ -123,8 +131,9 @@ class TrainConfig:
         lo, hi = self.scale_range
         if not 0 < lo <= 1 <= hi:
             raise ValueError(f"scale_range must be (low <= 1, high >= 1), got {self.scale_range!r}")
-        if self.num_workers is not None:
-            _check_int("num_workers", self.num_workers, 0)
+        for name in ("num_workers", "roi_samples", "rpn_proposals"):
+            if getattr(self, name) is not None:
+                _check_int(name, getattr(self, name), 0 if name == "num_workers" else 1)
 
 
 @dataclass
@@ -489,6 +498,28 @@ def _freeze(net: torch.nn.Module, mode: str) -> list[torch.nn.Module]:
     return frozen
 
 
+def _training_sampling(net: torch.nn.Module, config: TrainConfig) -> dict[str, Any]:
+    """Apply ``roi_samples``/``rpn_proposals``; return the old values for `_restore`."""
+    rpn, sampler = net.rpn, net.roi_heads.fg_bg_sampler
+    old = {
+        "roi": sampler.batch_size_per_image,
+        "pre": rpn._pre_nms_top_n["training"],
+        "post": rpn._post_nms_top_n["training"],
+    }
+    if config.roi_samples is not None:
+        sampler.batch_size_per_image = int(config.roi_samples)
+    if config.rpn_proposals is not None:
+        rpn._pre_nms_top_n["training"] = int(config.rpn_proposals)
+        rpn._post_nms_top_n["training"] = int(config.rpn_proposals)
+    return old
+
+
+def _restore_sampling(net: torch.nn.Module, old: dict[str, Any]) -> None:
+    net.roi_heads.fg_bg_sampler.batch_size_per_image = old["roi"]
+    net.rpn._pre_nms_top_n["training"] = old["pre"]
+    net.rpn._post_nms_top_n["training"] = old["post"]
+
+
 def _train_mode(net: torch.nn.Module, frozen: list[torch.nn.Module]) -> None:
     net.train()
     for module in frozen:
@@ -610,7 +641,7 @@ def train_one_epoch(
         losses = sum(loss_dict.values())
         value = float(losses.detach())
         if not math.isfinite(value):
-            parts = ", ".join(f"{k}={float(v):.4g}" for k, v in loss_dict.items())
+            parts = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in loss_dict.items())
             raise FloatingPointError(
                 f"loss is {value} at epoch {epoch + 1}, iteration {n + 1} ({parts}); "
                 "training stopped: lower the learning rate (lr) or check the annotations"
@@ -729,6 +760,7 @@ def finetune(
     resume: bool = False,
     progress: bool = True,
     config: TrainConfig | None = None,
+    callback: Callable[[dict], bool | None] | None = None,
 ) -> TrainResult:
     """Fine-tune ``model`` on annotated images.
 
@@ -761,6 +793,10 @@ def finetune(
         Show tqdm progress bars (rank 0 only under DDP).
     config : TrainConfig, optional
         All other settings.
+    callback : callable, optional
+        Called on rank 0 with each epoch's history record after its checkpoint is
+        written; returning ``False`` stops training there (a GUI's cancel button). The
+        run can be continued later with ``resume=True``.
 
     Returns
     -------
@@ -864,6 +900,7 @@ def finetune(
     if out_dir is not None and rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
     show = progress and rank == 0
+    sampling = _training_sampling(net, config)
     try:
         for epoch in range(start_epoch, config.epochs):
             t0 = time.perf_counter()
@@ -895,7 +932,7 @@ def finetune(
                 progress=show,
             )
             _sync_buffers(net, world)
-            record = {"epoch": epoch + 1, **stats, "n_images": len(dataset)}
+            record = {"epoch": epoch + 1, **stats, "n_train_images": len(dataset)}
             record["time_s"] = round(time.perf_counter() - t0, 3)
             if val_data is not None and rank == 0:
                 record.update(_validate(model, val_data, config))
@@ -910,7 +947,11 @@ def finetune(
                     epoch + 1,
                     (optimizer, scheduler, scaler),
                 )
+            if _stop_requested(callback, record, rank, world, device):
+                logger.info("training stopped by the callback after epoch %d", epoch + 1)
+                break
     finally:
+        _restore_sampling(net, sampling)
         net.eval()
         if owns_group:
             import torch.distributed as dist
@@ -921,6 +962,20 @@ def finetune(
     if checkpoint is None and out_dir is not None and (out_dir / _CHECKPOINT).exists():
         checkpoint = out_dir / _CHECKPOINT
     return TrainResult(model=model, history=history, checkpoint=checkpoint)
+
+
+def _stop_requested(
+    callback: Any, record: dict, rank: int, world: int, device: torch.device
+) -> bool:
+    """Rank 0 asks ``callback``; under DDP every rank learns the answer."""
+    stop = bool(callback is not None and rank == 0 and callback(dict(record)) is False)
+    if world > 1:
+        import torch.distributed as dist
+
+        flag = torch.tensor([int(stop)], device=device)
+        dist.broadcast(flag, src=0)
+        stop = bool(flag.item())
+    return stop
 
 
 def _merge_config(config: TrainConfig | None, **overrides: Any) -> TrainConfig:
@@ -950,7 +1005,12 @@ def _validate(model: Model, val: Any, config: TrainConfig) -> dict[str, float]:
 
     model.net.eval()
     metrics = evaluate(model, val, score_threshold=config.val_score_threshold, progress=False)
-    return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+    counts = ("n_images", "n_instances", "n_predictions")
+    return {
+        (f"val_{k}" if k in counts else k): float(v)
+        for k, v in metrics.items()
+        if isinstance(v, (int, float))
+    }
 
 
 def _format_record(record: dict) -> str:

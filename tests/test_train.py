@@ -1,0 +1,386 @@
+"""Tests of labelassist.train: tiny models, tiny seeded synthetic data, CPU."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import shapely
+import torch
+
+from labelassist.coco import Dataset
+from labelassist.instances import Instances
+from labelassist.models import Model, build_maskrcnn, load_model
+from labelassist.synthetic import synthetic_dataset, synthetic_nuclei
+from labelassist.train import (
+    TrainConfig,
+    TrainResult,
+    _extend_heads,
+    _instances_to_target,
+    _TrainImages,
+    _with_classes,
+    finetune,
+    train_one_epoch,
+)
+
+SHAPE = (64, 64)
+
+
+def fast(**changes):
+    """A quick configuration: no workers, short warm-up, fixed seed."""
+    base = dict(
+        num_workers=0,
+        warmup_iters=1,
+        batch_size=2,
+        augment=0.0,
+        seed=0,
+        roi_samples=32,
+        rpn_proposals=100,
+    )
+    base.update(changes)
+    return TrainConfig(**base)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread: on a shared, busy CPU more threads make training much slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def pairs():
+    return [synthetic_nuclei(SHAPE, n=4, radius=(5, 8), seed=s) for s in range(2)]
+
+
+# the light architecture, slimmed down so that a training step takes well under a second
+TINY = {"fpn_channels": 32, "representation_size": 64, "mask_channels": 16, "mask_layers": 1}
+
+
+def new_model(classes=("nucleus",)):
+    torch.manual_seed(0)
+    arch = "maskrcnn_resnet18_fpn"
+    net = build_maskrcnn(arch, len(classes) + 1, **TINY)
+    return Model(net, list(classes), arch=arch, options=TINY, device="cpu")
+
+
+def state(model):
+    return {k: v.detach().clone() for k, v in model.net.state_dict().items()}
+
+
+# -- finetune --------------------------------------------------------------------------------
+
+
+def test_finetune_lowers_loss_and_writes_loadable_checkpoint(pairs, tmp_path):
+    model = new_model()
+    result = finetune(model, pairs, epochs=4, lr=0.01, out=tmp_path, progress=False, config=fast())
+    assert isinstance(result, TrainResult)
+    losses = [h["loss"] for h in result.history]
+    assert len(losses) == 4 and all(np.isfinite(losses))
+    assert losses[-1] < losses[0]
+    for key in ("loss_mask", "loss_classifier", "lr", "time_s", "iterations"):
+        assert key in result.history[0]
+    assert result.checkpoint == tmp_path / "last.pt"
+    loaded = load_model(result.checkpoint, device="cpu")
+    assert loaded.classes == ["nucleus"]
+    assert [h["epoch"] for h in loaded.meta["history"]] == [1, 2, 3, 4]
+    for name, value in state(result.model).items():
+        torch.testing.assert_close(loaded.net.state_dict()[name], value)
+    extra = torch.load(tmp_path / "last.state.pt", map_location="cpu", weights_only=True)
+    assert extra["epoch"] == 4 and extra["config"]["lr"] == 0.01
+    json.dumps(loaded.meta)  # metadata stays JSON-able
+
+
+def test_finetune_from_coco_path_with_validation(tmp_path):
+    train = synthetic_dataset(2, out=tmp_path / "train", shape=SHAPE, n=3, seed=1)
+    val = synthetic_dataset(1, out=tmp_path / "val", shape=SHAPE, n=3, seed=2)
+    assert len(train.images) == 2
+    result = finetune(
+        new_model(),
+        tmp_path / "train" / "annotations.json",
+        val=val,
+        epochs=1,
+        progress=False,
+        config=fast(),
+    )
+    record = result.history[0]
+    assert 0.0 <= record["segm_AP50"] <= 1.0 and "bbox_AP" in record
+    assert record["n_train_images"] == 2 and record["val_n_images"] == 1
+
+
+def test_finetune_skips_unannotated_and_trains_on_empty_images(pairs):
+    image, inst = pairs[0]
+    empty = Instances.empty(SHAPE)
+    data = Dataset(
+        ["nucleus"],
+        [
+            {"id": 1, "file_name": "a.png", "height": 64, "width": 64, "image": image},
+            {"id": 2, "file_name": "b.png", "height": 64, "width": 64, "image": image * 0},
+            {"id": 3, "file_name": "c.png", "height": 64, "width": 64, "image": image},
+        ],
+        {1: inst, 2: empty},  # image 3 not annotated yet
+    )
+    result = finetune(new_model(), data, epochs=1, progress=False, config=fast())
+    assert result.history[0]["n_train_images"] == 2
+    assert np.isfinite(result.history[0]["loss"])
+
+
+def test_finetune_only_negatives(pairs):
+    negatives = [(pairs[0][0] * 0, Instances.empty(SHAPE))]
+    result = finetune(new_model(), negatives, epochs=1, progress=False, config=fast())
+    assert np.isfinite(result.history[0]["loss"])
+
+
+def test_non_finite_loss_raises_with_epoch_and_parts(pairs):
+    config = fast(batch_size=1, clip_grad_norm=None, warmup_iters=0)
+    with pytest.raises(FloatingPointError, match=r"epoch 1, iteration \d+ \(loss_classifier="):
+        finetune(new_model(), pairs * 3, epochs=1, lr=1e6, progress=False, config=config)
+
+
+def test_freeze_backbone_keeps_backbone_weights(pairs):
+    model = new_model()
+    before = state(model)
+    finetune(model, pairs, epochs=1, lr=0.01, freeze="backbone", progress=False, config=fast())
+    after = state(model)
+    body = [k for k in before if k.startswith("backbone.body.")]
+    heads = [k for k in before if k.startswith("roi_heads.box_predictor.")]
+    assert body and heads
+    assert all(torch.equal(before[k], after[k]) for k in body)  # BN statistics too
+    assert not all(torch.equal(before[k], after[k]) for k in heads)
+
+
+def test_callback_stops_training(pairs, tmp_path):
+    seen = []
+    result = finetune(
+        new_model(),
+        pairs,
+        epochs=3,
+        out=tmp_path,
+        progress=False,
+        config=fast(),
+        callback=lambda record: seen.append(record["epoch"]) or False,
+    )
+    assert seen == [1] and len(result.history) == 1
+
+
+def test_resume_after_kill_matches_straight_run(pairs, tmp_path):
+    config = fast(augment=1.0)  # augmentation randomness must be resumed as well
+    straight = finetune(
+        new_model(), pairs, epochs=2, lr=0.01, out=tmp_path / "a", progress=False, config=config
+    )
+
+    def kill(record):
+        raise KeyboardInterrupt  # the process dies right after the first checkpoint
+
+    with pytest.raises(KeyboardInterrupt):
+        finetune(
+            new_model(),
+            pairs,
+            epochs=2,
+            lr=0.01,
+            out=tmp_path / "b",
+            progress=False,
+            config=config,
+            callback=kill,
+        )
+    resumed = finetune(
+        new_model(),  # ignored: model and optimizer come from the checkpoint
+        pairs,
+        epochs=2,
+        lr=0.01,
+        out=tmp_path / "b",
+        resume=True,
+        progress=False,
+        config=config,
+    )
+    assert [h["epoch"] for h in resumed.history] == [1, 2]
+    assert resumed.history[1]["loss"] == pytest.approx(straight.history[1]["loss"], rel=1e-4)
+    a, b = state(straight.model), state(resumed.model)
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(b[name], a[name], rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_resume_needs_a_checkpoint(pairs, tmp_path):
+    with pytest.raises(ValueError, match="holds no checkpoint"):
+        finetune(new_model(), pairs, out=tmp_path, resume=True, progress=False, config=fast())
+    with pytest.raises(ValueError, match="resume=True needs out"):
+        finetune(new_model(), pairs, resume=True, progress=False, config=fast())
+
+
+# -- classes and heads -----------------------------------------------------------------------
+
+
+def test_new_class_extends_heads_and_keeps_other_weights(pairs):
+    model = new_model(["nucleus"])
+    before = state(model)
+    extended = _with_classes(model, ["nucleus", "debris"])
+    assert extended is not model and model.classes == ["nucleus"]  # input not mutated
+    assert extended.classes == ["nucleus", "debris"]
+    assert extended.meta["label_ids"] == [1, 2]
+    after = state(extended)
+    predictors = ("roi_heads.box_predictor.", "roi_heads.mask_predictor.mask_fcn_logits")
+    for name, value in before.items():
+        if name.startswith(predictors):
+            assert after[name].shape[0] > value.shape[0]
+            torch.testing.assert_close(after[name][: value.shape[0]], value)  # old rows kept
+        else:
+            assert torch.equal(after[name], value), name  # backbone, RPN, heads unchanged
+    assert after["roi_heads.box_predictor.cls_score.weight"].shape[0] == 3
+
+    # the new class is predicted: make it win every box and predict
+    with torch.no_grad():
+        extended.net.roi_heads.box_predictor.cls_score.bias[2] = 50.0
+        extended.net.roi_heads.mask_predictor.mask_fcn_logits.bias[2] = 50.0
+    prediction = extended.predict(pairs[0][0], score_threshold=0.5)
+    assert len(prediction) > 0 and set(prediction.labels.tolist()) == {1}
+
+
+def test_finetune_maps_data_classes_by_name(pairs):
+    image, inst = pairs[0]
+    data = Dataset(
+        ["debris", "nucleus"],  # other order than the model, plus a new class
+        [{"id": 1, "file_name": "a.png", "height": 64, "width": 64, "image": image}],
+        {1: inst.replace(labels=np.arange(len(inst)) % 2)},
+    )
+    model = new_model(["nucleus"])
+    result = finetune(model, data, epochs=1, progress=False, config=fast())
+    assert result.model.classes == ["nucleus", "debris"]
+    assert model.classes == ["nucleus"]
+    ds = _TrainImages(
+        [(image, inst.replace(labels=np.array([1, 0] * 2)[: len(inst)]))],
+        normalization=None,
+        label_ids=result.model.meta["label_ids"],
+    )
+    assert set(ds[0][1]["labels"].tolist()) <= {1, 2}
+
+
+def test_extend_heads_copies_rows():
+    import torchvision
+
+    net = torchvision.models.detection.maskrcnn_resnet50_fpn(
+        weights=None, weights_backbone=None, num_classes=2, min_size=64, max_size=64
+    )
+    old = net.roi_heads.box_predictor.cls_score.weight.detach().clone()
+    _extend_heads(net, 2, 4)
+    new = net.roi_heads.box_predictor.cls_score.weight
+    assert new.shape == (4, old.shape[1]) and torch.equal(new[:2], old)
+    assert net.roi_heads.mask_predictor.mask_fcn_logits.out_channels == 4
+
+
+# -- data and augmentation -------------------------------------------------------------------
+
+
+def test_targets_follow_the_polygons():
+    inst = Instances([shapely.box(2, 3, 10, 7)], [0], [1.0], (16, 16))
+    target = _instances_to_target(inst, torch.tensor([1]))
+    assert target["boxes"].tolist() == [[2.0, 3.0, 10.0, 7.0]]
+    assert target["labels"].tolist() == [1]
+    assert int(target["masks"].sum()) == 8 * 4
+    empty = _instances_to_target(Instances.empty((16, 16)), torch.tensor([1]))
+    assert empty["boxes"].shape == (0, 4) and empty["masks"].shape == (0, 16, 16)
+
+
+def test_augmentation_keeps_boxes_masks_and_image_consistent():
+    from torchvision.ops import masks_to_boxes
+
+    image, inst = synthetic_nuclei((48, 80), n=6, seed=3)
+    ds = _TrainImages([(image, inst)], normalization=None, label_ids=[1], augment=1.0, seed=5)
+    shapes = set()
+    for epoch in range(12):
+        ds.epoch = epoch
+        tensor, target = ds[0]
+        masks, boxes = target["masks"], target["boxes"]
+        assert tensor.dtype == torch.float32 and tensor.shape[0] == 3
+        assert tensor.shape[1:] == masks.shape[1:]
+        assert 0.0 <= float(tensor.min()) and float(tensor.max()) <= 1.0
+        assert len(boxes) == len(masks) == len(target["labels"]) <= len(inst)
+        expected = masks_to_boxes(masks) + torch.tensor([0.0, 0.0, 1.0, 1.0])
+        torch.testing.assert_close(boxes, expected)
+        assert bool((masks.flatten(1).sum(1) >= 4).all())  # slivers are gone
+        shapes.add(tuple(tensor.shape[1:]))
+    assert shapes == {(48, 80), (80, 48)}  # 90° rotations happened
+    ds.epoch = 3
+    a, b = ds[0], ds[0]
+    assert torch.equal(a[0], b[0])  # deterministic per (seed, epoch, index)
+
+
+def test_augmentation_of_an_empty_image():
+    ds = _TrainImages(
+        [(np.zeros(SHAPE, np.uint8), Instances.empty(SHAPE))],
+        normalization=None,
+        label_ids=[1],
+        augment=1.0,
+    )
+    tensor, target = ds[0]
+    assert target["boxes"].shape == (0, 4) and target["masks"].shape[0] == 0
+
+
+def test_train_one_epoch_empty_loader():
+    net = new_model().net
+    opt = torch.optim.SGD(net.parameters(), lr=0.01)
+    stats = train_one_epoch(net, opt, [], progress=False)
+    assert stats["iterations"] == 0
+
+
+# -- validation of the arguments -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"epochs": 0}, ValueError, "epochs must be an integer >= 1"),
+        ({"batch_size": 0}, ValueError, "batch_size must be"),
+        ({"lr": -1.0}, ValueError, "lr must be a positive"),
+        ({"lr": float("nan")}, ValueError, "lr must be a positive"),
+        ({"freeze": "everything"}, ValueError, "freeze must be one of"),
+        ({"config": {"epochs": 1}}, TypeError, "config must be a TrainConfig"),
+        ({"val": [1, 2]}, TypeError, "val must be a Dataset"),
+        ({"val": "missing.json"}, FileNotFoundError, "COCO file not found"),
+    ],
+)
+def test_finetune_rejects_bad_arguments(pairs, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        finetune(new_model(), pairs, progress=False, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("changes", "match"),
+    [
+        ({"augment": 2.0}, "augment must be within"),
+        ({"scale_range": (1.2, 1.5)}, "scale_range must be"),
+        ({"num_workers": -1}, "num_workers must be"),
+        ({"warmup_iters": -1}, "warmup_iters must be"),
+    ],
+)
+def test_train_config_rejects_bad_values(changes, match):
+    with pytest.raises(ValueError, match=match):
+        TrainConfig(**changes)
+
+
+def test_train_config_augment_bool():
+    assert TrainConfig(augment=True).augment == 1.0
+    assert TrainConfig(augment=False).augment == 0.0
+
+
+def test_finetune_rejects_bad_data(pairs, tmp_path):
+    model = new_model()
+    with pytest.raises(TypeError, match="model must be a labelassist Model"):
+        finetune(model.net, pairs, progress=False)
+    with pytest.raises(ValueError, match="train has no images"):
+        finetune(model, [], progress=False)
+    with pytest.raises(TypeError, match=r"train\[0\] must be an \(image, Instances\) pair"):
+        finetune(model, [pairs[0][0]], progress=False)
+    with pytest.raises(TypeError, match="train must be a Dataset"):
+        finetune(model, 42, progress=False)
+    with pytest.raises(FileNotFoundError, match="COCO file not found"):
+        finetune(model, tmp_path / "nope.json", progress=False)
+    image, inst = pairs[0]
+    with pytest.raises(ValueError, match="has shape"):
+        finetune(model, [(image[:32], inst)], progress=False, config=fast())
+    bad = inst.replace(labels=np.full(len(inst), 3))
+    with pytest.raises(ValueError, match="label 3 but there are only 1 classes"):
+        finetune(model, [(image, bad)], progress=False, config=fast())
