@@ -369,6 +369,8 @@ class _Builder:
             index = np.repeat(np.arange(len(lengths)), lengths)
             rings = shapely.linearrings(np.concatenate(self.simple_ring), indices=index)
             out[self.simple_slot] = shapely.polygons(rings)
+        if self.tolerance > 0 and len(out) == 1:
+            return [_simplify_one(out[0], self.tolerance)]
         if self.tolerance > 0 and len(out):
             out = _simplify(out, self.tolerance)
         return out.tolist()
@@ -385,6 +387,14 @@ def _simplify(geoms: np.ndarray, tolerance: float) -> np.ndarray:
         geom = shapely.simplify(geoms[k], tolerance, preserve_topology=True)
         out[k] = geom if geom.is_valid else _polygonal(shapely.make_valid(geom))
     return out
+
+
+def _simplify_one(geom: shapely.Geometry, tolerance: float) -> shapely.Geometry:
+    """`_simplify` for one geometry (fewer calls: the prediction code converts one crop)."""
+    out = shapely.simplify(geom, tolerance, preserve_topology=False)
+    if out.is_valid and out.is_empty == geom.is_empty:
+        return out
+    return _simplify(np.array([geom]), tolerance)[0]
 
 
 def masks_to_polygons(
