@@ -17,7 +17,9 @@ written as PNG files, so that every run reads and decodes files. Model: ``--mode
 with at most 50 detections per image stands in (its proposals are meaningless, but its
 cost per image — backbone, heads, mask-to-polygon conversion of 50 masks — is that of a
 real model on ~50 nuclei). Throughput: images per second, median of ``--repeats`` runs;
-ratio: throughput / the baseline of the same block.
+ratio: throughput / the baseline of the same block. The four setups run interleaved (one
+run of each per round, both clusters alive throughout) so that load changes on a shared
+machine hit all of them alike.
 
 Run::
 
@@ -33,6 +35,7 @@ import statistics
 import tempfile
 import time
 import warnings
+from contextlib import ExitStack
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -65,46 +68,59 @@ def _set_one_thread() -> int:
     return torch.get_num_threads()
 
 
-def _throughput(run, n: int, repeats: int) -> tuple[float, list[float]]:
-    times = []
+def _run_interleaved(configs, repeats: int) -> dict[str, list[float]]:
+    """Time every config once per round, ``repeats`` rounds: load drift hits all alike."""
+    times: dict[str, list[float]] = {name: [] for name, _ in configs}
     for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return n / statistics.median(times), times
+        for name, run in configs:
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    return times
 
 
-def _bench_dask(folder, model, n, repeats, options) -> list[tuple[str, float, list[float]]]:
-    from distributed import Client, LocalCluster
-
-    rows = []
-    for workers in (1, 2):
-        with (
-            LocalCluster(
-                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
-            ) as cluster,
-            Client(cluster) as client,
-        ):
-            client.run(_set_one_thread)
-            warm = sorted(folder.iterdir())[: 2 * workers]
-            preannotate(warm, model, client=client, **options)  # ship + load the model
-            ips, times = _throughput(
-                lambda c=client: preannotate(folder, model, client=c, **options), n, repeats
-            )
-        rows.append((f"dask LocalCluster {workers} worker(s) x 1 thread", ips, times))
-    return rows
-
-
-def _bench_local(folder, model, n, repeats, options) -> list[tuple[str, float, list[float]]]:
+def _bench(folder, model, n, repeats, options, skip) -> dict[str, list]:
+    """Rows (name, images/s, run times) per block; all configurations interleaved."""
     _set_one_thread()
-    rows = []
-    for workers in (0, 2):
-        preannotate(sorted(folder.iterdir())[:2], model, num_workers=workers, **options)  # warm
-        ips, times = _throughput(
-            lambda w=workers: preannotate(folder, model, num_workers=w, **options), n, repeats
-        )
-        rows.append((f"local preannotate num_workers={workers}", ips, times))
-    return rows
+    warm = sorted(folder.iterdir())[:4]
+    configs: dict[str, list] = {"dask": [], "local": []}
+    with ExitStack() as stack:
+        if skip != "dask":
+            from distributed import Client, LocalCluster
+
+            for workers in (1, 2):
+                cluster = stack.enter_context(
+                    LocalCluster(
+                        n_workers=workers,
+                        threads_per_worker=1,
+                        processes=True,
+                        dashboard_address=None,
+                    )
+                )
+                client = stack.enter_context(Client(cluster))
+                client.run(_set_one_thread)
+                preannotate(warm, model, client=client, **options)  # ship + load the model
+                configs["dask"].append(
+                    (
+                        f"dask LocalCluster {workers} worker(s) x 1 thread",
+                        lambda c=client: preannotate(folder, model, client=c, **options),
+                    )
+                )
+        if skip != "local":
+            for workers in (0, 2):
+                preannotate(warm, model, num_workers=workers, **options)
+                configs["local"].append(
+                    (
+                        f"local preannotate num_workers={workers}",
+                        lambda w=workers: preannotate(folder, model, num_workers=w, **options),
+                    )
+                )
+        times = _run_interleaved(configs["dask"] + configs["local"], repeats)
+    return {
+        block: [(name, n / statistics.median(times[name]), times[name]) for name, _ in rows]
+        for block, rows in configs.items()
+        if rows
+    }
 
 
 def _print_block(title: str, rows) -> list[str]:
@@ -150,16 +166,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         _write_images(folder, args.n, args.size)
-        if args.skip != "dask":
-            _print_block(
-                "Dask (torch 1 thread per worker)",
-                _bench_dask(folder, model, args.n, args.repeats, options),
-            )
-        if args.skip != "local":
-            _print_block(
-                "Local (torch 1 thread in the main process)",
-                _bench_local(folder, model, args.n, args.repeats, options),
-            )
+        rows = _bench(folder, model, args.n, args.repeats, options, args.skip)
+    titles = {
+        "dask": "Dask (torch 1 thread per worker)",
+        "local": "Local (torch 1 thread in the main process)",
+    }
+    for block, block_rows in rows.items():
+        _print_block(titles[block], block_rows)
 
 
 if __name__ == "__main__":

@@ -91,9 +91,11 @@ def _resolve_sources(
     deepest folder that does (returned as the ``image_root``); arrays are named
     ``array_0000``, ``array_0001``, ... by their position.
     """
-    if isinstance(images, (str, os.PathLike)):
-        single = Path(os.fspath(images)).expanduser()
-        if not single.exists() and not glob.has_magic(os.fspath(images)):
+    single = isinstance(images, (str, os.PathLike))
+    if single:
+        if not Path(os.fspath(images)).expanduser().exists() and not glob.has_magic(
+            os.fspath(images)
+        ):
             raise FileNotFoundError(f"images: {os.fspath(images)!r} does not exist")
         entries: list[Any] = [images]
     elif isinstance(images, np.ndarray):
@@ -110,7 +112,8 @@ def _resolve_sources(
         if isinstance(entry, np.ndarray):
             items.append(entry)
         elif isinstance(entry, (str, os.PathLike)):
-            items.extend(os.path.abspath(p) for p in _expand_entry(entry, param=f"images[{k}]"))
+            param = "images" if single else f"images[{k}]"
+            items.extend(os.path.abspath(p) for p in _expand_entry(entry, param=param))
         else:
             raise TypeError(
                 f"images[{k}] is {type(entry).__name__}; expected a path (str or "
@@ -575,7 +578,7 @@ def preannotate(
     >>> import labelassist as la
     >>> model = la.load_model(None, classes=["nucleus"])  # untrained, for the example
     >>> images = [np.zeros((64, 64), np.uint8), np.zeros((48, 80, 3), np.uint8)]
-    >>> ds = la.preannotate(images, model, progress=False)
+    >>> ds = la.preannotate(images, model, score_threshold=0.99, progress=False)
     >>> [(im["file_name"], im["height"], im["width"]) for im in ds.images]
     [('array_0000', 64, 64), ('array_0001', 48, 80)]
     >>> ds.failed

@@ -135,7 +135,7 @@ def test_empty_list_gives_no_sources():
     [
         ("{tmp}/missing", FileNotFoundError, "does not exist"),
         ("{tmp}/empty", ValueError, "holds no image files"),
-        ("{tmp}/*.nothing", ValueError, "matches no files"),
+        ("{tmp}/*.nothing", ValueError, "^images: the pattern .* matches no files"),
         (["{tmp}/*.nothing"], ValueError, r"images\[0\].*matches no files"),
         (np.zeros((4, 4)), TypeError, "single array"),
         (3, TypeError, "images must be a folder"),

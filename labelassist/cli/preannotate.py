@@ -82,7 +82,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         help="images per forward pass (default: 4)",
     )
     parser.add_argument(
-        "--device", default=None, help="torch device, e.g. cpu, cuda, cuda:1 (default: auto)"
+        "--device",
+        default=None,
+        help="torch device, e.g. cpu, cuda, cuda:1 (default: auto; Dask workers pick their own)",
     )
     parser.add_argument(
         "--workers",
@@ -154,6 +156,13 @@ def run(args: argparse.Namespace) -> int:
                 flush_every=args.flush_every,
                 progress=not args.no_progress,
             )
+    except KeyboardInterrupt:
+        print(
+            f"interrupted: the images done so far are saved in {args.out}; "
+            "run the same command again to resume",
+            file=sys.stderr,
+        )
+        raise
     finally:
         if client is not None:
             client.close()
