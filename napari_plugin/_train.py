@@ -119,6 +119,9 @@ def plot_rounds(axes: Any, rounds: list[dict], *, metric: str = "segm_AP") -> No
     axes.set_ylim(0, max([1.0, *ys]) if ys else 1.0)
     if xs:
         axes.set_xticks(xs)
+        axes.set_xlim(min(xs) - 0.5, max(xs) + 0.5)
+    else:
+        axes.set_xticks([])
     axes.set_title(f"{metric} per round" if xs else "no round trained yet", fontsize=9)
     axes.grid(alpha=0.3)
 
