@@ -1,0 +1,232 @@
+"""Training rounds of a labeling project: the human-in-the-loop cycle.
+
+Round ``k`` starts from the checkpoint of round ``k - 1`` (or a given model for round 1),
+trains on **all** images reviewed so far (replay, not only the newest), evaluates on the
+held-out reviewed images (split ``"val"``), stores the checkpoint and its metrics in the
+project, and redraws the learning curve (AP against the number of reviewed images and
+instances).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .models import Model
+    from .project import Project
+    from .train import TrainConfig
+
+__all__ = ["run_round", "plot_learning_curve"]
+
+logger = logging.getLogger(__name__)
+
+_CURVE_METRICS = ("segm_AP50", "segm_AP")
+
+
+def run_round(
+    project: Project,
+    *,
+    base_model: Model | str | os.PathLike | None = None,
+    epochs: int = 10,
+    config: TrainConfig | None = None,
+    val_fraction: float = 0.2,
+    progress: bool = True,
+    plot: bool = True,
+) -> dict[str, Any]:
+    """Train the next round of ``project`` and record it.
+
+    Parameters
+    ----------
+    project : Project
+        An open labeling project with reviewed images.
+    base_model : Model, "starter", checkpoint path or None
+        Where round 1 starts (default: the shipped starter model). Later rounds start
+        from the latest round's checkpoint unless this is given.
+    epochs : int
+        Epochs of this round (overrides ``config.epochs``).
+    config : TrainConfig, optional
+        Other training settings.
+    val_fraction : float
+        Images without a split yet are split into train/val with this fraction (once:
+        an image keeps its split in later rounds, so validation stays held out).
+    progress : bool
+        Show progress bars.
+    plot : bool
+        Redraw ``learning_curve.png`` in the project folder (needs matplotlib).
+
+    Returns
+    -------
+    dict
+        The round as `Project.rounds` lists it (``round``, ``checkpoint``, ``parent``,
+        ``image_ids``, ``metrics``, ``n_images``, ``n_instances``, ``created``) plus
+        ``history`` (per-epoch training records).
+
+    Raises
+    ------
+    ValueError
+        If the project has no reviewed training image.
+
+    Examples
+    --------
+    >>> from labelassist import Project  # doctest: +SKIP
+    >>> with Project.open("myproject") as project:  # doctest: +SKIP
+    ...     run_round(project, epochs=5)["metrics"]["segm_AP50"]
+    """
+    from .train import finetune
+
+    project.assign_splits(val_fraction=val_fraction)
+    train = project.dataset(status="reviewed", split="train")
+    val = project.dataset(status="reviewed", split="val")
+    if not train.images:
+        raise ValueError(
+            "the project has no reviewed training images; review some images (status "
+            "'reviewed') before training a round"
+        )
+    previous = project.rounds()
+    model, parent = _start_model(project, base_model, previous)
+    number = len(previous) + 1
+    run_dir = project.checkpoint_dir / f"round_{number:03d}"
+    result = finetune(model, train, epochs=epochs, out=run_dir, progress=progress, config=config)
+    model = result.model
+    metrics: dict[str, Any] = {"train_loss": result.history[-1]["loss"], "epochs": epochs}
+    n_val = sum(1 for i in val.images if len(val.instances.get(i["id"], ())) > 0)
+    if n_val:
+        from .evaluate import evaluate
+
+        metrics.update(evaluate(model, val, progress=progress))
+    else:
+        logger.warning(
+            "no reviewed validation image with instances: round %d is not evaluated", number
+        )
+    checkpoint = project.checkpoint_dir / f"round_{number:03d}.pt"
+    model.meta["round"] = number
+    model.save(checkpoint)
+    image_ids = [record["id"] for record in train.images]
+    n_instances = sum(len(inst) for inst in train.instances.values())
+    project.add_round(
+        checkpoint=checkpoint,
+        parent=parent,
+        image_ids=image_ids,
+        metrics=metrics,
+        n_instances=n_instances,
+    )
+    rounds = project.rounds()
+    if plot:
+        plot_learning_curve(rounds, project.folder / "learning_curve.png")
+    return {**rounds[-1], "history": result.history}
+
+
+def _start_model(
+    project: Project, base_model: Any, previous: list[dict]
+) -> tuple[Model, int | None]:
+    from .models import Model, load_model
+
+    parent = previous[-1]["round"] if previous else None
+    if isinstance(base_model, Model):
+        return base_model, None
+    if base_model is not None:
+        return load_model(base_model), None
+    latest = project.latest_checkpoint()
+    if latest is not None:
+        return load_model(latest), parent
+    try:
+        return load_model("starter"), None
+    except FileNotFoundError:
+        logger.warning("no starter model shipped: round 1 trains from scratch")
+        return load_model(None, classes=list(project.classes)), None
+
+
+def plot_learning_curve(
+    rounds: Sequence[dict[str, Any]],
+    path: str | os.PathLike,
+    *,
+    metrics: Sequence[str] = _CURVE_METRICS,
+    title: str = "Learning curve",
+) -> Path:
+    """Plot AP against the number of reviewed images and instances, one point per round.
+
+    Parameters
+    ----------
+    rounds : sequence of dict
+        Round records with ``n_images``, ``n_instances`` and ``metrics`` (a dict holding
+        ``metrics`` keys such as ``segm_AP50``), e.g. `Project.rounds`.
+    path : str or os.PathLike
+        PNG file to write (atomically).
+    metrics : sequence of str
+        Which metrics to draw.
+    title : str
+        Figure title.
+
+    Returns
+    -------
+    Path
+        The written file.
+
+    Raises
+    ------
+    ValueError
+        If ``rounds`` is empty, or a round lacks ``n_images``/``n_instances``.
+    ImportError
+        If matplotlib is missing (``pip install labelassist[plot]``).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> rounds = [{"round": 1, "n_images": 4, "n_instances": 80, "metrics": {"segm_AP50": 0.5}},
+    ...           {"round": 2, "n_images": 8, "n_instances": 170, "metrics": {"segm_AP50": 0.7}}]
+    >>> out = plot_learning_curve(rounds, pathlib.Path(tempfile.mkdtemp()) / "curve.png")
+    >>> out.read_bytes()[:4] == b"\\x89PNG"
+    True
+    """
+    rounds = list(rounds)
+    if not rounds:
+        raise ValueError("rounds is empty: train a round first (nothing to plot)")
+    for k, r in enumerate(rounds):
+        missing = [key for key in ("n_images", "n_instances") if key not in r]
+        if missing:
+            raise ValueError(f"rounds[{k}] lacks {missing}; give records like Project.rounds()")
+    fig = _figure(figsize=(9, 3.6), constrained_layout=True)
+    axes = fig.subplots(1, 2, sharey=True)
+    for ax, xkey, xlabel in zip(
+        axes, ("n_images", "n_instances"), ("reviewed images", "reviewed instances"), strict=True
+    ):
+        x = [r[xkey] for r in rounds]
+        for name in metrics:
+            y = [(r.get("metrics") or {}).get(name, float("nan")) for r in rounds]
+            ax.plot(x, y, marker="o", label=name)
+        ax.set_xlabel(xlabel)
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("AP on held-out images")
+    axes[0].legend(loc="lower right")
+    fig.suptitle(title)
+    return _save_figure(fig, Path(path))
+
+
+def _figure(**kwargs: Any) -> Any:
+    """A matplotlib Figure without pyplot (no GUI backend, thread-safe); lazy import."""
+    try:
+        from matplotlib.figure import Figure
+    except ImportError as exc:  # pragma: no cover - depends on the installation
+        raise ImportError(
+            "plotting the learning curve needs matplotlib: pip install labelassist[plot]"
+        ) from exc
+    return Figure(**kwargs)
+
+
+def _save_figure(fig: Any, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=120, format="png")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
