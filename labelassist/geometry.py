@@ -430,6 +430,13 @@ def masks_to_polygons(
         several parts gives a MultiPolygon; an empty (or too small) mask gives an empty
         ``Polygon()``.
 
+    Notes
+    -----
+    Each object is traced inside its bounding box (``scipy.ndimage.find_objects`` for label
+    images), so the work is proportional to the objects, not the image. Pixels that touch
+    only at a corner are separate parts (a MultiPolygon whose parts touch at that point); a
+    hole touching the outline at a corner stays a hole touching it at that point.
+
     Examples
     --------
     >>> import numpy as np
