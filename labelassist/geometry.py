@@ -434,8 +434,9 @@ def masks_to_polygons(
     -----
     Each object is traced inside its bounding box (``scipy.ndimage.find_objects`` for label
     images), so the work is proportional to the objects, not the image. Pixels that touch
-    only at a corner are separate parts (a MultiPolygon whose parts touch at that point); a
-    hole touching the outline at a corner stays a hole touching it at that point.
+    only at a corner are separate parts (a MultiPolygon whose parts touch at that point); at
+    ``tolerance=0`` a hole touching the outline at a corner is a hole touching it at that
+    point (a simplified outline may open it into a notch instead: same pixels).
 
     Examples
     --------
