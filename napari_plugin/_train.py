@@ -17,57 +17,14 @@ __all__ = ["TrainWidget", "plot_rounds", "train_round_job"]
 REANNOTATE_STATUSES = ("new", "pre-annotated")  # images no person has edited
 
 
-def _run_round(project: Any, *, epochs: int, device: str | None) -> dict:
-    """One training round: `labelassist.rounds.run_round` when available.
-
-    Until that module lands this falls back to the same steps through the public API:
-    fine-tune the latest round's model (else the starter, else an untrained one) on the
-    reviewed images, evaluate on the reviewed ``val`` images (the training images when
-    there are none), record the round in the project.
-    """
-    try:
-        from labelassist.rounds import run_round
-    except ImportError:
-        run_round = None
-    if run_round is not None:
-        return run_round(project, epochs=epochs, device=device)
-    return _round_with_public_api(project, epochs=epochs, device=device)
-
-
-def _round_with_public_api(project: Any, *, epochs: int, device: str | None) -> dict:
-    import labelassist as la
+def _run_round(project: Any, *, epochs: int) -> dict:
+    """`labelassist.rounds.run_round` without data-loading processes (forking a Qt
+    application from a worker thread can hang) and without console progress bars."""
+    from labelassist.rounds import run_round
     from labelassist.train import TrainConfig
 
-    train = project.dataset(status="reviewed")
-    if not train.images:
-        raise ValueError("no reviewed image yet: review (Shift-Enter) a few images, then train")
-    val = project.dataset(status="reviewed", split="val")
-    ids = [r["id"] for r in train.images]
-    val_ids = {r["id"] for r in val.images}
-    if val_ids and len(val_ids) < len(ids):
-        train = train.subset([i for i in ids if i not in val_ids])
-    else:
-        val = train
-    rounds = project.rounds()
-    parent = rounds[-1]["round"] if rounds else None
-    latest = project.latest_checkpoint()
-    if latest is not None:
-        model = la.load_model(latest, device=device)
-    else:
-        try:
-            model = la.load_model("starter", device=device)
-        except FileNotFoundError:
-            model = la.load_model(None, classes=project.classes, device=device)
-    out = project.checkpoint_dir / f"round{len(rounds) + 1}"
-    # no data-loading processes: forking a Qt application from a worker thread can hang
     config = TrainConfig(epochs=epochs, num_workers=0)
-    result = la.finetune(model, train, out=out, progress=False, config=config)
-    metrics = la.evaluate(result.model, val)
-    checkpoint = result.checkpoint or result.model.save(out / "last.pt")
-    number = project.add_round(
-        checkpoint=checkpoint, parent=parent, image_ids=ids, metrics=dict(metrics)
-    )
-    return {"round": number, "model": result.model, "metrics": dict(metrics)}
+    return run_round(project, epochs=epochs, config=config, progress=False)
 
 
 def train_round_job(
@@ -78,8 +35,9 @@ def train_round_job(
     reannotate: bool = True,
     score_threshold: float = 0.5,
 ) -> Generator[Progress, None, dict]:
-    """Train the next round of the project in ``folder``, then pre-annotate the images no
-    person has edited (status ``new`` / ``pre-annotated``) with the new model.
+    """Train the next round of the project in ``folder`` (`labelassist.rounds.run_round`),
+    then pre-annotate the images no person has edited (status ``new`` /
+    ``pre-annotated``) with the new model on ``device``.
 
     Yields ``(done, total, message)``; a cancel takes effect between images. Returns the
     round's ``{"round", "metrics", "reannotated"}``.
@@ -88,13 +46,11 @@ def train_round_job(
 
     with la.Project.open(folder) as project:  # this thread's own connection
         yield (0, 0, f"training round {len(project.rounds()) + 1} ({epochs} epochs)...")
-        result = _run_round(project, epochs=epochs, device=device)
+        result = _run_round(project, epochs=epochs)
         summary = {"round": result["round"], "metrics": result["metrics"], "reannotated": 0}
         if not reannotate:
             return summary
-        model = result.get("model")
-        if model is None:
-            model = la.load_model(project.latest_checkpoint(), device=device)
+        model = la.load_model(result["checkpoint"], device=device)
         todo = project.images(status=list(REANNOTATE_STATUSES))
         for k, record in enumerate(todo):
             yield (k, len(todo), f"re-annotating {k + 1}/{len(todo)}: {record['file_name']}")
@@ -108,29 +64,36 @@ def train_round_job(
     return summary
 
 
-def plot_rounds(axes: Any, rounds: list[dict], *, metric: str = "segm_AP") -> None:
-    """Draw ``metric`` per round (from ``Project.rounds()``) on matplotlib ``axes``."""
+def plot_rounds(
+    axes: Any, rounds: list[dict], *, metrics: tuple[str, ...] = ("segm_AP", "segm_AP50")
+) -> None:
+    """Draw mask AP per round (from ``Project.rounds()``) on matplotlib ``axes``."""
     axes.clear()
-    xs = [r["round"] for r in rounds if metric in r["metrics"]]
-    ys = [r["metrics"][metric] for r in rounds if metric in r["metrics"]]
-    axes.plot(xs, ys, "o-", color="tab:orange")
+    numbers = []
+    for name, style in zip(metrics, ("o-", "s--"), strict=False):
+        xs = [r["round"] for r in rounds if name in r["metrics"]]
+        ys = [r["metrics"][name] for r in rounds if name in r["metrics"]]
+        axes.plot(xs, ys, style, label=name)
+        numbers += xs
     axes.set_xlabel("round")
-    axes.set_ylabel(metric)
-    axes.set_ylim(0, max([1.0, *ys]) if ys else 1.0)
-    if xs:
-        axes.set_xticks(xs)
-        axes.set_xlim(min(xs) - 0.5, max(xs) + 0.5)
+    axes.set_ylabel("AP (validation)")
+    axes.set_ylim(0, 1)
+    if numbers:
+        axes.set_xticks(sorted(set(numbers)))
+        axes.set_xlim(min(numbers) - 0.5, max(numbers) + 0.5)
+        axes.legend(loc="lower right", fontsize=7)
     else:
         axes.set_xticks([])
-    axes.set_title(f"{metric} per round" if xs else "no round trained yet", fontsize=9)
+    axes.set_title("mask AP per round" if numbers else "no evaluated round yet", fontsize=9)
     axes.grid(alpha=0.3)
 
 
 class TrainWidget(JobWidget):
     """Train the next round on the reviewed images of a project, in the background.
 
-    After training, the images no person has edited are re-annotated with the new model.
-    The plot shows mask AP per round.
+    After training (`labelassist.rounds.run_round`: the round's device is chosen by the
+    library), the images no person has edited are re-annotated with the new model on the
+    chosen device. The plot shows mask AP per round on the project's validation images.
 
     Parameters
     ----------

@@ -124,3 +124,26 @@ def test_bad_inputs_are_reported_not_raised(viewer, widget):
     assert widget.run() is None and "is not a file" in widget.status.value
     widget.model.value = "project's latest round"
     assert widget.run() is None and "not part of a project" in widget.status.value
+
+
+def _starter_shipped() -> bool:
+    from labelassist.models import STARTER_PATH
+
+    return STARTER_PATH.exists()
+
+
+@pytest.mark.skipif(not _starter_shipped(), reason="the starter model is not in this build yet")
+def test_starter_model_finds_the_synthetic_nuclei(viewer, widget, qtbot):
+    image, truth = la.synthetic_nuclei((128, 128), seed=5)
+    viewer.add_image(image, name="nuclei")
+    widget.model.value = "starter (shipped)"
+    widget.device.value = "cpu"
+    widget.run()
+    _wait(qtbot, widget)
+    [layer] = _shapes_layers(viewer)
+    got = layer_to_instances(layer)
+    # most true nuclei overlap a proposal by IoU >= 0.5
+    ious = shapely.area(
+        shapely.intersection(truth.polygons[:, None], got.polygons[None])
+    ) / shapely.area(shapely.union(truth.polygons[:, None], got.polygons[None]))
+    assert len(got) > 0 and (ious.max(axis=1) >= 0.5).mean() > 0.5

@@ -14,16 +14,17 @@ pytestmark = pytest.mark.gui
 
 @pytest.fixture
 def project_folder(tmp_path):
-    """2 reviewed 64 x 64 synthetic images with their true outlines, 1 new image."""
+    """3 reviewed 64 x 64 synthetic images (2 train, 1 val) with their outlines, 1 new."""
     folder = tmp_path / "proj"
     with la.Project.create(folder, classes=["nucleus"]) as project:
-        for seed in range(3):
+        for seed in range(4):
             image, truth = la.synthetic_nuclei((64, 64), n=3, seed=seed)
             iio.imwrite(tmp_path / f"img{seed}.png", image)
             [image_id] = project.add_images(tmp_path / f"img{seed}.png")
-            if seed < 2:
+            if seed < 3:
                 project.save_instances(image_id, truth, source="human")
                 project.set_status(image_id, "reviewed")
+                project.set_split(image_id, "train" if seed < 2 else "val")
     return folder
 
 
@@ -48,11 +49,13 @@ def test_train_round_runs_in_background_and_reannotates(widget, qtbot, project_f
     with la.Project.open(project_folder) as project:
         [round_] = project.rounds()
         assert "segm_AP" in round_["metrics"] and round_["checkpoint"].is_file()
-        new = project.images()[2]
+        assert round_["image_ids"] == [1, 2]  # the reviewed training images
+        new = project.images()[3]
         assert new["status"] == "pre-annotated"
         assert project.history(new["id"])[-1]["model_id"] == "round 1"
-    xs, ys = widget.figure.axes[0].lines[0].get_data()
+    xs, ys = widget.figure.axes[0].lines[0].get_data()  # segm_AP
     assert list(xs) == [1] and ys[0] == pytest.approx(round_["metrics"]["segm_AP"])
+    assert (project_folder / "learning_curve.png").is_file()
     assert widget.rounds_label.value == "1 rounds trained"
 
 
@@ -62,7 +65,7 @@ def test_cancel_stops_before_reannotating(widget, qtbot, project_folder):
     qtbot.waitUntil(lambda: not widget.busy, timeout=600_000)
     assert "cancel" in widget.status.value
     with la.Project.open(project_folder) as project:
-        assert project.images()[2]["status"] == "new"
+        assert project.images()[3]["status"] == "new"
 
 
 def test_not_a_project(make_napari_viewer, tmp_path):
@@ -76,11 +79,15 @@ def test_plot_rounds_draws_ap_per_round():
     from matplotlib.figure import Figure
 
     axes = Figure().add_subplot()
-    plot_rounds(
-        axes, [{"round": 1, "metrics": {"segm_AP": 0.2}}, {"round": 2, "metrics": {"segm_AP": 0.5}}]
-    )
+    rounds = [
+        {"round": 1, "metrics": {"segm_AP": 0.2, "segm_AP50": 0.4}},
+        {"round": 2, "metrics": {"train_loss": 1.0}},  # not evaluated: no point
+        {"round": 3, "metrics": {"segm_AP": 0.5, "segm_AP50": 0.7}},
+    ]
+    plot_rounds(axes, rounds)
     xs, ys = axes.lines[0].get_data()
-    assert list(xs) == [1, 2] and list(ys) == [0.2, 0.5]
+    assert list(xs) == [1, 3] and list(ys) == [0.2, 0.5]
+    assert list(axes.lines[1].get_data()[1]) == [0.4, 0.7]
     plot_rounds(axes, [])
-    assert axes.get_title() == "no round trained yet"
+    assert axes.get_title() == "no evaluated round yet"
     assert np.asarray(axes.lines[0].get_data()[0]).size == 0
