@@ -275,21 +275,22 @@ def _polygonal(geom: shapely.Geometry) -> shapely.Geometry:
     return shapely.MultiPolygon(list(parts))
 
 
-def _assign_holes(
-    shells: list[np.ndarray], holes: list[np.ndarray], probes: list[np.ndarray]
-) -> list[list[int]]:
+def _assign_holes(shells: list[shapely.Polygon], probes: np.ndarray) -> list[list[int]]:
     """For each shell the indices of its holes: a hole goes to the smallest shell around it.
 
-    Rings are ``(x, y)``; ``probes[k]`` is a point inside hole ``k`` and in no other
-    hole (the centre of the pixel below-right of its top-left corner).
+    ``probes`` (K, 2) holds a point inside each hole and in no other hole (the centre of
+    the pixel below-right of its top-left corner).
     """
-    polys = np.array([shapely.Polygon(s) for s in shells])
-    areas = shapely.area(polys)
+    tree = shapely.STRtree(shells)
+    hole, shell = tree.query(shapely.points(probes), predicate="within")
+    areas = shapely.area(np.asarray(shells, dtype=object))
+    order = np.lexsort((areas[shell], hole))  # per hole, the smallest shell first
+    hole, shell = hole[order], shell[order]
+    first = np.ones(len(hole), dtype=bool)
+    first[1:] = hole[1:] != hole[:-1]
     owned: list[list[int]] = [[] for _ in shells]
-    for k, (x, y) in enumerate(probes):
-        inside = np.flatnonzero(shapely.contains_xy(polys, x, y))
-        if len(inside):
-            owned[int(inside[np.argmin(areas[inside])])].append(k)
+    for k, j in zip(hole[first].tolist(), shell[first].tolist(), strict=True):
+        owned[j].append(k)
     return owned
 
 
@@ -297,20 +298,35 @@ def _rings_to_geometry(
     rings: list[np.ndarray], shells: list[bool], corners: np.ndarray, check: bool
 ) -> shapely.Geometry:
     """A (Multi)Polygon from ``(x, y)`` rings; ``corners``: each ring's top-left corner
-    (K, 2); ``check``: repair the result if it may be invalid."""
+    (K, 2); ``check``: repair the result if it may be invalid (rings touching themselves
+    at a saddle)."""
     outer = [r for r, s in zip(rings, shells, strict=True) if s]
     inner = [r for r, s in zip(rings, shells, strict=True) if not s]
     if not outer:
         return _EMPTY
     if len(outer) == 1:
-        geom = shapely.Polygon(outer[0], inner)
+        parts = [shapely.Polygon(outer[0], inner)]
     else:
-        probes = [c + 0.5 for c, s in zip(corners, shells, strict=True) if not s]
-        owned = _assign_holes(outer, inner, probes) if inner else [[] for _ in outer]
-        polygons = [
-            shapely.Polygon(s, [inner[k] for k in hs]) for s, hs in zip(outer, owned, strict=True)
-        ]
-        geom = shapely.MultiPolygon(polygons)
+        bare = [shapely.Polygon(r) for r in outer]
+        parts = bare
+        if inner:
+            probes = np.array([c for c, s in zip(corners, shells, strict=True) if not s]) + 0.5
+            owned = _assign_holes(bare, probes)
+            parts = [
+                shapely.Polygon(r, [inner[k] for k in hs]) if hs else p
+                for r, p, hs in zip(outer, bare, owned, strict=True)
+            ]
+    if check:
+        parts = np.asarray(parts, dtype=object)
+        bad = ~shapely.is_valid(parts)
+        if bad.any():
+            fixed = shapely.get_parts(shapely.make_valid(parts[bad]))
+            fixed = fixed[(shapely.get_type_id(fixed) == 3) & ~shapely.is_empty(fixed)]
+            parts = np.concatenate([parts[~bad], fixed])
+        parts = list(parts)
+    if len(parts) == 1:
+        return parts[0]
+    geom = shapely.MultiPolygon(parts)
     if check and not geom.is_valid:
         geom = _polygonal(shapely.make_valid(geom))
     return geom
