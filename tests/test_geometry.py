@@ -248,6 +248,20 @@ def test_saddle_cases_valid_and_exact(rows):
     np.testing.assert_array_equal(polygons_to_masks([poly], mask.shape)[0], mask)
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_noisy_masks_many_saddles_parts_and_holes(seed):
+    rng = np.random.default_rng(seed)
+    mask = rng.random((40, 40)) < 0.55
+    (poly,) = masks_to_polygons(mask, tolerance=0)
+    assert poly.is_valid, shapely.is_valid_reason(poly)
+    assert poly.area == mask.sum()
+    assert sum(len(p.interiors) for p in shapely.get_parts(poly)) > 0
+    np.testing.assert_array_equal(polygons_to_masks([poly], mask.shape)[0], mask)
+    np.testing.assert_array_equal(
+        polygons_to_masks(masks_to_polygons(mask, tolerance=0.3), mask.shape)[0], mask
+    )
+
+
 # -- property tests --------------------------------------------------------------------------
 small_masks = arrays(bool, st.tuples(st.integers(1, 9), st.integers(1, 9)))
 small_labels = arrays(
