@@ -136,7 +136,8 @@ class Project:
 
     Create one with `Project.create` or open one with `Project.open`; use it as a context
     manager or call `close`. Methods taking an ``image`` accept an image id (int) or an
-    image record (a dict with ``"id"``, as returned by `images`).
+    image record (a dict with ``"id"``, as returned by `images`). Threads may share one
+    `Project` (its calls are serialized); each process opens its own.
 
     Attributes
     ----------

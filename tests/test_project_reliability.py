@@ -229,3 +229,51 @@ def test_a_write_transaction_waits_for_another_instead_of_failing(folder):
     assert out.strip() == "saved"
     with Project.open(folder) as p:
         assert p.instances(1).replace(extra={}) == inst
+
+
+def test_one_project_shared_by_threads(folder):
+    """The napari plugin autosaves from a worker thread while the UI thread reads."""
+    import threading
+
+    errors: list[BaseException] = []
+    stop = time.monotonic() + 1.5
+
+    def save_loop():
+        seq = 0
+        try:
+            while time.monotonic() < stop:
+                k = 1 + seq % 4
+                inst = Instances(
+                    [shapely.box(i, i, i + 2, i + 2) for i in range(k)], None, [0.5] * k, SHAPE
+                )
+                p.save_instances(1 + seq % N_IMAGES, inst, source="human")
+                seq += 1
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    with Project.open(folder) as p:
+        threads = [threading.Thread(target=save_loop) for _ in range(2)]
+        for t in threads:
+            t.start()
+        reads = 0
+        while time.monotonic() < stop:
+            for record in p.images():
+                p.instances(record)
+            p.stats()
+            reads += 1
+        for t in threads:
+            t.join()
+    assert errors == []
+    assert reads > 0
+    _check_thread_saves(folder)
+
+
+def _check_thread_saves(folder) -> None:
+    with Project.open(folder) as p:
+        assert p.con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        for record in p.images():
+            inst = p.instances(record)
+            assert len(inst) == record["n_instances"]
+            assert len(p.history(record)) == record["version"]  # every save a version
+        total = sum(r["n_instances"] for r in p.images())
+        assert p.stats()["instances"] == total
