@@ -384,3 +384,40 @@ def test_finetune_rejects_bad_data(pairs, tmp_path):
     bad = inst.replace(labels=np.full(len(inst), 3))
     with pytest.raises(ValueError, match="label 3 but there are only 1 classes"):
         finetune(model, [(image, bad)], progress=False, config=fast())
+
+
+# -- command line ----------------------------------------------------------------------------
+
+
+def test_cli_train_and_evaluate(tmp_path, capsys):
+    from labelassist.cli import main
+
+    synthetic_dataset(2, out=tmp_path / "data", shape=SHAPE, n=3, seed=4)
+    coco = tmp_path / "data" / "annotations.json"
+    start = new_model().save(tmp_path / "start.pt")
+    args = ["train", "--train", str(coco), "--model", str(start), "--out", str(tmp_path / "run")]
+    rc = main([*args, "--epochs", "1", "--workers", "0", "--no-progress", "--no-augment"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "trained 1 epoch(s)" in out and "loss_mask" in out
+    checkpoint = tmp_path / "run" / "last.pt"
+    assert load_model(checkpoint, device="cpu").meta["history"][-1]["epoch"] == 1
+
+    rc = main(["evaluate", "--model", str(checkpoint), str(coco), "--json", "--no-progress"])
+    metrics = json.loads(capsys.readouterr().out)
+    assert rc == 0 and metrics["n_images"] == 2 and 0 <= metrics["segm_AP"] <= 1
+
+
+@pytest.mark.parametrize(
+    ("argv", "match"),
+    [
+        (["train", "--train", "x.json"], "--train needs --out"),
+        (["train", "--train", "missing.json", "--out", "o"], "COCO file not found"),
+        (["train", "--project", "p", "--val", "v.json"], "go with --train"),
+        (["evaluate", "missing.json"], "COCO file not found"),
+    ],
+)
+def test_cli_errors(argv, match, capsys):
+    from labelassist.cli import main
+
+    assert main(argv) == 1
+    assert match in capsys.readouterr().err
