@@ -1440,15 +1440,8 @@ class Project:
         ]
         if not candidates:
             return None
-        ranked = list(rank_images(model, [r["path"] for r in candidates]))
-        if not ranked:
-            return None
-        first = ranked[0]
-        if isinstance(first, (int, np.integer)) and not isinstance(first, bool):
-            return candidates[int(first)]
-        by_path = {r["path"]: r for r in candidates}
-        key = first[0] if isinstance(first, tuple) else first
-        return by_path.get(str(key), candidates[0])
+        order = rank_images(model, [r["path"] for r in candidates])
+        return candidates[int(order[0])]
 
     # -- training rounds -----------------------------------------------------------------
     def add_round(

@@ -915,3 +915,24 @@ def test_import_label_images_errors(project, tmp_path):
     with pytest.raises(FileNotFoundError, match="image files not found"):
         project.import_label_images([tmp_path / "nope.png"], [_label_image()])
     assert project.history(1) == [] and len(project.images()) == 4
+
+
+def test_next_image_with_a_model_ranks_the_open_images(project, tmp_path):
+    import torch
+
+    from labelassist.active import rank_images
+    from labelassist.models import Model, build_maskrcnn
+
+    torch.manual_seed(0)
+    tiny = {"fpn_channels": 32, "representation_size": 64, "mask_channels": 16, "mask_layers": 1}
+    arch = "maskrcnn_resnet18_fpn"
+    net = build_maskrcnn(arch, len(project.classes) + 1, **tiny)
+    model = Model(net, project.classes, arch=arch, options=tiny, device="cpu")
+    project.set_status(1, "reviewed")
+    open_records = [r for r in project.images() if r["id"] not in (1, 3)]
+    expected = open_records[int(rank_images(model, [r["path"] for r in open_records])[0])]
+    got = project.next_image(model=model, exclude=[3])
+    assert got["id"] == expected["id"] and got["id"] in (2, 4)
+    for image_id in (2, 4):
+        project.set_status(image_id, "skipped")
+    assert project.next_image(model=model, exclude=[3]) is None
