@@ -52,9 +52,16 @@ _IMPORT_BATCH = 500
 _IMAGE_COLUMNS = "id, file_name, path, height, width, status, split, n_instances, updated, version"
 
 
+def _json_default(value: Any) -> Any:
+    """numpy scalars and arrays as plain JSON values (metrics often hold them)."""
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON-serializable")
+
+
 def _json_dumps(value: Any, name: str) -> str:
     try:
-        return json.dumps(value, allow_nan=False, sort_keys=True)
+        return json.dumps(value, allow_nan=False, sort_keys=True, default=_json_default)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"{name} must be JSON-serializable (finite numbers): {exc}") from None
 

@@ -646,7 +646,11 @@ def test_rounds(project):
         checkpoint=str(project.checkpoint_dir / "r2.pt"),
         parent=r1,
         image_ids=[{"id": 1}],
-        metrics={"segm_AP": 0.2, "per_class": {"nucleus": 0.3}},
+        metrics={
+            "segm_AP": np.float32(0.25),
+            "per_class": {"nucleus": 0.3},
+            "ap": np.array([1, 2]),
+        },
         n_instances=17,
     )
     assert (r1, r2) == (1, 2)
@@ -656,7 +660,7 @@ def test_rounds(project):
         (2, 1, 1, 17),
     ]
     assert rounds[0]["image_ids"] == [1, 2]
-    assert rounds[1]["metrics"] == {"segm_AP": 0.2, "per_class": {"nucleus": 0.3}}
+    assert rounds[1]["metrics"] == {"segm_AP": 0.25, "per_class": {"nucleus": 0.3}, "ap": [1, 2]}
     assert project.latest_checkpoint() == project.checkpoint_dir / "r2.pt"
     stored = project.con.execute("SELECT checkpoint FROM rounds WHERE round = 2").fetchone()[0]
     assert stored == "checkpoints/r2.pt"  # relative: the project folder can move
