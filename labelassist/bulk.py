@@ -233,9 +233,14 @@ def _collate(batch: list[Any]) -> list[Any]:
     return batch
 
 
-def _default_num_workers(sources: Sequence[_Source]) -> int:
+def _default_num_workers(sources: Sequence[_Source], model: Model) -> int:
+    """Decoding processes: none for arrays, and none when the model runs on the CPU (its
+    threads already use every core; extra processes only compete with it, see
+    bench/results_bulk.md); else up to 4, one less than the CPU count."""
     if all(s.path is None for s in sources) or len(sources) < 2:
-        return 0  # arrays are already decoded
+        return 0
+    if getattr(model.device, "type", str(model.device)) == "cpu":
+        return 0
     return max(0, min(4, (os.cpu_count() or 1) - 1))
 
 
@@ -542,8 +547,9 @@ def preannotate(
         Images per forward pass (and per Dask task).
     num_workers : int, optional
         Processes decoding images (torch ``DataLoader`` workers) while the model runs
-        in this process; 0 decodes in this process. Default: up to 4, one less than the
-        CPU count (0 for arrays). Ignored with ``client``.
+        in this process; 0 decodes in this process. Default: 0 when the model runs on
+        the CPU (its threads already use every core) or the images are arrays; else up
+        to 4, one less than the CPU count. Ignored with ``client``.
     client : dask.distributed.Client, optional
         Run on this Dask cluster instead: images are read and predicted by the workers
         (paths must be readable there), each worker loads the model once.
@@ -625,7 +631,9 @@ def preannotate(
             if pending and client is not None:
                 _run_dask(pending, model, options, client, collector.emit)
             elif pending:
-                workers = _default_num_workers(pending) if num_workers is None else num_workers
+                workers = (
+                    _default_num_workers(pending, model) if num_workers is None else num_workers
+                )
                 _run_local(pending, model, options, workers, collector.emit)
         except BaseException:
             if out_path is not None and collector.unflushed:

@@ -473,3 +473,10 @@ def test_missing_dask_names_the_extra(monkeypatch, model):
     client = distributed.Client.__new__(distributed.Client)  # never connected: not used
     with pytest.raises(ImportError, match=r"pip install labelassist\[dask\]"):
         preannotate([_blobs(0)], model, client=client, progress=False)
+
+
+def test_default_decoding_workers(model):
+    arrays = [bulk._Source(k, f"array_{k:04d}", array=np.zeros((4, 4))) for k in range(3)]
+    paths = [bulk._Source(k, f"{k}.png", path=f"/x/{k}.png") for k in range(3)]
+    assert bulk._default_num_workers(arrays, model) == 0
+    assert bulk._default_num_workers(paths, model) == 0  # the CPU model uses every core
