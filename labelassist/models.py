@@ -456,7 +456,7 @@ class Model:
         score_threshold: float = 0.5,
         mask_threshold: float = 0.5,
         tile_size: int | None = None,
-        tile_overlap: int = 128,
+        tile_overlap: int | None = None,
         batch_size: int = 4,
         tolerance: float | None = None,
     ) -> Instances | list[Instances]:

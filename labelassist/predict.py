@@ -430,7 +430,7 @@ def _check_args(
     score_threshold: float,
     mask_threshold: float,
     tile_size: int | None,
-    tile_overlap: int,
+    tile_overlap: int | None,
     batch_size: int,
 ) -> None:
     if not 0.0 <= float(score_threshold) <= 1.0:
@@ -524,7 +524,7 @@ def predict(
     score_threshold: float = 0.5,
     mask_threshold: float = 0.5,
     tile_size: int | None = None,
-    tile_overlap: int = 128,
+    tile_overlap: int | None = None,
     batch_size: int = 4,
     tolerance: float | None = None,
 ) -> Instances | list[Instances]:
@@ -542,8 +542,9 @@ def predict(
     tile_size : int, optional
         Cut images larger than this into overlapping ``tile_size`` tiles (memory bounded,
         intensities normalised with one range per image). None: whole images.
-    tile_overlap : int
-        Overlap of neighbouring tiles in pixels; must exceed the largest object.
+    tile_overlap : int, optional
+        Overlap of neighbouring tiles in pixels; must exceed the largest object. Default
+        ``min(128, tile_size // 4)``.
     batch_size : int
         Images or tiles per network forward.
     tolerance : float, optional
@@ -563,7 +564,10 @@ def predict(
     >>> predict(model, [np.zeros((64, 64), np.uint8)], score_threshold=0.99)
     [Instances(n=0, image_shape=(64, 64), extra=[])]
     """
+    if tile_overlap is None and tile_size is not None:
+        tile_overlap = min(128, int(tile_size) // 4) if isinstance(tile_size, int) else 0
     _check_args(score_threshold, mask_threshold, tile_size, tile_overlap, batch_size)
+    tile_overlap = tile_overlap or 0
     images, single = _as_list(image_or_list)
     net, device = model.net, model.device
     normalization = model.meta.get("normalization")
