@@ -61,14 +61,65 @@ def evaluate_starter(model: la.Model, *, n_images: int, seed: int) -> dict:
     return {"synthetic_held_out": synthetic, "real_nuclei": real_metrics}
 
 
+def save_pictures(model: la.Model, folder: str | Path, *, seed: int = 10_000) -> list[Path]:
+    """``starter_synthetic.png`` (a held-out synthetic image) and ``starter_real.png`` (the
+    real fluorescence sample and the hematoxylin channel of scikit-image's IHC image):
+    predictions in colour next to the ground truth where there is one."""
+    import imageio.v3 as iio
+    from skimage import color, data
+
+    from labelassist.samples import real_nuclei
+    from labelassist.visualize import draw_outlines, to_display
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def panel(image, instances, by="instance"):
+        return draw_outlines(image, instances, by=by)
+
+    gap = lambda h: np.full((h, 8, 3), 255, np.uint8)  # noqa: E731
+    image, truth = la.synthetic_nuclei((256, 256), seed=seed)
+    pred = model.predict(image, score_threshold=0.5)
+    synthetic = np.hstack(
+        [to_display(image), gap(256), panel(image, pred), gap(256), panel(image, truth)]
+    )
+    real, label_image = real_nuclei(labels=True)
+    real_truth = la.Instances(la.masks_to_polygons(label_image), None, None, label_image.shape)
+    real_pred = model.predict(real, score_threshold=0.5)
+    hema = color.rgb2hed(data.immunohistochemistry())[..., 0]
+    hema = hema[:512, :512]
+    hema_pred = model.predict(hema.astype(np.float32), score_threshold=0.5)
+    real_panel = np.hstack(
+        [
+            panel(real, real_pred),
+            gap(512),
+            panel(real, real_truth),
+            gap(512),
+            panel(hema, hema_pred),
+        ]
+    )
+    paths = [folder / "starter_synthetic.png", folder / "starter_real.png"]
+    iio.imwrite(paths[0], synthetic)
+    iio.imwrite(paths[1], real_panel)
+    logging.info(
+        "pictures: synthetic %d predicted / %d true; real %d / %d; IHC %d predicted",
+        len(pred),
+        len(truth),
+        len(real_pred),
+        len(real_truth),
+        len(hema_pred),
+    )
+    return paths
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="labelassist/data/starter.pt", help="model file")
     parser.add_argument("--run-dir", default="runs/starter", help="per-epoch checkpoints")
     parser.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
-    parser.add_argument("--n-train", type=int, default=320, help="synthetic training images")
+    parser.add_argument("--n-train", type=int, default=256, help="synthetic training images")
     parser.add_argument("--size", type=int, default=128, help="image height and width")
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--lr", type=float, default=0.02)
     parser.add_argument("--warmup-iters", type=int, default=50)
@@ -80,8 +131,15 @@ def main(argv: list[str] | None = None) -> int:
         "--max-minutes", type=float, default=None, help="stop after the epoch past this time"
     )
     parser.add_argument("--n-eval", type=int, default=24, help="held-out synthetic images")
+    parser.add_argument("--pictures", default="docs", help="folder for the output pictures")
+    parser.add_argument(
+        "--pictures-only", metavar="MODEL", help="only draw the pictures of MODEL and exit"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if args.pictures_only:
+        save_pictures(la.load_model(args.pictures_only, device="cpu"), args.pictures)
+        return 0
 
     import torch
 
@@ -136,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     summary = {k: v for k, v in model.meta.items() if k != "history"}
     summary["history"] = model.meta.get("history")
     out.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
+    if args.pictures:
+        save_pictures(model, args.pictures)
     logging.info(
         "saved %s (%.1f MB): synthetic segm_AP50 %.3f segm_AP %.3f; real segm_AP50 %.3f",
         out,
