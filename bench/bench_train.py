@@ -95,11 +95,16 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--lr", type=float, default=0.005, help="the reference loop (no clipping) diverges at 0.02"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     pairs = [synthetic_nuclei((args.size, args.size), seed=s) for s in range(args.images)]
     n_iter = math.ceil(args.images / args.batch_size) * args.epochs
-    common = dict(batch_size=args.batch_size, num_workers=args.workers, warmup_iters=100)
+    common = dict(
+        batch_size=args.batch_size, num_workers=args.workers, warmup_iters=100, lr=args.lr
+    )
 
     def run_finetune(**extra):
         config = TrainConfig(epochs=args.epochs, **common, **extra)
@@ -112,7 +117,7 @@ def main() -> None:
             pairs,
             epochs=args.epochs,
             batch_size=args.batch_size,
-            lr=0.02,
+            lr=args.lr,
             workers=args.workers,
         ),
         "finetune, augment=0": lambda: run_finetune(augment=0.0),

@@ -143,8 +143,8 @@ class TrainResult:
     Attributes
     ----------
     model : Model
-        The trained model (the same object that was passed in when its classes covered
-        the data, else a new one with the extended class list).
+        The trained model (a new object; its classes are the model's followed by the
+        data classes it lacked).
     history : list of dict
         One dict per epoch: ``epoch``, ``loss`` and each loss part (means over the epoch),
         ``lr``, ``iterations``, ``time_s``, and the `evaluate` metrics (``segm_AP``,
@@ -453,22 +453,21 @@ def _extend_heads(net: torch.nn.Module, n_old: int, n_new: int) -> None:
 
 
 def _with_classes(model: Model, classes: list[str]) -> Model:
-    """``model`` itself if it has ``classes``, else a copy with predictors for them (new
-    network label ids after the existing ones)."""
-    if list(model.classes) == classes:
-        return model
+    """A copy of ``model`` to train (the input stays as it is), with predictor heads for
+    ``classes``: classes it lacks get new network label ids after the existing ones."""
     import copy
 
     from .models import Model
 
-    n_out = int(model.net.roi_heads.box_predictor.cls_score.out_features)
-    added = len(classes) - len(model.classes)
     net = copy.deepcopy(model.net)
-    _extend_heads(net, n_out, n_out + added)
     meta = copy.deepcopy(model.meta)
-    meta["label_ids"] = list(meta["label_ids"]) + list(range(n_out, n_out + added))
-    meta["classes"] = list(classes)
-    logger.info("new classes %s: predictor heads extended", classes[len(model.classes) :])
+    added = len(classes) - len(model.classes)
+    if added:
+        n_out = int(net.roi_heads.box_predictor.cls_score.out_features)
+        _extend_heads(net, n_out, n_out + added)
+        meta["label_ids"] = list(meta["label_ids"]) + list(range(n_out, n_out + added))
+        meta["classes"] = list(classes)
+        logger.info("new classes %s: predictor heads extended", classes[len(model.classes) :])
     return Model(
         net, classes, arch=model.arch, options=meta.get("options"), meta=meta, device=model.device
     )
@@ -768,9 +767,9 @@ def finetune(
     ----------
     model : Model
         The starting point (``load_model("starter")``, a checkpoint, or
-        ``load_model(None, classes=[...])`` for training from scratch). Its weights are
-        updated in place unless the data brings new classes (then a copy with extended
-        heads is trained and returned).
+        ``load_model(None, classes=[...])`` for training from scratch). It is not
+        modified: a copy is trained (with extended heads when the data brings new
+        classes) and returned in the result.
     train : Dataset, COCO json path, or list of (image, Instances)
         Training images with their instances. Images are read with
         `labelassist.read_image` and converted like `Model.predict` does. In a list of

@@ -143,8 +143,11 @@ def test_non_finite_loss_raises_with_epoch_and_parts(pairs):
 def test_freeze_backbone_keeps_backbone_weights(pairs):
     model = new_model()
     before = state(model)
-    finetune(model, pairs, epochs=1, lr=0.01, freeze="backbone", progress=False, config=fast())
-    after = state(model)
+    result = finetune(
+        model, pairs, epochs=1, lr=0.01, freeze="backbone", progress=False, config=fast()
+    )
+    after = state(result.model)
+    assert all(torch.equal(v, state(model)[k]) for k, v in before.items())  # input untouched
     body = [k for k in before if k.startswith("backbone.body.")]
     heads = [k for k in before if k.startswith("roi_heads.box_predictor.")]
     assert body and heads
@@ -219,6 +222,7 @@ def test_new_class_extends_heads_and_keeps_other_weights(pairs):
     before = state(model)
     extended = _with_classes(model, ["nucleus", "debris"])
     assert extended is not model and model.classes == ["nucleus"]  # input not mutated
+    assert extended.net is not model.net
     assert extended.classes == ["nucleus", "debris"]
     assert extended.meta["label_ids"] == [1, 2]
     after = state(extended)
@@ -421,3 +425,20 @@ def test_cli_errors(argv, match, capsys):
 
     assert main(argv) == 1
     assert match in capsys.readouterr().err
+
+
+# -- the shipped starter model ---------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_starter_finds_nuclei_in_a_held_out_synthetic_image():
+    from labelassist.evaluate import evaluate_predictions
+
+    model = load_model("starter", device="cpu")
+    assert model.classes == ["nucleus"]
+    assert model.meta["starter"]["script"] == "examples/train_starter.py"
+    image, truth = synthetic_nuclei((256, 256), seed=987_654)  # not a training seed
+    prediction = model.predict(image, score_threshold=0.05)
+    record = {"id": 1, "file_name": "held_out.png", "height": 256, "width": 256}
+    metrics = evaluate_predictions({1: prediction}, Dataset(["nucleus"], [record], {1: truth}))
+    assert metrics["segm_AP50"] >= 0.8, metrics
