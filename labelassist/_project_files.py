@@ -90,8 +90,10 @@ def image_size(path: Path) -> tuple[int, int]:
         with Image.open(path) as im:  # reads the header only
             width, height = im.size
         return int(height), int(width)
-    except Exception:  # not a format PIL knows: decode it fully
-        from .io import read_image
+    except Exception as exc:
+        if suffix in IMAGE_SUFFIXES:  # a format PIL reads: the file is broken
+            raise ValueError(f"not a readable {suffix} image ({exc})") from None
+        from .io import read_image  # another format: let the full reader try
 
         image = read_image(path)
         return int(image.shape[0]), int(image.shape[1])

@@ -291,6 +291,7 @@ def test_add_images_reads_tiff_sizes_from_metadata(tmp_path):
     }
 
 
+@pytest.mark.filterwarnings("ignore:The legacy `DICOM` plugin:DeprecationWarning")  # imageio
 def test_add_images_unreadable_files_add_nothing(tmp_path):
     _write_images(tmp_path, 2)
     (tmp_path / "broken.png").write_bytes(b"not a png at all")
@@ -301,6 +302,13 @@ def test_add_images_unreadable_files_add_nothing(tmp_path):
         ):
             p.add_images(tmp_path)
         assert p.images() == []
+        # other suffixes: decoded by content, or reported the same way
+        (tmp_path / "notes.txt").write_text("hello")
+        with pytest.raises(ValueError, match=r"cannot read 1 of 1 image files.*notes.txt"):
+            p.add_images([tmp_path / "notes.txt"])
+        (tmp_path / "png_bytes.dat").write_bytes((tmp_path / "img0.png").read_bytes())
+        [image_id] = p.add_images([tmp_path / "png_bytes.dat"])
+        assert (p.image(image_id)["height"], p.image(image_id)["width"]) == SHAPE
 
 
 def test_add_images_errors(tmp_path):
