@@ -948,3 +948,22 @@ def test_next_image_with_a_model_ranks_the_open_images(project, tmp_path):
     for image_id in (2, 4):
         project.set_status(image_id, "skipped")
     assert project.next_image(model=model, exclude=[3]) is None
+
+
+def test_a_project_folder_can_move(tmp_path):
+    import shutil
+
+    _write_images(tmp_path / "data", 2)
+    with Project.create(tmp_path / "a" / "proj", classes=["a"], copy_images=True) as p:
+        p.add_images(tmp_path / "data")
+        p.save_instances(1, _inst([(0, 0, 4, 4)]), source="human")
+        p.add_round(checkpoint=p.checkpoint_dir / "r1.pt", image_ids=[1], metrics={})
+    shutil.move(tmp_path / "a" / "proj", tmp_path / "moved")
+    shutil.rmtree(tmp_path / "data")
+    with Project.open(tmp_path / "moved") as p:
+        assert p.image_path(1) == tmp_path / "moved" / "images" / "img0.png"
+        assert p.image_path(1).is_file()
+        assert p.latest_checkpoint() == tmp_path / "moved" / "checkpoints" / "r1.pt"
+        p.set_status(1, "reviewed")
+        out = p.export_coco(tmp_path / "moved" / "labels.json")
+    assert read_coco(out).image_path(1) == tmp_path / "moved" / "images" / "img0.png"
