@@ -530,17 +530,21 @@ def preannotate(
         A folder (its ``.png``, ``.jpg``, ``.jpeg``, ``.tif``, ``.tiff``, ``.bmp`` files,
         sorted by name, not recursive), a glob pattern (``"data/**/*.tif"``), or a list of
         paths (folders and patterns in it are expanded) or of images as arrays of shape
-        (H, W), (H, W, 3) or (H, W, 4). Files are named relative to the deepest folder
-        holding them all (the dataset's ``image_root``); arrays ``array_0000``, ... by
-        their position.
+        (H, W), (H, W, 3) or (H, W, 4). Files are named (``file_name``) relative to the
+        folder of ``out`` when it holds them all (so that ``read_coco(out)`` finds them),
+        else to the deepest folder holding them all; that folder is the dataset's
+        ``image_root``. Arrays are named ``array_0000``, ... by their position.
     model : Model or str or os.PathLike
         A loaded `Model`, or a source for `load_model` (``"starter"``, a checkpoint path).
     out : str or os.PathLike, optional
         A COCO json file. Results are written to it atomically every ``flush_every``
-        images and at the end (also when the run stops with an error). If it exists, the
-        run resumes: images whose file name it already holds are not predicted again.
+        images and at the end (also when the run stops with an error or Ctrl-C). If it
+        exists, the run resumes: images whose file name it already holds are not
+        predicted again (its other images are kept). Each flush rewrites the whole file:
+        for very long runs raise ``flush_every``. ``info`` in the file records
+        ``image_root`` and the failed images.
     score_threshold : float, default 0.5
-        Keep detections scoring at least this much, in ``[0, 1]``.
+        Keep detections scoring above this, in ``[0, 1]``.
     tile_size : int, optional
         Predict large images in overlapping tiles of this size (see `Model.predict`).
     batch_size : int, default 4
@@ -563,7 +567,8 @@ def preannotate(
     dataset : Dataset
         ``categories`` are ``model.classes``; one image record (``id``, ``file_name``,
         ``height``, ``width``) and one `Instances` per image read, in input order (ids
-        are the input positions + 1). ``dataset.failed`` lists ``(file_name, reason)``
+        are the input positions + 1, unless a resumed ``out`` had taken them).
+        ``dataset.failed`` lists ``(file_name, reason)``
         for each image that could not be read or predicted; those are skipped (and
         retried by a re-run with the same ``out``). A `PreannotateWarning` lists them too.
 

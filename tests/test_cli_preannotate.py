@@ -15,6 +15,8 @@ from test_bulk import SCORE, _coco_content, _worker_loads, _write_images, tiny_m
 from labelassist.bulk import preannotate
 from labelassist.cli import main
 
+pytestmark = pytest.mark.filterwarnings("ignore:.*reached the model's limit:UserWarning")
+
 SUMMARY = re.compile(
     r"preannotate: (\d+) images, (\d+) instances, (\d+) failed, [\d.]+ s -> (.+\.json)"
 )
