@@ -28,15 +28,33 @@ import sqlite3
 import threading
 import uuid
 import warnings
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import shapely
 
+from . import _project_coco as _coco
 from . import _project_files as _files
 from . import _project_schema as _schema
+from ._project_util import (
+    UNCERTAIN_BAND,
+    check_choice,
+    check_classes,
+    instance_ids_of,
+    json_dumps_checked,
+    looks_like_sqlite,
+    progress_bar,
+    remove_copies,
+    rows_to_instances,
+    same_geometry,
+    split_filter,
+    sql_where,
+    status_filter,
+    uncertain_fraction,
+    update_counts,
+)
 from .instances import Instances
 
 __all__ = ["Project", "STATUSES", "SOURCES", "UNCERTAIN_BAND"]
@@ -45,97 +63,8 @@ logger = logging.getLogger(__name__)
 
 STATUSES = _schema.STATUSES
 SOURCES = _schema.SOURCES
-#: Model scores in ``[low, high)`` count as uncertain for ``next_image``'s stored-score proxy.
-UNCERTAIN_BAND = (0.3, 0.8)
-DB_NAME = "project.db"
-_IMPORT_BATCH = 500
+DB_NAME = _coco.DB_NAME
 _IMAGE_COLUMNS = "id, file_name, path, height, width, status, split, n_instances, updated, version"
-
-
-def _json_default(value: Any) -> Any:
-    """numpy scalars and arrays as plain JSON values (metrics often hold them)."""
-    if isinstance(value, (np.generic, np.ndarray)):
-        return value.tolist()
-    raise TypeError(f"{type(value).__name__} is not JSON-serializable")
-
-
-def _json_dumps(value: Any, name: str) -> str:
-    try:
-        return json.dumps(value, allow_nan=False, sort_keys=True, default=_json_default)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name} must be JSON-serializable (finite numbers): {exc}") from None
-
-
-def _check_classes(classes: Any) -> list[str]:
-    if isinstance(classes, str) or not isinstance(classes, Iterable):
-        raise TypeError(
-            f"classes must be a list of class names, got {classes!r}; for one class "
-            "write classes=['nucleus']"
-        )
-    names = list(classes)
-    if not names:
-        raise ValueError("classes must name at least one class, e.g. classes=['nucleus']")
-    for k, name in enumerate(names):
-        if not isinstance(name, str) or not name.strip():
-            raise ValueError(f"classes[{k}] must be a non-empty str, got {name!r}")
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise ValueError(f"classes must be unique, got duplicates {dupes}")
-    return names
-
-
-def _check_choice(value: Any, name: str, choices: Sequence[str]) -> str:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
-    return value
-
-
-def _status_filter(status: Any) -> list[str] | None:
-    """None for every status, else the list of statuses asked for."""
-    if status is None or status == "all":
-        return None
-    values = [status] if isinstance(status, str) else list(status)
-    for value in values:
-        _check_choice(value, "status", (*STATUSES, "all"))
-    return values
-
-
-def _split_filter(split: Any) -> str | None:
-    if split is None:
-        return None
-    return _check_choice(split, "split", (*_schema.SPLITS, "unassigned"))
-
-
-def _where(status: list[str] | None, split: str | None, prefix: str = "") -> tuple[str, list]:
-    clauses, params = [], []
-    if status is not None:
-        clauses.append(f"{prefix}status IN ({', '.join('?' * len(status))})")
-        params.extend(status)
-    if split == "unassigned":
-        clauses.append(f"{prefix}split IS NULL")
-    elif split is not None:
-        clauses.append(f"{prefix}split = ?")
-        params.append(split)
-    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
-
-
-def _instance_ids(instances: Instances) -> list[int | None]:
-    """The caller's ``extra["instance_id"]`` as ints (None where missing or not positive)."""
-    column = instances.extra.get("instance_id")
-    if column is None:
-        return [None] * len(instances)
-    out: list[int | None] = []
-    for value in column:
-        try:
-            number = int(value)
-        except (TypeError, ValueError, OverflowError):
-            number = 0
-        out.append(number if number > 0 else None)
-    return out
-
-
-def _same_geometry(a: shapely.Geometry, b: shapely.Geometry) -> bool:
-    return bool(shapely.equals_exact(shapely.normalize(a), shapely.normalize(b), tolerance=1e-9))
 
 
 class Project:
@@ -213,7 +142,7 @@ class Project:
         (['nucleus', 'debris'], [])
         >>> project.close()
         """
-        names = _check_classes(classes)
+        names = check_classes(classes)
         if not isinstance(copy_images, (bool, np.bool_)):
             raise TypeError(f"copy_images must be True or False, got {copy_images!r}")
         folder = Path(folder).expanduser().resolve()
@@ -287,7 +216,7 @@ class Project:
                 f"{folder} is not a labelassist project (no {DB_NAME}); create one with "
                 "Project.create or `labelassist project init`"
             )
-        con = _schema.connect(db) if _looks_like_sqlite(db) else None
+        con = _schema.connect(db) if looks_like_sqlite(db) else None
         if con is None:
             raise ValueError(f"{folder} is not a labelassist project ({DB_NAME} is not SQLite)")
         try:
@@ -392,11 +321,11 @@ class Project:
         if copy is None:
             copy = self.copy_images
         if split is not None:
-            _check_choice(split, "split", _schema.SPLITS)
+            check_choice(split, "split", _schema.SPLITS)
         paths = _files.collect_paths(paths_or_folder_or_glob)
         new, n_dupes = self._new_files(paths)
         sizes, bad = {}, []
-        for path in _progress(new, progress, "reading image sizes"):
+        for path in progress_bar(new, progress, "reading image sizes"):
             try:
                 sizes[path] = _files.image_size(path)
             except Exception as exc:  # any decoder error: report it with the file
@@ -425,7 +354,7 @@ class Project:
                     )
                     ids.append(int(cur.lastrowid))
         except BaseException:
-            _remove_copies(copies)  # the copies of images that were not added
+            remove_copies(copies)  # the copies of images that were not added
             raise
         return ids
 
@@ -457,7 +386,7 @@ class Project:
         self, paths: list[Path], sizes: dict[Path, tuple[int, int]], *, copy: bool
     ) -> tuple[list[tuple[str, str, str, tuple[int, int]]], list[Path]]:
         """(file_name, stored path, origin, size) per file, copying when asked; and the
-        copies made (for `_remove_copies` when the database write fails)."""
+        copies made (for `remove_copies` when the database write fails)."""
         rows, copies = [], []
         taken: set[str] = set()
         images_dir = self.images_dir.resolve()
@@ -470,7 +399,7 @@ class Project:
                 stored = _files.stored_path(target, self.folder)
                 rows.append((target.name, stored, path.as_posix(), sizes[path]))
         except BaseException:
-            _remove_copies(copies)
+            remove_copies(copies)
             raise
         return rows, copies
 
@@ -500,7 +429,7 @@ class Project:
         ...     project.images(status="reviewed")
         []
         """
-        where, params = _where(_status_filter(status), _split_filter(split))
+        where, params = sql_where(status_filter(status), split_filter(split))
         with self._lock:
             rows = self.con.execute(
                 f"SELECT {_IMAGE_COLUMNS} FROM images{where} ORDER BY id", params
@@ -593,7 +522,7 @@ class Project:
         ...     project.image(i)["status"]
         'reviewed'
         """
-        _check_choice(status, "status", STATUSES)
+        check_choice(status, "status", STATUSES)
         image_id = self._image_id(image)
         with self._lock, _schema.write_transaction(self.con) as con:
             cur = con.execute(
@@ -617,7 +546,7 @@ class Project:
         ['val']
         """
         if split is not None:
-            _check_choice(split, "split", _schema.SPLITS)
+            check_choice(split, "split", _schema.SPLITS)
         if isinstance(images, (Mapping, int, np.integer)):
             images = [images]
         ids = [self._image_id(image) for image in images]
@@ -723,7 +652,7 @@ class Project:
         """
         if not isinstance(instances, Instances):
             raise TypeError(f"instances must be an Instances, got {type(instances).__name__}")
-        _check_choice(source, "source", SOURCES)
+        check_choice(source, "source", SOURCES)
         if model_id is not None and not isinstance(model_id, str):
             raise TypeError(f"model_id must be a str or None, got {model_id!r}")
         self._check_labels(instances)
@@ -801,8 +730,8 @@ class Project:
                 " AND instance_id IS NULL",
                 (image_id, version),
             )
-        _update_counts(con, [(r[1], r[2]) for r in previous], -1)
-        _update_counts(con, zip(instances.labels.tolist(), sources, strict=True), +1)
+        update_counts(con, [(r[1], r[2]) for r in previous], -1)
+        update_counts(con, zip(instances.labels.tolist(), sources, strict=True), +1)
         if status is None:
             status = old_status
             if source == "model" and old_status == "new":
@@ -812,7 +741,7 @@ class Project:
         con.execute(
             "UPDATE images SET version = ?, n_instances = ?, uncertainty = ?, status = ?,"
             " updated = ? WHERE id = ?",
-            (version, n, _uncertainty(instances.scores, sources), status, stamp, image_id),
+            (version, n, uncertain_fraction(instances.scores, sources), status, stamp, image_id),
         )
 
     def _provenance(
@@ -824,7 +753,7 @@ class Project:
         previous: list[tuple],
     ) -> tuple[list[int | None], list[str]]:
         """Instance ids (None: new) and per-instance sources of a save."""
-        wanted = _instance_ids(instances)
+        wanted = instance_ids_of(instances)
         known = set()
         if any(i is not None for i in wanted):
             known = {
@@ -851,7 +780,7 @@ class Project:
             elif (
                 old is not None
                 and old[1] == int(instances.labels[k])
-                and _same_geometry(shapely.from_wkb(old[3]), instances.polygons[k])
+                and same_geometry(shapely.from_wkb(old[3]), instances.polygons[k])
             ):
                 sources.append(old[2])
             else:
@@ -896,7 +825,7 @@ class Project:
                 " WHERE image_id = ? AND version = ? ORDER BY id",
                 (image_id, int(version)),
             ).fetchall()
-        return _rows_to_instances(rows, (height, width))
+        return rows_to_instances(rows, (height, width))
 
     def history(self, image: int | Mapping) -> list[dict]:
         """Saved versions of an image's instances, oldest first.
@@ -961,16 +890,16 @@ class Project:
                 " WHERE image_id = ? AND version IN (?, ?)",
                 (image_id, current, parent),
             ).fetchall()
-            _update_counts(con, [(r[1], r[2]) for r in rows if r[0] == current], -1)
+            update_counts(con, [(r[1], r[2]) for r in rows if r[0] == current], -1)
             kept = [r for r in rows if r[0] == parent]
-            _update_counts(con, [(r[1], r[2]) for r in kept], +1)
+            update_counts(con, [(r[1], r[2]) for r in kept], +1)
             con.execute(
                 "UPDATE images SET version = ?, n_instances = ?, uncertainty = ?, updated = ?"
                 " WHERE id = ?",
                 (
                     parent,
                     len(kept),
-                    _uncertainty(np.array([r[3] for r in kept]), [r[2] for r in kept]),
+                    uncertain_fraction(np.array([r[3] for r in kept]), [r[2] for r in kept]),
                     _schema.now(),
                     image_id,
                 ),
@@ -978,54 +907,6 @@ class Project:
         return self.instances(image_id)
 
     # -- datasets and COCO ---------------------------------------------------------------
-    def _iter_items(
-        self, status: Any, split: Any, file_name: Any = None, progress: bool = False
-    ) -> Iterator[tuple[dict, Instances]]:
-        """(record, Instances) per selected image, streamed from a private connection.
-
-        One SELECT statement: a consistent snapshot, whatever other processes write
-        meanwhile. ``file_name(path)`` maps the absolute path to the record's file_name.
-        """
-        where, params = _where(_status_filter(status), _split_filter(split), prefix="i.")
-        con = _schema.connect(self.folder / DB_NAME)
-        try:
-            n_images = None
-            if progress:
-                n_images = con.execute(f"SELECT count(*) FROM images i{where}", params).fetchone()[
-                    0
-                ]
-            rows = con.execute(
-                "SELECT i.id, i.path, i.height, i.width, a.instance_id, a.label, a.score,"
-                " a.source, a.geometry FROM images i LEFT JOIN annotations a ON"
-                f" a.image_id = i.id AND a.version = i.version{where} ORDER BY i.id, a.id",
-                params,
-            )
-            bar = _progress(None, progress, "exporting images", total=n_images)
-            group: list[tuple] = []
-            for row in rows:
-                if group and row[0] != group[0][0]:
-                    yield self._item(group, file_name)
-                    bar.update(1)
-                    group = []
-                group.append(row)
-            if group:
-                yield self._item(group, file_name)
-                bar.update(1)
-            bar.close()
-        finally:
-            con.close()
-
-    def _item(self, group: list[tuple], file_name: Any) -> tuple[dict, Instances]:
-        image_id, stored, height, width = group[0][:4]
-        path = self._absolute(stored)
-        record = {
-            "id": image_id,
-            "file_name": file_name(path) if file_name else str(path),
-            "height": height,
-            "width": width,
-        }
-        rows = [r[4:] for r in group if r[4] is not None]
-        return record, _rows_to_instances(rows, (height, width))
 
     def dataset(self, *, status: str | Sequence[str] | None = "reviewed", split: str | None = None):
         """The selected images and their current instances as a `labelassist.coco.Dataset`.
@@ -1050,23 +931,7 @@ class Project:
         ...     len(project.dataset().images)
         0
         """
-        from .coco import Dataset
-
-        status_values, split_value = _status_filter(status), _split_filter(split)
-        root = self._image_root(self._paths(status_values, split_value), [self.folder])
-
-        def file_name(image: Path) -> str:
-            return Path(os.path.relpath(image, root)).as_posix()
-
-        with self._lock:
-            self.con  # noqa: B018  (raises when closed)
-            items = list(self._iter_items(status_values, split_value, file_name))
-        return Dataset(
-            list(self.classes),
-            [record for record, _ in items],
-            {record["id"]: inst for record, inst in items},
-            image_root=root,
-        )
+        return _coco.dataset(self, status=status, split=split)
 
     def export_coco(
         self,
@@ -1111,64 +976,15 @@ class Project:
         >>> sorted(json.loads(out.read_text()))
         ['annotations', 'categories', 'images', 'info', 'licenses']
         """
-        from .coco import write_coco
-
-        _check_choice(segmentation, "segmentation", ("polygon", "rle"))
-        path = Path(path).expanduser().resolve()
-        status_values = _status_filter(status)
-        split_value = _split_filter(split)
-        root = self._export_root(path, status_values, split_value, image_root)
-
-        def file_name(image: Path) -> str:
-            return Path(os.path.relpath(image, root)).as_posix()
-
-        info = {
-            "description": f"labelassist project {self.folder.name}",
-            "date_created": _schema.now(),
-            "image_root": root.as_posix(),
-        }
-        with self._lock:
-            self.con  # noqa: B018  (raises when closed)
-        items = self._iter_items(status_values, split_value, file_name, progress)
-        return write_coco(path, self.classes, items, segmentation=segmentation, info=info)
-
-    def _paths(self, status: list[str] | None, split: str | None) -> list[Path]:
-        """Absolute paths of the selected images."""
-        where, params = _where(status, split)
-        with self._lock:
-            rows = self.con.execute(f"SELECT DISTINCT path FROM images{where}", params)
-            return [self._absolute(r[0]) for r in rows]
-
-    @staticmethod
-    def _image_root(paths: list[Path], candidates: list[Path]) -> Path:
-        """The first candidate folder holding every path, else their deepest common folder."""
-        for root in candidates:
-            if all(root in p.parents for p in paths):
-                return root
-        return Path(os.path.commonpath([p.parent for p in paths]))
-
-    def _export_root(
-        self, path: Path, status: list[str] | None, split: str | None, image_root: Any
-    ) -> Path:
-        paths = self._paths(status, split)
-        if image_root is not None:
-            root = Path(image_root).expanduser().resolve()
-            outside = [p for p in paths if root not in p.parents]
-            if outside:
-                raise ValueError(
-                    f"image_root {root} does not hold {len(outside)} of the exported images "
-                    f"(e.g. {outside[0]}); choose a folder above all of them"
-                )
-            return root
-        root = self._image_root(paths, [path.parent, self.folder])
-        if root != path.parent:
-            warnings.warn(
-                f"the exported file_names are relative to {root} (not to the JSON's folder); "
-                f"read the file with image_root={str(root)!r}",
-                UserWarning,
-                stacklevel=3,
-            )
-        return root
+        return _coco.export_coco(
+            self,
+            path,
+            status=status,
+            split=split,
+            segmentation=segmentation,
+            image_root=image_root,
+            progress=progress,
+        )
 
     def import_coco(
         self,
@@ -1218,60 +1034,7 @@ class Project:
         ...     project.image(ids[0])["status"], len(project.instances(ids[0]))
         ('reviewed', 1)
         """
-        from .coco import read_coco
-
-        path = Path(path).expanduser()
-        root = Path(image_root).expanduser() if image_root is not None else path.parent
-        data = read_coco(path, image_root=image_root)
-        mapping = self._class_mapping(list(data.categories), path)
-        files, missing = [], []
-        for record in data.images:
-            file = (root / record["file_name"]).resolve()
-            files.append(file)
-            if not file.is_file():
-                missing.append(str(file))
-        if missing:
-            raise FileNotFoundError(
-                f"{len(missing)} image file(s) of {path} not found, e.g. {missing[0]}; pass "
-                "image_root= (CLI: --image-root) to say where the images are"
-            )
-        new, _ = self._new_files(files)
-        sizes = {
-            file: (int(r["height"]), int(r["width"]))
-            for file, r in zip(files, data.images, strict=True)
-        }
-        rows, _ = self._place_files(new, sizes, copy=self.copy_images)
-        placed = {row[2]: row for row in rows}
-        ids: list[int] = []
-        items = list(zip(files, data.images, strict=True))
-        bar = _progress(None, progress, "importing images", total=len(items))
-        for start in range(0, len(items), _IMPORT_BATCH):
-            batch = items[start : start + _IMPORT_BATCH]
-            with self._lock, _schema.write_transaction(self.con) as con:
-                stamp = _schema.now()
-                for file, record in batch:
-                    row = placed.pop(file.as_posix(), None)
-                    if row is not None:
-                        file_name, stored, origin, (height, width) = row
-                        con.execute(
-                            "INSERT INTO images (file_name, path, origin, height, width, updated)"
-                            " VALUES (?, ?, ?, ?, ?, ?)",
-                            (file_name, stored, origin, height, width, stamp),
-                        )
-                    (image_id,) = con.execute(
-                        "SELECT id FROM images WHERE origin = ?", (file.as_posix(),)
-                    ).fetchone()
-                    inst = data.instances.get(record["id"])
-                    if inst is None:
-                        inst = Instances.empty((int(record["height"]), int(record["width"])))
-                    inst = Instances(
-                        inst.polygons, mapping[inst.labels], inst.scores, inst.image_shape
-                    )
-                    self._write_instances(con, image_id, inst, "human", None, status="reviewed")
-                    ids.append(image_id)
-            bar.update(len(batch))
-        bar.close()
-        return ids
+        return _coco.import_coco(self, path, image_root=image_root, progress=progress)
 
     def import_label_images(
         self,
@@ -1318,73 +1081,9 @@ class Project:
         ...     project.instances(i).areas.tolist(), project.image(i)["status"]
         ([6.0, 9.0], 'reviewed')
         """
-        from .coco import Dataset
-
-        if isinstance(images, (str, os.PathLike)) or isinstance(label_images, (str, os.PathLike)):
-            raise TypeError(
-                "images and label_images must be lists (one entry per image); for one image "
-                "write [path]"
-            )
-        paths = [Path(p).expanduser().resolve() for p in images]
-        sources = list(label_images)
-        if len(paths) != len(sources):
-            raise ValueError(
-                f"images has {len(paths)} entries but label_images has {len(sources)}; give "
-                "one label image per image"
-            )
-        _check_choice(status, "status", STATUSES)
-        data = Dataset.from_label_images(
-            sources, categories=self.classes, label=label, tolerance=tolerance
+        return _coco.import_label_images(
+            self, images, label_images, label=label, tolerance=tolerance, status=status
         )
-        new, _ = self._new_files(paths)
-        missing = [str(p) for p in new if not p.is_file()]
-        if missing:
-            raise FileNotFoundError(f"image files not found: {', '.join(missing[:5])}")
-        known = self._sizes_of(paths)
-        for k, path in enumerate(paths):
-            size = known.get(path.as_posix()) or _files.image_size(path)
-            record = data.images[k]
-            if size != (record["height"], record["width"]):
-                raise ValueError(
-                    f"label_images[{k}] is {record['height']}x{record['width']} but image "
-                    f"{path} is {size[0]}x{size[1]} (height x width); they must match"
-                )
-        if new:
-            self.add_images(new)
-        with self._lock, _schema.write_transaction(self.con) as con:
-            ids = []
-            for k, path in enumerate(paths):
-                (image_id,) = con.execute(
-                    "SELECT id FROM images WHERE origin = ?", (path.as_posix(),)
-                ).fetchone()
-                inst = data.instances[k + 1]
-                self._write_instances(con, image_id, inst, "human", None, status=status)
-                ids.append(image_id)
-        return ids
-
-    def _sizes_of(self, paths: list[Path]) -> dict[str, tuple[int, int]]:
-        """(height, width) of the images among ``paths`` that are in the project."""
-        keys = [p.as_posix() for p in paths]
-        out = {}
-        with self._lock:
-            for start in range(0, len(keys), 500):
-                chunk = keys[start : start + 500]
-                rows = self.con.execute(
-                    "SELECT origin, height, width FROM images WHERE origin IN"
-                    f" ({', '.join('?' * len(chunk))})",
-                    chunk,
-                )
-                out.update((origin, (h, w)) for origin, h, w in rows)
-        return out
-
-    def _class_mapping(self, categories: list[str], path: Path) -> np.ndarray:
-        unknown = [name for name in categories if name not in self.classes]
-        if unknown:
-            raise ValueError(
-                f"categories {unknown} of {path} are not classes of this project "
-                f"{self.classes}; rename them in the file or create a project with these classes"
-            )
-        return np.array([self.classes.index(name) for name in categories], dtype=np.int64)
 
     # -- choosing what to label next -------------------------------------------------------
     def next_image(
@@ -1415,7 +1114,7 @@ class Project:
         ...     project.next_image() is None
         True
         """
-        _check_choice(strategy, "strategy", ("uncertainty", "order"))
+        check_choice(strategy, "strategy", ("uncertainty", "order"))
         skip = {self._image_id(image) for image in exclude}
         # partial indexes over the images still to label; DESC puts NULL (never predicted)
         # last
@@ -1488,7 +1187,7 @@ class Project:
             raise TypeError(f"checkpoint must be a path, got {type(checkpoint).__name__}")
         if not isinstance(metrics, Mapping):
             raise TypeError(f"metrics must be a dict, got {type(metrics).__name__}")
-        metrics_json = _json_dumps(dict(metrics), "metrics")
+        metrics_json = json_dumps_checked(dict(metrics), "metrics")
         ids = [self._image_id(i) for i in image_ids]
         if n_instances is not None and (
             isinstance(n_instances, bool)
@@ -1627,71 +1326,3 @@ class Project:
 
 
 # -- module helpers ------------------------------------------------------------------------
-def _remove_copies(copies: list[Path]) -> None:
-    """Delete image copies this project made (never a user's original file)."""
-    for copy in copies:
-        copy.unlink(missing_ok=True)
-
-
-def _looks_like_sqlite(path: Path) -> bool:
-    with open(path, "rb") as f:
-        header = f.read(16)
-    return header == b"SQLite format 3\x00"
-
-
-def _rows_to_instances(rows: list[tuple], shape: tuple[int, int]) -> Instances:
-    """Annotation rows ``(instance_id, label, score, source, wkb)`` to Instances."""
-    if not rows:
-        return Instances.empty(shape, extra_keys=("source", "instance_id"))
-    ids, labels, scores, sources, wkb = zip(*rows, strict=True)
-    return Instances(
-        shapely.from_wkb(np.array(wkb, dtype=object)),
-        np.array(labels, dtype=np.int64),
-        np.array(scores, dtype=np.float32),
-        shape,
-        extra={
-            "source": np.array(sources, dtype=str),
-            "instance_id": np.array(ids, dtype=np.int64),
-        },
-    )
-
-
-def _uncertainty(scores: np.ndarray, sources: Sequence[str]) -> float:
-    """Fraction of instances made by the model whose score lies in `UNCERTAIN_BAND`."""
-    if len(sources) == 0:
-        return 0.0
-    scores = np.asarray(scores, dtype=np.float64)
-    model = np.array([s == "model" for s in sources])
-    low, high = UNCERTAIN_BAND
-    return float(np.mean(model & (scores >= low) & (scores < high)))
-
-
-def _update_counts(con: sqlite3.Connection, pairs: Iterable[tuple[int, str]], sign: int) -> None:
-    tally: dict[tuple[int, str], int] = {}
-    for label, source in pairs:
-        tally[(int(label), source)] = tally.get((int(label), source), 0) + sign
-    con.executemany(
-        "INSERT INTO instance_counts (label, source, n) VALUES (?, ?, ?)"
-        " ON CONFLICT (label, source) DO UPDATE SET n = n + excluded.n",
-        [(label, source, n) for (label, source), n in tally.items()],
-    )
-
-
-class _NoBar:
-    def update(self, n: int = 1) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def __iter__(self):  # pragma: no cover - not used
-        return iter(())
-
-
-def _progress(iterable: Any, enabled: bool, desc: str, total: int | None = None) -> Any:
-    """A tqdm bar over ``iterable`` (or a manual one when None) when ``enabled``."""
-    if not enabled:
-        return iterable if iterable is not None else _NoBar()
-    from tqdm.auto import tqdm
-
-    return tqdm(iterable, desc=desc, total=total, unit="image", leave=False)
