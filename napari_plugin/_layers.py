@@ -295,8 +295,8 @@ def shapes_layer_kwargs(
         "shape_type": "polygon",
         "features": features,
         "feature_defaults": _defaults(classes[0] if classes else "class 0", classes),
-        "edge_color": edge,
-        "face_color": face,
+        "edge_color": edge if len(edge) else "#ffd900",  # napari rejects (0, 4) arrays
+        "face_color": face if len(face) else "transparent",
         "edge_width": 1.0,
         "name": name,
         "metadata": {METADATA_KEY: meta},

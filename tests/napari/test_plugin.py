@@ -1,0 +1,49 @@
+"""The plugin through napari itself: npe2 widgets, sample data, reader and writer (xvfb)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import shapely
+from labelassist_napari._layers import layer_to_instances
+
+import labelassist as la
+
+pytestmark = pytest.mark.gui
+
+
+def test_widgets_dock_through_npe2(make_napari_viewer):
+    viewer = make_napari_viewer()
+    names = []
+    for title in ("Pre-annotate", "Review", "Train rounds"):
+        _, widget = viewer.window.add_plugin_dock_widget("labelassist", title)
+        names.append(type(widget).__name__)
+    assert names == ["PreannotateWidget", "ReviewWidget", "TrainWidget"]
+
+
+def test_sample_data_opens_with_sensible_contrast(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.open_sample("labelassist", "real_nuclei")
+    image, shapes = viewer.layers
+    assert image.data.dtype == np.uint16
+    low, high = image.contrast_limits
+    assert 0 < high - low < 0.5 * np.iinfo(np.uint16).max  # percentiles, not the dtype range
+    assert len(layer_to_instances(shapes)) == 125
+
+
+def test_reader_and_writer_through_napari(make_napari_viewer, tmp_path):
+    import imageio.v3 as iio
+
+    iio.imwrite(tmp_path / "a.png", np.zeros((20, 30), np.uint8))
+    inst = la.Instances([shapely.box(2, 3, 9, 12)], [0], [0.8], (20, 30))
+    dataset = la.Dataset(
+        ["cell"], [{"id": 1, "file_name": "a.png", "height": 20, "width": 30}], {1: inst}
+    )
+    path = dataset.to_coco(tmp_path / "in.json")
+    viewer = make_napari_viewer()
+    layers = viewer.open(str(path), plugin="labelassist")
+    assert [layer._type_string for layer in layers] == ["image", "shapes"]
+    out = tmp_path / "out.json"
+    written = viewer.layers[1].save(str(out), plugin="labelassist")
+    assert written == [str(out)]
+    assert la.read_coco(out).instances[1] == inst
