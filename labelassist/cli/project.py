@@ -26,6 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.set_defaults(func=run)
     sub = parser.add_subparsers(dest="project_command", metavar="ACTION", required=True)
 
     p = sub.add_parser("init", help="create a project", description="Create a project folder.")
@@ -38,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="copy added images into the project (default: refer to them where they are)",
     )
-    p.set_defaults(func=run_init)
+    p.set_defaults(action=run_init)
 
     p = sub.add_parser("add", help="add images", description="Add image files to a project.")
     p.add_argument("folder", type=Path, help="project folder")
@@ -59,7 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--split", choices=["train", "val"], default=None, help="split of the added images"
     )
-    p.set_defaults(func=run_add)
+    p.set_defaults(action=run_add)
 
     p = sub.add_parser(
         "status",
@@ -67,7 +68,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Counts per status, class, source; rounds.",
     )
     p.add_argument("folder", type=Path, help="project folder")
-    p.set_defaults(func=run_status)
+    p.set_defaults(action=run_status)
 
     p = sub.add_parser(
         "export", help="export COCO", description="Write images and labels as COCO json."
@@ -84,7 +85,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--split", choices=["train", "val", "unassigned"], default=None, help="only this split"
     )
     p.add_argument("--rle", action="store_true", help="write every mask as RLE instead of polygons")
-    p.set_defaults(func=run_export)
+    p.set_defaults(action=run_export)
 
     p = sub.add_parser(
         "import",
@@ -99,19 +100,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="folder of the images (default: the json's folder)",
     )
-    p.set_defaults(func=run_import)
+    p.set_defaults(action=run_import)
 
     p = sub.add_parser(
         "next", help="the image to label next", description="Print the image to label next."
     )
     p.add_argument("folder", type=Path, help="project folder")
     p.add_argument("--strategy", choices=["uncertainty", "order"], default="uncertainty")
-    p.set_defaults(func=run_next)
+    p.set_defaults(action=run_next)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Dispatch (kept for the CLI convention; the actions set their own ``func``)."""
-    return args.func(args)
+    """Run the chosen action (``init``, ``add``, ...); return the exit code."""
+    return args.action(args)
 
 
 def _open(folder: Path):
