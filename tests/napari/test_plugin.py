@@ -47,3 +47,28 @@ def test_reader_and_writer_through_napari(make_napari_viewer, tmp_path):
     written = viewer.layers[1].save(str(out), plugin="labelassist")
     assert written == [str(out)]
     assert la.read_coco(out).instances[1] == inst
+
+
+def test_late_torch_import_next_to_a_viewer_does_not_crash(tmp_path):
+    """A fresh process: the viewer exists before torch is imported (as for a user)."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "late_torch.py"
+    script.write_text(
+        "import numpy as np, napari\n"
+        "viewer = napari.Viewer(show=True)\n"
+        "viewer.add_image(np.zeros((64, 64), np.uint8))\n"
+        "from labelassist_napari._widgets import import_torch\n"
+        "import_torch()\n"
+        "import labelassist as la\n"
+        "model = la.load_model(None, classes=['nucleus'], device='cpu')\n"
+        "print(model.predict(np.zeros((64, 64), np.uint8), score_threshold=0.99).image_shape)\n"
+        "viewer.close()\n"
+    )
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=300, env=os.environ
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "(64, 64)" in result.stdout
