@@ -62,6 +62,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--screenshot", type=Path, help="save a screenshot here and quit")
     args = parser.parse_args(argv)
 
+    if args.project is not None:  # before the viewer: it may load the starter model (torch)
+        make_project(args.project.resolve()).close()
+
     import napari
 
     viewer = napari.Viewer(title="labelassist demo")
@@ -69,7 +72,6 @@ def main(argv: list[str] | None = None) -> None:
     _, review = viewer.window.add_plugin_dock_widget("labelassist", "Review")
     _, train = viewer.window.add_plugin_dock_widget("labelassist", "Train rounds")
     if args.project is not None:
-        make_project(args.project.resolve()).close()
         review.open_project(args.project.resolve())
         train.folder.value = args.project.resolve()
     else:
