@@ -39,6 +39,10 @@ __all__ = ["preannotate", "PreannotateWarning"]
 logger = logging.getLogger(__name__)
 
 _DASK_EXTRA = "pip install labelassist[dask]"
+#: at most this share of a run's time goes to rewriting ``out`` (see ``flush_every``)
+_MAX_FLUSH_SHARE = 0.1
+#: writes faster than this are never delayed
+_SLOW_FLUSH_SECONDS = 1.0
 
 
 class PreannotateWarning(UserWarning):
@@ -423,6 +427,10 @@ class _Collector:
         self.instances: dict[int, Instances] = {}
         self.failed: list[tuple[str, str]] = []
         self.unflushed = 0
+        self.flush_seconds = 0.0  # how long the last flush took
+        self.flushed_at = time.perf_counter()
+        if out is not None:
+            from . import coco  # noqa: F401 - imported now, not timed in the first flush
         if done is not None:
             for record in done.images:
                 record = dict(record)
@@ -447,8 +455,17 @@ class _Collector:
             self.instances[image_id] = o.instances
         self.unflushed += len(outcomes)
         self.bar.update(len(outcomes))
-        if self.out is not None and self.unflushed >= self.flush_every:
+        if self.out is not None and self.unflushed >= self.flush_every and self._flush_due():
             self.flush()
+
+    def _flush_due(self) -> bool:
+        """Each flush rewrites the whole file, which grows with the run: flush less often
+        than every ``flush_every`` images when needed to keep flushing under
+        `_MAX_FLUSH_SHARE` of the run time."""
+        if self.flush_seconds < _SLOW_FLUSH_SECONDS:
+            return True
+        since = time.perf_counter() - self.flushed_at
+        return since >= self.flush_seconds * (1.0 / _MAX_FLUSH_SHARE - 1.0)
 
     def dataset(self) -> Dataset:
         from .coco import Dataset
@@ -470,7 +487,10 @@ class _Collector:
             "image_root": self.root,
             "failed": [list(f) for f in self.failed],
         }
+        start = time.perf_counter()
         self.dataset().to_coco(self.out, info=info)
+        self.flushed_at = time.perf_counter()
+        self.flush_seconds = self.flushed_at - start
         self.unflushed = 0
         logger.debug("preannotate: wrote %d images to %s", len(self.records), self.out)
 
@@ -540,8 +560,7 @@ def preannotate(
         A COCO json file. Results are written to it atomically every ``flush_every``
         images and at the end (also when the run stops with an error or Ctrl-C). If it
         exists, the run resumes: images whose file name it already holds are not
-        predicted again (its other images are kept). Each flush rewrites the whole file:
-        for very long runs raise ``flush_every``. ``info`` in the file records
+        predicted again (its other images are kept). ``info`` in the file records
         ``image_root`` and the failed images.
     score_threshold : float, default 0.5
         Keep detections scoring above this, in ``[0, 1]``.
@@ -558,7 +577,10 @@ def preannotate(
         Run on this Dask cluster instead: images are read and predicted by the workers
         (paths must be readable there), each worker loads the model once.
     flush_every : int, default 50
-        Write ``out`` after this many newly processed images.
+        Write ``out`` after this many newly processed images. Each write rewrites the
+        whole file, which grows with the run; once a write takes over a second (many
+        thousands of images), writes are spaced out so that they take at most 10 % of
+        the run time.
     progress : bool, default True
         Show a tqdm progress bar.
 
