@@ -187,13 +187,15 @@ class PreannotateWidget(JobWidget):
         classes = list(model.classes)
         metadata: dict[str, Any] = {"image_layer": image_layer.name}
         if link.get("project") is not None and link.get("image") is not None:
+            # remove the image's old layer first: the Review widget saves its pending
+            # edits, then the proposals become the newest version (the history keeps both)
+            old = find_linked_layer(self.viewer, "shapes", link["project"], link["image"])
+            if old is not None:
+                self.viewer.layers.remove(old)
             instances, classes = _save_to_project(
                 link, instances, list(model.classes), model_id=str(spec[0])
             )
             metadata.update(project=link["project"], image=link["image"])
-            old = find_linked_layer(self.viewer, "shapes", link["project"], link["image"])
-            if old is not None:
-                self.viewer.layers.remove(old)
         kwargs = shapes_layer_kwargs(
             instances,
             classes=classes,

@@ -280,7 +280,7 @@ class ReviewWidget(Container):
         self._set_enabled()
 
     def _detach(self) -> None:
-        self._timer.stop()  # a removed layer's pending edits are dropped, not saved
+        self._timer.stop()
         self._dirty = False
         if self.tracker is not None:
             self.tracker.on_change = None
@@ -289,6 +289,7 @@ class ReviewWidget(Container):
 
     def _on_removed(self, event: Any) -> None:
         if event.value is self.shapes_layer:
+            self.save_now()  # edits made just before the layer was deleted are kept
             self._detach()
         if event.value is self.image_layer:
             self.image_layer = None

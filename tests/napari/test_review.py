@@ -175,3 +175,16 @@ def test_restore_unchanged_keeps_edits():
     assert out.polygons[0].equals(shapely.box(0, 0, 2.5, 2)) and out.polygons[1] is stored
     empty = la.Instances.empty((4, 4), extra_keys=("instance_id",))
     assert len(restore_unchanged(empty, {7: stored})) == 0
+
+
+def test_deleting_the_layer_right_after_an_edit_keeps_the_edit(widget):
+    layer = widget.shapes_layer
+    image_id = widget.record["id"]
+    n = len(set(layer.features["instance"]))
+    layer.selected_data = {0}
+    layer.remove_selected()
+    assert widget.save_pending
+    widget.viewer.layers.remove(layer)  # before the autosave timer fired
+    assert not widget.save_pending and widget.shapes_layer is None
+    with la.Project.open(widget.project.folder) as project:
+        assert len(project.instances(image_id)) == n - 1
