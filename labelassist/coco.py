@@ -24,7 +24,6 @@ column ``j`` covers the square ``[j, j+1] x [i, i+1]``.
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import stat
@@ -113,90 +112,204 @@ def _check_record(record: Any, where: str) -> dict:
 
 
 # -- writing --------------------------------------------------------------------------------
-def _float(value: float) -> float:
-    """A float that prints short in JSON and round-trips through float32."""
-    return float(str(np.float32(value)))
+def _floats32(values: np.ndarray) -> list[float]:
+    """Each value as the shortest decimal that round-trips through float32 (short JSON).
+
+    Equal to ``float(str(np.float32(v)))`` per value: numpy prints float32 with the
+    shortest round-tripping digits both ways.
+    """
+    return np.asarray(values, dtype=np.float32).astype(str).astype(np.float64).tolist()
 
 
-def _encode(mask: np.ndarray) -> dict:
-    return mask_utils.encode(np.asfortranarray(mask, dtype=np.uint8))
-
-
-def _rasterize(geom: shapely.Geometry, shape: tuple[int, int]) -> np.ndarray:
-    """Full-image (H, W) uint8 Fortran mask of ``geom``, rasterized inside its box only."""
+def _boxes(geoms: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(N, 4) int ``[c0, r0, c1, r1]``: the pixel box of each geometry, clipped to the image."""
     h, w = shape
-    out = np.zeros((h, w), dtype=np.uint8, order="F")
-    x0, y0, x1, y1 = shapely.bounds(geom)
-    c0, r0 = max(int(math.floor(x0)), 0), max(int(math.floor(y0)), 0)
-    c1, r1 = min(int(math.ceil(x1)), w), min(int(math.ceil(y1)), h)
-    if c1 <= c0 or r1 <= r0:
-        return out
-    local = shapely.transform(geom, lambda xy: xy - (c0, r0))
-    out[r0:r1, c0:c1] = polygons_to_masks([local], (r1 - r0, c1 - c0))[0]
+    x0, y0, x1, y1 = shapely.bounds(geoms).T
+    return np.stack(
+        [
+            np.maximum(np.floor(x0), 0),
+            np.maximum(np.floor(y0), 0),
+            np.minimum(np.ceil(x1), w),
+            np.minimum(np.ceil(y1), h),
+        ],
+        axis=1,
+    ).astype(np.int64)
+
+
+#: pixels of one batch of box-local masks in `_rasterized_rles`
+_BATCH_PIXELS = 1 << 22
+
+
+def _rasterized_rles(geoms: np.ndarray, shape: tuple[int, int]) -> list[dict]:
+    """Compressed RLE of each geometry's full-image mask (pixel-centre rule), batched.
+
+    Equal to ``mask_utils.encode`` of the full (H, W) mask of each geometry as
+    `geometry.polygons_to_masks` rasterizes it, but each geometry is rasterized inside its
+    own box only (translated to the box origin; batches of boxes in one call) and the run
+    lengths are read off the box, so the work does not grow with the image size.
+    """
+    h, w = shape
+    n = len(geoms)
+    box = _boxes(geoms, shape)
+    bh = np.maximum(box[:, 3] - box[:, 1], 0)
+    bw = np.maximum(box[:, 2] - box[:, 0], 0)
+    xy, index = shapely.get_coordinates(geoms, return_index=True)
+    local = geoms.copy()
+    shapely.set_coordinates(local, xy - box[index, :2])  # replaces the copies' elements
+    counts: list[list[int]] = [[h * w]] * n
+    order = np.argsort(bh * bw, kind="stable")
+    order = order[(bh[order] > 0) & (bw[order] > 0)]
+    start = 0
+    while start < len(order):
+        stop = start + 1
+        while stop < len(order):  # grow the batch while it stays within _BATCH_PIXELS
+            nxt = order[start : stop + 1]
+            if (stop + 1 - start) * bh[nxt].max() * bw[nxt].max() > _BATCH_PIXELS:
+                break
+            stop += 1
+        batch = order[start:stop]
+        mh, mw = int(bh[batch].max()), int(bw[batch].max())
+        masks = polygons_to_masks(local[batch], (mh, mw))
+        # keep each geometry's own box: the rest of the canvas is outside the image
+        masks &= np.arange(mh)[None, :, None] < bh[batch][:, None, None]
+        masks &= np.arange(mw)[None, None, :] < bw[batch][:, None, None]
+        for k, runs in zip(batch.tolist(), _box_runs(masks, box[batch], h, w), strict=True):
+            counts[k] = runs
+        start = stop
+    return mask_utils.frPyObjects([{"size": [h, w], "counts": c} for c in counts], h, w)
+
+
+def _box_runs(masks: np.ndarray, box: np.ndarray, h: int, w: int) -> list[list[int]]:
+    """Uncompressed RLE counts (column-major, background first) of box-local masks."""
+    k, c, r = np.nonzero(masks.transpose(0, 2, 1))  # sorted by mask, column, row
+    pixel = (box[k, 0] + c) * h + box[k, 1] + r  # index in the full image, column-major
+    new_run = np.ones(len(pixel), dtype=bool)
+    new_run[1:] = (k[1:] != k[:-1]) | (pixel[1:] != pixel[:-1] + 1)
+    run_start = np.flatnonzero(new_run)
+    run_stop = np.append(run_start[1:], len(pixel))
+    first = pixel[run_start]
+    length = run_stop - run_start
+    run_mask = k[run_start]
+    # gap before each run: from the end of the previous run of the same mask (or 0)
+    prev_end = np.zeros(len(first), dtype=np.int64)
+    prev_end[1:] = first[:-1] + length[:-1]
+    first_of_mask = np.ones(len(first), dtype=bool)
+    first_of_mask[1:] = run_mask[1:] != run_mask[:-1]
+    prev_end[first_of_mask] = 0
+    gap = first - prev_end
+    pairs = np.stack([gap, length], axis=1).ravel().tolist()
+    bounds = np.searchsorted(run_mask, np.arange(len(masks) + 1))
+    total = h * w
+    out = []
+    for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+        if a == b:
+            out.append([total])
+            continue
+        runs = pairs[2 * a : 2 * b]
+        tail = total - int(first[b - 1] + length[b - 1])
+        if tail:
+            runs.append(tail)
+        out.append(runs)
     return out
 
 
-def _rings(geom: shapely.Geometry) -> list[list[float]]:
-    """One flattened ``[x0, y0, x1, y1, ...]`` exterior ring per part (no closing point)."""
-    return [
-        shapely.get_coordinates(part.exterior)[:-1].ravel().tolist()
-        for part in shapely.get_parts(geom)
-        if not part.is_empty
-    ]
+def _exterior_rings(parts: np.ndarray) -> list[list[float]]:
+    """Flattened ``[x0, y0, x1, y1, ...]`` exterior ring of each polygon (no closing point)."""
+    xy, ring = shapely.get_coordinates(shapely.get_exterior_ring(parts), return_index=True)
+    stops = np.cumsum(np.bincount(ring, minlength=len(parts)))
+    keep = np.ones(len(xy), dtype=bool)
+    keep[stops[stops > 0] - 1] = False  # drop each ring's closing point
+    flat = xy[keep].ravel().tolist()
+    ends = 2 * (stops - np.arange(1, len(parts) + 1))
+    begins = np.concatenate([[0], ends[:-1]])
+    return [flat[a:b] for a, b in zip(begins.tolist(), ends.tolist(), strict=True)]
 
 
-def _has_holes(geom: shapely.Geometry) -> bool:
-    return bool(shapely.get_num_interior_rings(shapely.get_parts(geom)).sum())
+def _polygon_segmentations(
+    geoms: np.ndarray, shape: tuple[int, int]
+) -> tuple[list[list[list[float]]], list[dict]]:
+    """(rings per geometry, merged pycocotools RLE per geometry), batched per image.
 
-
-def _annotation(
-    geom: shapely.Geometry, shape: tuple[int, int], *, as_rle: bool
-) -> tuple[Any, dict, int] | None:
-    """(segmentation, compressed RLE, area) of one geometry; None when it covers no pixel.
-
-    The RLE is what pycocotools rasterizes for the segmentation (``area``, ``bbox``).
+    One exterior ring per non-empty part; the RLE is pycocotools' rasterization of the
+    rings (``frPyObjects`` on all rings at once, ``merge`` for multi-part geometries).
     """
     h, w = shape
-    if as_rle:
-        rle = _encode(_rasterize(geom, shape))
-        seg = {"size": [h, w], "counts": rle["counts"].decode("ascii")}
-    else:
-        seg = _rings(geom)
-        rle = mask_utils.merge(mask_utils.frPyObjects(seg, h, w))
-    area = int(mask_utils.area(rle))
-    return None if area == 0 else (seg, rle, area)
+    parts, owner = shapely.get_parts(geoms, return_index=True)
+    nonempty = ~shapely.is_empty(parts)
+    parts, owner = parts[nonempty], owner[nonempty]
+    rings = _exterior_rings(parts)
+    ring_rles = mask_utils.frPyObjects(rings, h, w) if rings else []
+    bounds = np.searchsorted(owner, np.arange(len(geoms) + 1)).tolist()
+    segs, rles = [], []
+    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+        segs.append(rings[a:b])
+        rles.append(ring_rles[a] if b - a == 1 else mask_utils.merge(ring_rles[a:b]))
+    return segs, rles
 
 
 def _instances_to_coco(
     instances: Instances, image_id: int, first_id: int, segmentation: str
 ) -> tuple[list[dict], int]:
-    crowd = np.asarray(instances.extra.get("iscrowd", np.zeros(len(instances))), dtype=bool)
+    """The annotations of one image, converted together (shapely and pycocotools batched).
+
+    Polygon instances: all exterior rings of the image go through one ``frPyObjects``;
+    RLE instances (``segmentation="rle"``, crowd, holes): rasterized in their boxes in
+    batches. ``area`` and ``bbox`` come from ``mask_utils.area`` / ``toBbox`` on the list
+    of RLEs. Instances covering no pixel are skipped (counted in the second value).
+    """
+    n = len(instances)
+    if n == 0:
+        return [], 0
     shape = instances.image_shape
-    anns = []
-    skipped = 0
-    for k, geom in enumerate(instances.polygons):
-        if geom.is_empty:
-            skipped += 1
-            continue
-        as_rle = segmentation == "rle" or crowd[k] or _has_holes(geom)
-        encoded = _annotation(geom, shape, as_rle=as_rle)
-        if encoded is None:
-            skipped += 1
-            continue
-        seg, rle, area = encoded
-        anns.append(
-            {
-                "id": first_id + len(anns),
-                "image_id": image_id,
-                "category_id": int(instances.labels[k]) + 1,
-                "segmentation": seg,
-                "area": float(area),
-                "bbox": [float(v) for v in mask_utils.toBbox(rle)],
-                "iscrowd": int(crowd[k]),
-                "score": _float(instances.scores[k]),
-            }
+    h, w = shape
+    geoms = instances.polygons
+    crowd = np.asarray(instances.extra.get("iscrowd", np.zeros(n)), dtype=bool)
+    empty = shapely.is_empty(geoms)
+    parts, owner = shapely.get_parts(geoms, return_index=True)
+    holes = np.bincount(owner, weights=shapely.get_num_interior_rings(parts), minlength=n) > 0
+    as_rle = (segmentation == "rle") | crowd | holes
+    keep = np.flatnonzero(~empty)
+    poly_idx = keep[~as_rle[keep]]
+    rle_idx = keep[as_rle[keep]]
+    segs: list[Any] = [None] * n
+    rles: list[Any] = [None] * n
+    if len(poly_idx):
+        poly_segs, poly_rles = _polygon_segmentations(geoms[poly_idx], shape)
+        for k, seg, rle in zip(poly_idx.tolist(), poly_segs, poly_rles, strict=True):
+            segs[k], rles[k] = seg, rle
+    if len(rle_idx):
+        for k, rle in zip(rle_idx.tolist(), _rasterized_rles(geoms[rle_idx], shape), strict=True):
+            segs[k] = {"size": [h, w], "counts": rle["counts"].decode("ascii")}
+            rles[k] = rle
+    kept_rles = [rles[k] for k in keep.tolist()]
+    areas = mask_utils.area(kept_rles) if kept_rles else np.zeros(0, np.uint32)
+    covered = areas > 0
+    idx = keep[covered]
+    bboxes = mask_utils.toBbox(kept_rles).tolist() if kept_rles else []
+    bboxes = [b for b, c in zip(bboxes, covered.tolist(), strict=True) if c]
+    anns = [
+        {
+            "id": ann_id,
+            "image_id": image_id,
+            "category_id": category,
+            "segmentation": segs[k],
+            "area": area,
+            "bbox": bbox,
+            "iscrowd": iscrowd,
+            "score": score,
+        }
+        for ann_id, k, category, area, bbox, iscrowd, score in zip(
+            range(first_id, first_id + len(idx)),
+            idx.tolist(),
+            (instances.labels[idx] + 1).tolist(),
+            areas[covered].astype(np.float64).tolist(),
+            bboxes,
+            crowd[idx].astype(int).tolist(),
+            _floats32(instances.scores[idx]),
+            strict=True,
         )
-    return anns, skipped
+    ]
+    return anns, n - len(idx)
 
 
 def _warn_skipped(count: int, stacklevel: int) -> None:
@@ -261,8 +374,12 @@ def instances_to_coco(
     return anns
 
 
+#: compact JSON, built once (``json.dumps`` with options builds an encoder per call)
+_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+
+
 def _dumps(obj: Any) -> str:
-    return json.dumps(obj, separators=(",", ":"), allow_nan=False)
+    return _ENCODER.encode(obj)
 
 
 def _check_categories(categories: Any) -> list[str]:
@@ -446,9 +563,9 @@ def _stream(
             continue
         anns, n_skipped = _instances_to_coco(instances, record["id"], next_ann, segmentation)
         skipped += n_skipped
-        for ann in anns:
-            side.write(("" if next_ann == 1 else ",\n") + _dumps(ann))
-            next_ann += 1
+        if anns:  # one write per image
+            side.write(("" if next_ann == 1 else ",\n") + ",\n".join(map(_dumps, anns)))
+            next_ann += len(anns)
     return skipped
 
 

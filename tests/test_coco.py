@@ -28,7 +28,7 @@ from labelassist.coco import (
     read_coco,
     write_coco,
 )
-from labelassist.geometry import masks_to_polygons
+from labelassist.geometry import masks_to_polygons, polygons_to_masks
 from labelassist.instances import Instances
 
 pytestmark = pytest.mark.filterwarnings(
@@ -715,3 +715,91 @@ def test_from_label_images_round_trip_through_coco(tmp_path):
 def test_from_label_images_errors(args, kwargs, error, match):
     with pytest.raises(error, match=match):
         Dataset.from_label_images(*args, **kwargs)
+
+
+# -- the batched conversion equals a per-instance reference ---------------------------------------
+def _reference_annotations(inst: Instances, image_id: int, segmentation: str) -> list[dict]:
+    """Per-instance COCO conversion written directly with shapely and pycocotools."""
+    h, w = inst.image_shape
+    crowd = np.asarray(inst.extra.get("iscrowd", np.zeros(len(inst))), dtype=bool)
+    anns = []
+    for k, geom in enumerate(inst.polygons):
+        if geom.is_empty:
+            continue
+        parts = [p for p in shapely.get_parts(geom) if not p.is_empty]
+        holes = any(len(p.interiors) for p in parts)
+        if segmentation == "rle" or crowd[k] or holes:
+            full = polygons_to_masks([geom], (h, w))[0]  # the whole image, no box
+            rle = mask_utils.encode(np.asfortranarray(full.astype(np.uint8)))
+            seg = {"size": [h, w], "counts": rle["counts"].decode("ascii")}
+        else:
+            seg = [[float(v) for xy in p.exterior.coords[:-1] for v in xy] for p in parts]
+            rle = mask_utils.merge(mask_utils.frPyObjects(seg, h, w))
+        area = int(mask_utils.area(rle))
+        if area == 0:
+            continue
+        anns.append({
+            "id": len(anns) + 1, "image_id": image_id,
+            "category_id": int(inst.labels[k]) + 1, "segmentation": seg,
+            "area": float(area), "bbox": [float(v) for v in mask_utils.toBbox(rle)],
+            "iscrowd": int(crowd[k]), "score": float(str(np.float32(inst.scores[k]))),
+        })  # fmt: skip
+    return anns
+
+
+def _random_geometry(rng: np.random.Generator, shape: tuple[int, int]) -> shapely.Geometry:
+    """A random polygon with float vertices: plain, holey, multi-part, or partly outside."""
+    h, w = shape
+    kind = rng.integers(0, 6)
+    cx, cy = rng.uniform(-5, w + 5), rng.uniform(-5, h + 5)
+    blob = shapely.Point(cx, cy).buffer(rng.uniform(0.3, 9), quad_segs=int(rng.integers(1, 6)))
+    blob = shapely.affinity.rotate(shapely.affinity.scale(blob, rng.uniform(0.4, 1.6)), 30)
+    if kind == 0:
+        return shapely.Polygon()
+    if kind == 1:  # a hole
+        return blob.difference(shapely.Point(cx, cy).buffer(rng.uniform(0.2, 2)))
+    if kind == 2:  # two parts, one maybe holey
+        other = shapely.box(*sorted(rng.uniform(0, w, 2)), *sorted(rng.uniform(0, h, 2)))
+        other = other.difference(blob.buffer(0.7))
+        parts = [blob, *shapely.get_parts(other)]
+        return shapely.MultiPolygon([p for p in parts if p.geom_type == "Polygon"][:3])
+    if kind == 3:  # far outside the image: covers no pixel
+        return shapely.affinity.translate(blob, 3 * w, 0)
+    return blob
+
+
+@pytest.mark.parametrize("segmentation", ["polygon", "rle"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_batched_conversion_equals_per_instance_reference(segmentation, seed):
+    rng = np.random.default_rng(seed)
+    shape = (int(rng.integers(20, 60)), int(rng.integers(20, 60)))
+    geoms = [shapely.make_valid(_random_geometry(rng, shape)) for _ in range(40)]
+    geoms = [g if g.geom_type in ("Polygon", "MultiPolygon") else shapely.Polygon() for g in geoms]
+    inst = Instances(
+        geoms,
+        rng.integers(0, 3, len(geoms)),
+        rng.uniform(0, 1, len(geoms)),
+        shape,
+        extra={"iscrowd": rng.random(len(geoms)) < 0.15},
+    )
+    before = [g.wkb for g in inst.polygons]
+    expected = _reference_annotations(inst, 4, segmentation)
+    assert len(expected) > 10  # enough non-trivial cases
+    assert any(isinstance(a["segmentation"], dict) for a in expected)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the empty/outside ones are skipped
+        got = instances_to_coco(inst, 4, segmentation=segmentation)
+    assert got == expected
+    assert json.dumps(got) == json.dumps(expected)  # same types, same order of keys
+    assert [g.wkb for g in inst.polygons] == before  # input geometry untouched
+
+
+def test_batched_rle_of_a_large_image_and_big_boxes():
+    # boxes far bigger than the batch limit go one by one; the full-image RLE stays exact
+    shape = (2100, 2100)
+    geoms = [shapely.box(0, 0, 2100, 2100).difference(shapely.box(5.2, 5.7, 2000.2, 2090.1)),
+             shapely.box(2098.6, 2099.2, 2200, 2300), shapely.box(0.4, 0.6, 1.6, 1.55)]  # fmt: skip
+    inst = Instances(geoms, None, None, shape)
+    got = instances_to_coco(inst, 1, segmentation="rle")
+    assert got == _reference_annotations(inst, 1, "rle")
+    assert [a["area"] for a in got] == [2100 * 2100 - 1995 * 2084, 1.0, 2.0]
