@@ -106,7 +106,9 @@ def main() -> None:
 
     import napari
     from labelassist_napari._layers import layer_to_instances, tracker_for
+    from napari.settings import get_settings
 
+    original_backend = get_settings().experimental.triangulation_backend
     instances = _instances(args.n)
     viewer = napari.Viewer(show=True)
     viewer.add_image(np.zeros(instances.image_shape, np.uint8), name="image")
@@ -162,6 +164,7 @@ def main() -> None:
         layer_to_instances(layer)
         convert_back.append(time.perf_counter() - t0)
     viewer.close()
+    get_settings().experimental.triangulation_backend = original_backend  # it is persisted
 
     print(f"napari plugin benchmark: {args.n} instances, median of {args.repeats} runs")
     print(f"{'operation':52s} {'median s':>9s}  note")

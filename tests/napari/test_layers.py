@@ -352,10 +352,3 @@ def test_image_layer_kwargs():
     assert 0 <= low < high <= 63000 and high - low > 30000
     with pytest.raises(ValueError, match=r"image must have shape \(H, W\) or \(H, W, 3\|4\)"):
         image_layer_kwargs(np.zeros((2, 8, 8)))
-
-
-def test_compiled_triangulation_backend_is_used_by_default():
-    from napari.utils.triangulation_backend import TriangulationBackend, get_backend
-
-    Shapes([np.array([[0.0, 0.0], [0.0, 4.0], [4.0, 4.0]])], shape_type="polygon")
-    assert get_backend() == TriangulationBackend.bermuda

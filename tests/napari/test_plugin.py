@@ -72,3 +72,13 @@ def test_late_torch_import_next_to_a_viewer_does_not_crash(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "(64, 64)" in result.stdout
+
+
+def test_layers_use_the_compiled_triangulation_backend(make_napari_viewer):
+    from labelassist_napari._layers import shapes_layer_kwargs
+
+    viewer = make_napari_viewer()
+    inst = la.Instances([shapely.box(1, 1, 5, 4)], [0], [0.9], (8, 8))
+    layer = viewer.add_shapes(**shapes_layer_kwargs(inst, classes=["cell"]))
+    # napari's default setting ("fastest available") picks bermuda when installed
+    assert type(layer._data_view.shapes[0])._set_meshes.__name__ == "_set_meshes_compiled_bermuda"
