@@ -612,9 +612,9 @@ def train_one_epoch(
 
     Examples
     --------
-    >>> import torch, torchvision
-    >>> net = torchvision.models.detection.maskrcnn_resnet50_fpn(
-    ...     weights=None, weights_backbone=None, num_classes=2, min_size=64, max_size=64)
+    >>> import torch
+    >>> from labelassist.models import build_maskrcnn
+    >>> net = build_maskrcnn("maskrcnn_resnet18_fpn", num_classes=2)
     >>> opt = torch.optim.SGD(net.parameters(), lr=0.001)
     >>> target = {"boxes": torch.tensor([[8.0, 8.0, 24.0, 24.0]]), "labels": torch.tensor([1]),
     ...           "masks": torch.zeros(1, 64, 64, dtype=torch.uint8)}
@@ -811,10 +811,13 @@ def finetune(
 
     Examples
     --------
-    >>> import labelassist as la  # doctest: +SKIP
-    >>> model = la.load_model("starter")  # doctest: +SKIP
-    >>> result = la.finetune(model, "reviewed.json", epochs=5, out="runs/1")  # doctest: +SKIP
-    >>> result.history[-1]["loss"]  # doctest: +SKIP
+    >>> from labelassist import load_model, synthetic_nuclei
+    >>> model = load_model(None, classes=["nucleus"], device="cpu")  # or "starter"
+    >>> pairs = [synthetic_nuclei((64, 64), n=3, seed=0)]  # or a COCO json path
+    >>> config = TrainConfig(num_workers=0, roi_samples=32, rpn_proposals=100)
+    >>> result = finetune(model, pairs, epochs=1, progress=False, config=config)
+    >>> len(result.history), result.model.classes, result.model is model
+    (1, ['nucleus'], False)
     """
     config = _merge_config(config, epochs=epochs, batch_size=batch_size, lr=lr, freeze=freeze)
     if not hasattr(model, "net") or not hasattr(model, "classes"):
