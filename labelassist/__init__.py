@@ -35,6 +35,7 @@ _EXPORTS = {
     "Model": "models",
     "load_model": "models",
     "preannotate": "bulk",
+    "PreannotateWarning": "bulk",
     "finetune": "train",
     "evaluate": "evaluate",
     "evaluate_predictions": "evaluate",

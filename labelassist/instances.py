@@ -266,6 +266,13 @@ class Instances:
 
     __hash__ = None  # type: ignore[assignment]
 
+    def __reduce__(self) -> tuple:
+        # immutable slots: rebuild through __init__ (pickle, multiprocessing, dask)
+        return (
+            _rebuild,
+            (list(self.polygons), self.labels, self.scores, self.image_shape, self.extra),
+        )
+
     def __repr__(self) -> str:
         return (
             f"Instances(n={len(self)}, image_shape={self.image_shape}, extra={sorted(self.extra)})"
@@ -289,3 +296,7 @@ class Instances:
         from .geometry import polygons_to_masks
 
         return polygons_to_masks(self.polygons, self.image_shape)
+
+
+def _rebuild(polygons, labels, scores, image_shape, extra) -> Instances:
+    return Instances(polygons, labels, scores, image_shape, extra=extra)

@@ -158,3 +158,12 @@ def test_filter_then_concat_is_consistent(m1, m2):
     joined = Instances.concat([inst[m1], inst[m2]])
     order = np.concatenate([np.flatnonzero(m1), np.flatnonzero(m2)])
     assert joined == inst[order]
+
+
+def test_pickle_round_trip():
+    import pickle
+
+    inst = make(source=np.array(["model", "human", "corrected"]))
+    assert pickle.loads(pickle.dumps(inst)) == inst
+    empty = Instances.empty((3, 4))
+    assert pickle.loads(pickle.dumps(empty)) == empty
