@@ -23,6 +23,7 @@ column ``j`` covers the square ``[j, j+1] x [i, i+1]``.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -213,103 +214,182 @@ def _box_runs(masks: np.ndarray, box: np.ndarray, h: int, w: int) -> list[list[i
     return out
 
 
-def _exterior_rings(parts: np.ndarray) -> list[list[float]]:
-    """Flattened ``[x0, y0, x1, y1, ...]`` exterior ring of each polygon (no closing point)."""
+def _exterior_rings(parts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Exterior rings of polygons, flattened: ``(values, begins, ends)``.
+
+    ``values[begins[r]:ends[r]]`` is ``[x0, y0, x1, y1, ...]`` of ring ``r`` (float64, no
+    closing point).
+    """
     xy, ring = shapely.get_coordinates(shapely.get_exterior_ring(parts), return_index=True)
     stops = np.cumsum(np.bincount(ring, minlength=len(parts)))
     keep = np.ones(len(xy), dtype=bool)
     keep[stops[stops > 0] - 1] = False  # drop each ring's closing point
-    flat = xy[keep].ravel().tolist()
     ends = 2 * (stops - np.arange(1, len(parts) + 1))
-    begins = np.concatenate([[0], ends[:-1]])
-    return [flat[a:b] for a, b in zip(begins.tolist(), ends.tolist(), strict=True)]
+    begins = np.concatenate([[0], ends])[:-1].astype(np.int64)
+    return xy[keep].ravel(), begins, ends
 
 
-def _polygon_segmentations(
-    geoms: np.ndarray, shape: tuple[int, int]
-) -> tuple[list[list[list[float]]], list[dict]]:
-    """(rings per geometry, merged pycocotools RLE per geometry), batched per image.
+class _Converted:
+    """One image's annotations as columns (see `_convert`); rendered as dicts or as JSON.
 
-    One exterior ring per non-empty part; the RLE is pycocotools' rasterization of the
-    rings (``frPyObjects`` on all rings at once, ``merge`` for multi-part geometries).
+    ``rings[j]`` is ``(first, stop)`` ring indices of annotation ``j`` into ``begins`` /
+    ``ends`` (ranges of ``values``) for polygon annotations, None for RLE ones, whose
+    compressed counts are ``counts[j]``.
     """
-    h, w = shape
-    parts, owner = shapely.get_parts(geoms, return_index=True)
-    nonempty = ~shapely.is_empty(parts)
-    parts, owner = parts[nonempty], owner[nonempty]
-    rings = _exterior_rings(parts)
-    ring_rles = mask_utils.frPyObjects(rings, h, w) if rings else []
-    bounds = np.searchsorted(owner, np.arange(len(geoms) + 1)).tolist()
-    segs, rles = [], []
-    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
-        segs.append(rings[a:b])
-        rles.append(ring_rles[a] if b - a == 1 else mask_utils.merge(ring_rles[a:b]))
-    return segs, rles
+
+    __slots__ = ("image_id", "first_id", "shape", "categories", "rings", "counts",
+                 "values", "begins", "ends", "areas", "bboxes", "crowd", "scores")  # fmt: skip
+
+    def dicts(self) -> list[dict]:
+        h, w = self.shape
+        values = self.values.tolist()
+        rings = [values[a:b] for a, b in zip(self.begins.tolist(), self.ends.tolist(), strict=True)]
+        segs = [
+            {"size": [h, w], "counts": c} if r is None else rings[r[0] : r[1]]
+            for r, c in zip(self.rings, self.counts, strict=True)
+        ]
+        return [
+            {
+                "id": self.first_id + j,
+                "image_id": self.image_id,
+                "category_id": category,
+                "segmentation": seg,
+                "area": area,
+                "bbox": bbox,
+                "iscrowd": iscrowd,
+                "score": score,
+            }
+            for j, (category, seg, area, bbox, iscrowd, score) in enumerate(
+                zip(
+                    self.categories,
+                    segs,
+                    self.areas,
+                    self.bboxes,
+                    self.crowd,
+                    self.scores,
+                    strict=True,
+                )  # fmt: skip
+            )
+        ]
+
+    def json(self) -> str:
+        """``",\\n".join`` of the compact JSON of `dicts` (same text), built directly."""
+        h, w = self.shape
+        texts = _float_texts(self.values)
+        rings = [
+            "[" + ",".join(texts[a:b]) + "]"
+            for a, b in zip(self.begins.tolist(), self.ends.tolist(), strict=True)
+        ]
+        size = f'{{"size":[{h},{w}],"counts":'
+        segs = [
+            size + _dumps(c) + "}" if r is None else "[" + ",".join(rings[r[0] : r[1]]) + "]"
+            for r, c in zip(self.rings, self.counts, strict=True)
+        ]
+        areas = _float_texts(np.asarray(self.areas, dtype=np.float64))
+        boxes = _float_texts(np.asarray(self.bboxes, dtype=np.float64).reshape(-1))
+        head = f'"image_id":{self.image_id},"category_id":'
+        return ",\n".join(
+            f'{{"id":{self.first_id + j},{head}{category},"segmentation":{seg},"area":{area},'
+            f'"bbox":[{",".join(boxes[4 * j : 4 * j + 4])}],"iscrowd":{iscrowd},'
+            f'"score":{score!r}}}'
+            for j, (category, seg, area, iscrowd, score) in enumerate(
+                zip(self.categories, segs, areas, self.crowd, self.scores, strict=True)
+            )
+        )
 
 
-def _instances_to_coco(
+#: half-integers in [-_TABLE_HALF / 2, _TABLE_HALF / 2] get their JSON text from a table
+_TABLE_HALF = 1 << 14
+
+
+@functools.cache
+def _half_texts() -> np.ndarray:
+    """``repr(k / 2)`` for ``k`` in ``[-_TABLE_HALF, _TABLE_HALF]`` (object array of str)."""
+    return np.array([repr(k / 2) for k in range(-_TABLE_HALF, _TABLE_HALF + 1)], dtype=object)
+
+
+def _float_texts(values: np.ndarray) -> list[str]:
+    """JSON text of each float64 value, as ``json`` writes it (``repr``; NaN/inf refused).
+
+    Pixel coordinates are mostly whole or half numbers: their text comes from a table,
+    the rest from the JSON encoder in one call.
+    """
+    twice = values * 2
+    negative_zero = (values == 0) & np.signbit(values)
+    table = (twice == np.rint(twice)) & (np.abs(twice) <= _TABLE_HALF) & ~negative_zero
+    out = np.empty(len(values), dtype=object)
+    out[table] = _half_texts()[twice[table].astype(np.int64) + _TABLE_HALF]
+    rest = ~table
+    if rest.any():
+        out[rest] = _dumps(values[rest].tolist())[1:-1].split(",")
+    return out.tolist()
+
+
+def _convert(
     instances: Instances, image_id: int, first_id: int, segmentation: str
-) -> tuple[list[dict], int]:
+) -> tuple[_Converted, int]:
     """The annotations of one image, converted together (shapely and pycocotools batched).
 
-    Polygon instances: all exterior rings of the image go through one ``frPyObjects``;
-    RLE instances (``segmentation="rle"``, crowd, holes): rasterized in their boxes in
-    batches. ``area`` and ``bbox`` come from ``mask_utils.area`` / ``toBbox`` on the list
-    of RLEs. Instances covering no pixel are skipped (counted in the second value).
+    Polygon instances: all exterior rings of the image go through one ``frPyObjects``
+    (``merge`` joins the rings of multi-part ones); RLE instances (``segmentation="rle"``,
+    crowd, holes): rasterized in their boxes in batches. ``area`` and ``bbox`` come from
+    ``mask_utils.area`` / ``toBbox`` on the list of RLEs. Instances covering no pixel are
+    skipped; the second value counts them.
     """
     n = len(instances)
-    if n == 0:
-        return [], 0
-    shape = instances.image_shape
-    h, w = shape
+    h, w = shape = instances.image_shape
     geoms = instances.polygons
     crowd = np.asarray(instances.extra.get("iscrowd", np.zeros(n)), dtype=bool)
-    empty = shapely.is_empty(geoms)
     parts, owner = shapely.get_parts(geoms, return_index=True)
     holes = np.bincount(owner, weights=shapely.get_num_interior_rings(parts), minlength=n) > 0
     as_rle = (segmentation == "rle") | crowd | holes
-    keep = np.flatnonzero(~empty)
-    poly_idx = keep[~as_rle[keep]]
+    keep = np.flatnonzero(~shapely.is_empty(geoms))
     rle_idx = keep[as_rle[keep]]
-    segs: list[Any] = [None] * n
+    # polygon instances: one exterior ring per non-empty part
+    use = ~as_rle[owner] & ~shapely.is_empty(parts)
+    parts, owner = parts[use], owner[use]
+    values, begins, ends = _exterior_rings(parts)
+    ring_rles = (
+        mask_utils.frPyObjects(
+            [values[a:b] for a, b in zip(begins.tolist(), ends.tolist(), strict=True)], h, w
+        )
+        if len(parts)
+        else []
+    )
+    ring_bounds = np.searchsorted(owner, np.arange(n + 1)).tolist()
+    rings: list[Any] = [None] * n
+    counts: list[Any] = [None] * n
     rles: list[Any] = [None] * n
-    if len(poly_idx):
-        poly_segs, poly_rles = _polygon_segmentations(geoms[poly_idx], shape)
-        for k, seg, rle in zip(poly_idx.tolist(), poly_segs, poly_rles, strict=True):
-            segs[k], rles[k] = seg, rle
+    for k in keep[~as_rle[keep]].tolist():
+        a, b = ring_bounds[k], ring_bounds[k + 1]
+        rings[k] = (a, b)
+        rles[k] = ring_rles[a] if b - a == 1 else mask_utils.merge(ring_rles[a:b])
     if len(rle_idx):
         for k, rle in zip(rle_idx.tolist(), _rasterized_rles(geoms[rle_idx], shape), strict=True):
-            segs[k] = {"size": [h, w], "counts": rle["counts"].decode("ascii")}
+            counts[k] = rle["counts"].decode("ascii")
             rles[k] = rle
     kept_rles = [rles[k] for k in keep.tolist()]
     areas = mask_utils.area(kept_rles) if kept_rles else np.zeros(0, np.uint32)
     covered = areas > 0
     idx = keep[covered]
-    bboxes = mask_utils.toBbox(kept_rles).tolist() if kept_rles else []
-    bboxes = [b for b, c in zip(bboxes, covered.tolist(), strict=True) if c]
-    anns = [
-        {
-            "id": ann_id,
-            "image_id": image_id,
-            "category_id": category,
-            "segmentation": segs[k],
-            "area": area,
-            "bbox": bbox,
-            "iscrowd": iscrowd,
-            "score": score,
-        }
-        for ann_id, k, category, area, bbox, iscrowd, score in zip(
-            range(first_id, first_id + len(idx)),
-            idx.tolist(),
-            (instances.labels[idx] + 1).tolist(),
-            areas[covered].astype(np.float64).tolist(),
-            bboxes,
-            crowd[idx].astype(int).tolist(),
-            _floats32(instances.scores[idx]),
-            strict=True,
-        )
-    ]
-    return anns, n - len(idx)
+    out = _Converted()
+    out.image_id, out.first_id, out.shape = image_id, first_id, shape
+    out.categories = (instances.labels[idx] + 1).tolist()
+    out.rings = [rings[k] for k in idx.tolist()]
+    out.counts = [counts[k] for k in idx.tolist()]
+    out.values, out.begins, out.ends = values, begins, ends
+    out.areas = areas[covered].astype(np.float64).tolist()
+    out.bboxes = mask_utils.toBbox(kept_rles)[covered].tolist() if kept_rles else []
+    out.crowd = crowd[idx].astype(int).tolist()
+    out.scores = _floats32(instances.scores[idx])
+    return out, n - len(idx)
+
+
+def _instances_to_coco(
+    instances: Instances, image_id: int, first_id: int, segmentation: str
+) -> tuple[list[dict], int]:
+    converted, skipped = _convert(instances, image_id, first_id, segmentation)
+    return converted.dicts(), skipped
 
 
 def _warn_skipped(count: int, stacklevel: int) -> None:
@@ -561,11 +641,11 @@ def _stream(
         main.write(("" if k == 0 else ",\n") + _dumps(record))
         if instances is None:
             continue
-        anns, n_skipped = _instances_to_coco(instances, record["id"], next_ann, segmentation)
+        converted, n_skipped = _convert(instances, record["id"], next_ann, segmentation)
         skipped += n_skipped
-        if anns:  # one write per image
-            side.write(("" if next_ann == 1 else ",\n") + ",\n".join(map(_dumps, anns)))
-            next_ann += len(anns)
+        if converted.categories:  # one write per image
+            side.write(("" if next_ann == 1 else ",\n") + converted.json())
+            next_ann += len(converted.categories)
     return skipped
 
 

@@ -770,11 +770,13 @@ def _random_geometry(rng: np.random.Generator, shape: tuple[int, int]) -> shapel
 
 @pytest.mark.parametrize("segmentation", ["polygon", "rle"])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_batched_conversion_equals_per_instance_reference(segmentation, seed):
+def test_batched_conversion_equals_per_instance_reference(tmp_path, segmentation, seed):
     rng = np.random.default_rng(seed)
     shape = (int(rng.integers(20, 60)), int(rng.integers(20, 60)))
     geoms = [shapely.make_valid(_random_geometry(rng, shape)) for _ in range(40)]
     geoms = [g if g.geom_type in ("Polygon", "MultiPolygon") else shapely.Polygon() for g in geoms]
+    # whole, half, negative-zero and far-away coordinates next to the random float ones
+    geoms += [shapely.box(-0.0, 0.5, 3.5, 3.0), shapely.Polygon([(0, 0), (20000.5, 0), (0, 9.25)])]
     inst = Instances(
         geoms,
         rng.integers(0, 3, len(geoms)),
@@ -792,6 +794,14 @@ def test_batched_conversion_equals_per_instance_reference(segmentation, seed):
     assert got == expected
     assert json.dumps(got) == json.dumps(expected)  # same types, same order of keys
     assert [g.wkb for g in inst.polygons] == before  # input geometry untouched
+    # the writer builds the JSON text itself: the same bytes as json.dumps of the reference
+    out = tmp_path / "a.json"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        write_coco(out, ["a", "b", "c"], [(_record(4, shape), inst)], segmentation=segmentation)
+    text = out.read_text()
+    expected_text = ",\n".join(json.dumps(a, separators=(",", ":")) for a in expected)
+    assert text.split('"annotations":[\n')[1] == expected_text + "\n]}\n"
 
 
 def test_batched_rle_of_a_large_image_and_big_boxes():
