@@ -162,12 +162,14 @@ def _rasterized_rles(geoms: np.ndarray, shape: tuple[int, int]) -> list[dict]:
     order = order[(bh[order] > 0) & (bw[order] > 0)]
     start = 0
     while start < len(order):
-        stop = start + 1
-        while stop < len(order):  # grow the batch while it stays within _BATCH_PIXELS
-            nxt = order[start : stop + 1]
-            if (stop + 1 - start) * bh[nxt].max() * bw[nxt].max() > _BATCH_PIXELS:
-                break
-            stop += 1
+        # the longest batch from `start` whose canvas stays within _BATCH_PIXELS (at least 1)
+        rest = order[start:]
+        canvas = (
+            np.arange(1, len(rest) + 1)
+            * np.maximum.accumulate(bh[rest])
+            * np.maximum.accumulate(bw[rest])
+        )
+        stop = start + max(1, int(np.searchsorted(canvas, _BATCH_PIXELS, side="right")))
         batch = order[start:stop]
         mh, mw = int(bh[batch].max()), int(bw[batch].max())
         masks = polygons_to_masks(local[batch], (mh, mw))
@@ -275,7 +277,10 @@ class _Converted:
     def json(self) -> str:
         """``",\\n".join`` of the compact JSON of `dicts` (same text), built directly."""
         h, w = self.shape
-        texts = _float_texts(self.values)
+        n_values, n = len(self.values), len(self.areas)
+        texts = _float_texts(np.concatenate([self.values, self.areas, np.reshape(self.bboxes, -1)]))
+        areas = texts[n_values : n_values + n]
+        boxes = texts[n_values + n :]
         rings = [
             "[" + ",".join(texts[a:b]) + "]"
             for a, b in zip(self.begins.tolist(), self.ends.tolist(), strict=True)
@@ -285,8 +290,6 @@ class _Converted:
             size + _dumps(c) + "}" if r is None else "[" + ",".join(rings[r[0] : r[1]]) + "]"
             for r, c in zip(self.rings, self.counts, strict=True)
         ]
-        areas = _float_texts(np.asarray(self.areas, dtype=np.float64))
-        boxes = _float_texts(np.asarray(self.bboxes, dtype=np.float64).reshape(-1))
         head = f'"image_id":{self.image_id},"category_id":'
         return ",\n".join(
             f'{{"id":{self.first_id + j},{head}{category},"segmentation":{seg},"area":{area},'
@@ -340,7 +343,10 @@ def _convert(
     h, w = shape = instances.image_shape
     geoms = instances.polygons
     crowd = np.asarray(instances.extra.get("iscrowd", np.zeros(n)), dtype=bool)
-    parts, owner = shapely.get_parts(geoms, return_index=True)
+    if (shapely.get_type_id(geoms) == _POLYGON_TYPE).all():  # the usual case: no multi-parts
+        parts, owner = geoms, np.arange(n)
+    else:
+        parts, owner = shapely.get_parts(geoms, return_index=True)
     holes = np.bincount(owner, weights=shapely.get_num_interior_rings(parts), minlength=n) > 0
     as_rle = (segmentation == "rle") | crowd | holes
     keep = np.flatnonzero(~shapely.is_empty(geoms))
