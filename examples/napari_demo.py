@@ -3,6 +3,7 @@
 Everything is offline::
 
     python examples/napari_demo.py                  # real nuclei sample + its outlines
+    python examples/napari_demo.py --preannotate    # ... and the starter model's proposals
     python examples/napari_demo.py --project demo   # a project of synthetic images to review
 
 With ``--project`` a labeling project of synthetic nuclei images is created in the folder
@@ -59,6 +60,9 @@ def make_project(folder: Path, *, n_images: int = 4, seed: int = 0):
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--project", type=Path, help="project folder (created when missing)")
+    parser.add_argument(
+        "--preannotate", action="store_true", help="pre-annotate the sample with the starter model"
+    )
     parser.add_argument("--screenshot", type=Path, help="save a screenshot here and quit")
     args = parser.parse_args(argv)
 
@@ -76,8 +80,20 @@ def main(argv: list[str] | None = None) -> None:
         train.folder.value = args.project.resolve()
     else:
         viewer.open_sample("labelassist", "real_nuclei")
+    if args.preannotate:
+        for layer in viewer.layers:
+            if layer._type_string == "shapes":
+                layer.visible = False  # compare with the ground truth by toggling it
+        pre.image.value = next(layer for layer in viewer.layers if layer._type_string == "image")
+        pre.run()
     if args.screenshot is not None:
+        import time
+
         from qtpy.QtWidgets import QApplication
+
+        while pre.busy:  # let the pre-annotation finish before taking the picture
+            QApplication.processEvents()
+            time.sleep(0.05)
 
         viewer.window._qt_window.resize(1400, 900)
         QApplication.processEvents()

@@ -191,6 +191,9 @@ class TrainWidget(JobWidget):
         try:
             folder = self._project_folder()
         except ValueError:
+            if self.figure is not None:
+                plot_rounds(self.figure.axes[0], [])
+                self.canvas.draw_idle()
             return
         with la.Project.open(folder) as project:
             rounds = project.rounds()
