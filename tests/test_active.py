@@ -13,7 +13,13 @@ from labelassist.instances import Instances
 from labelassist.models import Model, build_maskrcnn, load_model
 from labelassist.synthetic import synthetic_nuclei
 
-TINY = {"fpn_channels": 32, "representation_size": 64, "mask_channels": 16, "mask_layers": 1}
+TINY = {
+    "fpn_channels": 32,
+    "representation_size": 64,
+    "mask_channels": 16,
+    "mask_layers": 1,
+    "box_detections_per_img": 50,
+}
 
 
 def tiny_model():

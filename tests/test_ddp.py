@@ -18,7 +18,13 @@ from labelassist.models import Model, build_maskrcnn, load_model
 from labelassist.synthetic import synthetic_nuclei
 from labelassist.train import TrainConfig, finetune
 
-TINY = {"fpn_channels": 32, "representation_size": 64, "mask_channels": 16, "mask_layers": 1}
+TINY = {
+    "fpn_channels": 32,
+    "representation_size": 64,
+    "mask_channels": 16,
+    "mask_layers": 1,
+    "box_detections_per_img": 50,
+}
 
 
 def _free_port() -> int:

@@ -13,7 +13,13 @@ from labelassist.rounds import plot_learning_curve, run_round
 from labelassist.synthetic import synthetic_nuclei
 from labelassist.train import TrainConfig
 
-TINY = {"fpn_channels": 32, "representation_size": 64, "mask_channels": 16, "mask_layers": 1}
+TINY = {
+    "fpn_channels": 32,
+    "representation_size": 64,
+    "mask_channels": 16,
+    "mask_layers": 1,
+    "box_detections_per_img": 50,
+}
 CONFIG = TrainConfig(
     num_workers=0, warmup_iters=1, batch_size=2, augment=0.0, roi_samples=32, rpn_proposals=100
 )

@@ -57,7 +57,13 @@ def pairs():
 
 
 # the light architecture, slimmed down so that a training step takes well under a second
-TINY = {"fpn_channels": 32, "representation_size": 64, "mask_channels": 16, "mask_layers": 1}
+TINY = {
+    "fpn_channels": 32,
+    "representation_size": 64,
+    "mask_channels": 16,
+    "mask_layers": 1,
+    "box_detections_per_img": 50,
+}
 
 
 def new_model(classes=("nucleus",)):
