@@ -245,7 +245,7 @@ def shape_colors(
         low-score shapes and transparent otherwise.
     """
     palette = np.asarray([_PALETTE[k % len(_PALETTE)] for k in range(max(len(classes), 1))])
-    codes = pd.Categorical(features["class"], categories=list(classes)).codes
+    codes = pd.Index(list(classes)).get_indexer(np.asarray(features["class"], dtype=object))
     edge = palette[np.where(codes < 0, 0, codes)] if len(codes) else np.zeros((0, 4))
     low = np.asarray(features["score"], dtype=np.float64) < low_score
     face = np.where(low[:, None], LOW_SCORE_FACE, NO_FACE)
@@ -423,11 +423,14 @@ def _shapes_to_instances(
     rank[order] = np.arange(len(order))
     group = rank[inverse]
     lead = rows[first[order]]  # first shape of each group carries class and score
-    geoms = [polys[group == g] for g in range(len(order))]
+    by_group = np.argsort(group, kind="stable")
+    bounds = np.searchsorted(group[by_group], np.arange(1, len(order)))
+    geoms = np.split(polys[by_group], bounds)
     merged = [g[0] if len(g) == 1 else _union(g) for g in geoms]
 
     class_col = features["class"] if "class" in features else pd.Series([classes[0]] * n)
-    codes = pd.Categorical(class_col.astype(str), categories=classes).codes[lead]
+    names = np.asarray(class_col.astype(str), dtype=object)
+    codes = pd.Index(classes).get_indexer(names)[lead]
     if (codes < 0).any():
         bad = class_col.astype(str).iloc[lead[codes < 0][0]]
         raise ValueError(f"shape class {bad!r} is not one of the classes {classes}")
@@ -438,9 +441,8 @@ def _shapes_to_instances(
         else np.full(n, "human", dtype=object)
     )
     prov = prov_col[lead].copy()
-    corrected = np.array(
-        [np.any(prov_col[rows[group == g]] == "corrected") for g in range(len(order))]
-    )
+    corrected = np.zeros(len(order), dtype=bool)
+    corrected[group[prov_col[rows] == "corrected"]] = True  # any corrected part
     prov[corrected & (prov == "model")] = "corrected"
     scores = np.clip(np.broadcast_to(scores, (len(order),)), 0.0, 1.0)
     extra = {"provenance": prov, "instance_id": ids[first[order]]}

@@ -20,8 +20,9 @@ def _screen_to_data(viewer, shot_shape):
     """(row, col) data coordinates of every screenshot pixel centre (2D view, no scale)."""
     canvas_h, canvas_w = viewer.window._qt_viewer.canvas.size
     ratio = shot_shape[0] / canvas_h
-    zoom = viewer.camera.zoom * ratio
-    centre = np.asarray(viewer.camera.center[-2:])
+    camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
+    zoom = camera.zoom * ratio
+    centre = np.asarray(camera.center[-2:])
     rows = (np.arange(shot_shape[0]) + 0.5 - shot_shape[0] / 2) / zoom + centre[0]
     cols = (np.arange(shot_shape[1]) + 0.5 - shot_shape[1] / 2) / zoom + centre[1]
     assert abs(canvas_w * ratio - shot_shape[1]) <= 2
