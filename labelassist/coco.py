@@ -137,8 +137,9 @@ def _boxes(geoms: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     ).astype(np.int64)
 
 
-#: pixels of one batch of box-local masks in `_rasterized_rles`
-_BATCH_PIXELS = 1 << 22
+#: pixels of one batch of box-local masks in `_rasterized_rles` (the scanline fill needs
+#: ~24 bytes per filled pixel: ~25 MiB at most, unless one box alone is larger)
+_BATCH_PIXELS = 1 << 20
 
 
 def _rasterized_rles(geoms: np.ndarray, shape: tuple[int, int]) -> list[dict]:
@@ -183,16 +184,24 @@ def _rasterized_rles(geoms: np.ndarray, shape: tuple[int, int]) -> list[dict]:
 
 
 def _box_runs(masks: np.ndarray, box: np.ndarray, h: int, w: int) -> list[list[int]]:
-    """Uncompressed RLE counts (column-major, background first) of box-local masks."""
-    k, c, r = np.nonzero(masks.transpose(0, 2, 1))  # sorted by mask, column, row
-    pixel = (box[k, 0] + c) * h + box[k, 1] + r  # index in the full image, column-major
-    new_run = np.ones(len(pixel), dtype=bool)
-    new_run[1:] = (k[1:] != k[:-1]) | (pixel[1:] != pixel[:-1] + 1)
+    """Uncompressed RLE counts (column-major, background first) of box-local masks.
+
+    Only run boundaries are listed (a run of each box column, then joined with the run
+    in the next column when it goes on there), not every pixel.
+    """
+    m, mh, mw = masks.shape
+    cols = np.zeros((m, mw, mh + 2), dtype=np.int8)
+    cols[:, :, 1:-1] = masks.transpose(0, 2, 1)
+    # +1 where a run starts in a column, -1 just after it ends; sorted by mask, column, row
+    k, c, r = np.nonzero(np.diff(cols, axis=2))
+    seg_mask, seg_first = k[0::2], (box[k[0::2], 0] + c[0::2]) * h + box[k[0::2], 1] + r[0::2]
+    seg_end = seg_first + (r[1::2] - r[0::2])  # exclusive, index in the full image
+    new_run = np.ones(len(seg_first), dtype=bool)
+    new_run[1:] = (seg_mask[1:] != seg_mask[:-1]) | (seg_first[1:] != seg_end[:-1])
     run_start = np.flatnonzero(new_run)
-    run_stop = np.append(run_start[1:], len(pixel))
-    first = pixel[run_start]
-    length = run_stop - run_start
-    run_mask = k[run_start]
+    first = seg_first[run_start]
+    length = seg_end[np.append(run_start[1:], len(seg_first)) - 1] - first
+    run_mask = seg_mask[run_start]
     # gap before each run: from the end of the previous run of the same mask (or 0)
     prev_end = np.zeros(len(first), dtype=np.int64)
     prev_end[1:] = first[:-1] + length[:-1]
