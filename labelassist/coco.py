@@ -80,6 +80,8 @@ def _positive_int(value: Any) -> int | None:
 
 def _escapes_root(file_name: str) -> bool:
     """True when ``file_name`` is absolute or climbs out of its root with ``..``."""
+    if not (file_name.startswith(("/", "\\")) or ":" in file_name or ".." in file_name):
+        return False  # the usual name: no root, drive, UNC share or parent step
     posix = PurePosixPath(file_name.replace("\\", "/"))
     win = PureWindowsPath(file_name)
     return posix.is_absolute() or bool(win.drive) or ".." in posix.parts

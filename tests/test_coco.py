@@ -818,3 +818,14 @@ def test_batched_rle_of_a_large_image_and_big_boxes():
     got = instances_to_coco(inst, 1, segmentation="rle")
     assert got == _reference_annotations(inst, 1, "rle")
     assert [a["area"] for a in got] == [2100 * 2100 - 1995 * 2084, 1.0, 2.0]
+
+
+@pytest.mark.parametrize(
+    ("name", "escapes"),
+    [("a.png", False), ("img/a.png", False), ("a\\b.png", False), ("..a.png", False),
+     ("a..b/c.png", False), ("\\\\server\\share\\a.png", True), ("//server/share/a", True),
+     ("/abs.png", True), ("\\abs.png", True), ("C:x.png", True), ("C:\\x.png", True),
+     ("a/../b.png", True), ("a\\..\\b.png", True)],
+)  # fmt: skip
+def test_file_names_leaving_the_root(name, escapes):
+    assert coco_module._escapes_root(name) is escapes
