@@ -284,7 +284,7 @@ def _match(a: la.Instances, b: la.Instances, thr: float) -> tuple[int, int]:
     return matched, dup
 
 
-def bench_agreement(model, *, size, n, tile, score):
+def bench_agreement(model, *, size, n, tile, score, overlap=64):
     image, truth = _nuclei((size, size), n, seed=7)
     net = model.net
     # the untiled reference gets the budgets a tiled run has in total (detections and
@@ -307,7 +307,7 @@ def bench_agreement(model, *, size, n, tile, score):
         net.rpn._pre_nms_top_n.update(saved[1])
         net.rpn._post_nms_top_n.update(saved[2])
     t0 = time.perf_counter()
-    tiled = model.predict(image, score_threshold=score, tile_size=tile, tile_overlap=64)
+    tiled = model.predict(image, score_threshold=score, tile_size=tile, tile_overlap=overlap)
     t_tiled = time.perf_counter() - t0
     m_wt, dup_t = _match(whole, tiled, 0.9)
     m_tw, dup_w = _match(tiled, whole, 0.9)
@@ -319,7 +319,7 @@ def bench_agreement(model, *, size, n, tile, score):
     }
     print(
         f"\n## agreement: {size}x{size} image, {len(truth)} true objects, tile {tile}, "
-        f"overlap 64, score_threshold={score}\n"
+        f"overlap {overlap}, score_threshold={score}\n"
     )
     print(
         "| | instances | matched by the other (IoU>=0.9) | matched (IoU>=0.5) | "
@@ -354,6 +354,7 @@ def main(argv=None) -> int:
     p.add_argument("--objects", type=int, default=3000, help="objects in the memory test image")
     p.add_argument("--tile", type=int, default=512)
     p.add_argument("--agree-size", type=int, default=2048)
+    p.add_argument("--overlap", type=int, default=64, help="tile overlap of the agreement test")
     p.add_argument("--skip", nargs="*", default=[], choices=["e2e", "memory", "agreement"])
     p.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -382,7 +383,14 @@ def main(argv=None) -> int:
             print("\n(agreement skipped: needs a trained model, pass --model)")
         else:
             n = round(args.objects * (args.agree_size / args.big) ** 2)
-            bench_agreement(model, size=args.agree_size, n=n, tile=args.tile, score=args.score)
+            bench_agreement(
+                model,
+                size=args.agree_size,
+                n=n,
+                tile=args.tile,
+                score=args.score,
+                overlap=args.overlap,
+            )
     return 0
 
 
