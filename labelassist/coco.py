@@ -281,7 +281,7 @@ class _Converted:
                     self.crowd,
                     self.scores,
                     strict=True,
-                )  # fmt: skip
+                )
             )
         ]
 
