@@ -386,7 +386,7 @@ def _convert(
             counts[k] = rle["counts"].decode("ascii")
             rles[k] = rle
     kept_rles = [rles[k] for k in keep.tolist()]
-    areas = mask_utils.area(kept_rles) if kept_rles else np.zeros(0, np.uint32)
+    areas = _rle_areas(kept_rles)
     covered = areas > 0
     idx = keep[covered]
     out = _Converted()
@@ -400,6 +400,18 @@ def _convert(
     out.crowd = crowd[idx].astype(int).tolist()
     out.scores = _floats32(instances.scores[idx])
     return out, n - len(idx)
+
+
+_AREA_CHUNK = 255  # pycocotools 2.0.11 `area` overflows (uint8 count) beyond 255 RLEs per call
+
+
+def _rle_areas(rles: list[dict]) -> np.ndarray:
+    """``mask_utils.area`` of any number of RLEs (called in chunks of 255)."""
+    if not rles:
+        return np.zeros(0, np.uint32)
+    return np.concatenate(
+        [mask_utils.area(rles[i : i + _AREA_CHUNK]) for i in range(0, len(rles), _AREA_CHUNK)]
+    )
 
 
 def _instances_to_coco(

@@ -829,3 +829,14 @@ def test_batched_rle_of_a_large_image_and_big_boxes():
 )  # fmt: skip
 def test_file_names_leaving_the_root(name, escapes):
     assert coco_module._escapes_root(name) is escapes
+
+
+@pytest.mark.parametrize("segmentation", ["polygon", "rle"])
+def test_more_than_255_instances_in_one_image(segmentation):
+    # pycocotools' area() overflows past 255 RLEs in one call; dense microscopy has more
+    boxes = [shapely.box(x, y, x + 2, y + 2) for y in range(0, 60, 3) for x in range(0, 45, 3)]
+    inst = Instances(boxes, None, None, (64, 64))
+    assert len(inst) == 300
+    anns = instances_to_coco(inst, 1, segmentation=segmentation)
+    assert len(anns) == 300
+    assert [a["area"] for a in anns] == [4.0] * 300
