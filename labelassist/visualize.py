@@ -43,7 +43,7 @@ def to_display(image: np.ndarray, *, percentiles: tuple[float, float] = (0.5, 99
     --------
     >>> img = np.array([[0, 1000], [2000, 4000]], dtype=np.uint16)
     >>> to_display(img, percentiles=(0, 100))[..., 0].tolist()
-    [[0, 63], [127, 255]]
+    [[0, 64], [128, 255]]
     """
     from .io import check_image
 
@@ -93,39 +93,30 @@ def draw_outlines(
     >>> bool(out[2, 2].any()), bool(out[3, 3].any())
     (True, False)
     """
-    from skimage.draw import polygon_perimeter
+    from scipy.ndimage import binary_erosion
+
+    from .geometry import polygons_to_masks
 
     if by not in ("label", "instance"):
         raise ValueError(f"by must be 'label' or 'instance', got {by!r}")
     out = to_display(image).copy()
-    if out.shape[:2] != instances.image_shape:
+    height, width = out.shape[:2]
+    if (height, width) != instances.image_shape:
         raise ValueError(
             f"image shape {out.shape[:2]} does not match instances.image_shape "
             f"{instances.image_shape}"
         )
     palette = PALETTE if colors is None else np.asarray(colors, dtype=np.uint8)
     keys = instances.labels if by == "label" else np.arange(len(instances))
-    for geom, key in zip(instances.polygons, keys, strict=True):
-        color = palette[int(key) % len(palette)]
-        for ring in _rings(geom):
-            # COCO (x, y) -> pixel indices: a vertex at x lies on the left edge of column x;
-            # draw on the pixels just inside the outline.
-            xy = np.asarray(ring.coords)
-            rows, cols = polygon_perimeter(
-                np.clip(xy[:, 1] - 0.5, 0, out.shape[0] - 1),
-                np.clip(xy[:, 0] - 0.5, 0, out.shape[1] - 1),
-                shape=out.shape[:2],
-                clip=True,
-            )
-            out[rows, cols] = color
-    return out
-
-
-def _rings(geom: shapely.Geometry) -> list[shapely.LinearRing]:
-    rings = []
-    for part in shapely.get_parts(geom):
-        if part.is_empty:
+    boxes = instances.boxes
+    for k, geom in enumerate(instances.polygons):
+        # rasterize inside the box only; the outline is the instance's own boundary pixels
+        x0, y0 = max(0, int(np.floor(boxes[k, 0]))), max(0, int(np.floor(boxes[k, 1])))
+        x1, y1 = min(width, int(np.ceil(boxes[k, 2]))), min(height, int(np.ceil(boxes[k, 3])))
+        if geom.is_empty or x1 <= x0 or y1 <= y0:
             continue
-        rings.append(part.exterior)
-        rings.extend(part.interiors)
-    return rings
+        local = shapely.transform(geom, lambda xy, dx=x0, dy=y0: xy - (dx, dy))
+        mask = polygons_to_masks([local], (y1 - y0, x1 - x0))[0]
+        edge = mask & ~binary_erosion(mask, border_value=0)
+        out[y0:y1, x0:x1][edge] = palette[int(keys[k]) % len(palette)]
+    return out
