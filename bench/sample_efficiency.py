@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -38,14 +39,20 @@ def main() -> None:
     parser.add_argument("--n-eval", type=int, default=12)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="training pools/seeds per k (mean is plotted)"
+    )
     parser.add_argument("--out-plot", default="docs/learning_curve.png")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     t_start = time.perf_counter()
     shape = (args.size, args.size)
-    pool = [
-        synthetic_nuclei(shape, seed=1000 + args.seed * 100 + k, **DOMAIN_SHIFT)
-        for k in range(max(args.sizes))
+    pools = [
+        [
+            synthetic_nuclei(shape, seed=1000 + (args.seed + r) * 100 + k, **DOMAIN_SHIFT)
+            for k in range(max(args.sizes))
+        ]
+        for r in range(args.repeats)
     ]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -54,50 +61,62 @@ def main() -> None:
         )
         for k in args.sizes:
             t0 = time.perf_counter()
-            model = load_model(args.model, device="cpu")
-            if k:
-                steps_per_epoch = math.ceil(k / args.batch_size)
-                config = TrainConfig(
-                    epochs=math.ceil(args.steps / steps_per_epoch),
-                    batch_size=args.batch_size,
-                    lr=args.lr,
-                    warmup_iters=10,
-                    augment=1.0,
-                    num_workers=0,
-                    seed=args.seed,
-                    roi_samples=128,
-                    rpn_proposals=500,
-                )
-                model = finetune(model, pool[:k], progress=False, config=config).model
-            metrics = evaluate(model, held_out, progress=False)
+            runs = []
+            for r in range(args.repeats if k else 1):
+                model = load_model(args.model, device="cpu")
+                if k:
+                    steps_per_epoch = math.ceil(k / args.batch_size)
+                    config = TrainConfig(
+                        epochs=math.ceil(args.steps / steps_per_epoch),
+                        batch_size=args.batch_size,
+                        lr=args.lr,
+                        warmup_iters=10,
+                        augment=1.0,
+                        num_workers=0,
+                        seed=args.seed + r,
+                        roi_samples=128,
+                        rpn_proposals=500,
+                    )
+                    model = finetune(model, pools[r][:k], progress=False, config=config).model
+                runs.append(evaluate(model, held_out, progress=False))
+            metrics = {
+                key: statistics.mean(m[key] for m in runs) for key in ("segm_AP50", "segm_AP")
+            }
+            metrics["segm_AP50_runs"] = [round(m["segm_AP50"], 3) for m in runs]
             rows.append(
                 {
                     "round": len(rows) + 1,
                     "n_images": k,
-                    "n_instances": sum(len(inst) for _, inst in pool[:k]),
+                    "n_instances": statistics.mean(
+                        sum(len(inst) for _, inst in pool[:k]) for pool in pools
+                    ),
                     "metrics": metrics,
                     "minutes": (time.perf_counter() - t0) / 60,
                 }
             )
             print(
-                f"k={k}: segm_AP50 {metrics['segm_AP50']:.3f} segm_AP {metrics['segm_AP']:.3f} "
-                f"({rows[-1]['minutes']:.1f} min)",
+                f"k={k}: segm_AP50 {metrics['segm_AP50']:.3f} {metrics['segm_AP50_runs']} "
+                f"segm_AP {metrics['segm_AP']:.3f} ({rows[-1]['minutes']:.1f} min)",
                 flush=True,
             )
     base = rows[0]["metrics"]
     print(
         f"\nshifted domain (DOMAIN_SHIFT), {args.size}x{args.size}, {args.n_eval} held-out "
         f"images, {args.steps} steps of batch {args.batch_size} per k, lr {args.lr}, "
+        f"mean of {args.repeats} training pools/seeds per k, "
         f"total {(time.perf_counter() - t_start) / 60:.1f} min"
     )
-    print("| fine-tuned on k images | instances | mask AP50 | mask AP | AP50 gain vs starter |")
-    print("|---|---|---|---|---|")
+    print(
+        "| fine-tuned on k images | instances (mean) | mask AP50 (mean) | AP50 per run "
+        "| mask AP (mean) | AP50 gain vs starter |"
+    )
+    print("|---|---|---|---|---|---|")
     for r in rows:
         m = r["metrics"]
         gain = m["segm_AP50"] - base["segm_AP50"]
         print(
-            f"| {r['n_images']} | {r['n_instances']} | {m['segm_AP50']:.3f} | "
-            f"{m['segm_AP']:.3f} | {gain:+.3f} |"
+            f"| {r['n_images']} | {r['n_instances']:.1f} | {m['segm_AP50']:.3f} | "
+            f"{m['segm_AP50_runs']} | {m['segm_AP']:.3f} | {gain:+.3f} |"
         )
     if args.out_plot:
         path = plot_learning_curve(
