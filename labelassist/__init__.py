@@ -40,6 +40,9 @@ _EXPORTS = {
     "evaluate": "evaluate",
     "evaluate_predictions": "evaluate",
     "TrainResult": "train",
+    "TrainConfig": "train",
+    "run_round": "rounds",
+    "plot_learning_curve": "rounds",
     "rank_images": "active",
     "Project": "project",
 }
