@@ -17,7 +17,6 @@ import copy
 import json
 import os
 import pickle
-import tempfile
 import threading
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
@@ -26,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
+
+from ._atomic import atomic_write
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -541,18 +542,9 @@ class Model:
             raise IsADirectoryError(
                 f"path={str(path)!r} is a folder; give a file name like model.pt"
             )
-        path.parent.mkdir(parents=True, exist_ok=True)
         data = self.checkpoint(half=half)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                torch.save(data, fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_write(path) as fh:
+            torch.save(data, fh)
         return path
 
 

@@ -376,3 +376,16 @@ def test_coco_weights_from_cache(offline_hub, arch):
         assert m.meta["label_ids"][m.classes.index(name)] == categories.index(name)
     key = "roi_heads.box_predictor.cls_score.weight"
     assert torch.equal(m.net.state_dict()[key], state[key].half().float())
+
+
+def test_saved_checkpoint_has_normal_permissions(tmp_path):
+    import os
+    import stat
+
+    umask = os.umask(0o022)
+    try:
+        path = load_model(None, classes=["cell"], device="cpu").save(tmp_path / "m.pt")
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]  # no temp file left behind
