@@ -957,6 +957,15 @@ def _require(record: dict, keys: Sequence[str], where: str) -> None:
         raise CocoFormatError(f"{where}: missing key(s) {missing}")
 
 
+def _check_new_id(value: Any, kind: str, seen: set[int], where: str, src: str) -> None:
+    """Refuse an ``id`` that is not an int or is already in ``seen``; add it to ``seen``."""
+    if not _is_int(value):
+        raise CocoFormatError(f"{where}: id must be an int, got {value!r}")
+    if value in seen:
+        raise CocoFormatError(f"{src}: duplicate {kind} id {value}")
+    seen.add(value)
+
+
 def _read_categories(data: dict, src: str) -> tuple[list[str], dict[int, int], set[int]]:
     """(names in id order, category id -> label, ids of background categories)."""
     by_id: dict[int, str] = {}
@@ -985,11 +994,7 @@ def _read_images(data: dict, src: str) -> list[dict]:
     for k, img in enumerate(_records(data, "images", src)):
         where = f"{src}: image {img.get('id', f'images[{k}]')!r}"
         _require(img, ("id", "file_name", "height", "width"), where)
-        if not _is_int(img["id"]):
-            raise CocoFormatError(f"{where}: id must be an int, got {img['id']!r}")
-        if img["id"] in seen:
-            raise CocoFormatError(f"{src}: duplicate image id {img['id']}")
-        seen.add(img["id"])
+        _check_new_id(img["id"], "image", seen, where, src)
         name = img["file_name"]
         if not isinstance(name, str) or not name:
             raise CocoFormatError(f"{where}: file_name must be a non-empty str, got {name!r}")
@@ -1019,11 +1024,7 @@ def _group_annotations(
     for k, ann in enumerate(_records(data, "annotations", src)):
         where = f"{src}: annotation {ann.get('id', f'annotations[{k}]')!r}"
         _require(ann, ("id", "image_id", "category_id", "segmentation"), where)
-        if not _is_int(ann["id"]):
-            raise CocoFormatError(f"{where}: id must be an int, got {ann['id']!r}")
-        if ann["id"] in seen:
-            raise CocoFormatError(f"{src}: duplicate annotation id {ann['id']}")
-        seen.add(ann["id"])
+        _check_new_id(ann["id"], "annotation", seen, where, src)
         if not _is_int(ann["image_id"]) or ann["image_id"] not in image_ids:
             raise CocoFormatError(f"{where}: unknown image_id {ann['image_id']!r}")
         if ann["category_id"] in background:
