@@ -12,7 +12,14 @@ from napari.layers import Image
 from napari.utils import notifications
 
 from ._layers import shapes_layer_kwargs, tracker_for
-from ._widgets import JobWidget, Progress, find_linked_layer, import_torch, layer_link
+from ._widgets import (
+    JobWidget,
+    Progress,
+    find_linked_layer,
+    import_torch,
+    layer_link,
+    report_error,
+)
 
 __all__ = ["MODEL_SOURCES", "PreannotateWidget", "predict_job"]
 
@@ -166,8 +173,7 @@ class PreannotateWidget(JobWidget):
             spec = self.model_spec(layer)
             image = _image_array(layer)
         except ValueError as exc:
-            self._set_status(str(exc))
-            notifications.show_error(str(exc))
+            report_error(self.status, str(exc))
             return None
         import_torch()
         return self.start_job(

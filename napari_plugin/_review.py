@@ -21,7 +21,7 @@ from qtpy.QtCore import QTimer
 
 from ._io import project_layer_data
 from ._layers import layer_to_instances, shape_colors, tracker_for
-from ._widgets import layer_link
+from ._widgets import layer_link, report_error
 
 __all__ = ["ACCEPT_KEY", "AUTOSAVE_MS", "ReviewWidget", "restore_unchanged"]
 
@@ -377,8 +377,7 @@ class ReviewWidget(Container):
         try:
             return action()
         except (ValueError, FileNotFoundError, FileExistsError, TypeError) as exc:
-            self._set_status(str(exc))
-            notifications.show_error(str(exc))
+            report_error(self.status, str(exc))
             return None
 
     def _update_summary(self) -> None:

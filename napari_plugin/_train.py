@@ -10,7 +10,7 @@ from typing import Any
 from magicgui.widgets import CheckBox, ComboBox, FileEdit, FloatSpinBox, Label, PushButton, SpinBox
 from napari.utils import notifications
 
-from ._widgets import JobWidget, Progress, import_torch, layer_link
+from ._widgets import JobWidget, Progress, import_torch, layer_link, report_error
 
 __all__ = ["TrainWidget", "plot_rounds", "train_round_job"]
 
@@ -159,8 +159,7 @@ class TrainWidget(JobWidget):
         try:
             folder = self._project_folder()
         except ValueError as exc:
-            self._set_status(str(exc))
-            notifications.show_error(str(exc))
+            report_error(self.status, str(exc))
             return None
         import_torch()
         return self.start_job(

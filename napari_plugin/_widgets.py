@@ -18,7 +18,7 @@ from napari.utils import notifications
 
 from ._layers import METADATA_KEY
 
-__all__ = ["JobWidget", "find_linked_layer", "import_torch", "layer_link"]
+__all__ = ["JobWidget", "find_linked_layer", "import_torch", "layer_link", "report_error"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +41,12 @@ def import_torch() -> None:
 
     import labelassist.models  # noqa: F401
     import labelassist.predict  # noqa: F401
+
+
+def report_error(status: Label, message: str) -> None:
+    """Show an error ``message`` in a widget's ``status`` line and as a napari notification."""
+    status.value = message
+    notifications.show_error(message)
 
 
 def layer_link(layer: Any) -> dict[str, Any]:
@@ -128,8 +134,7 @@ class JobWidget(Container):
 
     def _on_error(self, exc: BaseException) -> None:
         logger.error("%s failed", self._job_name, exc_info=exc)
-        self._set_status(f"{self._job_name} failed: {exc}")
-        notifications.show_error(f"{self._job_name} failed: {exc}")
+        report_error(self.status, f"{self._job_name} failed: {exc}")
 
     def _on_finished(self) -> None:
         self.worker = None
