@@ -6,28 +6,12 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import shapely
-import torch
+from tiny_models import tiny_model
 
 from labelassist.active import _unflip, image_uncertainty, rank_images
 from labelassist.instances import Instances
-from labelassist.models import Model, build_maskrcnn, load_model
+from labelassist.models import load_model
 from labelassist.synthetic import synthetic_nuclei
-
-TINY = {
-    "fpn_channels": 32,
-    "representation_size": 64,
-    "mask_channels": 16,
-    "mask_layers": 1,
-    "box_detections_per_img": 50,
-}
-
-
-def tiny_model():
-    torch.manual_seed(0)
-    arch = "maskrcnn_resnet18_fpn"
-    return Model(
-        build_maskrcnn(arch, 2, **TINY), ["nucleus"], arch=arch, options=TINY, device="cpu"
-    )
 
 
 def boxes(*scores, shape=(32, 32)):

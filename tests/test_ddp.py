@@ -13,18 +13,11 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
+from tiny_models import tiny_model
 
-from labelassist.models import Model, build_maskrcnn, load_model
+from labelassist.models import load_model
 from labelassist.synthetic import synthetic_nuclei
 from labelassist.train import TrainConfig, finetune
-
-TINY = {
-    "fpn_channels": 32,
-    "representation_size": 64,
-    "mask_channels": 16,
-    "mask_layers": 1,
-    "box_detections_per_img": 50,
-}
 
 
 def _free_port() -> int:
@@ -42,11 +35,7 @@ def _worker(rank: int, world: int, port: int, out: str, results: str) -> None:
         MASTER_PORT=str(port),
     )
     torch.set_num_threads(1)
-    torch.manual_seed(100 + rank)  # different initial weights: DDP must broadcast rank 0's
-    arch = "maskrcnn_resnet18_fpn"
-    model = Model(
-        build_maskrcnn(arch, 2, **TINY), ["nucleus"], arch=arch, options=TINY, device="cpu"
-    )
+    model = tiny_model(seed=100 + rank)  # different initial weights: DDP must broadcast rank 0's
     pairs = [synthetic_nuclei((64, 64), n=3, radius=(5, 8), seed=s) for s in range(4)]
     config = TrainConfig(
         batch_size=1,

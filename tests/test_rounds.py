@@ -5,40 +5,17 @@ from __future__ import annotations
 import imageio.v3 as iio
 import numpy as np
 import pytest
-import torch
+from tiny_models import one_thread, tiny_model  # noqa: F401 (one_thread: autouse fixture)
 
-from labelassist.models import Model, build_maskrcnn, load_model
+from labelassist.models import load_model
 from labelassist.project import Project
 from labelassist.rounds import plot_learning_curve, run_round
 from labelassist.synthetic import synthetic_nuclei
 from labelassist.train import TrainConfig
 
-TINY = {
-    "fpn_channels": 32,
-    "representation_size": 64,
-    "mask_channels": 16,
-    "mask_layers": 1,
-    "box_detections_per_img": 50,
-}
 CONFIG = TrainConfig(
     num_workers=0, warmup_iters=1, batch_size=2, augment=0.0, roi_samples=32, rpn_proposals=100
 )
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def tiny_model():
-    torch.manual_seed(0)
-    arch = "maskrcnn_resnet18_fpn"
-    return Model(
-        build_maskrcnn(arch, 2, **TINY), ["nucleus"], arch=arch, options=TINY, device="cpu"
-    )
 
 
 def make_project(folder, n_images=4, reviewed=3):

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import shapely
 import torch
+from tiny_models import one_thread, tiny_model  # noqa: F401 (one_thread: autouse fixture)
 
 from labelassist.coco import Dataset
 from labelassist.instances import Instances
-from labelassist.models import Model, build_maskrcnn, load_model
+from labelassist.models import load_model
 from labelassist.synthetic import synthetic_dataset, synthetic_nuclei
 from labelassist.train import (
     TrainConfig,
@@ -42,35 +43,9 @@ def fast(**changes):
     return TrainConfig(**base)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: on a shared, busy CPU more threads make training much slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def pairs():
     return [synthetic_nuclei(SHAPE, n=4, radius=(5, 8), seed=s) for s in range(2)]
-
-
-# the light architecture, slimmed down so that a training step takes well under a second
-TINY = {
-    "fpn_channels": 32,
-    "representation_size": 64,
-    "mask_channels": 16,
-    "mask_layers": 1,
-    "box_detections_per_img": 50,
-}
-
-
-def new_model(classes=("nucleus",)):
-    torch.manual_seed(0)
-    arch = "maskrcnn_resnet18_fpn"
-    net = build_maskrcnn(arch, len(classes) + 1, **TINY)
-    return Model(net, list(classes), arch=arch, options=TINY, device="cpu")
 
 
 def state(model):
@@ -81,7 +56,7 @@ def state(model):
 
 
 def test_finetune_lowers_loss_and_writes_loadable_checkpoint(pairs, tmp_path):
-    model = new_model()
+    model = tiny_model()
     result = finetune(model, pairs, epochs=4, lr=0.01, out=tmp_path, progress=False, config=fast())
     assert isinstance(result, TrainResult)
     losses = [h["loss"] for h in result.history]
@@ -105,7 +80,7 @@ def test_finetune_from_coco_path_with_validation(tmp_path):
     val = synthetic_dataset(1, out=tmp_path / "val", shape=SHAPE, n=3, seed=2)
     assert len(train.images) == 2
     result = finetune(
-        new_model(),
+        tiny_model(),
         tmp_path / "train" / "annotations.json",
         val=val,
         epochs=1,
@@ -129,25 +104,25 @@ def test_finetune_skips_unannotated_and_trains_on_empty_images(pairs):
         ],
         {1: inst, 2: empty},  # image 3 not annotated yet
     )
-    result = finetune(new_model(), data, epochs=1, progress=False, config=fast())
+    result = finetune(tiny_model(), data, epochs=1, progress=False, config=fast())
     assert result.history[0]["n_train_images"] == 2
     assert np.isfinite(result.history[0]["loss"])
 
 
 def test_finetune_only_negatives(pairs):
     negatives = [(pairs[0][0] * 0, Instances.empty(SHAPE))]
-    result = finetune(new_model(), negatives, epochs=1, progress=False, config=fast())
+    result = finetune(tiny_model(), negatives, epochs=1, progress=False, config=fast())
     assert np.isfinite(result.history[0]["loss"])
 
 
 def test_non_finite_loss_raises_with_epoch_and_parts(pairs):
     config = fast(batch_size=1, clip_grad_norm=None, warmup_iters=0)
     with pytest.raises(FloatingPointError, match=r"epoch 1, iteration \d+ \(loss_classifier="):
-        finetune(new_model(), pairs * 3, epochs=1, lr=1e6, progress=False, config=config)
+        finetune(tiny_model(), pairs * 3, epochs=1, lr=1e6, progress=False, config=config)
 
 
 def test_freeze_backbone_keeps_backbone_weights(pairs):
-    model = new_model()
+    model = tiny_model()
     before = state(model)
     result = finetune(
         model, pairs, epochs=1, lr=0.01, freeze="backbone", progress=False, config=fast()
@@ -164,7 +139,7 @@ def test_freeze_backbone_keeps_backbone_weights(pairs):
 def test_callback_stops_training(pairs, tmp_path):
     seen = []
     result = finetune(
-        new_model(),
+        tiny_model(),
         pairs,
         epochs=3,
         out=tmp_path,
@@ -178,7 +153,7 @@ def test_callback_stops_training(pairs, tmp_path):
 def test_resume_after_kill_matches_straight_run(pairs, tmp_path):
     config = fast(augment=1.0)  # augmentation randomness must be resumed as well
     straight = finetune(
-        new_model(), pairs, epochs=2, lr=0.01, out=tmp_path / "a", progress=False, config=config
+        tiny_model(), pairs, epochs=2, lr=0.01, out=tmp_path / "a", progress=False, config=config
     )
 
     def kill(record):
@@ -186,7 +161,7 @@ def test_resume_after_kill_matches_straight_run(pairs, tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         finetune(
-            new_model(),
+            tiny_model(),
             pairs,
             epochs=2,
             lr=0.01,
@@ -196,7 +171,7 @@ def test_resume_after_kill_matches_straight_run(pairs, tmp_path):
             callback=kill,
         )
     resumed = finetune(
-        new_model(),  # ignored: model and optimizer come from the checkpoint
+        tiny_model(),  # ignored: model and optimizer come from the checkpoint
         pairs,
         epochs=2,
         lr=0.01,
@@ -215,16 +190,16 @@ def test_resume_after_kill_matches_straight_run(pairs, tmp_path):
 
 def test_resume_needs_a_checkpoint(pairs, tmp_path):
     with pytest.raises(ValueError, match="holds no checkpoint"):
-        finetune(new_model(), pairs, out=tmp_path, resume=True, progress=False, config=fast())
+        finetune(tiny_model(), pairs, out=tmp_path, resume=True, progress=False, config=fast())
     with pytest.raises(ValueError, match="resume=True needs out"):
-        finetune(new_model(), pairs, resume=True, progress=False, config=fast())
+        finetune(tiny_model(), pairs, resume=True, progress=False, config=fast())
 
 
 # -- classes and heads -----------------------------------------------------------------------
 
 
 def test_new_class_extends_heads_and_keeps_other_weights(pairs):
-    model = new_model(["nucleus"])
+    model = tiny_model(["nucleus"])
     before = state(model)
     extended = _with_classes(model, ["nucleus", "debris"])
     assert extended is not model and model.classes == ["nucleus"]  # input not mutated
@@ -256,7 +231,7 @@ def test_finetune_maps_data_classes_by_name(pairs):
         [{"id": 1, "file_name": "a.png", "height": 64, "width": 64, "image": image}],
         {1: inst.replace(labels=np.arange(len(inst)) % 2)},
     )
-    model = new_model(["nucleus"])
+    model = tiny_model(["nucleus"])
     result = finetune(model, data, epochs=1, progress=False, config=fast())
     assert result.model.classes == ["nucleus", "debris"]
     assert model.classes == ["nucleus"]
@@ -330,7 +305,7 @@ def test_augmentation_of_an_empty_image():
 
 
 def test_train_one_epoch_empty_loader():
-    net = new_model().net
+    net = tiny_model().net
     opt = torch.optim.SGD(net.parameters(), lr=0.01)
     stats = train_one_epoch(net, opt, [], progress=False)
     assert stats["iterations"] == 0
@@ -354,7 +329,7 @@ def test_train_one_epoch_empty_loader():
 )
 def test_finetune_rejects_bad_arguments(pairs, kwargs, error, match):
     with pytest.raises(error, match=match):
-        finetune(new_model(), pairs, progress=False, **kwargs)
+        finetune(tiny_model(), pairs, progress=False, **kwargs)
 
 
 @pytest.mark.parametrize(
@@ -377,7 +352,7 @@ def test_train_config_augment_bool():
 
 
 def test_finetune_rejects_bad_data(pairs, tmp_path):
-    model = new_model()
+    model = tiny_model()
     with pytest.raises(TypeError, match="model must be a labelassist Model"):
         finetune(model.net, pairs, progress=False)
     with pytest.raises(ValueError, match="train has no images"):
@@ -404,7 +379,7 @@ def test_cli_train_and_evaluate(tmp_path, capsys):
 
     synthetic_dataset(2, out=tmp_path / "data", shape=SHAPE, n=3, seed=4)
     coco = tmp_path / "data" / "annotations.json"
-    start = new_model().save(tmp_path / "start.pt")
+    start = tiny_model().save(tmp_path / "start.pt")
     args = ["train", "--train", str(coco), "--model", str(start), "--out", str(tmp_path / "run")]
     rc = main([*args, "--epochs", "1", "--workers", "0", "--no-progress", "--no-augment"])
     out = capsys.readouterr().out
