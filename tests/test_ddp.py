@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
-from tiny_models import tiny_model
+from tiny_models import fast_config, tiny_model
 
 from labelassist.models import load_model
 from labelassist.synthetic import synthetic_nuclei
-from labelassist.train import TrainConfig, finetune
+from labelassist.train import finetune
 
 
 def _free_port() -> int:
@@ -37,14 +37,7 @@ def _worker(rank: int, world: int, port: int, out: str, results: str) -> None:
     torch.set_num_threads(1)
     model = tiny_model(seed=100 + rank)  # different initial weights: DDP must broadcast rank 0's
     pairs = [synthetic_nuclei((64, 64), n=3, radius=(5, 8), seed=s) for s in range(4)]
-    config = TrainConfig(
-        batch_size=1,
-        warmup_iters=1,
-        num_workers=0,
-        augment=1.0,
-        roi_samples=32,
-        rpn_proposals=100,
-    )
+    config = fast_config(batch_size=1, augment=1.0)
     result = finetune(model, pairs, epochs=2, lr=0.01, out=out, progress=False, config=config)
     state = {k: v.detach().clone() for k, v in result.model.net.state_dict().items()}
     torch.save(

@@ -5,17 +5,14 @@ from __future__ import annotations
 import imageio.v3 as iio
 import numpy as np
 import pytest
-from tiny_models import one_thread, tiny_model  # noqa: F401 (one_thread: autouse fixture)
+from tiny_models import fast_config, one_thread, tiny_model  # noqa: F401 (autouse fixture)
 
 from labelassist.models import load_model
 from labelassist.project import Project
 from labelassist.rounds import plot_learning_curve, run_round
 from labelassist.synthetic import synthetic_nuclei
-from labelassist.train import TrainConfig
 
-CONFIG = TrainConfig(
-    num_workers=0, warmup_iters=1, batch_size=2, augment=0.0, roi_samples=32, rpn_proposals=100
-)
+CONFIG = fast_config()
 
 
 def make_project(folder, n_images=4, reviewed=3):

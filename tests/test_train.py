@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import shapely
 import torch
-from tiny_models import one_thread, tiny_model  # noqa: F401 (one_thread: autouse fixture)
+from tiny_models import fast_config, one_thread, tiny_model  # noqa: F401 (autouse fixture)
 
 from labelassist.coco import Dataset
 from labelassist.instances import Instances
@@ -28,21 +28,6 @@ from labelassist.train import (
 SHAPE = (64, 64)
 
 
-def fast(**changes):
-    """A quick configuration: no workers, short warm-up, fixed seed."""
-    base = dict(
-        num_workers=0,
-        warmup_iters=1,
-        batch_size=2,
-        augment=0.0,
-        seed=0,
-        roi_samples=32,
-        rpn_proposals=100,
-    )
-    base.update(changes)
-    return TrainConfig(**base)
-
-
 @pytest.fixture(scope="module")
 def pairs():
     return [synthetic_nuclei(SHAPE, n=4, radius=(5, 8), seed=s) for s in range(2)]
@@ -57,7 +42,9 @@ def state(model):
 
 def test_finetune_lowers_loss_and_writes_loadable_checkpoint(pairs, tmp_path):
     model = tiny_model()
-    result = finetune(model, pairs, epochs=4, lr=0.01, out=tmp_path, progress=False, config=fast())
+    result = finetune(
+        model, pairs, epochs=4, lr=0.01, out=tmp_path, progress=False, config=fast_config()
+    )
     assert isinstance(result, TrainResult)
     losses = [h["loss"] for h in result.history]
     assert len(losses) == 4 and all(np.isfinite(losses))
@@ -85,7 +72,7 @@ def test_finetune_from_coco_path_with_validation(tmp_path):
         val=val,
         epochs=1,
         progress=False,
-        config=fast(),
+        config=fast_config(),
     )
     record = result.history[0]
     assert 0.0 <= record["segm_AP50"] <= 1.0 and "bbox_AP" in record
@@ -104,19 +91,19 @@ def test_finetune_skips_unannotated_and_trains_on_empty_images(pairs):
         ],
         {1: inst, 2: empty},  # image 3 not annotated yet
     )
-    result = finetune(tiny_model(), data, epochs=1, progress=False, config=fast())
+    result = finetune(tiny_model(), data, epochs=1, progress=False, config=fast_config())
     assert result.history[0]["n_train_images"] == 2
     assert np.isfinite(result.history[0]["loss"])
 
 
 def test_finetune_only_negatives(pairs):
     negatives = [(pairs[0][0] * 0, Instances.empty(SHAPE))]
-    result = finetune(tiny_model(), negatives, epochs=1, progress=False, config=fast())
+    result = finetune(tiny_model(), negatives, epochs=1, progress=False, config=fast_config())
     assert np.isfinite(result.history[0]["loss"])
 
 
 def test_non_finite_loss_raises_with_epoch_and_parts(pairs):
-    config = fast(batch_size=1, clip_grad_norm=None, warmup_iters=0)
+    config = fast_config(batch_size=1, clip_grad_norm=None, warmup_iters=0)
     with pytest.raises(FloatingPointError, match=r"epoch 1, iteration \d+ \(loss_classifier="):
         finetune(tiny_model(), pairs * 3, epochs=1, lr=1e6, progress=False, config=config)
 
@@ -125,7 +112,7 @@ def test_freeze_backbone_keeps_backbone_weights(pairs):
     model = tiny_model()
     before = state(model)
     result = finetune(
-        model, pairs, epochs=1, lr=0.01, freeze="backbone", progress=False, config=fast()
+        model, pairs, epochs=1, lr=0.01, freeze="backbone", progress=False, config=fast_config()
     )
     after = state(result.model)
     assert all(torch.equal(v, state(model)[k]) for k, v in before.items())  # input untouched
@@ -144,14 +131,14 @@ def test_callback_stops_training(pairs, tmp_path):
         epochs=3,
         out=tmp_path,
         progress=False,
-        config=fast(),
+        config=fast_config(),
         callback=lambda record: seen.append(record["epoch"]) or False,
     )
     assert seen == [1] and len(result.history) == 1
 
 
 def test_resume_after_kill_matches_straight_run(pairs, tmp_path):
-    config = fast(augment=1.0)  # augmentation randomness must be resumed as well
+    config = fast_config(augment=1.0)  # augmentation randomness must be resumed as well
     straight = finetune(
         tiny_model(), pairs, epochs=2, lr=0.01, out=tmp_path / "a", progress=False, config=config
     )
@@ -190,9 +177,11 @@ def test_resume_after_kill_matches_straight_run(pairs, tmp_path):
 
 def test_resume_needs_a_checkpoint(pairs, tmp_path):
     with pytest.raises(ValueError, match="holds no checkpoint"):
-        finetune(tiny_model(), pairs, out=tmp_path, resume=True, progress=False, config=fast())
+        finetune(
+            tiny_model(), pairs, out=tmp_path, resume=True, progress=False, config=fast_config()
+        )
     with pytest.raises(ValueError, match="resume=True needs out"):
-        finetune(tiny_model(), pairs, resume=True, progress=False, config=fast())
+        finetune(tiny_model(), pairs, resume=True, progress=False, config=fast_config())
 
 
 # -- classes and heads -----------------------------------------------------------------------
@@ -232,7 +221,7 @@ def test_finetune_maps_data_classes_by_name(pairs):
         {1: inst.replace(labels=np.arange(len(inst)) % 2)},
     )
     model = tiny_model(["nucleus"])
-    result = finetune(model, data, epochs=1, progress=False, config=fast())
+    result = finetune(model, data, epochs=1, progress=False, config=fast_config())
     assert result.model.classes == ["nucleus", "debris"]
     assert model.classes == ["nucleus"]
     ds = _TrainImages(
@@ -365,10 +354,10 @@ def test_finetune_rejects_bad_data(pairs, tmp_path):
         finetune(model, tmp_path / "nope.json", progress=False)
     image, inst = pairs[0]
     with pytest.raises(ValueError, match="has shape"):
-        finetune(model, [(image[:32], inst)], progress=False, config=fast())
+        finetune(model, [(image[:32], inst)], progress=False, config=fast_config())
     bad = inst.replace(labels=np.full(len(inst), 3))
     with pytest.raises(ValueError, match="label 3 but there are only 1 classes"):
-        finetune(model, [(image, bad)], progress=False, config=fast())
+        finetune(model, [(image, bad)], progress=False, config=fast_config())
 
 
 # -- command line ----------------------------------------------------------------------------

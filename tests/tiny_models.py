@@ -1,9 +1,9 @@
-"""Tiny untrained Mask R-CNN models for the training tests, and a one-thread fixture.
+"""Tiny untrained Mask R-CNN models, a quick training configuration and a one-thread fixture.
 
 The light architecture, slimmed down so that a training step on a 64 px image takes well
 under a second on a CPU. Test files import it (``tests/`` is on ``sys.path``)::
 
-    from tiny_models import TINY, one_thread, tiny_model  # noqa: F401 (autouse fixture)
+    from tiny_models import fast_config, one_thread, tiny_model  # noqa: F401 (autouse fixture)
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ import pytest
 import torch
 
 from labelassist.models import Model, build_maskrcnn
+from labelassist.train import TrainConfig
 
-__all__ = ["ARCH", "TINY", "one_thread", "tiny_model"]
+__all__ = ["ARCH", "TINY", "fast_config", "one_thread", "tiny_model"]
 
 ARCH = "maskrcnn_resnet18_fpn"
 TINY = {
@@ -32,6 +33,22 @@ def tiny_model(classes: Sequence[str] = ("nucleus",), *, seed: int = 0) -> Model
     torch.manual_seed(seed)
     net = build_maskrcnn(ARCH, len(classes) + 1, **TINY)
     return Model(net, list(classes), arch=ARCH, options=TINY, device="cpu")
+
+
+def fast_config(**changes) -> TrainConfig:
+    """A quick training configuration: no workers, short warm-up, fixed seed; ``changes``
+    override it."""
+    base = dict(
+        num_workers=0,
+        warmup_iters=1,
+        batch_size=2,
+        augment=0.0,
+        seed=0,
+        roi_samples=32,
+        rpn_proposals=100,
+    )
+    base.update(changes)
+    return TrainConfig(**base)
 
 
 @pytest.fixture(autouse=True)
