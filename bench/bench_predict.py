@@ -284,7 +284,42 @@ def _match(a: la.Instances, b: la.Instances, thr: float) -> tuple[int, int]:
     return matched, dup
 
 
-def bench_agreement(model, *, size, n, tile, score, overlap=64):
+def _seam_distance(instances: la.Instances, tiles, shape) -> np.ndarray:
+    """Per instance: the largest distance of its box to the inner edges (edges that are
+    not image edges) of a tile holding it whole; -1 when no tile holds it whole."""
+    h, w = shape
+    out = np.full(len(instances), -1.0)
+    for i, (x0, y0, x1, y1) in enumerate(instances.boxes):
+        for t in tiles:
+            if t.x0 <= x0 and t.y0 <= y0 and x1 <= t.x1 and y1 <= t.y1:
+                d = [
+                    x0 - t.x0 if t.x0 > 0 else np.inf,
+                    y0 - t.y0 if t.y0 > 0 else np.inf,
+                    t.x1 - x1 if t.x1 < w else np.inf,
+                    t.y1 - y1 if t.y1 < h else np.inf,
+                ]
+                out[i] = max(out[i], min(d))
+    return out
+
+
+def _unmatched(a: la.Instances, b: la.Instances, thr: float) -> np.ndarray:
+    """Indices of instances of ``a`` without a partner in ``b`` at polygon IoU >= thr."""
+    import shapely
+
+    tree = shapely.STRtree(b.polygons)
+    out = []
+    for i, poly in enumerate(a.polygons):
+        cand = tree.query(poly, predicate="intersects")
+        if len(cand):
+            inter = shapely.area(shapely.intersection(poly, b.polygons[cand]))
+            union = shapely.area(shapely.union(poly, b.polygons[cand]))
+            if np.max(inter / union) >= thr:
+                continue
+        out.append(i)
+    return np.array(out, dtype=int)
+
+
+def bench_agreement(model, *, size, n, tile, score, overlap=64, variants=()):
     image, truth = _nuclei((size, size), n, seed=7)
     net = model.net
     # the untiled reference gets the budgets a tiled run has in total (detections and
@@ -306,6 +341,9 @@ def bench_agreement(model, *, size, n, tile, score, overlap=64):
         net.roi_heads.detections_per_img = saved[0]
         net.rpn._pre_nms_top_n.update(saved[1])
         net.rpn._post_nms_top_n.update(saved[2])
+    if variants:
+        _agreement_variants(model, image, whole, t_whole, tile=tile, score=score, variants=variants)
+        return
     t0 = time.perf_counter()
     tiled = model.predict(image, score_threshold=score, tile_size=tile, tile_overlap=overlap)
     t_tiled = time.perf_counter() - t0
@@ -337,6 +375,54 @@ def bench_agreement(model, *, size, n, tile, score, overlap=64):
     )
 
 
+def _agreement_variants(model, image, whole, t_whole, *, tile, score, variants):
+    """One row per tiled variant ``overlap:core_margin:edge_gap[:tile]`` (fractions of the
+    overlap, see ``labelassist.predict._CORE_MARGIN`` / ``_EDGE_GAP``) against one untiled
+    reference; time ratio against the first variant."""
+    from labelassist import predict as lp
+
+    saved = (lp._CORE_MARGIN, lp._EDGE_GAP)
+    print(
+        f"\n## agreement variants: {image.shape[1]}x{image.shape[0]}, tile {tile}, "
+        f"score_threshold={score}; untiled: {len(whole)} instances, {t_whole:.1f} s\n"
+    )
+    print(
+        "| tile | overlap | core margin | edge gap | tiles | instances | untiled matched (IoU>=0.9) | "
+        "tiled matched (IoU>=0.9) | untiled matched (IoU>=0.5) | overlapping pairs | s | "
+        "time ratio | untiled misses: scores | their distance to the nearest seam (px) |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|")
+    t_first = None
+    try:
+        for spec in variants:
+            ov, margin, gap, *size = spec.split(":")
+            size = int(size[0]) if size else tile
+            lp._CORE_MARGIN, lp._EDGE_GAP = float(margin), float(gap)
+            t0 = time.perf_counter()
+            tiled = model.predict(
+                image, score_threshold=score, tile_size=size, tile_overlap=int(ov)
+            )
+            t = time.perf_counter() - t0
+            t_first = t_first or t
+            m_wt, dup_t = _match(whole, tiled, 0.9)
+            m_tw, _ = _match(tiled, whole, 0.9)
+            m_wt5, _ = _match(whole, tiled, 0.5)
+            grid = lp.tile_grid(image.shape[:2], size, int(ov))
+            miss = _unmatched(whole, tiled, 0.9)
+            seam = _seam_distance(whole[miss] if len(miss) else whole[:0], grid, image.shape[:2])
+            miss_scores = ", ".join(f"{s:.2f}" for s in whole.scores[miss])
+            miss_seam = ", ".join("inf" if np.isinf(d) else f"{d:.0f}" for d in seam)
+            print(
+                f"| {size} | {ov} | {margin} | {gap} | {len(grid)} | {len(tiled)} | "
+                f"{m_wt / max(len(whole), 1):.1%} | {m_tw / max(len(tiled), 1):.1%} | "
+                f"{m_wt5 / max(len(whole), 1):.1%} | {dup_t} | {t:.1f} | {t / t_first:.2f} | "
+                f"{miss_scores} | {miss_seam} |",
+                flush=True,
+            )
+    finally:
+        lp._CORE_MARGIN, lp._EDGE_GAP = saved
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default=None, help="checkpoint (default: starter, else untrained)")
@@ -355,6 +441,14 @@ def main(argv=None) -> int:
     p.add_argument("--tile", type=int, default=512)
     p.add_argument("--agree-size", type=int, default=2048)
     p.add_argument("--overlap", type=int, default=64, help="tile overlap of the agreement test")
+    p.add_argument(
+        "--variants",
+        nargs="*",
+        default=[],
+        help="agreement: tiled variants overlap:core_margin:edge_gap[:tile_size] (margin and "
+        "gap are fractions of the overlap) compared with one untiled run, e.g. "
+        "128:0.25:0 128:0.5:0.25 256:0.25:0:1024",
+    )
     p.add_argument("--skip", nargs="*", default=[], choices=["e2e", "memory", "agreement"])
     p.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -390,6 +484,7 @@ def main(argv=None) -> int:
                 tile=args.tile,
                 score=args.score,
                 overlap=args.overlap,
+                variants=args.variants,
             )
     return 0
 

@@ -478,11 +478,30 @@ def _batches(iterable: Iterator, size: int) -> Iterator[list]:
         yield batch
 
 
+# Selection of tiled detections (fractions of the overlap): a detection is a candidate when
+# its box centre lies within the tile's core widened by ``_CORE_MARGIN * overlap`` and its
+# box keeps ``_EDGE_GAP * overlap`` pixels from every tile edge that is not an image edge
+# (a box touching such an edge is cut by the tile and a whole copy exists in a neighbour);
+# among overlapping candidates of different tiles the one farthest from its tile's edges
+# wins (``_finish``).
+_CORE_MARGIN = 0.25
+_EDGE_GAP = 0.0
+
+
 def _keep_in_core(boxes: np.ndarray, tile: Tile, margin: float) -> np.ndarray:
     cx = (boxes[:, 0] + boxes[:, 2]) / 2 + tile.x0
     cy = (boxes[:, 1] + boxes[:, 3]) / 2 + tile.y0
     x0, y0, x1, y1 = tile.core
     return (cx >= x0 - margin) & (cx < x1 + margin) & (cy >= y0 - margin) & (cy < y1 + margin)
+
+
+def _candidates(boxes: np.ndarray, tile: Tile, shape: tuple[int, int], overlap: int) -> np.ndarray:
+    """Detections of a tile (boxes in tile coordinates) that may represent their object:
+    centre in the core, or in the widened core with the box clear of the tile's edges."""
+    wide = _keep_in_core(boxes, tile, overlap * _CORE_MARGIN)
+    if _EDGE_GAP > 0:
+        wide &= _interior(boxes, tile, shape) >= overlap * _EDGE_GAP
+    return _keep_in_core(boxes, tile, 0.0) | wide
 
 
 def _interior(boxes: np.ndarray, tile: Tile, shape: tuple[int, int]) -> np.ndarray:
@@ -576,7 +595,6 @@ def predict(
     lookup[label_ids] = np.arange(len(label_ids))
     limits: dict[int, tuple[float, float]] = {}
     pending = [_Pending(im.shape[:2], False) for im in images]
-    margin = tile_overlap / 4.0
     cap, saturated = int(net.roi_heads.detections_per_img), 0
     with _inference_setup(net, score_threshold):
         for batch in _batches(_jobs(images, tile_size, tile_overlap), batch_size):
@@ -593,7 +611,14 @@ def predict(
             ):
                 saturated += len(det["boxes"]) >= cap
                 _collect(
-                    pending[idx], det, tile, tiled_shape, lookup, mask_threshold, tolerance, margin
+                    pending[idx],
+                    det,
+                    tile,
+                    tiled_shape,
+                    lookup,
+                    mask_threshold,
+                    tolerance,
+                    tile_overlap,
                 )
     if saturated:
         warnings.warn(
@@ -614,14 +639,14 @@ def _collect(
     lookup: np.ndarray,
     mask_threshold: float,
     tolerance: float | None,
-    margin: float,
+    overlap: int,
 ) -> None:
     boxes = det["boxes"].cpu()
     labels = lookup[det["labels"].cpu().numpy()]
     keep = labels >= 0
     if tiled_shape is not None:
         pending.tiled = True
-        keep &= _keep_in_core(boxes.numpy(), tile, margin)
+        keep &= _candidates(boxes.numpy(), tile, tiled_shape, overlap)
     idx = np.flatnonzero(keep)
     if idx.size == 0:
         return

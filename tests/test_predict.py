@@ -14,6 +14,7 @@ from labelassist.instances import Instances
 from labelassist.models import Model, build_maskrcnn
 from labelassist.predict import (
     Tile,
+    _candidates,
     _collect,
     _finish,
     _Pending,
@@ -358,7 +359,7 @@ def test_tile_merge_object_on_a_seam_is_one_instance():
         if cx1 <= cx0:
             continue
         det = _roi_detection([cx0, y0, cx1, y1])
-        _collect(pending, det, tile, shape, lookup, 0.5, 0.0, margin=10.0)
+        _collect(pending, det, tile, shape, lookup, 0.5, 0.0, overlap=40)
     out = _finish(pending, 1)
     assert len(out) == 1
     # the whole object (from the tile that holds it whole), not the cut piece
@@ -372,13 +373,44 @@ def test_tile_merge_duplicates_near_core_border_are_suppressed():
     pending = _Pending(shape, False)
     # the same object seen by both tiles with centres on either side of the core border
     _collect(
-        pending, _roi_detection([70.0, 10.0, 89.0, 30.0]), tiles[0], shape, lookup, 0.5, 0.0, 10.0
+        pending, _roi_detection([70.0, 10.0, 89.0, 30.0]), tiles[0], shape, lookup, 0.5, 0.0, 40
     )
     _collect(
-        pending, _roi_detection([11.0, 10.0, 30.0, 30.0]), tiles[1], shape, lookup, 0.5, 0.0, 10.0
+        pending, _roi_detection([11.0, 10.0, 30.0, 30.0]), tiles[1], shape, lookup, 0.5, 0.0, 40
     )
     assert len(_finish(pending, 1)) == 1
     assert len(_finish(_Pending(shape, True), 1)) == 0
+
+
+def test_tile_candidates_default_is_centre_in_widened_core():
+    shape = (100, 250)
+    tile = tile_grid(shape, 100, 40)[1]  # x range (60, 160), core x in [80, 135)
+    # centres (tile coordinates +60): 79 (in core - 10), 68 (outside), 144 (in core + 10)
+    boxes = np.array([[9, 40, 29, 60], [0, 40, 16, 60], [74, 40, 94, 60]], np.float32)
+    assert _candidates(boxes, tile, shape, 40).tolist() == [True, False, True]
+
+
+def test_tile_candidates_edge_gap_drops_pieces_cut_by_the_tile(monkeypatch):
+    shape = (100, 250)
+    tiles = tile_grid(shape, 100, 40)  # x ranges (0,100) (60,160) ...; cores split at x=80
+    lookup = np.array([-1, 0])
+    obj = (86.0, 40.0, 116.0, 60.0)  # centre x=101: core of tile 1, cut by tile 0's edge
+    cut_in_tile0 = np.array([[86.0, 40.0, 100.0, 60.0]], np.float32)  # centre x=93
+    # widen the core to the whole overlap: the cut piece in tile 0 becomes a candidate...
+    monkeypatch.setattr("labelassist.predict._CORE_MARGIN", 0.5)
+    assert _candidates(cut_in_tile0, tiles[0], shape, 40).tolist() == [True]
+    # ...unless boxes must keep clear of the tile's inner edges
+    monkeypatch.setattr("labelassist.predict._EDGE_GAP", 0.1)
+    assert _candidates(cut_in_tile0, tiles[0], shape, 40).tolist() == [False]
+    # the whole object is one instance, from the tile that holds it whole
+    pending = _Pending(shape, False)
+    for tile in tiles[:2]:
+        x0, y0, x1, y1 = obj
+        cx0, cx1 = max(x0, tile.x0) - tile.x0, min(x1, tile.x1) - tile.x0
+        _collect(pending, _roi_detection([cx0, y0, cx1, y1]), tile, shape, lookup, 0.5, 0.0, 40)
+    out = _finish(pending, 1)
+    assert len(out) == 1
+    assert out.boxes[0].tolist() == pytest.approx([86.0, 40.0, 117.0, 61.0], abs=1.0)
 
 
 @pytest.mark.parametrize(
