@@ -319,8 +319,8 @@ def _unmatched(a: la.Instances, b: la.Instances, thr: float) -> np.ndarray:
     return np.array(out, dtype=int)
 
 
-def bench_agreement(model, *, size, n, tile, score, overlap=64, variants=()):
-    image, truth = _nuclei((size, size), n, seed=7)
+def bench_agreement(model, *, size, n, tile, score, overlap=64, variants=(), seed=7):
+    image, truth = _nuclei((size, size), n, seed=seed)
     net = model.net
     # the untiled reference gets the budgets a tiled run has in total (detections and
     # RPN proposals scale with the area), so it is not starved on the large image
@@ -440,6 +440,7 @@ def main(argv=None) -> int:
     p.add_argument("--objects", type=int, default=3000, help="objects in the memory test image")
     p.add_argument("--tile", type=int, default=512)
     p.add_argument("--agree-size", type=int, default=2048)
+    p.add_argument("--agree-seed", type=int, default=7, help="seed of the agreement image")
     p.add_argument("--overlap", type=int, default=64, help="tile overlap of the agreement test")
     p.add_argument(
         "--variants",
@@ -485,6 +486,7 @@ def main(argv=None) -> int:
                 score=args.score,
                 overlap=args.overlap,
                 variants=args.variants,
+                seed=args.agree_seed,
             )
     return 0
 

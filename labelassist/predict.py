@@ -484,8 +484,8 @@ def _batches(iterable: Iterator, size: int) -> Iterator[list]:
 # (a box touching such an edge is cut by the tile and a whole copy exists in a neighbour);
 # among overlapping candidates of different tiles the one farthest from its tile's edges
 # wins (``_finish``).
-_CORE_MARGIN = 0.25
-_EDGE_GAP = 0.0
+_CORE_MARGIN = 0.5
+_EDGE_GAP = 0.25
 
 
 def _keep_in_core(boxes: np.ndarray, tile: Tile, margin: float) -> np.ndarray:

@@ -382,12 +382,25 @@ def test_tile_merge_duplicates_near_core_border_are_suppressed():
     assert len(_finish(_Pending(shape, True), 1)) == 0
 
 
-def test_tile_candidates_default_is_centre_in_widened_core():
+def test_tile_candidates_default_rule():
     shape = (100, 250)
-    tile = tile_grid(shape, 100, 40)[1]  # x range (60, 160), core x in [80, 135)
-    # centres (tile coordinates +60): 79 (in core - 10), 68 (outside), 144 (in core + 10)
-    boxes = np.array([[9, 40, 29, 60], [0, 40, 16, 60], [74, 40, 94, 60]], np.float32)
-    assert _candidates(boxes, tile, shape, 40).tolist() == [True, False, True]
+    tile = tile_grid(shape, 100, 40)[1]  # x range (60, 160), core x in [80, 140)
+    # default: centre in the core, or centre within overlap / 2 = 20 px of it with the box
+    # >= overlap / 4 = 10 px from the tile's inner edges (x = 60 and x = 160)
+    boxes = np.array(
+        [
+            [12, 40, 32, 60],  # centre x 82: in the core
+            [70, 40, 88, 60],  # centre x 139: in the core, 12 px from the edge
+            [10, 40, 24, 60],  # centre x 77: widened core, 10 px from the edge
+            [9, 40, 29, 60],  # centre x 79: widened core, only 9 px from the edge
+            [0, 40, 16, 60],  # centre x 68: cut by the tile edge
+            [74, 40, 94, 60],  # centre x 144: widened core, 6 px from the edge
+        ],
+        np.float32,
+    )
+    got = _candidates(boxes, tile, shape, 40)
+    assert got.tolist() == [True, True, True, False, False, False]
+    assert _candidates(np.zeros((0, 4), np.float32), tile, shape, 40).shape == (0,)
 
 
 def test_tile_candidates_edge_gap_drops_pieces_cut_by_the_tile(monkeypatch):
@@ -398,6 +411,7 @@ def test_tile_candidates_edge_gap_drops_pieces_cut_by_the_tile(monkeypatch):
     cut_in_tile0 = np.array([[86.0, 40.0, 100.0, 60.0]], np.float32)  # centre x=93
     # widen the core to the whole overlap: the cut piece in tile 0 becomes a candidate...
     monkeypatch.setattr("labelassist.predict._CORE_MARGIN", 0.5)
+    monkeypatch.setattr("labelassist.predict._EDGE_GAP", 0.0)
     assert _candidates(cut_in_tile0, tiles[0], shape, 40).tolist() == [True]
     # ...unless boxes must keep clear of the tile's inner edges
     monkeypatch.setattr("labelassist.predict._EDGE_GAP", 0.1)
