@@ -3,8 +3,10 @@
 The pipeline never builds full-image masks: each 28x28 RoI mask probability map is
 resized into its own (integer) box exactly like torchvision's ``paste_masks_in_image``,
 thresholded there and traced to a polygon with `labelassist.geometry.masks_to_polygons`.
-Large images are cut into overlapping tiles; each tile keeps the objects whose box
-centre falls in its core region and duplicates across tiles are suppressed.
+Large images are cut into overlapping tiles; each object is taken from the tile where
+its box is farthest from the tile's inner edges (candidates: box centre in or near the
+tile's core region, copies cut by a tile edge excluded), duplicates across tiles are
+suppressed.
 """
 
 from __future__ import annotations
