@@ -137,16 +137,27 @@ def naive(model: la.Model, files: list[Path], score: float) -> tuple[list, int]:
     return out, n
 
 
-def bench_end_to_end(model, *, n_images, size, score, repeats):
+def bench_end_to_end(model, *, n_images, size, score, repeats, real=False):
+    """``real``: the shipped 16-bit fluorescence sample (512 x 512, 125 nuclei) written
+    ``n_images`` times, instead of synthetic images with 60-120 nuclei per 512 x 512
+    (the count scales with the area)."""
     import imageio.v3 as iio
 
     with tempfile.TemporaryDirectory() as tmp:
         files = []
+        scale = (size / 512) ** 2
         for k in range(n_images):
-            image, _ = _nuclei((size, size), (60, 120), seed=100 + k)
-            path = Path(tmp) / f"img{k}.png"
+            if real:
+                from labelassist.samples import real_nuclei
+
+                image = real_nuclei()
+            else:
+                count = (round(60 * scale), round(120 * scale))
+                image, _ = _nuclei((size, size), count, seed=100 + k)
+            path = Path(tmp) / f"img{k}.{'tif' if real else 'png'}"
             iio.imwrite(path, image)
             files.append(path)
+        size = f"{image.shape[1]}x{image.shape[0]} {'real ' if real else ''}"
         ours(model, files[:1], score)  # warm-up
         times = {"naive": [], "ours": []}
         inside, counts = [], {}
@@ -162,7 +173,7 @@ def bench_end_to_end(model, *, n_images, size, score, repeats):
     med = {k: statistics.median(v) for k, v in times.items()}
     overhead = 1.0 - statistics.median(inside)
     print(
-        f"\n## end-to-end: {n_images} PNG files {size}x{size} -> COCO polygons "
+        f"\n## end-to-end: {n_images} {size}image files -> COCO polygons "
         f"(score_threshold={score}, median of {repeats})\n"
     )
     print("| pipeline | s total | s / image | detections | speed-up vs naive |")
@@ -319,7 +330,34 @@ def _unmatched(a: la.Instances, b: la.Instances, thr: float) -> np.ndarray:
     return np.array(out, dtype=int)
 
 
-def bench_agreement(model, *, size, n, tile, score, overlap=64, variants=(), seed=7):
+def _shift_stability(model, image, whole, *, score, shift, margin=64):
+    """The model's own stability, the ceiling of any tiled agreement: untiled prediction
+    of the image cropped by ``shift`` px at the top and left (a multiple of the feature
+    stride, so the feature grid stays aligned and only the context changes) against the
+    untiled prediction, over instances at least ``margin`` px inside the common region."""
+    import shapely
+
+    h, w = image.shape[:2]
+    moved = model.predict(np.ascontiguousarray(image[shift:, shift:]), score_threshold=score)
+    polys = shapely.transform(np.asarray(moved.polygons), lambda xy: xy + shift)
+    moved = la.Instances(list(polys), moved.labels, moved.scores, (h, w))
+
+    def inside(inst):
+        b = inst.boxes
+        lo, hi_x, hi_y = shift + margin, w - margin, h - margin
+        return inst[(b[:, 0] >= lo) & (b[:, 1] >= lo) & (b[:, 2] <= hi_x) & (b[:, 3] <= hi_y)]
+
+    a, b = inside(whole), inside(moved)
+    m_ab, _ = _match(a, b, 0.9)
+    m_ba, _ = _match(b, a, 0.9)
+    print(
+        f"\nmodel stability (untiled vs untiled on the image shifted by {shift} px, "
+        f"instances >= {margin} px inside): {m_ab}/{len(a)} = {m_ab / max(len(a), 1):.1%} "
+        f"matched at IoU >= 0.9 ({m_ba / max(len(b), 1):.1%} the other way)"
+    )
+
+
+def bench_agreement(model, *, size, n, tile, score, overlap=64, variants=(), seed=7, shift=0):
     image, truth = _nuclei((size, size), n, seed=seed)
     net = model.net
     # the untiled reference gets the budgets a tiled run has in total (detections and
@@ -337,6 +375,8 @@ def bench_agreement(model, *, size, n, tile, score, overlap=64, variants=(), see
         t0 = time.perf_counter()
         whole = model.predict(image, score_threshold=score)
         t_whole = time.perf_counter() - t0
+        if shift:
+            _shift_stability(model, image, whole, score=score, shift=shift)
     finally:
         net.roi_heads.detections_per_img = saved[0]
         net.rpn._pre_nms_top_n.update(saved[1])
@@ -430,6 +470,11 @@ def main(argv=None) -> int:
     p.add_argument("--size", type=int, default=512)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument(
+        "--real",
+        action="store_true",
+        help="end-to-end on the shipped real fluorescence image (512 px) instead of synthetic",
+    )
+    p.add_argument(
         "--score-threshold",
         dest="score",
         type=float,
@@ -442,6 +487,13 @@ def main(argv=None) -> int:
     p.add_argument("--agree-size", type=int, default=2048)
     p.add_argument("--agree-seed", type=int, default=7, help="seed of the agreement image")
     p.add_argument("--overlap", type=int, default=64, help="tile overlap of the agreement test")
+    p.add_argument(
+        "--shift",
+        type=int,
+        default=0,
+        help="agreement: also compare untiled with untiled on the image shifted by this many "
+        "px (the model's own stability; use a multiple of 16)",
+    )
     p.add_argument(
         "--variants",
         nargs="*",
@@ -469,7 +521,12 @@ def main(argv=None) -> int:
     )
     if "e2e" not in args.skip:
         bench_end_to_end(
-            model, n_images=args.n_images, size=args.size, score=args.score, repeats=args.repeats
+            model,
+            n_images=args.n_images,
+            size=args.size,
+            score=args.score,
+            repeats=args.repeats,
+            real=args.real,
         )
     if "memory" not in args.skip:
         bench_memory(args)
@@ -487,6 +544,7 @@ def main(argv=None) -> int:
                 overlap=args.overlap,
                 variants=args.variants,
                 seed=args.agree_seed,
+                shift=args.shift,
             )
     return 0
 

@@ -846,7 +846,9 @@ def finetune(
     classes, mapping = _class_mapping(model, data_classes)
     model = _with_classes(model, classes)
     pairs = _remap(pairs, mapping)
-    net = model.net.to(device)
+    # contiguous weights: prediction leaves them channels-last on the CPU (faster there
+    # for inference, not for training)
+    net = model.net.to(device, memory_format=torch.contiguous_format)
     frozen = _freeze(net, config.freeze)
     optimizer = _build_optimizer(net, config)
     dataset = _TrainImages(
