@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from ._atomic import atomic_write
 
 if TYPE_CHECKING:  # pragma: no cover
     from .models import Model
@@ -220,13 +221,6 @@ def _figure(**kwargs: Any) -> Any:
 
 
 def _save_figure(fig: Any, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=120, format="png")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, suffix=".png") as fh:
+        fig.savefig(fh, dpi=120, format="png")
     return path

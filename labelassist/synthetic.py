@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -510,18 +509,18 @@ def synthetic_dataset(
 
 
 def _write_image_atomic(path: Path, image: np.ndarray) -> None:
-    fd, tmp = tempfile.mkstemp(suffix=path.suffix, dir=path.parent, prefix=".tmp_")
-    os.close(fd)
-    try:
+    from ._atomic import atomic_write
+
+    with atomic_write(path, suffix=path.suffix) as fh:
         if path.suffix == ".png":
             import imageio.v3 as iio
 
-            iio.imwrite(tmp, image, extension=".png")
+            iio.imwrite(fh, image, extension=".png")
         else:
+            import io
+
             import tifffile
 
-            tifffile.imwrite(tmp, image)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+            buffer = io.BytesIO()  # tifffile looks for a path in a file object's name
+            tifffile.imwrite(buffer, image)
+            fh.write(buffer.getbuffer())

@@ -28,6 +28,7 @@ import torch
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
+from ._atomic import atomic_write
 from .instances import Instances
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -708,9 +709,8 @@ def _sync_buffers(net: torch.nn.Module, world: int) -> None:
 
 
 def _atomic_torch_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_write(path) as fh:
+        torch.save(obj, fh)
 
 
 def _rng_state() -> dict[str, Any]:

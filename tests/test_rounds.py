@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import imageio.v3 as iio
 import numpy as np
 import pytest
@@ -66,6 +68,12 @@ def test_round_needs_reviewed_images(tmp_path):
         run_round(project, base_model=tiny_model(), epochs=1, config=CONFIG, progress=False)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def test_plot_learning_curve_from_plain_dicts(tmp_path):
     rounds = [
         {"round": k, "n_images": n, "n_instances": 20 * n, "metrics": {"segm_AP50": ap}}
@@ -77,6 +85,7 @@ def test_plot_learning_curve_from_plain_dicts(tmp_path):
     assert image.ndim == 3 and image.shape[0] > 100
     assert np.unique(image.reshape(-1, image.shape[-1]), axis=0).shape[0] > 10  # not blank
     assert not list((tmp_path / "sub").glob(".*"))  # no temp file left behind
+    assert path.stat().st_mode & 0o777 == 0o666 & ~_umask()  # usual permissions, not 0600
     # a round without metrics (not evaluated) is drawn as a gap, not an error
     plot_learning_curve([{"n_images": 1, "n_instances": 3, "metrics": {}}], tmp_path / "gap.png")
 

@@ -369,3 +369,19 @@ def test_dataset_invalid_parameters(tmp_path, args, kwargs, error, match):
     with pytest.raises(error, match=match):
         synthetic_dataset(*args, out=tmp_path, **kwargs)
     assert not list(tmp_path.glob("*.png"))
+
+
+@pytest.mark.parametrize("image_format", ["png", "tif"])
+def test_dataset_files_have_normal_permissions(tmp_path, image_format):
+    import os
+    import stat
+
+    umask = os.umask(0o022)
+    try:
+        synthetic_dataset(2, out=tmp_path, shape=(32, 32), n=(1, 2), image_format=image_format)
+    finally:
+        os.umask(umask)
+    files = sorted(p for p in tmp_path.rglob("*") if p.is_file())
+    assert {p.suffix for p in files} == {f".{image_format}", ".json"}
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o644 for p in files)  # not mkstemp's 0600
+    assert not [p for p in files if p.name.startswith(".")]  # no temp file left behind
