@@ -153,7 +153,7 @@ def _base_instances_to_coco(
 
 
 class _BaselineConverted:
-    """What `coco._convert` returns, from the previous per-instance code."""
+    """What `coco._convert_chunk` returns, from the previous per-instance code."""
 
     def __init__(self, anns: list[dict]) -> None:
         self.categories = anns  # the writer only takes its length
@@ -164,19 +164,26 @@ class _BaselineConverted:
         )
 
 
-def _baseline_convert(instances, image_id, first_id, segmentation):
-    anns, skipped = _base_instances_to_coco(instances, image_id, first_id, segmentation)
+def _baseline_convert_chunk(chunk, first_id, segmentation):
+    """What `coco._convert_chunk` returns, image by image with the previous code."""
+    anns, skipped = [], 0
+    for image_id, instances in chunk:
+        converted, n_skipped = _base_instances_to_coco(
+            instances, image_id, first_id + len(anns), segmentation
+        )
+        anns += converted
+        skipped += n_skipped
     return _BaselineConverted(anns), skipped
 
 
 @contextlib.contextmanager
 def _baseline_patched():
-    current = coco._convert
-    coco._convert = _baseline_convert
+    current = coco._convert_chunk
+    coco._convert_chunk = _baseline_convert_chunk
     try:
         yield
     finally:
-        coco._convert = current
+        coco._convert_chunk = current
 
 
 def _octagon_instances(rng: np.random.Generator, n_images: int, per_image: int) -> list:

@@ -240,7 +240,7 @@ def _child_export(folder: Path, target: Path, mode: str) -> None:
         if mode == "stream":
             p.export_coco(target, status="all", image_root=folder)
         elif mode == "read":  # the project side of the export alone: rows -> Instances
-            sum(len(inst) for _, inst in _coco.iter_items(p, None, None, lambda path: path.name))
+            sum(len(inst) for _, inst in _coco.iter_items(p, None, None, folder))
         elif mode == "dataset":  # everything in memory at once, no writing
             p.dataset(status="all")
         else:

@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import shapely
 
 from . import _project_files as _files
 from . import _project_schema as _schema
 from ._project_util import (
     check_choice,
     progress_bar,
-    rows_to_instances,
     split_filter,
     sql_where,
     status_filter,
@@ -35,68 +35,142 @@ _IMPORT_BATCH = 500
 
 
 def iter_items(
-    project: Project, status: Any, split: Any, file_name: Any = None, progress: bool = False
+    project: Project,
+    status: Any,
+    split: Any,
+    root: Path | None = None,
+    progress: bool = False,
+    *,
+    extra: bool = True,
 ) -> Iterator[tuple[dict, Instances]]:
     """(record, Instances) per selected image, streamed from a private connection.
 
     One SELECT statement: a consistent snapshot, whatever other processes write
-    meanwhile. ``file_name(path)`` maps the absolute path to the record's file_name.
+    meanwhile. Rows are decoded in blocks of whole images (one ``from_wkb`` per block).
+    ``file_name`` is the image's path relative to ``root`` (POSIX), or its absolute path
+    when ``root`` is None. ``extra=False`` leaves out the ``"source"`` and
+    ``"instance_id"`` columns (not written to COCO).
     """
-    where, params = sql_where(status_filter(status), split_filter(split), prefix="i.")
+    # "+i." keeps SQLite from reading images through the status index: it then scans them
+    # in id order, and the rows come out ordered without a sort of the whole result
+    where, params = sql_where(status_filter(status), split_filter(split), prefix="+i.")
+    columns = "a.instance_id, a.label, a.score, a.source" if extra else "a.label, a.score"
+    file_name = _file_namer(project, root)
     con = _schema.connect(project.folder / DB_NAME)
     try:
         n_images = None
         if progress:
             n_images = con.execute(f"SELECT count(*) FROM images i{where}", params).fetchone()[0]
-        rows = con.execute(
-            "SELECT i.id, i.path, i.height, i.width, a.instance_id, a.label, a.score,"
-            " a.source, a.geometry FROM images i LEFT JOIN annotations a ON"
-            f" a.image_id = i.id AND a.version = i.version{where} ORDER BY i.id, a.id",
+        cursor = con.execute(
+            f"SELECT i.id, i.path, i.height, i.width, {columns}, a.geometry FROM images i"
+            " LEFT JOIN annotations a ON a.image_id = i.id AND a.version = i.version"
+            f"{where} ORDER BY i.id, a.id",
             params,
         )
         bar = progress_bar(None, progress, "exporting images", total=n_images)
-        group: list[tuple] = []
-        for row in rows:
-            if group and row[0] != group[0][0]:
-                yield _item(project, group, file_name)
-                bar.update(1)
-                group = []
-            group.append(row)
-        if group:
-            yield _item(project, group, file_name)
-            bar.update(1)
+        pending: list[tuple] = []
+        while rows := cursor.fetchmany(_FETCH_ROWS):
+            pending += rows
+            # the last image may go on in the next rows: hold it back
+            cut = len(pending) - 1
+            while cut > 0 and pending[cut - 1][0] == pending[-1][0]:
+                cut -= 1
+            if cut:
+                items = _block_items(pending[:cut], file_name, extra)
+                yield from items
+                bar.update(len(items))
+                del pending[:cut]
+        if pending:
+            items = _block_items(pending, file_name, extra)
+            yield from items
+            bar.update(len(items))
         bar.close()
     finally:
         con.close()
 
 
-def _item(project, group: list[tuple], file_name: Any) -> tuple[dict, Instances]:
-    image_id, stored, height, width = group[0][:4]
-    path = project._absolute(stored)
-    record = {
-        "id": image_id,
-        "file_name": file_name(path) if file_name else str(path),
-        "height": height,
-        "width": width,
-    }
-    rows = [r[4:] for r in group if r[4] is not None]
-    return record, rows_to_instances(rows, (height, width))
+#: rows fetched at once by `iter_items` (images are decoded in blocks of about this size)
+_FETCH_ROWS = 4096
 
 
-def selected_paths(project, status: list[str] | None, split: str | None) -> list[Path]:
-    """Absolute paths of the selected images."""
+def _block_items(rows: list[tuple], file_name: Any, extra: bool) -> list[tuple[dict, Instances]]:
+    """Rows of whole images (``iter_items``'s SELECT, in order) to (record, Instances)."""
+    cols = list(zip(*rows, strict=True))
+    blobs = cols[-1]
+    image_ids = np.array(cols[0], dtype=np.int64)
+    starts = np.flatnonzero(np.r_[True, image_ids[1:] != image_ids[:-1]]).tolist()
+    stops = [*starts[1:], len(rows)]
+    if None in blobs:  # images without annotations have one row of NULLs
+        present = np.array([b is not None for b in blobs])
+        first = (np.cumsum(present) - present).tolist()  # annotation index of each row
+        cols = [[v for v, ok in zip(col, present.tolist(), strict=True) if ok] for col in cols]
+    else:
+        present = None
+        first = range(len(rows))
+    geoms = shapely.from_wkb(np.array(cols[-1], dtype=object))
+    labels = np.array(cols[-4 if extra else -3], dtype=np.int64)
+    scores = np.array(cols[-3 if extra else -2], dtype=np.float32)
+    if extra:
+        sources = np.array(cols[-2], dtype=str)
+        instance_ids = np.array(cols[4], dtype=np.int64)
+    out = []
+    for start, stop in zip(starts, stops, strict=True):
+        image_id, stored, height, width = rows[start][:4]
+        record = {"id": image_id, "file_name": file_name(stored), "height": height, "width": width}
+        if present is not None and not present[start]:
+            keys = ("source", "instance_id") if extra else ()
+            out.append((record, Instances.empty((height, width), extra_keys=keys)))
+            continue
+        a, b = first[start], first[start] + stop - start
+        columns = {"source": sources[a:b], "instance_id": instance_ids[a:b]} if extra else {}
+        inst = Instances._trusted(geoms[a:b], labels[a:b], scores[a:b], (height, width), columns)
+        out.append((record, inst))
+    return out
+
+
+def _file_namer(project, root: Path | None) -> Any:
+    """``file_name(stored path)``: the image's path relative to ``root`` (POSIX), or its
+    absolute path when ``root`` is None; string operations, not pathlib, per image."""
+    absolute = project._absolute_str
+    if root is None:
+        return absolute
+    root_str = str(root)
+    prefix = _folder_prefix(root_str)
+
+    def file_name(stored: str) -> str:
+        path = absolute(stored)
+        if os.sep == "/" and path.startswith(prefix):
+            return path[len(prefix) :]
+        return Path(os.path.relpath(path, root_str)).as_posix()
+
+    return file_name
+
+
+def _folder_prefix(folder: str) -> str:
+    """``folder`` with one trailing separator: paths below it start with this."""
+    return folder if folder.endswith(os.sep) else folder + os.sep
+
+
+def selected_paths(project, status: list[str] | None, split: str | None) -> list[str]:
+    """Absolute (normalized) paths of the selected images."""
     where, params = sql_where(status, split)
     with project._lock:
         rows = project.con.execute(f"SELECT DISTINCT path FROM images{where}", params)
-        return [project._absolute(r[0]) for r in rows]
+        return [project._absolute_str(r[0]) for r in rows]
 
 
-def common_root(paths: list[Path], candidates: list[Path]) -> Path:
+def _below(paths: list[str], root: Path) -> list[bool]:
+    """Whether each (normalized absolute) path lies below the folder ``root``."""
+    prefix = os.path.normcase(_folder_prefix(str(root)))
+    return [os.path.normcase(p).startswith(prefix) for p in paths]
+
+
+def common_root(paths: list[str], candidates: list[Path]) -> Path:
     """The first candidate folder holding every path, else their deepest common folder."""
     for root in candidates:
-        if all(root in p.parents for p in paths):
+        if all(_below(paths, root)):
             return root
-    return Path(os.path.commonpath([p.parent for p in paths]))
+    return Path(os.path.commonpath([os.path.dirname(p) for p in paths]))
 
 
 def export_root(
@@ -105,7 +179,7 @@ def export_root(
     paths = selected_paths(project, status, split)
     if image_root is not None:
         root = Path(image_root).expanduser().resolve()
-        outside = [p for p in paths if root not in p.parents]
+        outside = [p for p, below in zip(paths, _below(paths, root), strict=True) if not below]
         if outside:
             raise ValueError(
                 f"image_root {root} does not hold {len(outside)} of the exported images "
@@ -154,13 +228,9 @@ def dataset(project, *, status: str | Sequence[str] | None = "reviewed", split: 
 
     status_values, split_value = status_filter(status), split_filter(split)
     root = common_root(selected_paths(project, status_values, split_value), [project.folder])
-
-    def file_name(image: Path) -> str:
-        return Path(os.path.relpath(image, root)).as_posix()
-
     with project._lock:
         project.con  # noqa: B018  (raises when closed)
-        items = list(iter_items(project, status_values, split_value, file_name))
+        items = list(iter_items(project, status_values, split_value, root))
     return Dataset(
         list(project.classes),
         [record for record, _ in items],
@@ -187,9 +257,6 @@ def export_coco(
     split_value = split_filter(split)
     root = export_root(project, path, status_values, split_value, image_root)
 
-    def file_name(image: Path) -> str:
-        return Path(os.path.relpath(image, root)).as_posix()
-
     info = {
         "description": f"labelassist project {project.folder.name}",
         "date_created": _schema.now(),
@@ -197,7 +264,7 @@ def export_coco(
     }
     with project._lock:
         project.con  # noqa: B018  (raises when closed)
-    items = iter_items(project, status_values, split_value, file_name, progress)
+    items = iter_items(project, status_values, split_value, root, progress, extra=False)
     return write_coco(path, project.classes, items, segmentation=segmentation, info=info)
 
 

@@ -228,12 +228,13 @@ def _box_runs(masks: np.ndarray, box: np.ndarray, h: int, w: int) -> list[list[i
 
 
 def _exterior_rings(parts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Exterior rings of polygons, flattened: ``(values, begins, ends)``.
+    """Exterior rings of polygons without holes, flattened: ``(values, begins, ends)``.
 
     ``values[begins[r]:ends[r]]`` is ``[x0, y0, x1, y1, ...]`` of ring ``r`` (float64, no
-    closing point).
+    closing point). The polygons' coordinates are read directly (no ring objects): without
+    holes they are those of the exterior ring.
     """
-    xy, ring = shapely.get_coordinates(shapely.get_exterior_ring(parts), return_index=True)
+    xy, ring = shapely.get_coordinates(parts, return_index=True)
     stops = np.cumsum(np.bincount(ring, minlength=len(parts)))
     keep = np.ones(len(xy), dtype=bool)
     keep[stops[stops > 0] - 1] = False  # drop each ring's closing point
@@ -243,28 +244,37 @@ def _exterior_rings(parts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
 
 class _Converted:
-    """One image's annotations as columns (see `_convert`); rendered as dicts or as JSON.
+    """The annotations of a chunk of images as columns (see `_convert_chunk`); rendered as
+    dicts or as JSON.
 
-    ``rings[j]`` is ``(first, stop)`` ring indices of annotation ``j`` into ``begins`` /
-    ``ends`` (ranges of ``values``) for polygon annotations, None for RLE ones, whose
-    compressed counts are ``counts[j]``.
+    Annotation ``j`` (id ``first_id + j``) belongs to image ``image_ids[pos[j]]`` of size
+    ``shapes[pos[j]]``. A polygon annotation has the rings ``ring_first[j]:ring_stop[j]``
+    into ``begins`` / ``ends`` (ranges of ``values``); an RLE one has ``ring_first[j] ==
+    -1`` and the compressed ``counts[j]``.
     """
 
-    __slots__ = ("image_id", "first_id", "shape", "categories", "rings", "counts",
-                 "values", "begins", "ends", "areas", "bboxes", "crowd", "scores")  # fmt: skip
+    __slots__ = ("first_id", "image_ids", "shapes", "pos", "categories", "ring_first",
+                 "ring_stop", "counts", "values", "begins", "ends", "areas", "bboxes", "crowd",
+                 "scores")  # fmt: skip
+
+    def _segmentations(self, rings: list, rle: Any) -> list:
+        """Per annotation: its list of ``rings`` (polygon) or ``rle(h, w, counts)``."""
+        return [
+            rings[a:b] if a >= 0 else rle(*self.shapes[p], c)
+            for p, a, b, c in zip(
+                self.pos.tolist(), self.ring_first.tolist(), self.ring_stop.tolist(), self.counts,
+                strict=True,
+            )
+        ]  # fmt: skip
 
     def dicts(self) -> list[dict]:
-        h, w = self.shape
         values = self.values.tolist()
         rings = [values[a:b] for a, b in zip(self.begins.tolist(), self.ends.tolist(), strict=True)]
-        segs = [
-            {"size": [h, w], "counts": c} if r is None else rings[r[0] : r[1]]
-            for r, c in zip(self.rings, self.counts, strict=True)
-        ]
+        segs = self._segmentations(rings, lambda h, w, c: {"size": [h, w], "counts": c})
         return [
             {
                 "id": self.first_id + j,
-                "image_id": self.image_id,
+                "image_id": self.image_ids[p],
                 "category_id": category,
                 "segmentation": seg,
                 "area": area,
@@ -272,13 +282,14 @@ class _Converted:
                 "iscrowd": iscrowd,
                 "score": score,
             }
-            for j, (category, seg, area, bbox, iscrowd, score) in enumerate(
+            for j, (p, category, seg, area, bbox, iscrowd, score) in enumerate(
                 zip(
-                    self.categories,
+                    self.pos.tolist(),
+                    self.categories.tolist(),
                     segs,
-                    self.areas,
-                    self.bboxes,
-                    self.crowd,
+                    self.areas.tolist(),
+                    self.bboxes.tolist(),
+                    self.crowd.tolist(),
                     self.scores,
                     strict=True,
                 )
@@ -286,30 +297,58 @@ class _Converted:
         ]
 
     def json(self) -> str:
-        """``",\\n".join`` of the compact JSON of `dicts` (same text), built directly."""
-        h, w = self.shape
+        """``",\n".join`` of the compact JSON of `dicts` (same text), built directly.
+
+        The text is one ``"".join`` over a table of pieces, a row per annotation.
+        """
         n_values, n = len(self.values), len(self.areas)
-        texts = _float_texts(np.concatenate([self.values, self.areas, np.reshape(self.bboxes, -1)]))
-        areas = texts[n_values : n_values + n]
-        boxes = texts[n_values + n :]
+        if n == 0:
+            return ""
+        texts = _float_texts(np.concatenate([self.values, self.areas, self.bboxes.ravel()]))
         rings = [
             "[" + ",".join(texts[a:b]) + "]"
             for a, b in zip(self.begins.tolist(), self.ends.tolist(), strict=True)
         ]
-        size = f'{{"size":[{h},{w}],"counts":'
-        segs = [
-            size + _dumps(c) + "}" if r is None else "[" + ",".join(rings[r[0] : r[1]]) + "]"
-            for r, c in zip(self.rings, self.counts, strict=True)
-        ]
-        head = f'"image_id":{self.image_id},"category_id":'
-        return ",\n".join(
-            f'{{"id":{self.first_id + j},{head}{category},"segmentation":{seg},"area":{area},'
-            f'"bbox":[{",".join(boxes[4 * j : 4 * j + 4])}],"iscrowd":{iscrowd},'
-            f'"score":{score!r}}}'
-            for j, (category, seg, area, iscrowd, score) in enumerate(
-                zip(self.categories, segs, areas, self.crowd, self.scores, strict=True)
-            )
+        rle = self.ring_first < 0
+        if not rle.any() and (self.ring_stop - self.ring_first == 1).all():
+            segs = np.array(rings, dtype=object)[self.ring_first]  # the usual case: one ring each
+        else:
+            segs = [
+                seg if isinstance(seg, str) else ",".join(seg)
+                for seg in self._segmentations(
+                    rings, lambda h, w, c: f'{{"size":[{h},{w}],"counts":{_dumps(c)}}}'
+                )
+            ]
+        table = np.empty((n, 19), dtype=object)
+        table[:, 0] = '{"id":'
+        table[:, 1] = list(map(str, range(self.first_id, self.first_id + n)))
+        heads = [f',"image_id":{i},"category_id":' for i in self.image_ids]
+        table[:, 2] = np.array(heads, dtype=object)[self.pos]
+        table[:, 3] = _int_texts(self.categories)
+        table[:, 4] = _pick(rle, ',"segmentation":[', ',"segmentation":')
+        table[:, 5] = segs
+        table[:, 6] = _pick(rle, '],"area":', ',"area":')
+        table[:, 7] = texts[n_values : n_values + n]
+        table[:, 8] = ',"bbox":['
+        table[:, 9:16:2] = np.array(texts[n_values + n :], dtype=object).reshape(n, 4)
+        table[:, 10:15:2] = ","
+        table[:, 16] = _pick(
+            self.crowd.astype(bool), '],"iscrowd":0,"score":', '],"iscrowd":1,"score":'
         )
+        table[:, 17] = list(map(repr, self.scores))
+        table[:, 18] = "},\n"
+        table[-1, 18] = "}"
+        return "".join(table.ravel().tolist())
+
+
+def _pick(mask: np.ndarray, no: str, yes: str) -> np.ndarray:
+    """``yes`` where ``mask``, else ``no`` (object array of the two str objects)."""
+    return np.array([no, yes], dtype=object)[mask.astype(np.intp)]
+
+
+def _int_texts(values: np.ndarray) -> np.ndarray:
+    """``str`` of each small non-negative int (object array), from a table."""
+    return np.array(list(map(str, range(int(values.max()) + 1))), dtype=object)[values]
 
 
 #: half-integers in [-_TABLE_HALF / 2, _TABLE_HALF / 2] get their JSON text from a table
@@ -342,18 +381,62 @@ def _float_texts(values: np.ndarray) -> list[str]:
 def _convert(
     instances: Instances, image_id: int, first_id: int, segmentation: str
 ) -> tuple[_Converted, int]:
-    """The annotations of one image, converted together (shapely and pycocotools batched).
+    """The annotations of one image (`_convert_chunk` of one image)."""
+    return _convert_chunk([(image_id, instances)], first_id, segmentation)
 
-    Polygon instances: all exterior rings of the image go through one ``frPyObjects``
-    (``merge`` joins the rings of multi-part ones); RLE instances (``segmentation="rle"``,
-    crowd, holes): rasterized in their boxes in batches. ``area`` and ``bbox`` come from
-    ``mask_utils.area`` / ``toBbox`` on the list of RLEs. Instances covering no pixel are
+
+def _ring_rles(values: np.ndarray, begins: np.ndarray, ends: np.ndarray, sizes: np.ndarray):
+    """``frPyObjects`` of each ring, one call per image size: list of compressed RLEs.
+
+    ``sizes`` is the ``(R, 2)`` ``(h, w)`` of each ring's image.
+    """
+    polys = [values[a:b] for a, b in zip(begins.tolist(), ends.tolist(), strict=True)]
+    if not polys:
+        return []
+    out: list[Any] = [None] * len(polys)
+    for (h, w), idx in _by_shape(sizes, np.arange(len(polys))):
+        if len(idx) == len(polys):
+            return mask_utils.frPyObjects(polys, h, w)
+        rles = mask_utils.frPyObjects([polys[k] for k in idx.tolist()], h, w)
+        for k, rle in zip(idx.tolist(), rles, strict=True):
+            out[k] = rle
+    return out
+
+
+def _convert_chunk(
+    chunk: Sequence[tuple[int, Instances]], first_id: int, segmentation: str
+) -> tuple[_Converted, int]:
+    """The annotations of a chunk of images ``(image_id, Instances)``, converted together.
+
+    Shapely and pycocotools are called once per chunk (once per image size where sizes
+    differ), not per image. Polygon instances: all exterior rings go through one
+    ``frPyObjects`` (``merge`` joins the rings of multi-part ones); RLE instances
+    (``segmentation="rle"``, crowd, holes): rasterized in their boxes in batches.
+    ``area`` and ``bbox`` come from ``mask_utils.area`` / ``toBbox`` on the list of RLEs.
+    Annotation ids run from ``first_id`` in image order. Instances covering no pixel are
     skipped; the second value counts them.
     """
-    n = len(instances)
-    h, w = shape = instances.image_shape
-    geoms = instances.polygons
-    crowd = np.asarray(instances.extra.get("iscrowd", np.zeros(n)), dtype=bool)
+    lengths = [len(inst) for _, inst in chunk]
+    n = sum(lengths)
+    out = _Converted()
+    out.first_id = first_id
+    if n == 0:
+        no_int = np.zeros(0, dtype=np.int64)
+        out.image_ids, out.shapes, out.counts, out.scores = [], [], [], []
+        out.pos, out.categories, out.ring_first, out.ring_stop = no_int, no_int, no_int, no_int
+        out.values, out.begins, out.ends, out.crowd = np.zeros(0), no_int, no_int, no_int
+        out.areas, out.bboxes = np.zeros(0), np.zeros((0, 4))
+        return out, 0
+    image = np.repeat(np.arange(len(chunk)), lengths)  # chunk index of each instance
+    shapes = np.array([inst.image_shape for _, inst in chunk], dtype=np.int64).reshape(-1, 2)
+    geoms = np.concatenate([inst.polygons for _, inst in chunk])
+    if any("iscrowd" in inst.extra for _, inst in chunk):
+        crowd = np.concatenate(
+            [np.asarray(inst.extra.get("iscrowd", np.zeros(len(inst))), dtype=bool)
+             for _, inst in chunk]
+        )  # fmt: skip
+    else:
+        crowd = np.zeros(n, dtype=bool)
     if (shapely.get_type_id(geoms) == _POLYGON_TYPE).all():  # the usual case: no multi-parts
         parts, owner = geoms, np.arange(n)
     else:
@@ -361,45 +444,57 @@ def _convert(
     holes = np.bincount(owner, weights=shapely.get_num_interior_rings(parts), minlength=n) > 0
     as_rle = (segmentation == "rle") | crowd | holes
     keep = np.flatnonzero(~shapely.is_empty(geoms))
-    rle_idx = keep[as_rle[keep]]
     # polygon instances: one exterior ring per non-empty part
     use = ~as_rle[owner] & ~shapely.is_empty(parts)
     parts, owner = parts[use], owner[use]
     values, begins, ends = _exterior_rings(parts)
-    ring_rles = (
-        mask_utils.frPyObjects(
-            [values[a:b] for a, b in zip(begins.tolist(), ends.tolist(), strict=True)], h, w
-        )
-        if len(parts)
-        else []
-    )
-    ring_bounds = np.searchsorted(owner, np.arange(n + 1)).tolist()
-    rings: list[Any] = [None] * n
+    ring_rles = _ring_rles(values, begins, ends, shapes[image[owner]])
+    ring_bounds = np.searchsorted(owner, np.arange(n + 1))
+    ring_first = np.full(n, -1, dtype=np.int64)
+    ring_stop = np.full(n, -1, dtype=np.int64)
     counts: list[Any] = [None] * n
     rles: list[Any] = [None] * n
-    for k in keep[~as_rle[keep]].tolist():
-        a, b = ring_bounds[k], ring_bounds[k + 1]
-        rings[k] = (a, b)
+    poly_idx = keep[~as_rle[keep]]
+    ring_first[poly_idx] = ring_bounds[poly_idx]
+    ring_stop[poly_idx] = ring_bounds[poly_idx + 1]
+    for k, a, b in zip(
+        poly_idx.tolist(), ring_first[poly_idx].tolist(), ring_stop[poly_idx].tolist(), strict=True
+    ):
         rles[k] = ring_rles[a] if b - a == 1 else mask_utils.merge(ring_rles[a:b])
+    rle_idx = keep[as_rle[keep]]
     if len(rle_idx):
-        for k, rle in zip(rle_idx.tolist(), _rasterized_rles(geoms[rle_idx], shape), strict=True):
-            counts[k] = rle["counts"].decode("ascii")
-            rles[k] = rle
-    kept_rles = [rles[k] for k in keep.tolist()]
+        for (h, w), idx in _by_shape(shapes[image[rle_idx]], rle_idx):
+            for k, rle in zip(idx.tolist(), _rasterized_rles(geoms[idx], (h, w)), strict=True):
+                counts[k] = rle["counts"].decode("ascii")
+                rles[k] = rle
+    kept_rles = rles if len(keep) == n else [rles[k] for k in keep.tolist()]
     areas = _rle_areas(kept_rles)
     covered = areas > 0
     idx = keep[covered]
-    out = _Converted()
-    out.image_id, out.first_id, out.shape = image_id, first_id, shape
-    out.categories = (instances.labels[idx] + 1).tolist()
-    out.rings = [rings[k] for k in idx.tolist()]
+    labels = np.concatenate([inst.labels for _, inst in chunk])
+    scores = np.concatenate([inst.scores for _, inst in chunk])
+    out.image_ids = [image_id for image_id, _ in chunk]
+    out.shapes = [tuple(s) for s in shapes.tolist()]
+    out.pos = image[idx]
+    out.categories = labels[idx] + 1
+    out.ring_first, out.ring_stop = ring_first[idx], ring_stop[idx]
     out.counts = [counts[k] for k in idx.tolist()]
     out.values, out.begins, out.ends = values, begins, ends
-    out.areas = areas[covered].astype(np.float64).tolist()
-    out.bboxes = mask_utils.toBbox(kept_rles)[covered].tolist() if kept_rles else []
-    out.crowd = crowd[idx].astype(int).tolist()
-    out.scores = _floats32(instances.scores[idx])
+    out.areas = areas[covered].astype(np.float64)
+    out.bboxes = mask_utils.toBbox(kept_rles)[covered] if kept_rles else np.zeros((0, 4))
+    out.crowd = crowd[idx].astype(int)
+    out.scores = _floats32(scores[idx])
     return out, n - len(idx)
+
+
+def _by_shape(sizes: np.ndarray, idx: np.ndarray) -> list[tuple[tuple[int, int], np.ndarray]]:
+    """``idx`` grouped by the ``(h, w)`` rows of ``sizes``: ``[((h, w), idx of that size)]``."""
+    if (sizes == sizes[0]).all():
+        return [(tuple(sizes[0].tolist()), idx)]
+    return [
+        ((h, w), idx[(sizes[:, 0] == h) & (sizes[:, 1] == w)])
+        for h, w in np.unique(sizes, axis=0).tolist()
+    ]
 
 
 _AREA_CHUNK = 255  # pycocotools 2.0.11 `area` overflows (uint8 count) beyond 255 RLEs per call
@@ -642,6 +737,12 @@ def write_coco(
     return path
 
 
+#: images are converted in chunks of this many instances (or `_CHUNK_IMAGES` images):
+#: shapely and pycocotools are called once per chunk, and memory stays bounded by it
+_CHUNK_INSTANCES = 2048
+_CHUNK_IMAGES = 128
+
+
 def _stream(
     main: _TempFile,
     side: _TempFile,
@@ -649,10 +750,30 @@ def _stream(
     items: Iterable[tuple[Mapping[str, Any], Instances | None]],
     segmentation: str,
 ) -> int:
-    """Write image records to ``main`` and annotations to ``side``; return skipped count."""
+    """Write image records to ``main`` and annotations to ``side``; return skipped count.
+
+    Items are checked one by one as they come; their instances are converted in chunks
+    (`_convert_chunk`), so that memory holds one chunk, not the whole dataset.
+    """
     seen: set[int] = set()
     next_ann = 1
     skipped = 0
+    records: list[str] = []
+    chunk: list[tuple[int, Instances]] = []
+    size = 0
+
+    def flush() -> None:
+        nonlocal next_ann, skipped, size
+        main.write("".join(records))
+        records.clear()
+        converted, n_skipped = _convert_chunk(chunk, next_ann, segmentation)
+        skipped += n_skipped
+        if len(converted.categories):  # one write per chunk
+            side.write(("" if next_ann == 1 else ",\n") + converted.json())
+            next_ann += len(converted.categories)
+        chunk.clear()
+        size = 0
+
     for k, item in enumerate(items):
         where = f"items[{k}]"
         if not isinstance(item, (tuple, list)) or len(item) != 2:
@@ -667,14 +788,14 @@ def _stream(
             raise ValueError(f"{where}: duplicate image id {record['id']}")
         seen.add(record["id"])
         instances = _check_item_instances(item[1], record, len(names), f"{where} instances")
-        main.write(("" if k == 0 else ",\n") + _dumps(record))
+        records.append(("" if k == 0 else ",\n") + _dumps(record))
         if instances is None:
             continue
-        converted, n_skipped = _convert(instances, record["id"], next_ann, segmentation)
-        skipped += n_skipped
-        if converted.categories:  # one write per image
-            side.write(("" if next_ann == 1 else ",\n") + converted.json())
-            next_ann += len(converted.categories)
+        chunk.append((record["id"], instances))
+        size += len(instances)
+        if size >= _CHUNK_INSTANCES or len(chunk) >= _CHUNK_IMAGES:
+            flush()
+    flush()
     return skipped
 
 

@@ -149,6 +149,30 @@ class Instances:
         return cls([], None, None, image_shape, extra={k: [] for k in extra_keys})
 
     @classmethod
+    def _trusted(
+        cls,
+        polygons: np.ndarray,
+        labels: np.ndarray,
+        scores: np.ndarray,
+        image_shape: tuple[int, int],
+        extra: dict[str, np.ndarray],
+    ) -> Instances:
+        """Instances from arrays that already are what `__init__` makes (private: no checks).
+
+        For data that went through `Instances` before (a project's stored rows):
+        ``polygons`` an (N,) object array of Polygon/MultiPolygon, ``labels`` (N,) int64
+        >= 0, ``scores`` (N,) float32 in [0, 1], ``image_shape`` a tuple of two positive
+        ints, ``extra`` a dict of str to (N,) arrays. The arrays are kept, not copied.
+        """
+        self = object.__new__(cls)
+        object.__setattr__(self, "polygons", polygons)
+        object.__setattr__(self, "labels", labels)
+        object.__setattr__(self, "scores", scores)
+        object.__setattr__(self, "image_shape", image_shape)
+        object.__setattr__(self, "extra", extra)
+        return self
+
+    @classmethod
     def concat(cls, items: Sequence[Instances]) -> Instances:
         """Concatenate instances of the same image (same ``image_shape`` and extra columns).
 
