@@ -196,6 +196,8 @@ def _box_runs(masks: np.ndarray, box: np.ndarray, h: int, w: int) -> list[list[i
     cols[:, :, 1:-1] = masks.transpose(0, 2, 1)
     # +1 where a run starts in a column, -1 just after it ends; sorted by mask, column, row
     k, c, r = np.nonzero(np.diff(cols, axis=2))
+    if len(k) == 0:  # no mask of the batch covers a pixel centre
+        return [[h * w] for _ in range(m)]
     seg_mask, seg_first = k[0::2], (box[k[0::2], 0] + c[0::2]) * h + box[k[0::2], 1] + r[0::2]
     seg_end = seg_first + (r[1::2] - r[0::2])  # exclusive, index in the full image
     new_run = np.ones(len(seg_first), dtype=bool)

@@ -842,3 +842,80 @@ def test_more_than_255_instances_in_one_image(segmentation):
     anns = instances_to_coco(inst, 1, segmentation=segmentation)
     assert len(anns) == 300
     assert [a["area"] for a in anns] == [4.0] * 300
+
+
+# -- chunked conversion --------------------------------------------------------------------
+def _mixed_items() -> list[tuple[dict, Instances | None]]:
+    """Images of two sizes with holes, multi-parts, crowd, empty and outside geometries,
+    images without instances and images without annotations (None)."""
+    donut = shapely.box(2, 2, 12, 12).difference(shapely.box(5, 5, 8, 8))
+    two = shapely.MultiPolygon([shapely.box(0.5, 0.5, 3, 4), shapely.box(20, 20, 22.5, 23)])
+    geoms = [donut, two, shapely.Polygon(), shapely.box(90, 90, 95, 95),
+             shapely.box(1.25, 3, 7.75, 9), shapely.box(4, 4, 4.2, 4.2)]  # fmt: skip
+    items = []
+    for k in range(1, 13):
+        shape = (24, 30) if k % 2 else (16, 40)
+        pick = [g for j, g in enumerate(geoms) if (j + k) % 3 != 0]
+        crowd = np.arange(len(pick)) % 4 == k % 4
+        inst = Instances(pick, np.arange(len(pick)) % 2, np.linspace(0.1, 1, len(pick)), shape,
+                         extra={"iscrowd": crowd})  # fmt: skip
+        if k % 5 == 0:
+            inst = Instances.empty(shape, extra_keys=("iscrowd",))
+        items.append((_record(k, shape), None if k % 7 == 0 else inst))
+    return items
+
+
+@pytest.mark.parametrize("segmentation", ["polygon", "rle"])
+def test_chunked_conversion_equals_per_image(segmentation):
+    items = [(r["id"], inst) for r, inst in _mixed_items() if inst is not None]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        per_image, next_id = [], 1
+        for image_id, inst in items:
+            anns = instances_to_coco(inst, image_id, first_id=next_id, segmentation=segmentation)
+            per_image += anns
+            next_id += len(anns)
+    converted, skipped = coco_module._convert_chunk(items, 1, segmentation)
+    assert converted.dicts() == per_image
+    assert converted.json() == ",\n".join(json.dumps(a, separators=(",", ":")) for a in per_image)
+    assert skipped == sum(len(inst) for _, inst in items) - len(per_image) > 0
+    kinds = {type(a["segmentation"]).__name__ for a in per_image}
+    assert kinds == ({"dict"} if segmentation == "rle" else {"dict", "list"})
+    assert {a["iscrowd"] for a in per_image} == {0, 1}
+
+
+def test_chunked_conversion_of_images_without_instances():
+    items = [(1, Instances.empty((8, 8))), (2, Instances.empty((4, 6)))]
+    converted, skipped = coco_module._convert_chunk(items, 5, "polygon")
+    assert (converted.dicts(), converted.json(), skipped) == ([], "", 0)
+    converted, skipped = coco_module._convert_chunk([], 1, "rle")
+    assert (converted.dicts(), skipped) == ([], 0)
+
+
+def test_write_coco_is_the_same_whatever_the_chunks(tmp_path):
+    """Many chunks (more images than a chunk holds) give the per-image annotations."""
+    base = _mixed_items()
+    items = [(_record(k + 1, (r["height"], r["width"])), inst)
+             for k, (r, inst) in enumerate(base * 30)]  # fmt: skip
+    assert len(items) > 2 * coco_module._CHUNK_IMAGES
+    with pytest.warns(UserWarning, match="skipped .* empty instance"):
+        out = write_coco(tmp_path / "many.json", ["cell", "debris"], items)
+    anns = json.loads(out.read_text())["annotations"]
+    expected, next_id = [], 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for record, inst in items:
+            if inst is not None:
+                expected += instances_to_coco(inst, record["id"], first_id=next_id)
+                next_id = len(expected) + 1
+    assert anns == expected
+
+
+@pytest.mark.parametrize("segmentation", ["polygon", "rle"])
+def test_instance_covering_no_pixel_centre_is_skipped(segmentation):
+    """A hole-less sliver between pixel centres has no RLE pixel (was an IndexError)."""
+    inst = Instances([shapely.box(1.1, 1.1, 1.3, 1.3), shapely.box(0, 0, 2, 2)], [0, 0],
+                     [1.0, 1.0], (8, 8), extra={"iscrowd": np.array([True, False])})  # fmt: skip
+    with pytest.warns(UserWarning, match="skipped 1 empty instance"):
+        anns = instances_to_coco(inst, 1, segmentation=segmentation)
+    assert [a["area"] for a in anns] == [4.0]

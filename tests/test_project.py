@@ -967,3 +967,45 @@ def test_a_project_folder_can_move(tmp_path):
         p.set_status(1, "reviewed")
         out = p.export_coco(tmp_path / "moved" / "labels.json")
     assert read_coco(out).image_path(1) == tmp_path / "moved" / "images" / "img0.png"
+
+
+def test_dataset_rows_decoded_in_blocks_match_instances(project, monkeypatch):
+    """Images split over several fetches (blocks of 3 rows) decode like `instances`."""
+    from labelassist import _project_coco
+
+    geoms = _odd_geometries()
+    project.save_instances(1, Instances(geoms, [0, 1, 0], [1.0, 0.5, 0.25], SHAPE))
+    project.save_instances(3, _inst([(k, k, k + 2, k + 3) for k in range(7)]), source="human")
+    project.save_instances(4, _inst([(0, 0, 4, 4)], [1], [0.75]))
+    monkeypatch.setattr(_project_coco, "_FETCH_ROWS", 3)
+    ds = project.dataset(status="all")
+    assert ds.image_ids == [1, 2, 3, 4]
+    for image_id in ds.image_ids:
+        assert ds.instances[image_id] == project.instances(image_id)
+        assert ds.instances[image_id].extra["source"].tolist() == (
+            project.instances(image_id).extra["source"].tolist()
+        )
+    assert len(ds.instances[2]) == 0 and set(ds.instances[2].extra) == {"source", "instance_id"}
+
+
+def test_export_coco_file_names_outside_the_root(tmp_path):
+    """Images in and outside the project folder: names relative to their common folder."""
+    inside = _write_images(tmp_path / "proj" / "images", 2)
+    outside = _write_images(tmp_path / "elsewhere" / "deep", 1, prefix="other")
+    with Project.create(tmp_path / "proj", classes=["nucleus"]) as p:
+        p.add_images(inside + outside)
+        for image_id in (1, 2, 3):
+            p.set_status(image_id, "reviewed")
+        with pytest.warns(UserWarning, match=f"relative to {tmp_path}"):
+            out = p.export_coco(tmp_path / "exports" / "labels.json")
+        names = [r["file_name"] for r in json.loads(out.read_text())["images"]]
+        assert names == [
+            "proj/images/img0.png",
+            "proj/images/img1.png",
+            "elsewhere/deep/other0.png",
+        ]
+        with pytest.raises(ValueError, match="does not hold 1 of the exported images"):
+            p.export_coco(tmp_path / "x.json", image_root=tmp_path / "proj")
+        ds = p.dataset()
+        assert ds.image_root == tmp_path
+        assert [r["file_name"] for r in ds.images] == names
