@@ -658,9 +658,9 @@ def write_coco(
     """Write a COCO instance-segmentation file, streaming images and annotations.
 
     Images and annotations are written as they come, to temporary files in the target
-    folder; the finished file then replaces ``path`` atomically (``os.replace``). Nothing
-    but one image's annotations is held in memory, and if anything fails ``path`` is left
-    as it was.
+    folder; the finished file then replaces ``path`` atomically (``os.replace``). Only one
+    chunk of images (a few thousand instances) is held in memory, converted together,
+    and if anything fails ``path`` is left as it was.
 
     Parameters
     ----------
