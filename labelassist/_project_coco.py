@@ -42,6 +42,7 @@ def iter_items(
     progress: bool = False,
     *,
     extra: bool = True,
+    wkb: bool = False,
 ) -> Iterator[tuple[dict, Instances]]:
     """(record, Instances) per selected image, streamed from a private connection.
 
@@ -76,12 +77,12 @@ def iter_items(
             while cut > 0 and pending[cut - 1][0] == pending[-1][0]:
                 cut -= 1
             if cut:
-                items = _block_items(pending[:cut], file_name, extra)
+                items = _block_items(pending[:cut], file_name, extra, wkb)
                 yield from items
                 bar.update(len(items))
                 del pending[:cut]
         if pending:
-            items = _block_items(pending, file_name, extra)
+            items = _block_items(pending, file_name, extra, wkb)
             yield from items
             bar.update(len(items))
         bar.close()
@@ -93,7 +94,9 @@ def iter_items(
 _FETCH_ROWS = 4096
 
 
-def _block_items(rows: list[tuple], file_name: Any, extra: bool) -> list[tuple[dict, Instances]]:
+def _block_items(
+    rows: list[tuple], file_name: Any, extra: bool, wkb: bool = False
+) -> list[tuple[dict, Instances]]:
     """Rows of whole images (``iter_items``'s SELECT, in order) to (record, Instances)."""
     cols = list(zip(*rows, strict=True))
     blobs = cols[-1]
@@ -107,7 +110,9 @@ def _block_items(rows: list[tuple], file_name: Any, extra: bool) -> list[tuple[d
     else:
         present = None
         first = range(len(rows))
-    geoms = shapely.from_wkb(np.array(cols[-1], dtype=object))
+    geoms = np.array(cols[-1], dtype=object)
+    if not wkb:
+        geoms = shapely.from_wkb(geoms)
     labels = np.array(cols[-4 if extra else -3], dtype=np.int64)
     scores = np.array(cols[-3 if extra else -2], dtype=np.float32)
     if extra:
@@ -248,6 +253,7 @@ def export_coco(
     segmentation: str = "polygon",
     image_root: str | os.PathLike | None = None,
     progress: bool = False,
+    workers: int | None = None,
 ) -> Path:
     from .coco import write_coco
 
@@ -264,8 +270,34 @@ def export_coco(
     }
     with project._lock:
         project.con  # noqa: B018  (raises when closed)
-    items = iter_items(project, status_values, split_value, root, progress, extra=False)
-    return write_coco(path, project.classes, items, segmentation=segmentation, info=info)
+    if workers is None:
+        workers = 1
+        if _counts_at_least(project, status_values, split_value, _PARALLEL_MIN_INSTANCES):
+            workers = min(os.cpu_count() or 1, _AUTO_WORKERS)
+    items = iter_items(
+        project, status_values, split_value, root, progress, extra=False, wkb=workers > 1
+    )
+    return write_coco(
+        path, project.classes, items, segmentation=segmentation, info=info, workers=workers
+    )
+
+
+#: `export_coco` with ``workers=None`` converts in worker processes from this many
+#: instances (starting them takes about a second), at most `_AUTO_WORKERS` of them
+_PARALLEL_MIN_INSTANCES = 50_000
+_AUTO_WORKERS = 4
+
+
+def _counts_at_least(project, status: list[str] | None, split: str | None, n: int) -> bool:
+    """Whether the selected images have at least ``n`` current instances (reads at most n)."""
+    where, params = sql_where(status, split, prefix="i.")
+    with project._lock:
+        (count,) = project.con.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM images i JOIN annotations a"
+            f" ON a.image_id = i.id AND a.version = i.version{where} LIMIT ?)",
+            [*params, n],
+        ).fetchone()
+    return count >= n
 
 
 def import_coco(

@@ -25,13 +25,16 @@ from __future__ import annotations
 
 import functools
 import json
+import multiprocessing
 import os
 import shutil
+import signal
 import stat
 import tempfile
 import warnings
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
@@ -40,7 +43,6 @@ import numpy as np
 import shapely
 from pycocotools import mask as mask_utils
 
-from .geometry import masks_to_polygons, polygons_to_masks
 from .instances import Instances
 
 __all__ = [
@@ -56,6 +58,14 @@ _SEGMENTATIONS = ("polygon", "rle")
 #: category names that mean "background" in other tools; dropped on read
 _BACKGROUND_NAMES = frozenset({"_background_", "__background__"})
 _POLYGON_TYPE = 3
+
+
+def _geometry():
+    """`labelassist.geometry`, imported on first use: it loads scipy, which the worker
+    processes of `write_coco` do not need (it would add half a second to their start)."""
+    from . import geometry
+
+    return geometry
 
 
 class CocoFormatError(ValueError):
@@ -175,7 +185,7 @@ def _rasterized_rles(geoms: np.ndarray, shape: tuple[int, int]) -> list[dict]:
         stop = start + max(1, int(np.searchsorted(canvas, _BATCH_PIXELS, side="right")))
         batch = order[start:stop]
         mh, mw = int(bh[batch].max()), int(bw[batch].max())
-        masks = polygons_to_masks(local[batch], (mh, mw))
+        masks = _geometry().polygons_to_masks(local[batch], (mh, mw))
         # keep each geometry's own box: the rest of the canvas is outside the image
         masks &= np.arange(mh)[None, :, None] < bh[batch][:, None, None]
         masks &= np.arange(mw)[None, None, :] < bw[batch][:, None, None]
@@ -418,8 +428,35 @@ def _convert_chunk(
     Annotation ids run from ``first_id`` in image order. Instances covering no pixel are
     skipped; the second value counts them.
     """
-    lengths = [len(inst) for _, inst in chunk]
-    n = sum(lengths)
+    return _convert_columns(_chunk_columns(chunk), first_id, segmentation)
+
+
+def _chunk_columns(chunk: Sequence[tuple[int, Instances]]) -> tuple:
+    """A chunk as columns ``(image_ids, shapes, lengths, geoms, labels, scores, crowd)``:
+    list of int, (M, 2) int64, (M,) int64, and (N,) arrays of the N instances in image
+    order; ``crowd`` is None when no instance has ``extra["iscrowd"]``."""
+    lengths = np.array([len(inst) for _, inst in chunk], dtype=np.int64)
+    shapes = np.array([inst.image_shape for _, inst in chunk], dtype=np.int64).reshape(-1, 2)
+    image_ids = [image_id for image_id, _ in chunk]
+    if not chunk:
+        no = np.zeros(0)
+        return image_ids, shapes, lengths, no.astype(object), no.astype(np.int64), no, None
+    geoms = np.concatenate([inst.polygons for _, inst in chunk])
+    labels = np.concatenate([inst.labels for _, inst in chunk])
+    scores = np.concatenate([inst.scores for _, inst in chunk])
+    crowd = None
+    if any("iscrowd" in inst.extra for _, inst in chunk):
+        crowd = np.concatenate(
+            [np.asarray(inst.extra.get("iscrowd", np.zeros(len(inst))), dtype=bool)
+             for _, inst in chunk]
+        )  # fmt: skip
+    return image_ids, shapes, lengths, geoms, labels, scores, crowd
+
+
+def _convert_columns(columns: tuple, first_id: int, segmentation: str) -> tuple[_Converted, int]:
+    """`_convert_chunk` of a chunk as `_chunk_columns`."""
+    image_ids, shapes, lengths, geoms, labels, scores, crowd = columns
+    n = int(lengths.sum())
     out = _Converted()
     out.first_id = first_id
     if n == 0:
@@ -429,15 +466,8 @@ def _convert_chunk(
         out.values, out.begins, out.ends, out.crowd = np.zeros(0), no_int, no_int, no_int
         out.areas, out.bboxes = np.zeros(0), np.zeros((0, 4))
         return out, 0
-    image = np.repeat(np.arange(len(chunk)), lengths)  # chunk index of each instance
-    shapes = np.array([inst.image_shape for _, inst in chunk], dtype=np.int64).reshape(-1, 2)
-    geoms = np.concatenate([inst.polygons for _, inst in chunk])
-    if any("iscrowd" in inst.extra for _, inst in chunk):
-        crowd = np.concatenate(
-            [np.asarray(inst.extra.get("iscrowd", np.zeros(len(inst))), dtype=bool)
-             for _, inst in chunk]
-        )  # fmt: skip
-    else:
+    image = np.repeat(np.arange(len(lengths)), lengths)  # chunk index of each instance
+    if crowd is None:
         crowd = np.zeros(n, dtype=bool)
     if (shapely.get_type_id(geoms) == _POLYGON_TYPE).all():  # the usual case: no multi-parts
         parts, owner = geoms, np.arange(n)
@@ -473,9 +503,7 @@ def _convert_chunk(
     areas = _rle_areas(kept_rles)
     covered = areas > 0
     idx = keep[covered]
-    labels = np.concatenate([inst.labels for _, inst in chunk])
-    scores = np.concatenate([inst.scores for _, inst in chunk])
-    out.image_ids = [image_id for image_id, _ in chunk]
+    out.image_ids = list(image_ids)
     out.shapes = [tuple(s) for s in shapes.tolist()]
     out.pos = image[idx]
     out.categories = labels[idx] + 1
@@ -654,13 +682,15 @@ def write_coco(
     *,
     segmentation: str = "polygon",
     info: Mapping[str, Any] | None = None,
+    workers: int = 1,
 ) -> Path:
     """Write a COCO instance-segmentation file, streaming images and annotations.
 
     Images and annotations are written as they come, to temporary files in the target
     folder; the finished file then replaces ``path`` atomically (``os.replace``). Only one
-    chunk of images (a few thousand instances) is held in memory, converted together,
-    and if anything fails ``path`` is left as it was.
+    chunk of images (a few thousand instances) is held in memory, converted together
+    (with ``workers > 1``: two chunks per worker), and if anything fails ``path`` is left
+    as it was.
 
     Parameters
     ----------
@@ -677,6 +707,11 @@ def write_coco(
         See `instances_to_coco`.
     info : dict, optional
         The COCO ``info`` block; by default a description and the creation time.
+    workers : int, optional
+        Processes converting chunks of instances to COCO (1: in this process). With more,
+        this process reads ``items`` and writes the file while the others convert (started
+        with "spawn", which takes about a second: worth it from some 50,000 instances).
+        The file is the same whatever the number; an error in a worker is raised here.
 
     Returns
     -------
@@ -699,6 +734,9 @@ def write_coco(
         raise ValueError(f"path {str(path)!r} is a folder; give a .json file name in it")
     segmentation = _check_segmentation_mode(segmentation)
     names = _check_categories(categories)
+    if not _is_int(workers) or workers < 1:
+        raise ValueError(f"workers must be an int >= 1, got {workers!r}")
+    workers = int(workers)
     if info is None:
         info = {
             "description": "written by labelassist",
@@ -719,7 +757,7 @@ def write_coco(
     try:
         side = _TempFile(path)
         main.write(_dumps(head)[:-1] + ',\n"images":[\n')
-        skipped = _stream(main, side, names, items, segmentation)
+        skipped = _stream(main, side, names, items, segmentation, workers)
         main.write('\n],\n"annotations":[\n')
         side.file.seek(0)
         shutil.copyfileobj(side.file, main.file, 1 << 16)
@@ -751,54 +789,176 @@ def _stream(
     names: list[str],
     items: Iterable[tuple[Mapping[str, Any], Instances | None]],
     segmentation: str,
+    workers: int = 1,
 ) -> int:
     """Write image records to ``main`` and annotations to ``side``; return skipped count.
 
     Items are checked one by one as they come; their instances are converted in chunks
-    (`_convert_chunk`), so that memory holds one chunk, not the whole dataset.
+    (`_convert_chunk`), so that memory holds one chunk, not the whole dataset; with
+    ``workers > 1`` a few chunks per worker (`_ParallelAnnotations`).
     """
     seen: set[int] = set()
-    next_ann = 1
-    skipped = 0
     records: list[str] = []
     chunk: list[tuple[int, Instances]] = []
     size = 0
+    sink = _Annotations(side, segmentation) if workers == 1 else _ParallelAnnotations(
+        side, segmentation, workers
+    )  # fmt: skip
 
     def flush() -> None:
-        nonlocal next_ann, skipped, size
+        nonlocal size
         main.write("".join(records))
         records.clear()
-        converted, n_skipped = _convert_chunk(chunk, next_ann, segmentation)
-        skipped += n_skipped
-        if len(converted.categories):  # one write per chunk
-            side.write(("" if next_ann == 1 else ",\n") + converted.json())
-            next_ann += len(converted.categories)
+        sink.add(chunk, size)
         chunk.clear()
         size = 0
 
-    for k, item in enumerate(items):
-        where = f"items[{k}]"
-        if not isinstance(item, (tuple, list)) or len(item) != 2:
-            raise TypeError(f"{where} must be a pair (image record, Instances or None)")
-        record = _check_record(item[0], f"{where} image record")
-        if _escapes_root(record["file_name"]):
-            raise ValueError(
-                f"{where}: file_name {record['file_name']!r} is absolute or leaves the image "
-                "folder; write it relative to the image root (e.g. 'images/a.png')"
-            )
-        if record["id"] in seen:
-            raise ValueError(f"{where}: duplicate image id {record['id']}")
-        seen.add(record["id"])
-        instances = _check_item_instances(item[1], record, len(names), f"{where} instances")
-        records.append(("" if k == 0 else ",\n") + _dumps(record))
-        if instances is None:
-            continue
-        chunk.append((record["id"], instances))
-        size += len(instances)
-        if size >= _CHUNK_INSTANCES or len(chunk) >= _CHUNK_IMAGES:
-            flush()
-    flush()
-    return skipped
+    try:
+        for k, item in enumerate(items):
+            where = f"items[{k}]"
+            if not isinstance(item, (tuple, list)) or len(item) != 2:
+                raise TypeError(f"{where} must be a pair (image record, Instances or None)")
+            record = _check_record(item[0], f"{where} image record")
+            if _escapes_root(record["file_name"]):
+                raise ValueError(
+                    f"{where}: file_name {record['file_name']!r} is absolute or leaves the "
+                    "image folder; write it relative to the image root (e.g. 'images/a.png')"
+                )
+            if record["id"] in seen:
+                raise ValueError(f"{where}: duplicate image id {record['id']}")
+            seen.add(record["id"])
+            instances = _check_item_instances(item[1], record, len(names), f"{where} instances")
+            records.append(("" if k == 0 else ",\n") + _dumps(record))
+            if instances is None:
+                continue
+            chunk.append((record["id"], instances))
+            size += len(instances)
+            if size >= _CHUNK_INSTANCES or len(chunk) >= _CHUNK_IMAGES:
+                flush()
+        flush()
+        sink.finish()
+    except BaseException:
+        sink.abort()
+        raise
+    return sink.skipped
+
+
+class _Annotations:
+    """Converts chunks in this process and writes their annotations to ``side`` in order,
+    with ids from 1 (the annotation part of `_stream`)."""
+
+    def __init__(self, side: _TempFile, segmentation: str) -> None:
+        self.side = side
+        self.segmentation = segmentation
+        self.next_id = 1
+        self.skipped = 0
+
+    def add(self, chunk: list[tuple[int, Instances]], size: int) -> None:
+        """Convert and write a chunk of ``size`` instances."""
+        converted, skipped = _convert_chunk(chunk, self.next_id, self.segmentation)
+        self._write(converted.json().encode("utf-8"), len(converted.categories), skipped)
+
+    def _write(self, text: bytes, n: int, skipped: int) -> None:
+        if n:  # one write per chunk
+            self.side.file.write(text if self.next_id == 1 else b",\n" + text)
+            self.next_id += n
+        self.skipped += skipped
+
+    def finish(self) -> None:
+        """Write what is still pending."""
+
+    def abort(self) -> None:
+        """Stop without writing (an error or an interrupt)."""
+
+
+class _ParallelAnnotations(_Annotations):
+    """`_Annotations` converting in ``workers`` processes (spawned: no fork of a host with
+    threads), at most ``2 * workers`` chunks in flight; written in order as they finish.
+
+    A chunk is sent as columns with WKB geometries (`_wkb_columns`; pickling shapely
+    objects is ten times slower) and comes back as JSON bytes. Its ids are given up front,
+    supposing that the chunks before it skip no instance; when some did, its text is
+    renumbered (`_renumber`), so ids are those of the in-process conversion.
+    """
+
+    def __init__(self, side: _TempFile, segmentation: str, workers: int) -> None:
+        super().__init__(side, segmentation)
+        context = multiprocessing.get_context("spawn")
+        self.pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_ignore_sigint)
+        self.window = 2 * workers
+        self.pending: deque = deque()  # (future, first id given, instances)
+
+    def add(self, chunk: list[tuple[int, Instances]], size: int) -> None:
+        if size == 0:  # nothing to write, nothing skipped
+            return
+        first_id = self.next_id + sum(n for _, _, n in self.pending)
+        columns = _wkb_columns(chunk)
+        future = self.pool.submit(_convert_wkb, columns, first_id, self.segmentation)
+        self.pending.append((future, first_id, size))
+        while len(self.pending) >= self.window:
+            self._take()
+
+    def _take(self) -> None:
+        future, first_id, _ = self.pending.popleft()
+        text, n, skipped = future.result()  # a worker's exception is raised here, as it was
+        if n and first_id != self.next_id:
+            text = _renumber(text, self.next_id)
+        self._write(text, n, skipped)
+
+    def finish(self) -> None:
+        while self.pending:
+            self._take()
+        self.pool.shutdown()
+
+    def abort(self) -> None:
+        # no public way to stop running workers before Python 3.14 (terminate_workers)
+        processes = list((self.pool._processes or {}).values())
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.join()
+        self.pending.clear()
+
+
+def _ignore_sigint() -> None:
+    """Worker initializer: Ctrl-C stops the main process, which then ends the workers."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _wkb_columns(chunk: list[tuple[int, Instances]]) -> tuple:
+    """`_chunk_columns` with the geometries as WKB bytes (object array), cheap to pickle.
+
+    Instances whose ``polygons`` already hold WKB bytes (a project's stored rows, see
+    ``_project_coco.iter_items``) are sent as they are.
+    """
+    image_ids, shapes, lengths, geoms, labels, scores, crowd = _chunk_columns(chunk)
+    if len(geoms) and not isinstance(geoms[0], bytes):
+        geoms = shapely.to_wkb(geoms)
+    return image_ids, shapes, lengths, geoms, labels, scores, crowd
+
+
+def _convert_wkb(columns: tuple, first_id: int, segmentation: str) -> tuple[bytes, int, int]:
+    """Worker side of `_ParallelAnnotations`: a chunk of `_wkb_columns` to
+    ``(JSON text as UTF-8, annotations written, instances skipped)``."""
+    image_ids, shapes, lengths, wkb, labels, scores, crowd = columns
+    geoms = shapely.from_wkb(wkb)
+    converted, skipped = _convert_columns(
+        (image_ids, shapes, lengths, geoms, labels, scores, crowd), first_id, segmentation
+    )
+    return converted.json().encode("utf-8"), len(converted.categories), skipped
+
+
+def _renumber(text: bytes, first_id: int) -> bytes:
+    """`_Converted.json` text (UTF-8) with the annotation ids ``first_id, first_id + 1, ...``.
+
+    Each annotation is one line starting ``{"id":<id>,`` (no JSON text of ours holds a
+    newline).
+    """
+    return b"\n".join(
+        b'{"id":%d%s' % (first_id + j, line[line.index(b",") :])
+        for j, line in enumerate(text.split(b"\n"))
+    )
 
 
 # -- reading --------------------------------------------------------------------------------
@@ -888,7 +1048,7 @@ def _rle_geometry(counts: list[int], shape: tuple[int, int]) -> shapely.Geometry
     band = np.repeat(np.arange(len(runs)) % 2 == 1, lengths).reshape(c1 - c0, h).T
     rows = np.flatnonzero(band.any(axis=1))
     r0, r1 = int(rows[0]), int(rows[-1]) + 1
-    return masks_to_polygons(band[None, r0:r1], tolerance=0, offset=(c0, r0))[0]
+    return _geometry().masks_to_polygons(band[None, r0:r1], tolerance=0, offset=(c0, r0))[0]
 
 
 def _polygonal(geom: shapely.Geometry) -> shapely.Geometry:
@@ -1510,7 +1670,9 @@ class Dataset:
         for k, (source, name) in enumerate(zip(sources, file_names, strict=True)):
             labels_image = _read_label_image(source, f"label_images[{k}]")
             polygons = [
-                p for p in masks_to_polygons(labels_image, tolerance=tolerance) if not p.is_empty
+                p
+                for p in _geometry().masks_to_polygons(labels_image, tolerance=tolerance)
+                if not p.is_empty
             ]
             h, w = labels_image.shape
             images.append({"id": k + 1, "file_name": name, "height": h, "width": w})

@@ -942,6 +942,7 @@ class Project:
         segmentation: str = "polygon",
         image_root: str | os.PathLike | None = None,
         progress: bool = False,
+        workers: int | None = None,
     ) -> Path:
         """Write the selected images and their current instances to a COCO file.
 
@@ -961,6 +962,13 @@ class Project:
             when every image lies under it, else the project folder, else the images'
             deepest common folder; the choice is written to ``info["image_root"]``, and a
             warning tells to pass it when reading when it is not the JSON's folder.
+        progress : bool, optional
+            Show a progress bar (tqdm) of the exported images.
+        workers : int, optional
+            Processes converting instances to COCO while this one reads the project and
+            writes the file (see `labelassist.coco.write_coco`); 1: all in this process.
+            Default: ``min(os.cpu_count(), 4)`` from 50,000 selected instances (starting
+            the processes takes about a second), else 1. The file is the same either way.
 
         Returns
         -------
@@ -984,6 +992,7 @@ class Project:
             segmentation=segmentation,
             image_root=image_root,
             progress=progress,
+            workers=workers,
         )
 
     def import_coco(
