@@ -876,7 +876,7 @@ class _ParallelAnnotations(_Annotations):
     threads), at most ``2 * workers`` chunks in flight; written in order as they finish.
 
     A chunk is sent as columns with WKB geometries (`_wkb_columns`; pickling shapely
-    objects is ten times slower) and comes back as JSON bytes. Its ids are given up front,
+    objects is a hundred times slower) and comes back as JSON bytes. Its ids are given up front,
     supposing that the chunks before it skip no instance; when some did, its text is
     renumbered (`_renumber`), so ids are those of the in-process conversion.
     """
@@ -911,13 +911,10 @@ class _ParallelAnnotations(_Annotations):
         self.pool.shutdown()
 
     def abort(self) -> None:
-        # no public way to stop running workers before Python 3.14 (terminate_workers)
-        processes = list((self.pool._processes or {}).values())
-        self.pool.shutdown(wait=False, cancel_futures=True)
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            process.join()
+        # the workers finish the chunk they hold (a fraction of a second; they ignore
+        # Ctrl-C) and exit; terminating one while it writes its result to the shared pipe
+        # could leave the pool's reader thread blocked for ever
+        self.pool.shutdown(wait=True, cancel_futures=True)
         self.pending.clear()
 
 
