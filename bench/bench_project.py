@@ -238,7 +238,7 @@ def _child_export(folder: Path, target: Path, mode: str) -> None:
         n = p.stats()["instances"]
         t = time.perf_counter()
         if mode == "stream":  # automatic workers
-            p.export_coco(target, status="all", image_root=folder)
+            p.export_coco(target, status="all", image_root=folder, workers=None)
         elif mode == "stream1":  # one process
             p.export_coco(target, status="all", image_root=folder, workers=1)
         elif mode == "read":  # the project side of the export alone: rows -> Instances

@@ -253,7 +253,7 @@ def export_coco(
     segmentation: str = "polygon",
     image_root: str | os.PathLike | None = None,
     progress: bool = False,
-    workers: int | None = None,
+    workers: int | None = 1,
 ) -> Path:
     from .coco import write_coco
 

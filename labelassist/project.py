@@ -942,7 +942,7 @@ class Project:
         segmentation: str = "polygon",
         image_root: str | os.PathLike | None = None,
         progress: bool = False,
-        workers: int | None = None,
+        workers: int | None = 1,
     ) -> Path:
         """Write the selected images and their current instances to a COCO file.
 
@@ -964,11 +964,14 @@ class Project:
             warning tells to pass it when reading when it is not the JSON's folder.
         progress : bool, optional
             Show a progress bar (tqdm) of the exported images.
-        workers : int, optional
+        workers : int or None, optional
             Processes converting instances to COCO while this one reads the project and
-            writes the file (see `labelassist.coco.write_coco`); 1: all in this process.
-            Default: ``min(os.cpu_count(), 4)`` from 50,000 selected instances (starting
-            the processes takes about a second), else 1. The file is the same either way.
+            writes the file (see `labelassist.coco.write_coco`); 1 (default): all in this
+            process. ``None``: ``min(os.cpu_count(), 4)`` from 50,000 selected instances
+            (starting the processes takes about a second), else 1; ``labelassist project
+            export`` does that. The file is the same either way. The processes are
+            *spawned*: like any spawn-based multiprocessing, a script passing
+            ``workers != 1`` needs the ``if __name__ == "__main__":`` guard.
 
         Returns
         -------

@@ -117,7 +117,7 @@ def test_project_export_in_workers_is_the_same_file(tmp_path, small_chunks):
     with _project(tmp_path) as p, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # skipped slivers
         before = _children_cpu()
-        auto = p.export_coco(tmp_path / "auto.json", status="all")  # small: in this process
+        auto = p.export_coco(tmp_path / "auto.json", status="all", workers=None)  # small
         assert _children_cpu() == before
         one = p.export_coco(tmp_path / "one.json", status="all", workers=1)
         two = p.export_coco(tmp_path / "two.json", status="all", workers=2, progress=True)

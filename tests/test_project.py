@@ -842,6 +842,13 @@ def test_cli_end_to_end(tmp_path, capsys):
     assert main(["project", "export", proj, str(json_out), "--status", "all", "--rle"]) == 0
     assert "wrote 3 images" in capsys.readouterr().out
     assert len(COCO(str(json_out)).getAnnIds()) == 1
+    two = tmp_path / "imgs" / "two.json"  # converted in 2 spawned processes: same content
+    assert (
+        main(["project", "export", proj, str(two), "--status", "all", "--rle", "--workers", "2"])
+        == 0
+    )
+    drop_date = lambda f: {**json.loads(f.read_text()), "info": None}  # noqa: E731
+    assert drop_date(two) == drop_date(json_out)
     proj2 = str(tmp_path / "proj2")
     assert main(["project", "init", proj2, "--classes", "nucleus,debris", "--copy-images"]) == 0
     assert (
