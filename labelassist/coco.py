@@ -129,9 +129,57 @@ def _floats32(values: np.ndarray) -> list[float]:
     """Each value as the shortest decimal that round-trips through float32 (short JSON).
 
     Equal to ``float(str(np.float32(v)))`` per value: numpy prints float32 with the
-    shortest round-tripping digits both ways.
+    shortest round-tripping digits both ways. Values in ``[2**-10, 1]`` (scores) are done
+    in exact float64 arithmetic (`_short32`), the others by numpy's printing.
     """
-    return np.asarray(values, dtype=np.float32).astype(str).astype(np.float64).tolist()
+    v = np.asarray(values, dtype=np.float32).ravel()
+    out = np.zeros(len(v))
+    slow = ~((v >= 2.0**-10) & (v <= 1))
+    fast = np.flatnonzero(~slow)
+    if len(fast):
+        short, unsure = _short32(v[fast])
+        out[fast] = short
+        slow[fast[unsure]] = True
+    if slow.any():
+        out[slow] = v[slow].astype(str).astype(np.float64)
+    return out.tolist()
+
+
+def _short32(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`_floats32` of float32 values in ``[2**-10, 1]``: ``(values, unsure)``; where
+    ``unsure`` the value is to be found otherwise.
+
+    For ``k = 0, 1, ...`` decimal places, the two ``k``-place decimals around ``v`` are
+    tested against the float32 rounding interval of ``v`` (ends: the midpoints to its
+    neighbours); the first ``k`` with one strictly inside gives the shortest digits, the
+    nearer one if both are. All products are exact in float64 (``v`` has 24 significant
+    bits, the midpoints 25, ``5**12 < 2**28``); a decimal on an interval end or equally far
+    from ``v`` on both sides (where rounding rules would decide) is left ``unsure``.
+    """
+    x = v.astype(np.float64)
+    lo = (x + np.nextafter(v, np.float32(0)).astype(np.float64)) / 2
+    hi = (x + np.nextafter(v, np.float32(2)).astype(np.float64)) / 2
+    out = np.zeros(len(v))
+    unsure = np.zeros(len(v), dtype=bool)
+    todo = np.arange(len(v))
+    for k in range(13):
+        scale = 10.0**k
+        xs, los, his = x[todo] * scale, lo[todo] * scale, hi[todo] * scale
+        down = np.floor(xs)
+        up = down + 1
+        in_down = (down > los) & (down < his)
+        in_up = (up > los) & (up < his)
+        on_end = (down == los) | (down == his) | (up == los) | (up == his)
+        tie = in_down & in_up & (xs - down == up - xs)
+        pick = np.where(in_down & (~in_up | (xs - down < up - xs)), down, up)
+        found = in_down | in_up
+        unsure[todo[on_end | tie]] = True
+        out[todo[found]] = pick[found] / scale
+        todo = todo[~found & ~on_end]
+        if not len(todo):
+            break
+    unsure[todo] = True
+    return out, unsure
 
 
 def _boxes(geoms: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
