@@ -919,3 +919,30 @@ def test_instance_covering_no_pixel_centre_is_skipped(segmentation):
     with pytest.warns(UserWarning, match="skipped 1 empty instance"):
         anns = instances_to_coco(inst, 1, segmentation=segmentation)
     assert [a["area"] for a in anns] == [4.0]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    arrays(
+        np.float32,
+        st.integers(1, 64),
+        elements=st.one_of(
+            st.floats(0, 1, width=32),
+            st.floats(width=32, allow_nan=False),
+            st.sampled_from([0.0, -0.0, 1.0, 2.0**-10, 1e-8, 1e-45, 0.1, 0.5]),
+        ),
+    )
+)
+def test_score_text_is_numpys_shortest_float32_repr(values):
+    from labelassist.coco import _floats32
+
+    assert _floats32(values) == [float(str(v)) for v in values]
+
+
+def test_score_text_on_dense_float32_runs():
+    from labelassist.coco import _floats32
+
+    for start in (2.0**-10, 0.1, 0.5, 1.0):  # consecutive float32 values around each
+        below = np.float32(start).view(np.uint32) - np.arange(20_000, dtype=np.uint32)
+        values = np.concatenate([below, below + np.uint32(20_000)]).view(np.float32)
+        assert _floats32(values) == values.astype(str).astype(np.float64).tolist()
