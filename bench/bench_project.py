@@ -353,7 +353,7 @@ def _report(
     print("\n| export COCO (all images) | seconds | instances/s | peak RSS | goal |")
     print("|---|---|---|---|---|")
     print(
-        f"| streaming export_coco (default: {workers} workers) | {stream['seconds']:.1f} |"
+        f"| streaming export_coco (workers=None: {workers} automatic) | {stream['seconds']:.1f} |"
         f" {rate:,.0f} | {stream['maxrss_mb']:.0f} MiB + {workers} x"
         f" {stream['worker_maxrss_mb']:.0f} MiB (workers) ="
         f" {stream['maxrss_mb'] + workers * stream['worker_maxrss_mb']:.0f} MiB | {ok} |"
