@@ -179,3 +179,34 @@ def gallery_label_image() -> tuple[np.ndarray, list[Polygon | MultiPolygon]]:
         _with_holes(box(1, 1, 4, 4), box(2, 2, 3, 3)),
     ]
     return labels, expected
+
+
+# -- COCO conversion items ------------------------------------------------------------------
+def mixed_geometries() -> list:
+    """A donut, two parts, an empty polygon, one outside a small image, one with fractional
+    corners and a sliver between pixel centres (skipped as empty by COCO conversion)."""
+    donut = box(2, 2, 12, 12).difference(box(5, 5, 8, 8))
+    two = MultiPolygon([box(0.5, 0.5, 3, 4), box(20, 20, 22.5, 23)])
+    return [donut, two, Polygon(), box(90, 90, 95, 95), box(1.25, 3, 7.75, 9),
+            box(4.1, 4.1, 4.2, 4.2)]  # fmt: skip
+
+
+def mixed_coco_items(n_images: int, shape: tuple[int, int] = (24, 30)) -> list[tuple]:
+    """``(record, Instances | None)`` items for COCO writing: images of ``shape`` and
+    (16, 40), `mixed_geometries` in varying subsets, crowd flags, empty `Instances` (every
+    5th image) and images without annotations (``None``, every 7th)."""
+    from labelassist.instances import Instances
+
+    geoms = mixed_geometries()
+    items = []
+    for k in range(1, n_images + 1):
+        size = shape if k % 2 else (16, 40)
+        pick = [g for j, g in enumerate(geoms) if (j + k) % 3 != 0]
+        crowd = np.arange(len(pick)) % 4 == k % 4
+        inst = Instances(pick, np.arange(len(pick)) % 2, np.linspace(0.1, 1, len(pick)), size,
+                         extra={"iscrowd": crowd})  # fmt: skip
+        if k % 5 == 0:
+            inst = Instances.empty(size, extra_keys=("iscrowd",))
+        record = {"id": k, "file_name": f"img/{k}.png", "height": size[0], "width": size[1]}
+        items.append((record, None if k % 7 == 0 else inst))
+    return items

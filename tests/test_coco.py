@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import shapely
 import tifffile
+from gallery import mixed_coco_items
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -845,29 +846,9 @@ def test_more_than_255_instances_in_one_image(segmentation):
 
 
 # -- chunked conversion --------------------------------------------------------------------
-def _mixed_items() -> list[tuple[dict, Instances | None]]:
-    """Images of two sizes with holes, multi-parts, crowd, empty and outside geometries,
-    images without instances and images without annotations (None)."""
-    donut = shapely.box(2, 2, 12, 12).difference(shapely.box(5, 5, 8, 8))
-    two = shapely.MultiPolygon([shapely.box(0.5, 0.5, 3, 4), shapely.box(20, 20, 22.5, 23)])
-    geoms = [donut, two, shapely.Polygon(), shapely.box(90, 90, 95, 95),
-             shapely.box(1.25, 3, 7.75, 9), shapely.box(4, 4, 4.2, 4.2)]  # fmt: skip
-    items = []
-    for k in range(1, 13):
-        shape = (24, 30) if k % 2 else (16, 40)
-        pick = [g for j, g in enumerate(geoms) if (j + k) % 3 != 0]
-        crowd = np.arange(len(pick)) % 4 == k % 4
-        inst = Instances(pick, np.arange(len(pick)) % 2, np.linspace(0.1, 1, len(pick)), shape,
-                         extra={"iscrowd": crowd})  # fmt: skip
-        if k % 5 == 0:
-            inst = Instances.empty(shape, extra_keys=("iscrowd",))
-        items.append((_record(k, shape), None if k % 7 == 0 else inst))
-    return items
-
-
 @pytest.mark.parametrize("segmentation", ["polygon", "rle"])
 def test_chunked_conversion_equals_per_image(segmentation):
-    items = [(r["id"], inst) for r, inst in _mixed_items() if inst is not None]
+    items = [(r["id"], inst) for r, inst in mixed_coco_items(12) if inst is not None]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         per_image, next_id = [], 1
@@ -894,7 +875,7 @@ def test_chunked_conversion_of_images_without_instances():
 
 def test_write_coco_is_the_same_whatever_the_chunks(tmp_path):
     """Many chunks (more images than a chunk holds) give the per-image annotations."""
-    base = _mixed_items()
+    base = mixed_coco_items(12)
     items = [(_record(k + 1, (r["height"], r["width"])), inst)
              for k, (r, inst) in enumerate(base * 30)]  # fmt: skip
     assert len(items) > 2 * coco_module._CHUNK_IMAGES

@@ -17,6 +17,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import shapely
+from gallery import mixed_coco_items, mixed_geometries
 
 from labelassist import _project_coco
 from labelassist import coco as coco_module
@@ -35,38 +36,12 @@ def small_chunks(monkeypatch):
     monkeypatch.setattr(_project_coco, "_FETCH_ROWS", 5)
 
 
-def _geometries() -> list:
-    """Holes, multi-parts, an empty one, one outside the image, a sliver covering no pixel
-    (skipped: the ids after it shift), fractional coordinates."""
-    donut = shapely.box(2, 2, 12, 12).difference(shapely.box(5, 5, 8, 8))
-    two = shapely.MultiPolygon([shapely.box(0.5, 0.5, 3, 4), shapely.box(20, 20, 22.5, 23)])
-    return [donut, two, shapely.Polygon(), shapely.box(90, 90, 95, 95),
-            shapely.box(1.25, 3, 7.75, 9), shapely.box(4.1, 4.1, 4.2, 4.2)]  # fmt: skip
-
-
-def _items() -> list[tuple[dict, Instances | None]]:
-    """40 images of two sizes: crowd, empty Instances and None among them."""
-    geoms = _geometries()
-    items = []
-    for k in range(1, 41):
-        shape = SHAPE if k % 2 else (16, 40)
-        pick = [g for j, g in enumerate(geoms) if (j + k) % 3 != 0]
-        crowd = np.arange(len(pick)) % 4 == k % 4
-        inst = Instances(pick, np.arange(len(pick)) % 2, np.linspace(0.1, 1, len(pick)), shape,
-                         extra={"iscrowd": crowd})  # fmt: skip
-        if k % 5 == 0:
-            inst = Instances.empty(shape, extra_keys=("iscrowd",))
-        record = {"id": k, "file_name": f"img/{k}.png", "height": shape[0], "width": shape[1]}
-        items.append((record, None if k % 7 == 0 else inst))
-    return items
-
-
 def _without_date(path: Path) -> bytes:
     return re.sub(rb'"date_created":"[^"]*"', b"", path.read_bytes())
 
 
 def test_write_coco_in_workers_writes_the_same_bytes(tmp_path, small_chunks):
-    items = _items()
+    items = mixed_coco_items(40, SHAPE)
     files = {}
     for workers in (1, 2):
         with pytest.warns(UserWarning, match=r"skipped \d+ empty instance") as record:
@@ -97,7 +72,7 @@ def _project(tmp_path: Path) -> Project:
         iio.imwrite(data / f"img{k:02d}.png", np.zeros(SHAPE, dtype=np.uint8))
     p = Project.create(tmp_path / "proj", classes=["nucleus", "debris"])
     ids = p.add_images(data)
-    geoms = [g for g in _geometries() if not g.is_empty]
+    geoms = [g for g in mixed_geometries() if not g.is_empty]
     for k, image_id in enumerate(ids):
         if k % 4 == 3:
             continue
