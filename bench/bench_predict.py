@@ -92,9 +92,16 @@ def ours(model: la.Model, files: list[Path], score: float) -> tuple[list, int, f
     return out, n, spent[0]
 
 
-def naive(model: la.Model, files: list[Path], score: float) -> tuple[list, int]:
+def naive(
+    model: la.Model, files: list[Path], score: float, *, push_threshold: bool = True
+) -> tuple[list, int]:
     """Seed-style loop: stock torchvision forward (pasted full-image masks), threshold,
-    find_contours per mask, shapely polygon, COCO dict."""
+    find_contours per mask, shapely polygon, COCO dict.
+
+    ``push_threshold``: set the score threshold on the net for the call (so the mask head
+    only sees kept detections, as `Model.predict` does). False: the seeds' habit, the net
+    as it is (torchvision's ``box_score_thresh`` 0.05) and ``scores > score`` afterwards.
+    """
     import shapely
     import torch
     from skimage.measure import find_contours
@@ -103,7 +110,8 @@ def naive(model: la.Model, files: list[Path], score: float) -> tuple[list, int]:
 
     net = model.net
     old = net.roi_heads.score_thresh
-    net.roi_heads.score_thresh = score
+    if push_threshold:
+        net.roi_heads.score_thresh = score
     out, n = [], 0
     try:
         for path in files:
@@ -115,6 +123,8 @@ def naive(model: la.Model, files: list[Path], score: float) -> tuple[list, int]:
             for mask, label, s in zip(
                 masks, pred["labels"].tolist(), pred["scores"].tolist(), strict=True
             ):
+                if s <= score:
+                    continue
                 contours = find_contours(np.pad(mask, 1).astype(np.uint8), 0.5)
                 polys = [shapely.Polygon(c[:, ::-1] - 1 + 0.5) for c in contours if len(c) >= 4]
                 polys = [p for p in polys if p.is_valid and p.area > 0]
@@ -159,12 +169,17 @@ def bench_end_to_end(model, *, n_images, size, score, repeats, real=False):
             files.append(path)
         size = f"{image.shape[1]}x{image.shape[0]} {'real ' if real else ''}"
         ours(model, files[:1], score)  # warm-up
-        times = {"naive": [], "ours": []}
+        pipelines = {
+            "naive": lambda: naive(model, files, score, push_threshold=False),
+            "naive_pushed": lambda: naive(model, files, score, push_threshold=True),
+            "ours": lambda: ours(model, files, score),
+        }
+        times = {name: [] for name in pipelines}
         inside, counts = [], {}
         for _ in range(repeats):
-            for name, fn in (("naive", naive), ("ours", ours)):
+            for name, fn in pipelines.items():
                 t0 = time.perf_counter()
-                result = fn(model, files, score)
+                result = fn()
                 elapsed = time.perf_counter() - t0
                 times[name].append(elapsed)
                 counts[name] = result[1]
@@ -176,20 +191,28 @@ def bench_end_to_end(model, *, n_images, size, score, repeats, real=False):
         f"\n## end-to-end: {n_images} {size}image files -> COCO polygons "
         f"(score_threshold={score}, median of {repeats})\n"
     )
-    print("| pipeline | s total | s / image | detections | speed-up vs naive |")
-    print("|---|---:|---:|---:|---:|")
-    for name, label in (
-        ("naive", "naive (stock paste + find_contours)"),
-        ("ours", "labelassist Model.predict + instances_to_coco"),
-    ):
+    print(
+        "| pipeline | s total | s / image | detections | ours faster by | "
+        "vs the naive loop with the threshold pushed |"
+    )
+    print("|---|---:|---:|---:|---:|---:|")
+    labels = {
+        "naive": "naive as specified: `net([img])` as loaded (box_score_thresh "
+        f"{model.net.roi_heads.score_thresh:g}), scores > {score}, paste + find_contours",
+        "naive_pushed": f"naive with box_score_thresh = {score} set on the net",
+        "ours": "labelassist Model.predict + instances_to_coco",
+    }
+    for name, label in labels.items():
         t = med[name]
         print(
-            f"| {label} | {t:.2f} | {t / n_images:.3f} | {counts[name]} | {med['naive'] / t:.2f}x |"
+            f"| {label} | {t:.2f} | {t / n_images:.3f} | {counts[name]} | "
+            f"{t / med['ours']:.2f}x | {med['naive_pushed'] / t:.2f}x |"
         )
     print(
         f"\ntime of Model.predict + COCO outside the network forward (same run): "
-        f"{overhead:.1%} (goal <= 10%); speed-up {med['naive'] / med['ours']:.2f}x "
-        "(goal >= 2.0x)"
+        f"{overhead:.1%} (goal <= 10%); speed-up {med['naive'] / med['ours']:.2f}x against "
+        f"the naive loop as specified, {med['naive_pushed'] / med['ours']:.2f}x against the "
+        "naive loop given the pushed-down threshold (goal >= 2.0x)"
     )
     return med, counts, overhead
 

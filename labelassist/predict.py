@@ -361,6 +361,61 @@ def _trace_crops(
 # -- the network ------------------------------------------------------------------------
 
 
+class _ThreadedRoIPool(torch.nn.Module):
+    """A torchvision ``MultiScaleRoIAlign`` run on chunks of the RoIs in parallel threads.
+
+    torchvision's CPU ``roi_align`` kernel is single-threaded and took a third of the
+    light model's forward here (1,000 box proposals); it releases the GIL, so chunks of
+    the RoIs pooled in threads give the same tensor (every RoI is pooled independently,
+    the level assignment depends on its own box only) in less time. Used for inference
+    on the CPU only (`_inference_setup`); the wrapped pooler is left untouched.
+    """
+
+    _executor: Any = None
+    min_rois = 64  # per thread; fewer RoIs are pooled in the caller's thread
+
+    def __init__(self, pool: torch.nn.Module, threads: int) -> None:
+        super().__init__()
+        self.pool, self.threads = pool, int(threads)
+
+    @classmethod
+    def _pool_executor(cls) -> Any:
+        if cls._executor is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            cls._executor = ThreadPoolExecutor(
+                max_workers=max(2, torch.get_num_threads()), thread_name_prefix="roi_align"
+            )
+        return cls._executor
+
+    def _chunk(self, x: dict, boxes: list[torch.Tensor], image_shapes: list) -> torch.Tensor:
+        with torch.inference_mode():  # the mode is per thread
+            return self.pool(x, boxes, image_shapes)
+
+    def forward(
+        self, x: dict, boxes: list[torch.Tensor], image_shapes: list[tuple[int, int]]
+    ) -> torch.Tensor:
+        counts = [int(b.shape[0]) for b in boxes]
+        n = min(self.threads, sum(counts) // self.min_rois)
+        if n < 2 or getattr(self.pool, "scales", None) is None:
+            return self.pool(x, boxes, image_shapes)  # the first call also sets the scales
+        # one contiguous copy per level instead of one per chunk inside roi_align
+        x = {k: v.contiguous() for k, v in x.items()}
+        bounds = [[c * k // n for k in range(n + 1)] for c in counts]
+        jobs = [
+            [b[bd[k] : bd[k + 1]] for b, bd in zip(boxes, bounds, strict=True)] for k in range(n)
+        ]
+        parts = list(self._pool_executor().map(lambda job: self._chunk(x, job, image_shapes), jobs))
+        # chunk k holds, image after image, rows bd[k]:bd[k + 1] of each image's boxes
+        pieces, offsets = [], [0] * n
+        for bd in bounds:
+            for k in range(n):
+                m = bd[k + 1] - bd[k]
+                pieces.append(parts[k][offsets[k] : offsets[k] + m])
+                offsets[k] += m
+        return torch.cat(pieces)
+
+
 @contextlib.contextmanager
 def _inference_setup(net: torch.nn.Module, score_threshold: float) -> Iterator[None]:
     """Eval mode and the caller's score threshold, restored afterwards.
@@ -368,17 +423,30 @@ def _inference_setup(net: torch.nn.Module, score_threshold: float) -> Iterator[N
     On the CPU the convolution weights are switched to channels-last memory format (once;
     ``finetune`` switches back): oneDNN's NHWC convolutions make inference ~15 % faster
     here with the same results (max score difference ~1e-5). Training measured no gain.
+    With more than one thread, the RoI poolers run in threads (`_ThreadedRoIPool`, same
+    results) for the duration.
     """
     was_training = net.training
     old_thresh = net.roi_heads.score_thresh
+    heads = net.roi_heads
+    pools = {name: getattr(heads, name, None) for name in ("box_roi_pool", "mask_roi_pool")}
     net.eval()
-    if next(net.parameters()).device.type == "cpu":
+    on_cpu = next(net.parameters()).device.type == "cpu"
+    if on_cpu:
         net.to(memory_format=torch.channels_last)
+    threads = torch.get_num_threads()
     net.roi_heads.score_thresh = float(score_threshold)
     try:
+        if on_cpu and threads > 1:
+            for name, pool in pools.items():
+                if pool is not None and not isinstance(pool, _ThreadedRoIPool):
+                    setattr(heads, name, _ThreadedRoIPool(pool, threads))
         with torch.inference_mode():
             yield
     finally:
+        for name, pool in pools.items():
+            if pool is not None:
+                setattr(heads, name, pool)
         net.roi_heads.score_thresh = old_thresh
         net.train(was_training)
 

@@ -267,6 +267,61 @@ def test_predict_matches_stock_torchvision_pipeline(model):
     assert np.mean(ious) >= 0.99
 
 
+def _pooler_inputs(seed=0):
+    """Two images' FPN-like features (channels-last, as in inference) and boxes: uneven
+    counts, one image without boxes, sizes spanning several pyramid levels."""
+    gen = torch.Generator().manual_seed(seed)
+    feats = {
+        str(k): torch.randn(3, 8, 64 >> k, 48 >> k, generator=gen).contiguous(
+            memory_format=torch.channels_last
+        )
+        for k in range(3)
+    }
+    boxes = []
+    for n in (37, 0, 58):
+        xy = torch.rand(n, 2, generator=gen) * torch.tensor([150.0, 200.0])
+        wh = torch.rand(n, 2, generator=gen) ** 2 * 120 + 2
+        boxes.append(clip_boxes_to_image(torch.cat([xy, xy + wh], 1), (256, 192)))
+    return feats, boxes, [(256, 192)] * 3
+
+
+@pytest.mark.parametrize("threads", [2, 3, 8])
+def test_threaded_roi_pool_equals_the_pooler(monkeypatch, threads):
+    from torchvision.ops import MultiScaleRoIAlign
+
+    from labelassist.predict import _ThreadedRoIPool
+
+    pool = MultiScaleRoIAlign(["0", "1", "2"], output_size=7, sampling_ratio=2)
+    feats, boxes, shapes = _pooler_inputs()
+    wrapped = _ThreadedRoIPool(pool, threads)
+    monkeypatch.setattr(_ThreadedRoIPool, "min_rois", 4)
+    with torch.inference_mode():
+        first = wrapped(feats, boxes, shapes)  # sets the pooler's scales, unthreaded
+        expected = pool(feats, boxes, shapes)
+        got = wrapped(feats, boxes, shapes)
+    assert len({pool(feats, [b], shapes[:1]).shape[0] for b in boxes}) == 3
+    assert got.shape == (95, 8, 7, 7)
+    assert torch.equal(first, expected) and torch.equal(got, expected)
+
+
+def test_predict_with_threaded_pooling_equals_unthreaded(model, monkeypatch):
+    from labelassist.predict import _ThreadedRoIPool
+
+    image = _blobs(seed=5)
+    heads = model.net.roi_heads
+    pools = (heads.box_roi_pool, heads.mask_roi_pool)
+    monkeypatch.setattr(_ThreadedRoIPool, "min_rois", 1)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    plain = predict(model, image, score_threshold=0.2, tolerance=0)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
+    threaded = predict(model, image, score_threshold=0.2, tolerance=0)
+    assert len(plain) >= 5
+    assert np.array_equal(plain.scores, threaded.scores)
+    assert all(a.equals_exact(b, 0) for a, b in zip(plain.polygons, threaded.polygons, strict=True))
+    # the model object gets its own poolers back
+    assert (heads.box_roi_pool, heads.mask_roi_pool) == pools
+
+
 def test_predict_outputs(model):
     image = _blobs(seed=2)
     preds = predict(model, image, score_threshold=0.1)
