@@ -47,7 +47,7 @@ import shapely
 from pycocotools import mask as mask_utils
 from skimage import draw
 
-from labelassist import coco
+from labelassist import _coco_write as coco
 from labelassist.coco import instances_to_coco, read_coco, write_coco
 from labelassist.geometry import masks_to_polygons, polygons_to_masks
 from labelassist.instances import Instances

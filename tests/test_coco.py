@@ -21,7 +21,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from skimage import draw
 
-from labelassist import coco as coco_module
+from labelassist import _coco_common, _coco_write
 from labelassist.coco import (
     CocoFormatError,
     Dataset,
@@ -500,7 +500,7 @@ def test_streaming_write_memory_does_not_grow_with_images(tmp_path):
         return peak, out.stat().st_size
 
     # annotations are converted a chunk of images at a time: memory holds one chunk
-    chunk = coco_module._CHUNK_IMAGES
+    chunk = _coco_write._CHUNK_IMAGES
     small, _ = peak(2 * chunk)
     large, size = peak(24 * chunk)  # 12x the images
     assert large < 1.5 * small  # flat: one chunk's annotations and a copy buffer
@@ -778,7 +778,7 @@ def test_batched_conversion_equals_per_instance_reference(
     tmp_path, monkeypatch, segmentation, seed
 ):
     if seed == 2:  # rasterize RLE instances in many small batches
-        monkeypatch.setattr(coco_module, "_BATCH_PIXELS", 60)
+        monkeypatch.setattr(_coco_write, "_BATCH_PIXELS", 60)
     rng = np.random.default_rng(seed)
     shape = (int(rng.integers(20, 60)), int(rng.integers(20, 60)))
     geoms = [shapely.make_valid(_random_geometry(rng, shape)) for _ in range(40)]
@@ -831,7 +831,7 @@ def test_batched_rle_of_a_large_image_and_big_boxes():
      ("a/../b.png", True), ("a\\..\\b.png", True)],
 )  # fmt: skip
 def test_file_names_leaving_the_root(name, escapes):
-    assert coco_module._escapes_root(name) is escapes
+    assert _coco_common._escapes_root(name) is escapes
 
 
 @pytest.mark.parametrize("segmentation", ["polygon", "rle"])
@@ -856,7 +856,7 @@ def test_chunked_conversion_equals_per_image(segmentation):
             anns = instances_to_coco(inst, image_id, first_id=next_id, segmentation=segmentation)
             per_image += anns
             next_id += len(anns)
-    converted, skipped = coco_module._convert_chunk(items, 1, segmentation)
+    converted, skipped = _coco_write._convert_chunk(items, 1, segmentation)
     assert converted.dicts() == per_image
     assert converted.json() == ",\n".join(json.dumps(a, separators=(",", ":")) for a in per_image)
     assert skipped == sum(len(inst) for _, inst in items) - len(per_image) > 0
@@ -867,9 +867,9 @@ def test_chunked_conversion_equals_per_image(segmentation):
 
 def test_chunked_conversion_of_images_without_instances():
     items = [(1, Instances.empty((8, 8))), (2, Instances.empty((4, 6)))]
-    converted, skipped = coco_module._convert_chunk(items, 5, "polygon")
+    converted, skipped = _coco_write._convert_chunk(items, 5, "polygon")
     assert (converted.dicts(), converted.json(), skipped) == ([], "", 0)
-    converted, skipped = coco_module._convert_chunk([], 1, "rle")
+    converted, skipped = _coco_write._convert_chunk([], 1, "rle")
     assert (converted.dicts(), skipped) == ([], 0)
 
 
@@ -878,7 +878,7 @@ def test_write_coco_is_the_same_whatever_the_chunks(tmp_path):
     base = mixed_coco_items(12)
     items = [(_record(k + 1, (r["height"], r["width"])), inst)
              for k, (r, inst) in enumerate(base * 30)]  # fmt: skip
-    assert len(items) > 2 * coco_module._CHUNK_IMAGES
+    assert len(items) > 2 * _coco_write._CHUNK_IMAGES
     with pytest.warns(UserWarning, match="skipped .* empty instance"):
         out = write_coco(tmp_path / "many.json", ["cell", "debris"], items)
     anns = json.loads(out.read_text())["annotations"]
@@ -915,13 +915,13 @@ def test_instance_covering_no_pixel_centre_is_skipped(segmentation):
     )
 )
 def test_score_text_is_numpys_shortest_float32_repr(values):
-    from labelassist.coco import _floats32
+    from labelassist._coco_write import _floats32
 
     assert _floats32(values) == [float(str(v)) for v in values]
 
 
 def test_score_text_on_dense_float32_runs():
-    from labelassist.coco import _floats32
+    from labelassist._coco_write import _floats32
 
     for start in (2.0**-10, 0.1, 0.5, 1.0):  # consecutive float32 values around each
         below = np.float32(start).view(np.uint32) - np.arange(20_000, dtype=np.uint32)

@@ -19,8 +19,7 @@ import pytest
 import shapely
 from gallery import mixed_coco_items, mixed_geometries
 
-from labelassist import _project_coco
-from labelassist import coco as coco_module
+from labelassist import _coco_write, _project_coco
 from labelassist.coco import write_coco
 from labelassist.instances import Instances
 from labelassist.project import Project
@@ -31,8 +30,8 @@ SHAPE = (24, 30)
 @pytest.fixture
 def small_chunks(monkeypatch):
     """Chunks of at most 3 images (cut in this process; the workers convert what they get)."""
-    monkeypatch.setattr(coco_module, "_CHUNK_IMAGES", 3)
-    monkeypatch.setattr(coco_module, "_CHUNK_INSTANCES", 8)
+    monkeypatch.setattr(_coco_write, "_CHUNK_IMAGES", 3)
+    monkeypatch.setattr(_coco_write, "_CHUNK_INSTANCES", 8)
     monkeypatch.setattr(_project_coco, "_FETCH_ROWS", 5)
 
 
@@ -53,7 +52,7 @@ def test_write_coco_in_workers_writes_the_same_bytes(tmp_path, small_chunks):
     assert [a["id"] for a in anns] == list(range(1, len(anns) + 1))
     assert {a["iscrowd"] for a in anns} == {0, 1}
     assert {type(a["segmentation"]).__name__ for a in anns} == {"list", "dict"}
-    assert len({a["image_id"] for a in anns}) > 8 * coco_module._CHUNK_IMAGES
+    assert len({a["image_id"] for a in anns}) > 8 * _coco_write._CHUNK_IMAGES
     assert sorted(p.name for p in tmp_path.iterdir()) == ["w1.json", "w2.json"]
 
 
