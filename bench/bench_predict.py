@@ -243,9 +243,7 @@ def _memory_child(args) -> None:
         image[by * block : (by + 1) * block, bx * block : (bx + 1) * block] = tile
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     t0 = time.perf_counter()
-    pred = model.predict(
-        image, score_threshold=args.score, tile_size=args.tile, tile_overlap=64, batch_size=4
-    )
+    pred = model.predict(image, score_threshold=args.score, tile_size=args.tile, batch_size=4)
     seconds = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(
@@ -282,7 +280,7 @@ def bench_memory(args):
     gb = 1024**3
     print(
         f"\n## memory: tiled prediction of a {args.big}x{args.big} uint8 image "
-        f"(~{args.objects} objects requested, tile {args.tile}, overlap 64, batch 4)\n"
+        f"(~{args.objects} objects requested, tile {args.tile}, default overlap, batch 4)\n"
     )
     print("| image | RSS before predict | peak RSS | peak - image | instances | s |")
     print("|---:|---:|---:|---:|---:|---:|")
@@ -388,7 +386,7 @@ def _shift_stability(model, image, whole, *, score, shift, margin=64):
     )
 
 
-def bench_agreement(model, *, size, n, tile, score, overlap=64, variants=(), seed=7, shift=0):
+def bench_agreement(model, *, size, n, tile, score, overlap=None, variants=(), seed=7, shift=0):
     image, truth = _nuclei((size, size), n, seed=seed)
     net = model.net
     # the untiled reference gets the budgets a tiled run has in total (detections and
@@ -428,7 +426,7 @@ def bench_agreement(model, *, size, n, tile, score, overlap=64, variants=(), see
     }
     print(
         f"\n## agreement: {size}x{size} image, {len(truth)} true objects, tile {tile}, "
-        f"overlap {overlap}, score_threshold={score}\n"
+        f"overlap {overlap if overlap is not None else 'default'}, score_threshold={score}\n"
     )
     print(
         "| | instances | matched by the other (IoU>=0.9) | matched (IoU>=0.5) | "
@@ -517,7 +515,12 @@ def main(argv=None) -> int:
     p.add_argument("--tile", type=int, default=512)
     p.add_argument("--agree-size", type=int, default=2048)
     p.add_argument("--agree-seed", type=int, default=7, help="seed of the agreement image")
-    p.add_argument("--overlap", type=int, default=64, help="tile overlap of the agreement test")
+    p.add_argument(
+        "--overlap",
+        type=int,
+        default=None,
+        help="tile overlap of the agreement test (default: predict's)",
+    )
     p.add_argument(
         "--shift",
         type=int,

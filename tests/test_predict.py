@@ -510,7 +510,7 @@ def test_predict_warns_when_detection_limit_is_reached(model):
 
 
 def test_predict_default_overlap_follows_tile_size(model):
-    # tile 64 -> overlap 16 (a fixed 128 would be invalid for such tiles)
+    # tile 64 -> overlap 24 (a fixed 192 would be invalid for such tiles)
     out = predict(model, _blobs((100, 100), seed=9), tile_size=64, score_threshold=1.0)
     assert len(out) == 0 and out.image_shape == (100, 100)
 
