@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="labelassist/data/starter.pt", help="model file")
     parser.add_argument("--run-dir", default="runs/starter", help="per-epoch checkpoints")
     parser.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
-    parser.add_argument("--n-train", type=int, default=256, help="synthetic training images")
+    parser.add_argument("--n-train", type=int, default=1024, help="synthetic training images")
     parser.add_argument("--size", type=int, default=128, help="image height and width")
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=4)
