@@ -174,6 +174,7 @@ class _Options:
     score_threshold: float
     tile_size: int | None
     batch_size: int
+    tile_overlap: int | None = None
 
 
 @dataclass(frozen=True)
@@ -191,6 +192,7 @@ def _predict(model: Model, images: list[np.ndarray], options: _Options) -> list[
         images,
         score_threshold=options.score_threshold,
         tile_size=options.tile_size,
+        tile_overlap=options.tile_overlap,
         batch_size=options.batch_size,
     )
 
@@ -536,6 +538,7 @@ def preannotate(
     out: str | os.PathLike | None = None,
     score_threshold: float = 0.5,
     tile_size: int | None = None,
+    tile_overlap: int | None = None,
     batch_size: int = 4,
     num_workers: int | None = None,
     client: Any = None,
@@ -566,6 +569,9 @@ def preannotate(
         Keep detections scoring above this, in ``[0, 1]``.
     tile_size : int, optional
         Predict large images in overlapping tiles of this size (see `Model.predict`).
+    tile_overlap : int, optional
+        Overlap of neighbouring tiles in pixels (default: `Model.predict`'s,
+        ``min(192, tile_size * 3 // 8)``).
     batch_size : int, default 4
         Images per forward pass (and per Dask task).
     num_workers : int, optional
@@ -635,11 +641,17 @@ def preannotate(
     )
     model = _as_model(model)
     # let Model.predict validate the options once, before any work
-    model.predict([], score_threshold=score_threshold, tile_size=tile_size, batch_size=batch_size)
+    model.predict(
+        [],
+        score_threshold=score_threshold,
+        tile_size=tile_size,
+        tile_overlap=tile_overlap,
+        batch_size=batch_size,
+    )
     done = _read_done(out_path, model.classes) if out_path is not None else None
     taken = {} if done is None else {r["file_name"]: int(r["id"]) for r in done.images}
     pending = [s for s in sources if s.name not in taken]
-    options = _Options(float(score_threshold), tile_size, int(batch_size))
+    options = _Options(float(score_threshold), tile_size, int(batch_size), tile_overlap)
 
     from tqdm.auto import tqdm
 

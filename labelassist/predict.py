@@ -516,6 +516,10 @@ def _check_args(
         raise ValueError(f"mask_threshold must be within (0, 1), got {mask_threshold!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    if tile_size is None and tile_overlap is not None:
+        raise ValueError(
+            f"tile_overlap={tile_overlap!r} is only used with tile_size; pass tile_size too"
+        )
     if tile_size is not None:
         if isinstance(tile_size, bool) or not isinstance(tile_size, int) or tile_size < 32:
             raise ValueError(f"tile_size must be None or an int >= 32 pixels, got {tile_size!r}")

@@ -238,6 +238,16 @@ def test_arrays_match_model_predict(model):
     assert ds.failed == []
 
 
+def test_tile_options_reach_model_predict(model):
+    images = [_blobs(k, (96, 160)) for k in range(2)]
+    tiles = {"tile_size": 64, "tile_overlap": 8}  # the default for 64 px tiles is 24
+    ds = preannotate(images, model, score_threshold=SCORE, progress=False, **tiles)
+    expected = model.predict(images, score_threshold=SCORE, **tiles)
+    default_overlap = model.predict(images, score_threshold=SCORE, tile_size=64)
+    assert [ds.instances[k + 1] for k in range(2)] == expected
+    assert expected != default_overlap  # the overlap changes the result, so it was passed
+
+
 def test_folder_with_decoding_workers_equals_in_process(tmp_path, model):
     paths = _write_images(tmp_path / "imgs", 5)
     ds0 = preannotate(
@@ -292,6 +302,8 @@ def test_model_source_string_is_loaded(tmp_path, checkpoint):
         ({"score_threshold": "0.5"}, TypeError, "score_threshold must be a number"),
         ({"tile_size": 8}, ValueError, "tile_size must be None or an int >= 32"),
         ({"tile_size": 64.0}, ValueError, "tile_size must be an integer"),
+        ({"tile_size": 64, "tile_overlap": 40}, ValueError, "tile_overlap must be an int within"),
+        ({"tile_overlap": 16}, ValueError, "tile_overlap=16 is only used with tile_size"),
         ({"batch_size": 0}, ValueError, "batch_size must be an integer >= 1"),
         ({"num_workers": -1}, ValueError, "num_workers must be an integer >= 0"),
         ({"flush_every": 0}, ValueError, "flush_every must be an integer >= 1"),

@@ -112,6 +112,8 @@ def test_no_readable_image_is_an_error(tmp_path, checkpoint, capsys):
         ({"extra": ["--score-threshold", "2"]}, r"score_threshold must be within \[0, 1\]"),
         ({"extra": ["--batch-size", "0"]}, "batch_size must be an integer >= 1"),
         ({"extra": ["--tile-size", "8"]}, "tile_size must be None or an int >= 32"),
+        ({"extra": ["--tile-size", "64", "--tile-overlap", "40"]}, "tile_overlap must be an int"),
+        ({"extra": ["--tile-overlap", "16"]}, "only used with tile_size; pass tile_size too"),
     ],
 )
 def test_errors_are_one_line(tmp_path, checkpoint, capsys, change, message):

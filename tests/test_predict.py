@@ -490,6 +490,7 @@ def test_tile_candidates_edge_gap_drops_pieces_cut_by_the_tile(monkeypatch):
         ({"batch_size": 0}, "batch_size must be an int"),
         ({"tile_size": 8}, "tile_size must be None or an int >= 32"),
         ({"tile_size": 64, "tile_overlap": 40}, "tile_overlap must be an int within"),
+        ({"tile_overlap": 16}, "tile_overlap=16 is only used with tile_size"),
     ],
 )
 def test_predict_argument_errors(model, kwargs, match):

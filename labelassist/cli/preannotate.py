@@ -75,6 +75,15 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         help="predict large images in overlapping PX x PX tiles (default: whole image)",
     )
     parser.add_argument(
+        "--tile-overlap",
+        type=int,
+        default=None,
+        metavar="PX",
+        help="overlap of neighbouring tiles; must exceed the largest object (default: "
+        "min(192, 3/8 of the tile size); 128 with 512 px tiles is ~1.45x faster, slightly "
+        "less faithful to untiled prediction near seams)",
+    )
+    parser.add_argument(
         "--batch-size",
         type=int,
         default=4,
@@ -150,6 +159,7 @@ def run(args: argparse.Namespace) -> int:
                 out=args.out,
                 score_threshold=args.score_threshold,
                 tile_size=args.tile_size,
+                tile_overlap=args.tile_overlap,
                 batch_size=args.batch_size,
                 num_workers=args.workers,
                 client=client,
