@@ -47,8 +47,8 @@ import shapely
 from pycocotools import mask as mask_utils
 from skimage import draw
 
-from labelassist import _coco_write as coco
 from labelassist.coco import instances_to_coco, read_coco, write_coco
+from labelassist.coco import write as coco
 from labelassist.geometry import masks_to_polygons, polygons_to_masks
 from labelassist.instances import Instances
 

@@ -41,7 +41,7 @@ from pathlib import Path
 import imageio.v3 as iio
 
 from labelassist.bulk import preannotate
-from labelassist.models import STARTER_PATH, Model, build_maskrcnn, load_model
+from labelassist.model import STARTER_PATH, Model, build_maskrcnn, load_model
 from labelassist.synthetic import synthetic_nuclei
 
 

@@ -1,4 +1,4 @@
-"""Benchmark labelassist prediction (labelassist.predict / Model.predict).
+"""Benchmark labelassist prediction (labelassist.model.predict / Model.predict).
 
 Three measurements, each printed as a table:
 
@@ -68,8 +68,8 @@ def _polygons_to_coco(instances: la.Instances) -> list[dict]:
 
 def ours(model: la.Model, files: list[Path], score: float) -> tuple[list, int, float]:
     """Model.predict + COCO dicts; also returns the seconds spent in the network forward
-    (measured inside the same run by timing `labelassist.predict._detect`)."""
-    import labelassist.predict as lp
+    (measured inside the same run by timing `labelassist.model.predict._detect`)."""
+    import labelassist.model.predict as lp
 
     detect, spent = lp._detect, [0.0]
 
@@ -106,7 +106,7 @@ def naive(
     import torch
     from skimage.measure import find_contours
 
-    from labelassist.predict import to_tensor
+    from labelassist.model.predict import to_tensor
 
     net = model.net
     old = net.roi_heads.score_thresh
@@ -446,9 +446,9 @@ def bench_agreement(model, *, size, n, tile, score, overlap=None, variants=(), s
 
 def _agreement_variants(model, image, whole, t_whole, *, tile, score, variants):
     """One row per tiled variant ``overlap:core_margin:edge_gap[:tile]`` (fractions of the
-    overlap, see ``labelassist.predict._CORE_MARGIN`` / ``_EDGE_GAP``) against one untiled
+    overlap, see ``labelassist.model.predict._CORE_MARGIN`` / ``_EDGE_GAP``) against one untiled
     reference; time ratio against the first variant."""
-    from labelassist import predict as lp
+    from labelassist.model import predict as lp
 
     saved = (lp._CORE_MARGIN, lp._EDGE_GAP)
     print(

@@ -1,4 +1,4 @@
-"""Scale benchmark of the labeling project store (labelassist.project).
+"""Scale benchmark of the labeling project store (labelassist.project.project).
 
 Builds a synthetic project (default 100,000 images, 2,000,000 small polygons; bulk
 insert with executemany straight into the schema), then measures what an annotator and a
@@ -80,8 +80,7 @@ def _octagons(centers: np.ndarray, radii: np.ndarray) -> np.ndarray:
 
 def build(folder: Path, n_images: int, n_instances: int, seed: int = 0) -> None:
     """A project with ``n_images`` images and ``n_instances`` current instances."""
-    from labelassist import _project_schema as schema
-    from labelassist.project import Project
+    from labelassist.project import Project, schema
 
     rng = np.random.default_rng(seed)
     Project.create(folder, classes=["nucleus", "debris"]).close()
@@ -161,8 +160,7 @@ def _median(fn, repeats: int) -> float:
 
 
 def measure(folder: Path, repeats: int, seed: int = 1) -> dict:
-    from labelassist import _project_schema as schema
-    from labelassist.project import Project
+    from labelassist.project import Project, schema
 
     rng = np.random.default_rng(seed)
     out = {}
@@ -228,8 +226,8 @@ def _child_export(folder: Path, target: Path, mode: str) -> None:
     """Run in a fresh process: one export, print seconds, instances and max RSS."""
     import warnings
 
-    from labelassist import _project_coco as _coco
     from labelassist.project import Project
+    from labelassist.project import exchange as _coco
 
     warnings.simplefilter("ignore")
     _reset_peak()

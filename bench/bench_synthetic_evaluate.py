@@ -1,7 +1,7 @@
 """Benchmark the synthetic generator and `evaluate_predictions` against in-run baselines.
 
 1. ``synthetic_nuclei`` (default settings, uint8) per image size, against reading the
-   same image back from a PNG file (``labelassist.io.read_image``): is generating a
+   same image back from a PNG file (``labelassist.io.image.read_image``): is generating a
    training image on the fly cheaper than loading one?
 2. ``evaluate_predictions`` on dense images (about 300 nuclei each; predictions are the
    ground truth shifted by one pixel, 10 % dropped, 10 % false positives), end to end

@@ -19,8 +19,8 @@ import time
 
 import torch
 
-from labelassist.models import load_model
-from labelassist.predict import to_tensor
+from labelassist.model import load_model
+from labelassist.model.predict import to_tensor
 from labelassist.synthetic import synthetic_nuclei
 from labelassist.train import TrainConfig, finetune
 

@@ -16,9 +16,9 @@ Instances(n=0, image_shape=(8, 8), extra=[])
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 # public name -> module that defines it
 _EXPORTS = {
@@ -32,8 +32,8 @@ _EXPORTS = {
     "CocoFormatError": "coco",
     "synthetic_nuclei": "synthetic",
     "synthetic_dataset": "synthetic",
-    "Model": "models",
-    "load_model": "models",
+    "Model": "model",
+    "load_model": "model",
     "preannotate": "bulk",
     "PreannotateWarning": "bulk",
     "finetune": "train",
@@ -45,7 +45,35 @@ _EXPORTS = {
     "plot_learning_curve": "rounds",
     "rank_images": "active",
     "Project": "project",
+    "ProjectConflictError": "project",
 }
+
+if TYPE_CHECKING:  # what the lazy exports resolve to, for IDEs and type checkers
+    from .active import rank_images as rank_images
+    from .bulk import PreannotateWarning as PreannotateWarning
+    from .bulk import preannotate as preannotate
+    from .coco import CocoFormatError as CocoFormatError
+    from .coco import Dataset as Dataset
+    from .coco import read_coco as read_coco
+    from .evaluate import evaluate as evaluate
+    from .evaluate import evaluate_predictions as evaluate_predictions
+    from .geometry import DEFAULT_TOLERANCE as DEFAULT_TOLERANCE
+    from .geometry import masks_to_polygons as masks_to_polygons
+    from .geometry import polygons_to_masks as polygons_to_masks
+    from .instances import Instances as Instances
+    from .io import read_image as read_image
+    from .model import Model as Model
+    from .model import load_model as load_model
+    from .project import Project as Project
+    from .project import ProjectConflictError as ProjectConflictError
+    from .rounds import plot_learning_curve as plot_learning_curve
+    from .rounds import run_round as run_round
+    from .synthetic import synthetic_dataset as synthetic_dataset
+    from .synthetic import synthetic_nuclei as synthetic_nuclei
+    from .train import TrainConfig as TrainConfig
+    from .train import TrainResult as TrainResult
+    from .train import finetune as finetune
+
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
 

@@ -23,7 +23,7 @@ import numpy as np
 from .instances import Instances
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .models import Model
+    from .model.model import Model
 
 __all__ = ["rank_images", "image_uncertainty"]
 
@@ -163,7 +163,7 @@ def image_uncertainty(prediction: Instances, mirrored: Instances | None = None) 
 
 def _load(image: Any) -> np.ndarray:
     if isinstance(image, (str, os.PathLike)):
-        from .io import read_image
+        from .io.image import read_image
 
         return read_image(image)
     return np.asarray(image)

@@ -39,7 +39,7 @@ METRIC_KEYS = tuple(
 # -- checks --------------------------------------------------------------------------------
 def _as_dataset(dataset: Any, image_root: Any = None) -> Any:
     """A `Dataset`, or one read from a COCO json path."""
-    from .coco import Dataset, read_coco
+    from .coco.read import Dataset, read_coco
 
     if isinstance(dataset, (str, os.PathLike)):
         if not Path(dataset).is_file():
@@ -130,7 +130,7 @@ def _predictions_by_id(predictions: Any, dataset: Any, ids: list[int]) -> dict[i
 # -- COCO objects -----------------------------------------------------------------------------
 def _annotations(instances: dict[int, Instances], ids: list[int]) -> list[dict]:
     """COCO RLE annotations of ``instances`` for ``ids``, ids from 1, empty ones dropped."""
-    from .coco import instances_to_coco
+    from .coco.read import instances_to_coco
 
     anns: list[dict] = []
     for i in ids:
@@ -318,7 +318,7 @@ def evaluate(
     """
     from tqdm.auto import tqdm
 
-    from .io import read_image
+    from .io.image import read_image
 
     dataset = _as_dataset(dataset, image_root)
     max_detections = _check_max_detections(max_detections)

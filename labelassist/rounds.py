@@ -15,12 +15,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._atomic import atomic_write
+from .io.atomic import atomic_write
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .models import Model
-    from .project import Project
-    from .train import TrainConfig
+    from .model.model import Model
+    from .project.project import Project
+    from .train.loop import TrainConfig
 
 __all__ = ["run_round", "plot_learning_curve"]
 
@@ -78,7 +78,7 @@ def run_round(
     >>> with Project.open("myproject") as project:  # doctest: +SKIP
     ...     run_round(project, epochs=5)["metrics"]["segm_AP50"]
     """
-    from .train import finetune
+    from .train.loop import finetune
 
     project.assign_splits(val_fraction=val_fraction)
     train = project.dataset(status="reviewed", split="train")
@@ -125,7 +125,7 @@ def run_round(
 def _start_model(
     project: Project, base_model: Any, previous: list[dict]
 ) -> tuple[Model, int | None]:
-    from .models import Model, load_model
+    from .model.model import Model, load_model
 
     parent = previous[-1]["round"] if previous else None
     if isinstance(base_model, Model):

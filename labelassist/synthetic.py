@@ -27,7 +27,7 @@ from scipy import ndimage as ndi
 from .instances import Instances
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .coco import Dataset
+    from .coco.read import Dataset
 
 __all__ = ["synthetic_nuclei", "synthetic_dataset", "DOMAIN_SHIFT", "BACKGROUNDS"]
 
@@ -483,7 +483,7 @@ def synthetic_dataset(
     >>> len(ds.images), sorted(len(v) for v in ds.instances.values())
     (2, [4, 4])
     """
-    from .coco import Dataset
+    from .coco.read import Dataset
 
     if isinstance(n_images, bool) or not isinstance(n_images, (int, np.integer)) or n_images < 0:
         raise ValueError(f"n_images must be an integer >= 0, got {n_images!r}")
@@ -509,7 +509,7 @@ def synthetic_dataset(
 
 
 def _write_image_atomic(path: Path, image: np.ndarray) -> None:
-    from ._atomic import atomic_write
+    from .io.atomic import atomic_write
 
     with atomic_write(path, suffix=path.suffix) as fh:
         if path.suffix == ".png":

@@ -45,7 +45,7 @@ def to_display(image: np.ndarray, *, percentiles: tuple[float, float] = (0.5, 99
     >>> to_display(img, percentiles=(0, 100))[..., 0].tolist()
     [[0, 64], [128, 255]]
     """
-    from .io import check_image
+    from .io.image import check_image
 
     image = check_image(image)
     if image.ndim == 3:

@@ -39,8 +39,8 @@ def import_torch() -> None:
         sys.modules["triton"] = None  # type: ignore[assignment]  # import triton -> ImportError
     import torchvision.ops  # noqa: F401
 
-    import labelassist.models  # noqa: F401
-    import labelassist.predict  # noqa: F401
+    import labelassist.model.model  # noqa: F401
+    import labelassist.model.predict  # noqa: F401
 
 
 def report_error(status: Label, message: str) -> None:

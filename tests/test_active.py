@@ -10,7 +10,7 @@ from tiny_models import tiny_model
 
 from labelassist.active import _unflip, image_uncertainty, rank_images
 from labelassist.instances import Instances
-from labelassist.models import load_model
+from labelassist.model import load_model
 from labelassist.synthetic import synthetic_nuclei
 
 

@@ -1,4 +1,4 @@
-"""Tests for labelassist.bulk: image sources, local and Dask runs, failures, resume."""
+"""Tests for labelassist.bulk.local: image sources, local and Dask runs, failures, resume."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import tifffile
 
-from labelassist import bulk
 from labelassist.bulk import PreannotateWarning, preannotate
+from labelassist.bulk import local as bulk
 
 SCORE = 0.05  # untrained models score low; this keeps a few detections per image
 
@@ -63,7 +63,7 @@ TINY = {
 def tiny_model(seed: int = 0):
     import torch
 
-    from labelassist.models import Model, build_maskrcnn
+    from labelassist.model import Model, build_maskrcnn
 
     torch.manual_seed(seed)
     net = build_maskrcnn("maskrcnn_resnet18_fpn", 2, **TINY)
@@ -203,7 +203,7 @@ class _StopAfter:
 
     @staticmethod
     def wrap(model, limit, action):
-        from labelassist.models import Model
+        from labelassist.model import Model
 
         class Stopping(Model):
             seen = 0
@@ -374,7 +374,7 @@ _KILL_SCRIPT = textwrap.dedent(
     sys.path.insert(0, sys.argv[1])
     from test_bulk import SCORE, _StopAfter
     from labelassist.bulk import preannotate
-    from labelassist.models import load_model
+    from labelassist.model import load_model
 
     model = load_model(sys.argv[2], device="cpu")
     dying = _StopAfter.wrap(model, 5, lambda: os.kill(os.getpid(), signal.SIGKILL))
@@ -386,7 +386,7 @@ _KILL_SCRIPT = textwrap.dedent(
 
 @pytest.mark.slow
 def test_resume_after_the_process_is_killed(tmp_path, checkpoint):
-    from labelassist.models import load_model
+    from labelassist.model import load_model
 
     _write_images(tmp_path / "imgs", 9)
     out = tmp_path / "run.json"
@@ -425,7 +425,7 @@ def dask_client():
 
 
 def _worker_loads():
-    from labelassist import bulk
+    from labelassist.bulk import local as bulk
 
     return bulk._WORKER_LOADS
 

@@ -62,7 +62,7 @@ def test_folder_to_coco_with_summary(tmp_path, checkpoint, capsys):
     assert main(_args([tmp_path / "imgs"], checkpoint, out, "--workers", "0")) == 0
     match = SUMMARY.search(capsys.readouterr().out)
     assert match and match.group(1, 3, 4) == ("4", "0", str(out))
-    from labelassist.models import load_model
+    from labelassist.model import load_model
 
     ref = tmp_path / "ref.json"
     preannotate(

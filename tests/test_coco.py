@@ -1,4 +1,4 @@
-"""Tests for labelassist.coco: COCO read/write, Dataset, label images."""
+"""Tests for labelassist.coco.read: COCO read/write, Dataset, label images."""
 
 from __future__ import annotations
 
@@ -21,7 +21,6 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from skimage import draw
 
-from labelassist import _coco_common, _coco_write
 from labelassist.coco import (
     CocoFormatError,
     Dataset,
@@ -30,6 +29,8 @@ from labelassist.coco import (
     read_coco,
     write_coco,
 )
+from labelassist.coco import _rules as _coco_common
+from labelassist.coco import write as _coco_write
 from labelassist.geometry import masks_to_polygons, polygons_to_masks
 from labelassist.instances import Instances
 
@@ -915,13 +916,13 @@ def test_instance_covering_no_pixel_centre_is_skipped(segmentation):
     )
 )
 def test_score_text_is_numpys_shortest_float32_repr(values):
-    from labelassist._coco_write import _floats32
+    from labelassist.coco.write import _floats32
 
     assert _floats32(values) == [float(str(v)) for v in values]
 
 
 def test_score_text_on_dense_float32_runs():
-    from labelassist._coco_write import _floats32
+    from labelassist.coco.write import _floats32
 
     for start in (2.0**-10, 0.1, 0.5, 1.0):  # consecutive float32 values around each
         below = np.float32(start).view(np.uint32) - np.arange(20_000, dtype=np.uint32)

@@ -15,7 +15,7 @@ import torch
 import torch.multiprocessing as mp
 from tiny_models import fast_config, tiny_model
 
-from labelassist.models import load_model
+from labelassist.model import load_model
 from labelassist.synthetic import synthetic_nuclei
 from labelassist.train import finetune
 

@@ -313,7 +313,7 @@ def test_evaluate_a_coco_path_with_image_root(tmp_path):
 
 
 def test_evaluate_with_a_real_untrained_model(tmp_path, capsys):
-    from labelassist.models import load_model
+    from labelassist.model import load_model
 
     ds = synthetic_dataset(2, out=tmp_path, shape=(64, 64), n=3)
     model = load_model(None, classes=["nucleus"], device="cpu")

@@ -1,4 +1,4 @@
-"""Tests for labelassist.models: building, the Model wrapper, checkpoints, load_model."""
+"""Tests for labelassist.model.model: building, the Model wrapper, checkpoints, load_model."""
 
 from __future__ import annotations
 
@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from labelassist import models
 from labelassist.instances import Instances
-from labelassist.models import (
+from labelassist.model import (
     ARCHITECTURES,
     Model,
     build_maskrcnn,
@@ -19,6 +18,7 @@ from labelassist.models import (
     load_model,
     pick_device,
 )
+from labelassist.model import model as models
 
 LIGHT = "maskrcnn_resnet18_fpn"
 SMALL = {"box_detections_per_img": 20, "rpn_pre_nms_top_n_test": 200, "rpn_post_nms_top_n_test": 50}

@@ -19,10 +19,11 @@ import pytest
 import shapely
 from gallery import mixed_coco_items, mixed_geometries
 
-from labelassist import _coco_write, _project_coco
+from labelassist.coco import write as _coco_write
 from labelassist.coco import write_coco
 from labelassist.instances import Instances
 from labelassist.project import Project
+from labelassist.project import exchange as _project_coco
 
 SHAPE = (24, 30)
 

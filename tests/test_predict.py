@@ -1,4 +1,4 @@
-"""Tests for labelassist.predict: image conversion, RoI polygons, tiling, predict."""
+"""Tests for labelassist.model.predict: image conversion, RoI polygons, tiling, predict."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from torchvision.ops import clip_boxes_to_image
 
 from labelassist.geometry import polygons_to_masks
 from labelassist.instances import Instances
-from labelassist.models import Model, build_maskrcnn
-from labelassist.predict import (
+from labelassist.model import Model, build_maskrcnn
+from labelassist.model.predict import (
     Tile,
     _candidates,
     _collect,
@@ -289,7 +289,7 @@ def _pooler_inputs(seed=0):
 def test_threaded_roi_pool_equals_the_pooler(monkeypatch, threads):
     from torchvision.ops import MultiScaleRoIAlign
 
-    from labelassist.predict import _ThreadedRoIPool
+    from labelassist.model.predict import _ThreadedRoIPool
 
     pool = MultiScaleRoIAlign(["0", "1", "2"], output_size=7, sampling_ratio=2)
     feats, boxes, shapes = _pooler_inputs()
@@ -305,7 +305,7 @@ def test_threaded_roi_pool_equals_the_pooler(monkeypatch, threads):
 
 
 def test_predict_with_threaded_pooling_equals_unthreaded(model, monkeypatch):
-    from labelassist.predict import _ThreadedRoIPool
+    from labelassist.model.predict import _ThreadedRoIPool
 
     image = _blobs(seed=5)
     heads = model.net.roi_heads
@@ -465,11 +465,11 @@ def test_tile_candidates_edge_gap_drops_pieces_cut_by_the_tile(monkeypatch):
     obj = (86.0, 40.0, 116.0, 60.0)  # centre x=101: core of tile 1, cut by tile 0's edge
     cut_in_tile0 = np.array([[86.0, 40.0, 100.0, 60.0]], np.float32)  # centre x=93
     # widen the core to the whole overlap: the cut piece in tile 0 becomes a candidate...
-    monkeypatch.setattr("labelassist.predict._CORE_MARGIN", 0.5)
-    monkeypatch.setattr("labelassist.predict._EDGE_GAP", 0.0)
+    monkeypatch.setattr("labelassist.model.predict._CORE_MARGIN", 0.5)
+    monkeypatch.setattr("labelassist.model.predict._EDGE_GAP", 0.0)
     assert _candidates(cut_in_tile0, tiles[0], shape, 40).tolist() == [True]
     # ...unless boxes must keep clear of the tile's inner edges
-    monkeypatch.setattr("labelassist.predict._EDGE_GAP", 0.1)
+    monkeypatch.setattr("labelassist.model.predict._EDGE_GAP", 0.1)
     assert _candidates(cut_in_tile0, tiles[0], shape, 40).tolist() == [False]
     # the whole object is one instance, from the tile that holds it whole
     pending = _Pending(shape, False)
@@ -528,7 +528,7 @@ def _polygon_iou(a, polygons) -> np.ndarray:
 
 @pytest.mark.slow
 def test_tiled_agrees_with_untiled_on_seam_objects():
-    from labelassist import models
+    from labelassist.model import model as models
     from labelassist.synthetic import synthetic_nuclei
 
     if not models.STARTER_PATH.exists():

@@ -16,11 +16,11 @@ import shapely
 import tifffile
 from pycocotools.coco import COCO
 
-from labelassist import _project_schema
 from labelassist.cli import main
 from labelassist.coco import read_coco, write_coco
 from labelassist.instances import Instances
 from labelassist.project import Project
+from labelassist.project import schema as _project_schema
 
 SHAPE = (24, 32)
 
@@ -940,7 +940,7 @@ def test_next_image_with_a_model_ranks_the_open_images(project, tmp_path):
     import torch
 
     from labelassist.active import rank_images
-    from labelassist.models import Model, build_maskrcnn
+    from labelassist.model import Model, build_maskrcnn
 
     torch.manual_seed(0)
     tiny = {"fpn_channels": 32, "representation_size": 64, "mask_channels": 16, "mask_layers": 1}
@@ -978,7 +978,7 @@ def test_a_project_folder_can_move(tmp_path):
 
 def test_dataset_rows_decoded_in_blocks_match_instances(project, monkeypatch):
     """Images split over several fetches (blocks of 3 rows) decode like `instances`."""
-    from labelassist import _project_coco
+    from labelassist.project import exchange as _project_coco
 
     geoms = _odd_geometries()
     project.save_instances(1, Instances(geoms, [0, 1, 0], [1.0, 0.5, 0.25], SHAPE))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from tiny_models import fast_config, one_thread, tiny_model  # noqa: F401 (autouse fixture)
 
-from labelassist.models import load_model
+from labelassist.model import load_model
 from labelassist.project import Project
 from labelassist.rounds import plot_learning_curve, run_round
 from labelassist.synthetic import synthetic_nuclei

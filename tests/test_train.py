@@ -1,4 +1,4 @@
-"""Tests of labelassist.train: tiny models, tiny seeded synthetic data, CPU."""
+"""Tests of labelassist.train.loop: tiny models, tiny seeded synthetic data, CPU."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from tiny_models import fast_config, one_thread, tiny_model  # noqa: F401 (autou
 
 from labelassist.coco import Dataset
 from labelassist.instances import Instances
-from labelassist.models import load_model
+from labelassist.model import load_model
 from labelassist.synthetic import synthetic_dataset, synthetic_nuclei
-from labelassist.train import (
+from labelassist.train.loop import (
     TrainConfig,
     TrainResult,
     _extend_heads,

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import pytest
 import torch
 
-from labelassist.models import Model, build_maskrcnn
+from labelassist.model import Model, build_maskrcnn
 from labelassist.train import TrainConfig
 
 __all__ = ["ARCH", "TINY", "fast_config", "one_thread", "tiny_model"]

@@ -47,9 +47,9 @@ def run(args: argparse.Namespace) -> int:
     import imageio.v3 as iio
     import numpy as np
 
-    from ..bulk import preannotate
-    from ..io import read_image
-    from ..models import load_model
+    from ..bulk.local import preannotate
+    from ..io.image import read_image
+    from ..model.model import load_model
     from ..samples import write_sample_images
     from ..visualize import draw_outlines
 

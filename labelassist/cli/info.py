@@ -49,7 +49,7 @@ def tcmalloc_active() -> bool:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from .. import __version__
+    from .._version import __version__
 
     rows = [("labelassist", __version__), ("python", platform.python_version())]
     for name in _PACKAGES:
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     for key, value in rows:
         print(f"{key:<{width}}  {value}")
     if args.model:
-        from ..models import load_model
+        from ..model.model import load_model
 
         try:
             model = load_model(args.model, device="cpu")

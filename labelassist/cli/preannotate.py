@@ -138,8 +138,8 @@ def _image_argument(images: list[str]) -> str | list[str]:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``labelassist preannotate``; return the exit code."""
-    from ..bulk import PreannotateWarning, _resolve_sources, preannotate
-    from ..models import load_model
+    from ..bulk.local import PreannotateWarning, _resolve_sources, preannotate
+    from ..model.model import load_model
 
     if not args.out.lower().endswith(".json"):
         raise CliError(f"--out must be a .json file, got {args.out!r}")

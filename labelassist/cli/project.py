@@ -123,13 +123,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _open(folder: Path):
-    from ..project import Project
+    from ..project.project import Project
 
     return Project.open(folder)
 
 
 def run_init(args: argparse.Namespace) -> int:
-    from ..project import Project
+    from ..project.project import Project
 
     classes = [name.strip() for name in args.classes.split(",") if name.strip()]
     with Project.create(args.folder, classes=classes, copy_images=args.copy_images) as project:

@@ -99,7 +99,7 @@ def register(subparsers: Any) -> None:
 
 
 def _config(args: argparse.Namespace) -> Any:
-    from ..train import TrainConfig
+    from ..train.loop import TrainConfig
 
     return TrainConfig(
         epochs=args.epochs,
@@ -113,7 +113,7 @@ def _config(args: argparse.Namespace) -> Any:
 
 
 def _load(source: str | None, device: str | None) -> Any:
-    from ..models import load_model
+    from ..model.model import load_model
 
     return load_model(source or "starter", device=device)
 
@@ -125,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
     if args.project:
         if args.val or args.out or args.resume:
             raise CliError("--val, --out and --resume go with --train, not with --project")
-        from ..project import Project
+        from ..project.project import Project
         from ..rounds import run_round
 
         base = _load(args.model, args.device) if args.model else None
@@ -141,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.out:
         raise CliError("--train needs --out DIR for the checkpoints")
-    from ..train import finetune
+    from ..train.loop import finetune
 
     if not Path(args.train).exists():
         raise CliError(f"--train: COCO file not found: {args.train}")
@@ -164,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """Run ``labelassist evaluate``; return the exit code."""
-    from ..coco import read_coco
+    from ..coco.read import read_coco
     from ..evaluate import evaluate
 
     if not Path(args.coco).exists():

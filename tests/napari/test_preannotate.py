@@ -136,7 +136,7 @@ def test_bad_inputs_are_reported_not_raised(viewer, widget):
 
 
 def _starter_shipped() -> bool:
-    from labelassist.models import STARTER_PATH
+    from labelassist.model import STARTER_PATH
 
     return STARTER_PATH.exists()
 

@@ -93,7 +93,7 @@ def image_size(path: Path) -> tuple[int, int]:
     except Exception as exc:
         if suffix in IMAGE_SUFFIXES:  # a format PIL reads: the file is broken
             raise ValueError(f"not a readable {suffix} image ({exc})") from None
-        from .io import read_image  # another format: let the full reader try
+        from ..io.image import read_image  # another format: let the full reader try
 
         image = read_image(path)
         return int(image.shape[0]), int(image.shape[1])

@@ -22,10 +22,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .instances import Instances
+from ..instances import Instances
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .models import Model
+    from .model import Model
 
 __all__ = ["to_tensor", "intensity_range", "predict", "tile_grid", "rois_to_polygons"]
 
@@ -37,7 +37,7 @@ _MAX_SAMPLE_PIXELS = 1 << 20
 
 
 def _check(image: Any, name: str = "image") -> np.ndarray:
-    from .io import check_image
+    from ..io.image import check_image
 
     if isinstance(image, torch.Tensor):
         raise TypeError(f"{name} must be a numpy array (H, W[, C]), got a torch.Tensor")
@@ -296,7 +296,7 @@ def rois_to_polygons(
     """
     from torchvision.models.detection.roi_heads import expand_boxes, expand_masks
 
-    from .geometry import DEFAULT_TOLERANCE
+    from ..geometry import DEFAULT_TOLERANCE
 
     tolerance = DEFAULT_TOLERANCE if tolerance is None else tolerance
     n = int(boxes.shape[0])
@@ -331,7 +331,7 @@ def _trace_crops(
     results shifted to each crop's origin ``(x, y)``."""
     import shapely
 
-    from .geometry import masks_to_polygons
+    from ..geometry import masks_to_polygons
 
     out = np.empty(len(crops), dtype=object)
     out[:] = [shapely.Polygon()] * len(crops)

@@ -39,7 +39,8 @@ from typing import Any
 import numpy as np
 import shapely
 
-from ._coco_common import (
+from ..instances import Instances
+from ._rules import (
     _BACKGROUND_NAMES,
     _POLYGON_TYPE,
     _check_categories,
@@ -50,8 +51,7 @@ from ._coco_common import (
     _is_int,
     _positive_int,
 )
-from ._coco_write import instances_to_coco, write_coco
-from .instances import Instances
+from .write import instances_to_coco, write_coco
 
 __all__ = [
     "CocoFormatError",
@@ -508,7 +508,7 @@ def read_coco(path: str | os.PathLike, image_root: str | os.PathLike | None = No
 # -- Dataset ----------------------------------------------------------------------------------
 def _read_label_image(source: Any, where: str) -> np.ndarray:
     if isinstance(source, (str, os.PathLike)):
-        from .io import read_image
+        from ..io.image import read_image
 
         source = read_image(source)
     arr = np.asarray(source)

@@ -28,12 +28,12 @@ import torch
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
-from ._atomic import atomic_write
-from .instances import Instances
+from ..instances import Instances
+from ..io.atomic import atomic_write
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .coco import Dataset
-    from .models import Model
+    from ..coco.read import Dataset
+    from ..model.model import Model
 
 __all__ = ["TrainConfig", "TrainResult", "finetune", "train_one_epoch", "FREEZE_CHOICES"]
 
@@ -172,7 +172,7 @@ def _resolve_data(
 ) -> tuple[list[tuple[Any, Instances]], list[str] | None]:
     """(image path or array, Instances) pairs and the category names of ``data``."""
     if isinstance(data, (str, os.PathLike)):
-        from .coco import read_coco
+        from ..coco.read import read_coco
 
         path = Path(data)
         if not path.exists():
@@ -289,10 +289,10 @@ def _mix_seed(*parts: int) -> int:
 
 def _load_tensor(source: Any, normalization: Any) -> torch.Tensor:
     """Read (if a path) and convert exactly as prediction does (`predict.to_tensor`)."""
-    from .predict import to_tensor
+    from ..model.predict import to_tensor
 
     if isinstance(source, (str, os.PathLike)):
-        from .io import read_image
+        from ..io.image import read_image
 
         source = read_image(source)
     return to_tensor(np.asarray(source), normalization=normalization)
@@ -301,7 +301,7 @@ def _load_tensor(source: Any, normalization: Any) -> torch.Tensor:
 def _instances_to_target(instances: Instances, label_ids: torch.Tensor) -> dict[str, torch.Tensor]:
     from torchvision import tv_tensors
 
-    from .geometry import polygons_to_masks
+    from ..geometry import polygons_to_masks
 
     h, w = instances.image_shape
     n = len(instances)
@@ -458,7 +458,7 @@ def _with_classes(model: Model, classes: list[str]) -> Model:
     ``classes``: classes it lacks get new network label ids after the existing ones."""
     import copy
 
-    from .models import Model
+    from ..model.model import Model
 
     net = copy.deepcopy(model.net)
     meta = copy.deepcopy(model.meta)
@@ -994,7 +994,7 @@ def _resolve_val(val: Any, image_root: Any) -> Any:
     if val is None:
         return None
     if isinstance(val, (str, os.PathLike)):
-        from .coco import read_coco
+        from ..coco.read import read_coco
 
         if not Path(val).exists():
             raise FileNotFoundError(f"val: COCO file not found: {val}")
@@ -1005,7 +1005,7 @@ def _resolve_val(val: Any, image_root: Any) -> Any:
 
 
 def _validate(model: Model, val: Any, config: TrainConfig) -> dict[str, float]:
-    from .evaluate import evaluate
+    from ..evaluate import evaluate
 
     model.net.eval()
     metrics = evaluate(model, val, score_threshold=config.val_score_threshold, progress=False)
@@ -1058,7 +1058,7 @@ def _write_checkpoint(
 
 
 def _load_resume(out_dir: Path, model: Model) -> tuple[Model, dict]:
-    from .models import load_model
+    from ..model.model import load_model
 
     path, state_path = out_dir / _CHECKPOINT, out_dir / _STATE
     if not (path.exists() and state_path.exists()):

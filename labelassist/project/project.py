@@ -35,10 +35,11 @@ from typing import Any
 import numpy as np
 import shapely
 
-from . import _project_coco as _coco
-from . import _project_files as _files
-from . import _project_schema as _schema
-from ._project_util import (
+from ..instances import Instances
+from . import exchange as _coco
+from . import files as _files
+from . import schema as _schema
+from ._util import (
     UNCERTAIN_BAND,
     check_choice,
     check_classes,
@@ -55,7 +56,6 @@ from ._project_util import (
     uncertain_fraction,
     update_counts,
 )
-from .instances import Instances
 
 __all__ = ["Project", "STATUSES", "SOURCES", "UNCERTAIN_BAND"]
 
@@ -167,7 +167,7 @@ class Project:
         try:
             con = _schema.connect(Path(tmp))
             try:
-                from . import __version__
+                from .._version import __version__
 
                 _schema.create_schema(
                     con,
@@ -1149,7 +1149,7 @@ class Project:
         return None
 
     def _rank_with_model(self, model: Any, skip: set[int]) -> dict | None:
-        from .active import rank_images
+        from ..active import rank_images
 
         candidates = [
             r

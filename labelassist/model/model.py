@@ -26,12 +26,12 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from ._atomic import atomic_write
+from ..io.atomic import atomic_write
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
-    from .instances import Instances
+    from ..instances import Instances
 
 __all__ = [
     "ARCHITECTURES",
@@ -58,7 +58,7 @@ DEFAULT_NORMALIZATION: dict[str, Any] = {"mode": "auto", "percentiles": [1.0, 99
 
 FORMAT = "labelassist"
 FORMAT_VERSION = 1
-STARTER_PATH = Path(__file__).parent / "data" / "starter.pt"
+STARTER_PATH = Path(__file__).resolve().parents[1] / "data" / "starter.pt"
 
 # defaults of the light architecture (small objects, native resolution, dense images)
 _LIGHT_DEFAULTS: dict[str, Any] = {
@@ -502,7 +502,7 @@ class Model:
             state[name] = tensor.clone()
         meta = _jsonable(self.meta, "Model.meta")
         meta["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        from . import __version__
+        from .._version import __version__
 
         meta["labelassist_version"] = __version__
         meta["stored_half"] = bool(half)

@@ -33,7 +33,8 @@ import numpy as np
 import shapely
 from pycocotools import mask as mask_utils
 
-from ._coco_common import (
+from ..instances import Instances
+from ._rules import (
     _POLYGON_TYPE,
     _check_categories,
     _check_item_instances,
@@ -42,7 +43,6 @@ from ._coco_common import (
     _geometry,
     _is_int,
 )
-from .instances import Instances
 
 __all__ = ["instances_to_coco", "write_coco"]
 

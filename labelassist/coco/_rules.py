@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .instances import Instances
+from ..instances import Instances
 
 #: category names that mean "background" in other tools; dropped on read
 _BACKGROUND_NAMES = frozenset({"_background_", "__background__"})
@@ -27,7 +27,7 @@ _POLYGON_TYPE = 3
 def _geometry():
     """`labelassist.geometry`, imported on first use: it loads scipy, which the worker
     processes of `write_coco` do not need (it would add half a second to their start)."""
-    from . import geometry
+    from .. import geometry
 
     return geometry
 

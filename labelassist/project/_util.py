@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import shapely
 
-from . import _project_schema as _schema
-from .instances import Instances
+from ..instances import Instances
+from . import schema as _schema
 
 STATUSES = _schema.STATUSES
 #: Model scores in ``[low, high)`` count as uncertain for ``next_image``'s stored-score proxy.

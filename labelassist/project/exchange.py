@@ -16,16 +16,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import shapely
 
-from . import _project_files as _files
-from . import _project_schema as _schema
-from ._project_util import (
+from ..instances import Instances
+from . import files as _files
+from . import schema as _schema
+from ._util import (
     check_choice,
     progress_bar,
     split_filter,
     sql_where,
     status_filter,
 )
-from .instances import Instances
 
 if TYPE_CHECKING:  # pragma: no cover
     from .project import Project
@@ -229,7 +229,7 @@ def _class_mapping(project, categories: list[str], path: Path) -> np.ndarray:
 
 
 def dataset(project, *, status: str | Sequence[str] | None = "reviewed", split: str | None = None):
-    from .coco import Dataset
+    from ..coco.read import Dataset
 
     status_values, split_value = status_filter(status), split_filter(split)
     root = common_root(selected_paths(project, status_values, split_value), [project.folder])
@@ -255,7 +255,7 @@ def export_coco(
     progress: bool = False,
     workers: int | None = 1,
 ) -> Path:
-    from .coco import write_coco
+    from ..coco.read import write_coco
 
     check_choice(segmentation, "segmentation", ("polygon", "rle"))
     path = Path(path).expanduser().resolve()
@@ -307,7 +307,7 @@ def import_coco(
     image_root: str | os.PathLike | None = None,
     progress: bool = False,
 ) -> list[int]:
-    from .coco import read_coco
+    from ..coco.read import read_coco
 
     path = Path(path).expanduser()
     root = Path(image_root).expanduser() if image_root is not None else path.parent
@@ -370,7 +370,7 @@ def import_label_images(
     tolerance: float = 0.0,
     status: str = "reviewed",
 ) -> list[int]:
-    from .coco import Dataset
+    from ..coco.read import Dataset
 
     if isinstance(images, (str, os.PathLike)) or isinstance(label_images, (str, os.PathLike)):
         raise TypeError(

@@ -27,12 +27,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .instances import Instances
-from .io import IMAGE_SUFFIXES, check_image, read_image
+from ..instances import Instances
+from ..io.image import IMAGE_SUFFIXES, check_image, read_image
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .coco import Dataset
-    from .models import Model
+    from ..coco.read import Dataset
+    from ..model.model import Model
 
 __all__ = ["preannotate", "PreannotateWarning"]
 
@@ -283,7 +283,7 @@ def _worker_model(key: str, checkpoint: bytes) -> Model:
     with _WORKER_LOCK:
         model = _WORKER_MODELS.get(key)
         if model is None:
-            from .models import load_model
+            from ..model.model import load_model
 
             with tempfile.TemporaryDirectory(prefix="labelassist-") as tmp:
                 path = os.path.join(tmp, "model.pt")
@@ -376,7 +376,7 @@ def _read_done(out: Path, classes: Sequence[str]) -> Dataset | None:
     """The dataset already written to ``out`` by an earlier run, or None."""
     if not out.exists():
         return None
-    from .coco import read_coco
+    from ..coco.read import read_coco
 
     done = read_coco(out)
     if list(done.categories) != list(classes):
@@ -432,7 +432,7 @@ class _Collector:
         self.flush_seconds = 0.0  # how long the last flush took
         self.flushed_at = time.perf_counter()
         if out is not None:
-            from . import coco  # noqa: F401 - imported now, not timed in the first flush
+            from ..coco import read as coco  # noqa: F401 - imported now, not timed in the first flush
         if done is not None:
             for record in done.images:
                 record = dict(record)
@@ -470,7 +470,7 @@ class _Collector:
         return since >= self.flush_seconds * (1.0 / _MAX_FLUSH_SHARE - 1.0)
 
     def dataset(self) -> Dataset:
-        from .coco import Dataset
+        from ..coco.read import Dataset
 
         ids = sorted(self.records)
         return Dataset(
@@ -516,7 +516,7 @@ def _check_int(name: str, value: Any, minimum: int, *, allow_none: bool = False)
 
 
 def _as_model(model: Any) -> Model:
-    from .models import Model, load_model
+    from ..model.model import Model, load_model
 
     if isinstance(model, Model):
         return model
