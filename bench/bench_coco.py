@@ -47,8 +47,8 @@ import shapely
 from pycocotools import mask as mask_utils
 from skimage import draw
 
+from labelassist.coco import _pool as coco  # its _Annotations.add calls coco._convert_chunk
 from labelassist.coco import instances_to_coco, read_coco, write_coco
-from labelassist.coco import write as coco
 from labelassist.geometry import masks_to_polygons, polygons_to_masks
 from labelassist.instances import Instances
 

@@ -68,10 +68,11 @@ def _polygons_to_coco(instances: la.Instances) -> list[dict]:
 
 def ours(model: la.Model, files: list[Path], score: float) -> tuple[list, int, float]:
     """Model.predict + COCO dicts; also returns the seconds spent in the network forward
-    (measured inside the same run by timing `labelassist.model.predict._detect`)."""
+    (measured inside the same run by timing `labelassist.model.inference.detect` as
+    `labelassist.model.predict` calls it)."""
     import labelassist.model.predict as lp
 
-    detect, spent = lp._detect, [0.0]
+    detect, spent = lp.detect, [0.0]
 
     def timed(*args, **kwargs):
         t0 = time.perf_counter()
@@ -80,7 +81,7 @@ def ours(model: la.Model, files: list[Path], score: float) -> tuple[list, int, f
         finally:
             spent[0] += time.perf_counter() - t0
 
-    lp._detect = timed
+    lp.detect = timed
     out, n = [], 0
     try:
         for path in files:
@@ -88,7 +89,7 @@ def ours(model: la.Model, files: list[Path], score: float) -> tuple[list, int, f
             out.append(_polygons_to_coco(inst))
             n += len(inst)
     finally:
-        lp._detect = detect
+        lp.detect = detect
     return out, n, spent[0]
 
 
@@ -106,7 +107,7 @@ def naive(
     import torch
     from skimage.measure import find_contours
 
-    from labelassist.model.predict import to_tensor
+    from labelassist.model import to_tensor
 
     net = model.net
     old = net.roi_heads.score_thresh
@@ -168,31 +169,39 @@ def bench_end_to_end(model, *, n_images, size, score, repeats, real=False):
             iio.imwrite(path, image)
             files.append(path)
         size = f"{image.shape[1]}x{image.shape[0]} {'real ' if real else ''}"
-        # dense large fields would hit the model's detection cap (300 per image): raise it
-        # with the area for both pipelines, so neither drops objects
+        # dense large fields would hit the model's detection cap (300 per image): Model.predict
+        # raises its limits with the area itself (#12 item 19); the naive loops run the stock
+        # forward, so theirs is raised the same way for their calls
         net = model.net
         cap = net.roi_heads.detections_per_img
-        net.roi_heads.detections_per_img = max(cap, round(cap * scale))
-        try:
-            ours(model, files[:1], score)  # warm-up
-            pipelines = {
-                "naive": lambda: naive(model, files, score, push_threshold=False),
-                "naive_pushed": lambda: naive(model, files, score, push_threshold=True),
-                "ours": lambda: ours(model, files, score),
-            }
-            times = {name: [] for name in pipelines}
-            inside, counts = [], {}
-            for _ in range(repeats):
-                for name, fn in pipelines.items():
-                    t0 = time.perf_counter()
-                    result = fn()
-                    elapsed = time.perf_counter() - t0
-                    times[name].append(elapsed)
-                    counts[name] = result[1]
-                    if name == "ours":
-                        inside.append(result[2] / elapsed)
-        finally:
-            net.roi_heads.detections_per_img = cap
+
+        def raised_cap(fn):
+            def run():
+                net.roi_heads.detections_per_img = max(cap, round(cap * scale))
+                try:
+                    return fn()
+                finally:
+                    net.roi_heads.detections_per_img = cap
+
+            return run
+
+        ours(model, files[:1], score)  # warm-up
+        pipelines = {
+            "naive": raised_cap(lambda: naive(model, files, score, push_threshold=False)),
+            "naive_pushed": raised_cap(lambda: naive(model, files, score, push_threshold=True)),
+            "ours": lambda: ours(model, files, score),
+        }
+        times = {name: [] for name in pipelines}
+        inside, counts = [], {}
+        for _ in range(repeats):
+            for name, fn in pipelines.items():
+                t0 = time.perf_counter()
+                result = fn()
+                elapsed = time.perf_counter() - t0
+                times[name].append(elapsed)
+                counts[name] = result[1]
+                if name == "ours":
+                    inside.append(result[2] / elapsed)
     med = {k: statistics.median(v) for k, v in times.items()}
     overhead = 1.0 - statistics.median(inside)
     print(
@@ -359,7 +368,7 @@ def _unmatched(a: la.Instances, b: la.Instances, thr: float) -> np.ndarray:
     return np.array(out, dtype=int)
 
 
-def _shift_stability(model, image, whole, *, score, shift, margin=64):
+def _shift_stability(model, image, whole, *, score, shift, margin=64, budget=None):
     """The model's own stability, the ceiling of any tiled agreement: untiled prediction
     of the image cropped by ``shift`` px at the top and left (a multiple of the coarsest
     feature stride, so the feature grid stays aligned and only the context changes) against the
@@ -367,7 +376,9 @@ def _shift_stability(model, image, whole, *, score, shift, margin=64):
     import shapely
 
     h, w = image.shape[:2]
-    moved = model.predict(np.ascontiguousarray(image[shift:, shift:]), score_threshold=score)
+    moved = model.predict(
+        np.ascontiguousarray(image[shift:, shift:]), score_threshold=score, max_detections=budget
+    )
     polys = shapely.transform(np.asarray(moved.polygons), lambda xy: xy + shift)
     moved = la.Instances(list(polys), moved.labels, moved.scores, (h, w))
 
@@ -388,28 +399,16 @@ def _shift_stability(model, image, whole, *, score, shift, margin=64):
 
 def bench_agreement(model, *, size, n, tile, score, overlap=None, variants=(), seed=7, shift=0):
     image, truth = _nuclei((size, size), n, seed=seed)
-    net = model.net
-    # the untiled reference gets the budgets a tiled run has in total (detections and
-    # RPN proposals scale with the area), so it is not starved on the large image
-    scale = max(1, round(size * size / (tile * tile)))
-    saved = (
-        net.roi_heads.detections_per_img,
-        dict(net.rpn._pre_nms_top_n),
-        dict(net.rpn._post_nms_top_n),
-    )
-    net.roi_heads.detections_per_img = saved[0] * scale
-    net.rpn._pre_nms_top_n["testing"] = saved[1]["testing"] * scale
-    net.rpn._post_nms_top_n["testing"] = saved[2]["testing"] * scale
-    try:
-        t0 = time.perf_counter()
-        whole = model.predict(image, score_threshold=score)
-        t_whole = time.perf_counter() - t0
-        if shift:
-            _shift_stability(model, image, whole, score=score, shift=shift)
-    finally:
-        net.roi_heads.detections_per_img = saved[0]
-        net.rpn._pre_nms_top_n.update(saved[1])
-        net.rpn._post_nms_top_n.update(saved[2])
+    # the untiled reference gets the budgets a tiled run has in total: Model.predict scales
+    # detections and RPN proposals with the area (#12 item 19, per 512 x 512 px); other tile
+    # sizes get theirs through max_detections
+    cap = model.net.roi_heads.detections_per_img
+    budget = None if tile == 512 else cap * max(1, round(size * size / (tile * tile)))
+    t0 = time.perf_counter()
+    whole = model.predict(image, score_threshold=score, max_detections=budget)
+    t_whole = time.perf_counter() - t0
+    if shift:
+        _shift_stability(model, image, whole, score=score, shift=shift, budget=budget)
     if variants:
         _agreement_variants(model, image, whole, t_whole, tile=tile, score=score, variants=variants)
         return
@@ -446,9 +445,9 @@ def bench_agreement(model, *, size, n, tile, score, overlap=None, variants=(), s
 
 def _agreement_variants(model, image, whole, t_whole, *, tile, score, variants):
     """One row per tiled variant ``overlap:core_margin:edge_gap[:tile]`` (fractions of the
-    overlap, see ``labelassist.model.predict._CORE_MARGIN`` / ``_EDGE_GAP``) against one untiled
+    overlap, see ``labelassist.model.tiling._CORE_MARGIN`` / ``_EDGE_GAP``) against one untiled
     reference; time ratio against the first variant."""
-    from labelassist.model import predict as lp
+    from labelassist.model import tiling as lp
 
     saved = (lp._CORE_MARGIN, lp._EDGE_GAP)
     print(

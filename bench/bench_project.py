@@ -1,4 +1,4 @@
-"""Scale benchmark of the labeling project store (labelassist.project.project).
+"""Scale benchmark of the labeling project store (labelassist.project).
 
 Builds a synthetic project (default 100,000 images, 2,000,000 small polygons; bulk
 insert with executemany straight into the schema), then measures what an annotator and a
@@ -80,17 +80,17 @@ def _octagons(centers: np.ndarray, radii: np.ndarray) -> np.ndarray:
 
 def build(folder: Path, n_images: int, n_instances: int, seed: int = 0) -> None:
     """A project with ``n_images`` images and ``n_instances`` current instances."""
-    from labelassist.project import Project, schema
+    from labelassist.project import Project, schema, store
 
     rng = np.random.default_rng(seed)
     Project.create(folder, classes=["nucleus", "debris"]).close()
-    con = schema.connect(folder / "project.db")
+    con = store.connect(folder / "project.db")
     con.execute("PRAGMA synchronous = OFF")  # building only; measurements reopen with FULL
     stamp = schema.now()
     per_image = np.full(n_images, n_instances // n_images)
     per_image[: n_instances % n_images] += 1
     statuses = np.array(schema.STATUSES)[rng.choice(5, n_images, p=[0.2, 0.2, 0.05, 0.5, 0.05])]
-    with schema.write_transaction(con):
+    with store.write_transaction(con):
         con.executemany(
             "INSERT INTO images (id, file_name, path, origin, height, width, status, split,"
             " version, n_instances, uncertainty, updated) VALUES (?, ?, ?, ?, 512, 512, ?, ?,"
@@ -124,7 +124,7 @@ def build(folder: Path, n_images: int, n_instances: int, seed: int = 0) -> None:
         geoms = _octagons(rng.integers(10, 500, (n, 2)).astype(float), rng.integers(4, 16, n))
         wkb = shapely.to_wkb(geoms)
         scores = rng.uniform(0.3, 1.0, n)
-        with schema.write_transaction(con):
+        with store.write_transaction(con):
             con.executemany(
                 "INSERT INTO annotations (id, image_id, version, instance_id, label, score,"
                 " source, geometry) VALUES (?, ?, 1, ?, ?, ?, 'model', ?)",
@@ -140,7 +140,7 @@ def build(folder: Path, n_images: int, n_instances: int, seed: int = 0) -> None:
                     for k in range(n)
                 ),
             )
-    with schema.write_transaction(con):
+    with store.write_transaction(con):
         counts = np.bincount(labels, minlength=2)
         con.executemany(
             "INSERT INTO instance_counts (label, source, n) VALUES (?, 'model', ?)",
@@ -160,7 +160,7 @@ def _median(fn, repeats: int) -> float:
 
 
 def measure(folder: Path, repeats: int, seed: int = 1) -> dict:
-    from labelassist.project import Project, schema
+    from labelassist.project import Project, store
 
     rng = np.random.default_rng(seed)
     out = {}
@@ -203,7 +203,7 @@ def measure(folder: Path, repeats: int, seed: int = 1) -> dict:
         edits.append((image_id, inst.replace(polygons=moved)))
     pending = list(edits)
     save_time = _median(lambda: p.save_instances(*pending.pop(), source="corrected"), repeats)
-    raw = schema.connect(folder / "project.db")
+    raw = store.connect(folder / "project.db")
     rows = [
         (i, 10**6 + k, e.labels[0] if len(e) else 0, shapely.to_wkb(g))
         for k, (i, e) in enumerate(edits)
@@ -212,7 +212,7 @@ def measure(folder: Path, repeats: int, seed: int = 1) -> dict:
     raw.execute("CREATE TABLE IF NOT EXISTS bench_raw (image_id, version, label, geometry)")
 
     def raw_save():
-        with schema.write_transaction(raw):
+        with store.write_transaction(raw):
             raw.executemany("INSERT INTO bench_raw VALUES (?, ?, ?, ?)", rows[:20])
 
     out["save one edit"] = (save_time, _median(raw_save, repeats))
@@ -240,7 +240,7 @@ def _child_export(folder: Path, target: Path, mode: str) -> None:
         elif mode == "stream1":  # one process
             p.export_coco(target, status="all", image_root=folder, workers=1)
         elif mode == "read":  # the project side of the export alone: rows -> Instances
-            sum(len(inst) for _, inst in _coco.iter_items(p, None, None, folder))
+            sum(len(inst) for _, inst in _coco.iter_items(p.store, None, None, folder))
         elif mode == "dataset":  # everything in memory at once, no writing
             p.dataset(status="all")
         else:

@@ -46,6 +46,10 @@ _EXPORTS = {
     "rank_images": "active",
     "Project": "project",
     "ProjectConflictError": "project",
+    "ProjectDamagedError": "project",
+    "ProjectReadOnlyError": "project",
+    "Revision": "project",
+    "UnreadableImagesWarning": "project",
 }
 
 if TYPE_CHECKING:  # what the lazy exports resolve to, for IDEs and type checkers
@@ -66,6 +70,10 @@ if TYPE_CHECKING:  # what the lazy exports resolve to, for IDEs and type checker
     from .model import load_model as load_model
     from .project import Project as Project
     from .project import ProjectConflictError as ProjectConflictError
+    from .project import ProjectDamagedError as ProjectDamagedError
+    from .project import ProjectReadOnlyError as ProjectReadOnlyError
+    from .project import Revision as Revision
+    from .project import UnreadableImagesWarning as UnreadableImagesWarning
     from .rounds import plot_learning_curve as plot_learning_curve
     from .rounds import run_round as run_round
     from .synthetic import synthetic_dataset as synthetic_dataset

@@ -9,8 +9,14 @@ so they do not depend on the index positions hard-coded in ``COCOeval.summarize`
 Which images count: the dataset's *annotated* images, those with an entry in
 ``dataset.instances`` (an empty `Instances` is an annotated image without objects, where
 every prediction is a false positive). Images without an entry are not annotated yet
-and are skipped. A dataset without any ground-truth instance raises ``ValueError``: AP is
-undefined there.
+and are skipped.
+
+Which ground truth counts: what pycocotools rasterizes, the pixels of each instance
+inside its image. Instances reaching outside the image are clipped to it and instances
+covering no pixel (wholly outside, or slivers between pixel centres) are left out, each
+with a warning. A dataset without any ground truth left raises ``ValueError``: AP is
+undefined there, and no metric is ever NaN without one of these messages (only the
+per-class figures of a category without ground truth are NaN, as documented).
 """
 
 from __future__ import annotations
@@ -25,8 +31,14 @@ from typing import Any
 
 import numpy as np
 import shapely
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+from tqdm.auto import tqdm
 
+from .checks import check_int, check_number
+from .coco import Dataset, instances_to_coco, read_coco
 from .instances import Instances
+from .io import read_image
 
 __all__ = ["evaluate", "evaluate_predictions", "METRIC_KEYS"]
 
@@ -37,12 +49,10 @@ METRIC_KEYS = tuple(
 
 
 # -- checks --------------------------------------------------------------------------------
-def _as_dataset(dataset: Any, image_root: Any = None) -> Any:
+def _as_dataset(dataset: Any, image_root: Any = None) -> Dataset:
     """A `Dataset`, or one read from a COCO json path."""
-    from .coco.read import Dataset, read_coco
-
     if isinstance(dataset, (str, os.PathLike)):
-        if not Path(dataset).is_file():
+        if not Path(dataset).exists():
             raise FileNotFoundError(f"dataset: COCO file not found: {dataset}")
         return read_coco(dataset, image_root=image_root)
     if not isinstance(dataset, Dataset):
@@ -55,32 +65,51 @@ def _as_dataset(dataset: Any, image_root: Any = None) -> Any:
     return dataset
 
 
-def _annotated_ids(dataset: Any) -> list[int]:
-    """Ids of the annotated images, in record order; raise when there is no ground truth."""
+def _ground_truth(dataset: Dataset, stacklevel: int) -> tuple[list[int], list[dict]]:
+    """``(ids of the annotated images, their ground truth as COCO RLE annotations)``.
+
+    Warns about instances reaching outside their image (clipped) and instances covering
+    no pixel of it (left out); raises ``ValueError`` when no ground truth is left.
+    """
     ids = [i for i in dataset.image_ids if i in dataset.instances]
-    if not sum(_n_objects(dataset.instances[i]) for i in ids):
-        raise ValueError(
-            "dataset has no ground-truth instances (crowd regions do not count), so AP is "
-            "undefined; evaluate on a dataset with annotated objects"
+    clipped = sum(_reaching_outside(dataset.instances[i]) for i in ids)
+    anns, dropped = _annotations(dataset.instances, ids)
+    if clipped:
+        warnings.warn(
+            f"dataset: {clipped} ground-truth instance(s) reach outside their image; only "
+            "their pixels inside it count (as pycocotools rasterizes them)",
+            UserWarning,
+            stacklevel=stacklevel + 1,
         )
-    return ids
+    if dropped:
+        warnings.warn(
+            f"dataset: {dropped} ground-truth instance(s) cover no pixel of their image "
+            "(outside it, or too thin to cover a pixel centre) and are left out; check "
+            "their coordinates (x, y in pixels, inside [0, width] x [0, height])",
+            UserWarning,
+            stacklevel=stacklevel + 1,
+        )
+    if not any(a["iscrowd"] == 0 for a in anns):
+        raise ValueError(
+            "dataset has no ground-truth instances (crowd regions do not count, nor do "
+            "instances covering no pixel of their image), so AP is undefined; evaluate on "
+            "a dataset with annotated objects"
+        )
+    return ids, anns
 
 
-def _n_objects(instances: Instances) -> int:
-    """Instances that count as ground truth: non-empty and not crowd regions."""
-    crowd = np.asarray(instances.extra.get("iscrowd", np.zeros(len(instances))), dtype=bool)
-    return int(np.count_nonzero(~crowd & ~shapely.is_empty(instances.polygons)))
+def _reaching_outside(instances: Instances) -> int:
+    """How many of ``instances`` lie partly outside their image (some area in, some out)."""
+    h, w = instances.image_shape
+    polygons = instances.polygons[~shapely.is_empty(instances.polygons)]
+    x0, y0, x1, y1 = shapely.bounds(polygons).T
+    out = polygons[(x0 < 0) | (y0 < 0) | (x1 > w) | (y1 > h)]
+    if not len(out):
+        return 0
+    return int(np.count_nonzero(shapely.area(shapely.clip_by_rect(out, 0, 0, w, h)) > 0))
 
 
-def _check_max_detections(max_detections: Any) -> int:
-    if isinstance(max_detections, bool) or not isinstance(max_detections, (int, np.integer)):
-        raise TypeError(f"max_detections must be an int, got {max_detections!r}")
-    if max_detections < 1:
-        raise ValueError(f"max_detections must be >= 1, got {max_detections}")
-    return int(max_detections)
-
-
-def _predictions_by_id(predictions: Any, dataset: Any, ids: list[int]) -> dict[int, Instances]:
+def _predictions_by_id(predictions: Any, dataset: Dataset, ids: list[int]) -> dict[int, Instances]:
     """Predictions as {image id: Instances} for the annotated images ``ids``, validated."""
     if isinstance(predictions, Mapping):
         known = set(dataset.image_ids)
@@ -128,23 +157,23 @@ def _predictions_by_id(predictions: Any, dataset: Any, ids: list[int]) -> dict[i
 
 
 # -- COCO objects -----------------------------------------------------------------------------
-def _annotations(instances: dict[int, Instances], ids: list[int]) -> list[dict]:
-    """COCO RLE annotations of ``instances`` for ``ids``, ids from 1, empty ones dropped."""
-    from .coco.read import instances_to_coco
-
+def _annotations(instances: Mapping[int, Instances], ids: list[int]) -> tuple[list[dict], int]:
+    """COCO RLE annotations of ``instances`` for ``ids``, ids from 1, empty geometries
+    dropped; and how many non-empty instances covered no pixel (dropped too)."""
     anns: list[dict] = []
+    dropped = 0
     for i in ids:
         inst = instances[i]
         inst = inst[~shapely.is_empty(inst.polygons)] if len(inst) else inst
-        with warnings.catch_warnings():  # nothing inside the image: nothing to match
+        with warnings.catch_warnings():  # counted here, reported by the caller
             warnings.simplefilter("ignore", UserWarning)
-            anns += instances_to_coco(inst, i, first_id=len(anns) + 1, segmentation="rle")
-    return anns
+            new = instances_to_coco(inst, i, first_id=len(anns) + 1, segmentation="rle")
+        dropped += len(inst) - len(new)
+        anns += new
+    return anns, dropped
 
 
-def _coco(dataset: Any, ids: list[int], anns: list[dict]):
-    from pycocotools.coco import COCO
-
+def _coco(dataset: Dataset, ids: list[int], anns: list[dict]) -> COCO:
     coco = COCO()
     coco.dataset = {
         "images": [
@@ -165,10 +194,13 @@ def _mean(values: np.ndarray) -> float:
 
 
 def _cocoeval(
-    gt, dt, iou_type: str, ids: list[int], max_detections: int, categories: list[str] | None
+    gt: COCO,
+    dt: COCO,
+    iou_type: str,
+    ids: list[int],
+    max_detections: int,
+    categories: list[str] | None,
 ) -> dict[str, float]:
-    from pycocotools.cocoeval import COCOeval
-
     ev = COCOeval(gt, dt, iou_type)
     ev.params.imgIds = list(ids)
     ev.params.maxDets = [max_detections]
@@ -188,6 +220,25 @@ def _cocoeval(
     for k, name in enumerate(categories or []):  # category id k + 1 is at position k
         metrics[f"{iou_type}_AP/{name}"] = _mean(precision[:, :, k])
         metrics[f"{iou_type}_AP50/{name}"] = _mean(precision[np.isclose(iou, 0.5), :, k])
+    return metrics
+
+
+def _metrics(
+    by_id: dict[int, Instances],
+    dataset: Dataset,
+    ids: list[int],
+    gt_anns: list[dict],
+    max_detections: int,
+    per_class: bool,
+) -> dict[str, float]:
+    """The metrics of validated predictions against `_ground_truth`'s annotations."""
+    dt_anns, _ = _annotations(by_id, ids)  # predictions covering no pixel: nothing to match
+    gt, dt = _coco(dataset, ids, gt_anns), _coco(dataset, ids, dt_anns)
+    metrics: dict[str, float] = {}
+    for iou_type in ("segm", "bbox"):
+        categories = dataset.categories if per_class else None
+        metrics.update(_cocoeval(gt, dt, iou_type, ids, max_detections, categories))
+    metrics.update(n_images=len(ids), n_instances=len(gt_anns), n_predictions=len(dt_anns))
     return metrics
 
 
@@ -230,8 +281,15 @@ def evaluate_predictions(
     Raises
     ------
     ValueError
-        If the dataset has no ground-truth instance (AP is undefined), or predictions
-        do not match the dataset (missing images, wrong shape or label).
+        If the dataset has no ground-truth instance covering a pixel of its image (AP is
+        undefined), or predictions do not match the dataset (missing images, wrong shape
+        or label).
+
+    Warns
+    -----
+    UserWarning
+        When ground-truth instances reach outside their image (only the pixels inside
+        count) or cover no pixel of it (left out).
 
     Examples
     --------
@@ -247,19 +305,11 @@ def evaluate_predictions(
     >>> evaluate_predictions({1: truth[:1]}, ds)["segm_AR"]
     0.5
     """
-    dataset = _as_dataset(dataset)
-    max_detections = _check_max_detections(max_detections)
-    ids = _annotated_ids(dataset)
-    by_id = _predictions_by_id(predictions, dataset, ids)
-    gt_anns = _annotations(dataset.instances, ids)
-    dt_anns = _annotations(by_id, ids)
-    gt, dt = _coco(dataset, ids, gt_anns), _coco(dataset, ids, dt_anns)
-    metrics: dict[str, float] = {}
-    for iou_type in ("segm", "bbox"):
-        categories = dataset.categories if per_class else None
-        metrics.update(_cocoeval(gt, dt, iou_type, ids, max_detections, categories))
-    metrics.update(n_images=len(ids), n_instances=len(gt_anns), n_predictions=len(dt_anns))
-    return metrics
+    ds = _as_dataset(dataset)
+    max_detections = check_int(max_detections, "max_detections", minimum=1)
+    ids, gt_anns = _ground_truth(ds, stacklevel=2)
+    by_id = _predictions_by_id(predictions, ds, ids)
+    return _metrics(by_id, ds, ids, gt_anns, max_detections, per_class)
 
 
 def evaluate(
@@ -316,22 +366,16 @@ def evaluate(
     >>> metrics["n_instances"], metrics["segm_AP"]
     (3, 0.0)
     """
-    from tqdm.auto import tqdm
-
-    from .io.image import read_image
-
-    dataset = _as_dataset(dataset, image_root)
-    max_detections = _check_max_detections(max_detections)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
-        raise TypeError(f"batch_size must be an int, got {batch_size!r}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    ids = _annotated_ids(dataset)  # fail before predicting anything
+    ds = _as_dataset(dataset, image_root)
+    max_detections = check_int(max_detections, "max_detections", minimum=1)
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
+    score_threshold = check_number(score_threshold, "score_threshold", minimum=0, maximum=1)
+    ids, gt_anns = _ground_truth(ds, stacklevel=2)  # fail before predicting anything
     predictions: dict[int, Instances] = {}
     with tqdm(total=len(ids), desc="evaluate", unit="image", disable=not progress) as bar:
         for start in range(0, len(ids), batch_size):
             batch = ids[start : start + batch_size]
-            images = [read_image(dataset.image_path(i)) for i in batch]
+            images = [read_image(ds.image_path(i)) for i in batch]
             preds = model.predict(
                 images, score_threshold=score_threshold, batch_size=batch_size, **predict_kwargs
             )
@@ -343,6 +387,5 @@ def evaluate(
                 )
             predictions.update(zip(batch, preds, strict=True))
             bar.update(len(batch))
-    return evaluate_predictions(
-        predictions, dataset, max_detections=max_detections, per_class=per_class
-    )
+    by_id = _predictions_by_id(predictions, ds, ids)
+    return _metrics(by_id, ds, ids, gt_anns, max_detections, per_class)

@@ -37,12 +37,21 @@ At 0.5 and above an axis-parallel edge may be moved onto the pixel centres it bo
 and objects of a few pixels collapse into slivers; 0.49 is the largest tolerance below
 that. ``tolerance=0.3`` is a lossless alternative (same pixel centres, about 40 % fewer
 vertices).
+
+Tiny objects keep their exact outline: simplification never drops or empties an object.
+An object of at most `EXACT_MAX_PIXELS` (12) pixels is not simplified (its exact
+pixel-edge outline has at most 26 vertices, and at these sizes Douglas-Peucker at 0.49 can
+move an edge across a pixel centre, losing a pixel of four, or, for one pixel in an image
+corner, all of it). A larger object whose simplified outline differs in area from its
+pixel count by more than a quarter (a one-pixel-wide diagonal line of pixels, whose two
+sides straighten onto its pixel centres) also gets its exact outline. Neither rule touches
+the objects of the figures above (none has 12 pixels or fewer; the largest area change
+among their 2,205 objects is 14 %).
 """
 
 from __future__ import annotations
 
 import numbers
-import operator
 from collections.abc import Sequence
 from typing import Any
 
@@ -50,10 +59,19 @@ import numpy as np
 import shapely
 from scipy import ndimage
 
-__all__ = ["DEFAULT_TOLERANCE", "masks_to_polygons", "polygons_to_masks"]
+from .checks import check_shape
+
+__all__ = ["DEFAULT_TOLERANCE", "EXACT_MAX_PIXELS", "masks_to_polygons", "polygons_to_masks"]
 
 DEFAULT_TOLERANCE: float = 0.49
 """Default simplification tolerance of `masks_to_polygons`, in pixels (see module notes)."""
+
+EXACT_MAX_PIXELS: int = 12
+"""Objects of at most this many pixels keep their exact outline at any tolerance."""
+
+# a simplified outline whose area is off the pixel count by more than this fraction is
+# replaced by the exact outline (see module notes)
+_MAX_AREA_CHANGE = 0.25
 
 _EMPTY = shapely.Polygon()
 
@@ -112,9 +130,9 @@ def _stack_bboxes(stack: np.ndarray) -> list[tuple[slice, slice] | None]:
     n = stack.shape[0]
     if n == 0 or stack.shape[1] == 0 or stack.shape[2] == 0:
         return [None] * n
-    rows = stack.any(axis=2)
-    cols = stack.any(axis=1)
-    nonempty = rows.any(axis=1)
+    rows = np.any(stack, axis=2)
+    cols = np.any(stack, axis=1)
+    nonempty = np.any(rows, axis=1)
     r0 = rows.argmax(axis=1)
     r1 = rows.shape[1] - rows[:, ::-1].argmax(axis=1)
     c0 = cols.argmax(axis=1)
@@ -125,7 +143,9 @@ def _stack_bboxes(stack: np.ndarray) -> list[tuple[slice, slice] | None]:
     ]
 
 
-def _label_objects(labels: np.ndarray) -> tuple[np.ndarray, list[tuple[slice, slice]], list[int]]:
+def _label_objects(
+    labels: np.ndarray,
+) -> tuple[np.ndarray, list[tuple[slice, slice] | None], list[int]]:
     if labels.size == 0:
         return labels, [], []
     if np.issubdtype(labels.dtype, np.signedinteger) and labels.min() < 0:
@@ -317,13 +337,13 @@ def _rings_to_geometry(
                 for r, p, hs in zip(outer, bare, owned, strict=True)
             ]
     if check:
-        parts = np.asarray(parts, dtype=object)
-        bad = ~shapely.is_valid(parts)
+        arr = np.asarray(parts, dtype=object)
+        bad = ~shapely.is_valid(arr)
         if bad.any():
-            fixed = shapely.get_parts(shapely.make_valid(parts[bad]))
+            fixed = shapely.get_parts(shapely.make_valid(arr[bad]))
             fixed = fixed[(shapely.get_type_id(fixed) == 3) & ~shapely.is_empty(fixed)]
-            parts = np.concatenate([parts[~bad], fixed])
-        parts = list(parts)
+            arr = np.concatenate([arr[~bad], fixed])
+        parts = list(arr)
     if len(parts) == 1:
         return parts[0]
     geom = shapely.MultiPolygon(parts)
@@ -346,17 +366,24 @@ class _Builder:
         self.shape = shape
         self.offset = offset
         self.out = np.full(n, _EMPTY, dtype=object)
+        self.counts = np.zeros(n, dtype=np.int64)  # pixels per object
+        self.exact = np.ones(n, dtype=bool)  # slots not to simplify
         self.simple_slot: list[int] = []
         self.simple_ring: list[np.ndarray] = []
 
-    def add(self, k: int, padded: np.ndarray, sl: tuple[slice, slice]) -> None:
-        """Trace the object ``padded`` (its crop ``sl`` of the masks, padded by one)."""
+    def add(self, k: int, padded: np.ndarray, sl: tuple[slice, slice], count: int) -> None:
+        """Trace the object ``padded`` (its crop ``sl`` of the masks, padded by one) of
+        ``count`` pixels."""
         ii, jj, rings, shells, saddle = _trace(padded)
         r0, c0 = sl[0].start, sl[1].start
         xy = np.empty((len(ii), 2), dtype=np.float64)
         np.add(jj, c0 + self.offset[0], out=xy[:, 0])
         np.add(ii, r0 + self.offset[1], out=xy[:, 1])
-        smooth = self.tolerance > 0
+        # tiny objects, and thin ones (more corners than pixels: lines one pixel wide),
+        # keep the exact outline
+        smooth = self.tolerance > 0 and count > EXACT_MAX_PIXELS and len(ii) <= count
+        self.counts[k] = count
+        self.exact[k] = not smooth
         if smooth:
             # Corners on the border of the masks stay: the outline runs along the border
             # instead of half a pixel inside it.
@@ -376,7 +403,9 @@ class _Builder:
             corners = xy[[r[0] for r in rings]]
             self.out[k] = _rings_to_geometry(coords, shells, corners, check=check)
 
-    def build(self) -> list[shapely.Polygon | shapely.MultiPolygon]:
+    def build(self) -> tuple[list[shapely.Polygon | shapely.MultiPolygon], list[int]]:
+        """The geometries, and the slots whose simplified outline lost too much area (to
+        be replaced by their exact outline)."""
         out = self.out
         if len(self.simple_slot) == 1:
             out[self.simple_slot[0]] = shapely.polygons(self.simple_ring[0])
@@ -385,11 +414,16 @@ class _Builder:
             index = np.repeat(np.arange(len(lengths)), lengths)
             rings = shapely.linearrings(np.concatenate(self.simple_ring), indices=index)
             out[self.simple_slot] = shapely.polygons(rings)
-        if self.tolerance > 0 and len(out) == 1:
-            return [_simplify_one(out[0], self.tolerance)]
-        if self.tolerance > 0 and len(out):
-            out = _simplify(out, self.tolerance)
-        return out.tolist()
+        if self.tolerance == 0 or self.exact.all():
+            return out.tolist(), []
+        todo = np.flatnonzero(~self.exact)
+        if len(todo) == 1:
+            out[todo[0]] = _simplify_one(out[todo[0]], self.tolerance)
+        else:
+            out[todo] = _simplify(out[todo], self.tolerance)
+        counts = self.counts[todo]
+        lost = np.abs(shapely.area(out[todo]) - counts) > _MAX_AREA_CHANGE * counts
+        return out.tolist(), todo[lost].tolist()
 
 
 def _simplify(geoms: np.ndarray, tolerance: float) -> np.ndarray:
@@ -432,7 +466,10 @@ def masks_to_polygons(
         Simplification tolerance in pixels. ``0`` gives the exact pixel-edge polygon
         (vertices on the integer lattice). Larger values simplify the edge-midpoint contour
         (Douglas-Peucker, keeping the result valid; exact pixels up to 0.35). Default
-        `DEFAULT_TOLERANCE` (0.49: IoU about 0.99, 60-65 % fewer vertices).
+        `DEFAULT_TOLERANCE` (0.49: IoU about 0.99, 60-65 % fewer vertices). Objects of at
+        most `EXACT_MAX_PIXELS` pixels, and thin objects whose simplified outline would
+        lose more than a quarter of their area, keep their exact outline: no object is
+        ever dropped or emptied by simplification.
     min_area : float, optional
         Masks with fewer pixels than this give an empty polygon (in their slot).
     offset : (float, float), optional
@@ -469,30 +506,28 @@ def masks_to_polygons(
     min_area = _check_nonnegative("min_area", min_area)
     ox, oy = _check_offset(offset)
     arr, slices, selectors = _objects(masks)
-    builder = _Builder(len(slices), tolerance, arr.shape[-2:], (ox, oy))
+    shape = (arr.shape[-2], arr.shape[-1])
+    builder = _Builder(len(slices), tolerance, shape, (ox, oy))
     for k, (sl, sel) in enumerate(zip(slices, selectors, strict=True)):
         if sl is None:
             continue
         padded = _crop(arr, sl, sel)
-        if min_area > 0 and np.count_nonzero(padded) < min_area:
+        count = int(np.count_nonzero(padded))
+        if count < min_area:
             continue
-        builder.add(k, padded, sl)
-    return builder.build()
+        builder.add(k, padded, sl, count)
+    out, lost = builder.build()
+    for k in lost:  # thin objects whose simplified outline fell onto their pixel centres
+        sl = slices[k]
+        if sl is None:  # pragma: no cover - a lost object has pixels
+            continue
+        exact = _Builder(1, 0.0, shape, (ox, oy))
+        exact.add(0, _crop(arr, sl, selectors[k]), sl, int(builder.counts[k]))
+        out[k] = exact.build()[0][0]
+    return out
 
 
 # -- polygon -> mask -----------------------------------------------------------------------
-def _check_shape(shape: Any) -> tuple[int, int]:
-    try:
-        h, w = (operator.index(s) for s in shape)
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"shape must be (height, width) with two non-negative ints, got {shape!r}"
-        ) from None
-    if h < 0 or w < 0:
-        raise ValueError(f"shape must be (height, width) with non-negative ints, got {shape!r}")
-    return h, w
-
-
 def _fill(geoms: np.ndarray, out: np.ndarray) -> None:
     """Even-odd scanline fill of all rings of ``geoms`` at the pixel centres, into ``out``.
 
@@ -570,7 +605,7 @@ def polygons_to_masks(
     array([[[0, 1, 1, 0],
             [0, 0, 0, 0]]])
     """
-    h, w = _check_shape(shape)
+    h, w = check_shape(shape, "shape", minimum=0)
     if isinstance(polygons, shapely.Geometry):
         raise TypeError(
             f"polygons must be a sequence of geometries, got a single {polygons.geom_type}; "

@@ -12,6 +12,11 @@ from typing import Any
 import numpy as np
 import shapely
 
+from .checks import check_shape
+
+# geometry is the layer below (it never imports this module): a plain top-level import
+from .geometry import polygons_to_masks
+
 __all__ = ["Instances"]
 
 _POLYGON = 3
@@ -92,18 +97,14 @@ class Instances:
 
     def __init__(
         self,
-        polygons: Sequence[shapely.Polygon | shapely.MultiPolygon],
+        polygons: Sequence[shapely.Polygon | shapely.MultiPolygon] | np.ndarray,
         labels: Iterable[int] | np.ndarray | None,
         scores: Iterable[float] | np.ndarray | None,
         image_shape: tuple[int, int],
         *,
         extra: Mapping[str, Any] | None = None,
     ) -> None:
-        shape = tuple(int(s) for s in np.atleast_1d(np.asarray(image_shape)))
-        if len(shape) != 2 or min(shape) <= 0:
-            raise ValueError(
-                f"image_shape must be (height, width) with positive sizes, got {image_shape!r}"
-            )
+        shape = check_shape(image_shape, "image_shape", minimum=1)
         geoms = _as_geometry_array(polygons)
         n = len(geoms)
         if labels is None:
@@ -317,8 +318,6 @@ class Instances:
 
     def masks(self) -> np.ndarray:
         """Rasterize to masks, ndarray of shape (N, H, W), bool (see `polygons_to_masks`)."""
-        from .geometry import polygons_to_masks
-
         return polygons_to_masks(self.polygons, self.image_shape)
 
 

@@ -15,12 +15,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .io.atomic import atomic_write
+from .evaluate import evaluate
+from .io import atomic_write
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .model.model import Model
-    from .project.project import Project
-    from .train.loop import TrainConfig
+if TYPE_CHECKING:  # pragma: no cover - annotations only (model and train import torch)
+    from .model import Model
+    from .project import Project
+    from .train import TrainConfig
 
 __all__ = ["run_round", "plot_learning_curve"]
 
@@ -78,7 +79,7 @@ def run_round(
     >>> with Project.open("myproject") as project:  # doctest: +SKIP
     ...     run_round(project, epochs=5)["metrics"]["segm_AP50"]
     """
-    from .train.loop import finetune
+    from .train import finetune  # heavy: imports torch
 
     project.assign_splits(val_fraction=val_fraction)
     train = project.dataset(status="reviewed", split="train")
@@ -97,8 +98,6 @@ def run_round(
     metrics: dict[str, Any] = {"train_loss": result.history[-1]["loss"], "epochs": epochs}
     n_val = sum(1 for i in val.images if len(val.instances.get(i["id"], ())) > 0)
     if n_val:
-        from .evaluate import evaluate
-
         metrics.update(evaluate(model, val, progress=progress))
     else:
         logger.warning(
@@ -125,7 +124,7 @@ def run_round(
 def _start_model(
     project: Project, base_model: Any, previous: list[dict]
 ) -> tuple[Model, int | None]:
-    from .model.model import Model, load_model
+    from .model import Model, load_model  # heavy: imports torch
 
     parent = previous[-1]["round"] if previous else None
     if isinstance(base_model, Model):

@@ -8,12 +8,26 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal, overload
 
+import imageio.v3 as iio
 import numpy as np
+import tifffile
+
+from .checks import check_int
+from .synthetic import synthetic_nuclei
 
 __all__ = ["real_nuclei", "write_sample_images"]
 
 _DATA = Path(__file__).parent / "data"
+
+
+@overload
+def real_nuclei(*, labels: Literal[False] = ...) -> np.ndarray: ...
+
+
+@overload
+def real_nuclei(*, labels: Literal[True]) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 def real_nuclei(*, labels: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
@@ -40,8 +54,6 @@ def real_nuclei(*, labels: bool = False) -> np.ndarray | tuple[np.ndarray, np.nd
     >>> image.shape, image.dtype, len(np.unique(label_image)) - 1
     ((512, 512), dtype('uint16'), 125)
     """
-    import tifffile
-
     image = tifffile.imread(_DATA / "nuclei2d.tif")
     if not labels:
         return image
@@ -76,13 +88,7 @@ def write_sample_images(
     >>> [p.name for p in paths]
     ['synthetic_00.png', 'real_nuclei.tif']
     """
-    import imageio.v3 as iio
-    import tifffile
-
-    from .synthetic import synthetic_nuclei
-
-    if n_synthetic < 0:
-        raise ValueError(f"n_synthetic must be >= 0, got {n_synthetic}")
+    n_synthetic = check_int(n_synthetic, "n_synthetic", minimum=0)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []

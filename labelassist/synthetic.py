@@ -15,19 +15,23 @@ pixel coordinates ``(x, y)``.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Literal, overload
 
+import imageio.v3 as iio
 import numpy as np
+import tifffile
 from scipy import ndimage as ndi
 
+from .checks import check_choice, check_int, check_number, check_shape
+from .coco import Dataset
+from .geometry import masks_to_polygons
 from .instances import Instances
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .coco.read import Dataset
+from .io.atomic import atomic_write
 
 __all__ = ["synthetic_nuclei", "synthetic_dataset", "DOMAIN_SHIFT", "BACKGROUNDS"]
 
@@ -73,19 +77,7 @@ def _range(name: str, value: Any, *, low: float, high: float = np.inf) -> tuple[
 
 
 def _fraction(name: str, value: Any) -> float:
-    if isinstance(value, (bool, str)) or not np.isscalar(value) or not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name} must be a number within [0, 1], got {value!r}")
-    return float(value)
-
-
-def _check_shape(shape: Any) -> tuple[int, int]:
-    try:
-        out = tuple(int(s) for s in shape)
-    except TypeError:
-        raise ValueError(f"shape must be (height, width), got {shape!r}") from None
-    if len(out) != 2 or min(out) < 1:
-        raise ValueError(f"shape must be (height, width) with positive sizes, got {shape!r}")
-    return out
+    return float(check_number(value, name, minimum=0, maximum=1))
 
 
 def _check_count(n: Any) -> tuple[int, int] | None:
@@ -124,14 +116,20 @@ def _check_dtype(dtype: Any) -> np.dtype:
 
 
 # -- shapes --------------------------------------------------------------------------------
-def _blob(rng: np.random.Generator, radius: float, elongation: float, irregularity: float):
+# a blob: mean radius, axis ratio, orientation, Fourier amplitudes and phases
+_Blob = tuple[float, float, float, np.ndarray, np.ndarray]
+
+
+def _blob(rng: np.random.Generator, radius: float, elongation: float, irregularity: float) -> _Blob:
     """Random blob parameters: mean radius, axis ratio, orientation, Fourier modes."""
     amps = irregularity * rng.uniform(0, 1, _N_MODES) / np.arange(2, 2 + _N_MODES)
     phases = rng.uniform(0, 2 * np.pi, _N_MODES)
-    return radius, elongation, rng.uniform(0, np.pi), amps, phases
+    return radius, elongation, float(rng.uniform(0, np.pi)), amps, phases
 
 
-def _rasterize_blob(center, blob, shape):
+def _rasterize_blob(
+    center: tuple[float, float], blob: _Blob, shape: tuple[int, int]
+) -> tuple[np.ndarray, tuple[slice, slice], bool] | None:
     """Pixels whose centre lies inside the blob: (mask, (rows, cols), clipped) or None.
 
     ``clipped``: the box was cut by the image border.
@@ -156,7 +154,9 @@ def _rasterize_blob(center, blob, shape):
     return (mask, (slice(r0, r1), slice(c0, c1)), clipped) if mask.any() else None
 
 
-def _daughter(rng, center, blob):
+def _daughter(
+    rng: np.random.Generator, center: tuple[float, float], blob: _Blob
+) -> tuple[float, float]:
     """Centre of the sister chromatid bar of a dividing cell: parallel, a gap apart."""
     radius, elong, angle = blob[:3]
     minor = radius / np.sqrt(elong)
@@ -179,11 +179,12 @@ def _place_nuclei(rng, shape, n_target, *, radius, irregularity, elongation, tou
     centers: list[tuple[float, float, float]] = []  # (x, y, radius)
     dividing_flags: list[bool] = []
     failures = 0  # consecutive failed placements: the image is full
-    sibling = None  # (center, blob) of the second daughter of a just placed dividing cell
+    # (center, blob) of the second daughter of a just placed dividing cell
+    sibling: tuple[tuple[float, float], _Blob] | None = None
     while len(centers) < n_target and failures < 200:
         failures += 1
         is_sibling = sibling is not None
-        if is_sibling:
+        if sibling is not None:
             (center, blob), sibling, is_dividing = sibling, None, True
             r = blob[0]
         else:
@@ -295,6 +296,50 @@ def _quantize(rng, image, dtype):
 
 
 # -- public ------------------------------------------------------------------------------
+@overload
+def synthetic_nuclei(
+    shape: tuple[int, int] = (256, 256),
+    *,
+    n: int | tuple[int, int] | None = None,
+    radius: float | tuple[float, float] = (5.0, 14.0),
+    irregularity: float = 0.2,
+    elongation: float | tuple[float, float] = (1.0, 2.2),
+    touching: float = 0.3,
+    overlap: float = 0.15,
+    intensity: float | tuple[float, float] = (0.15, 0.6),
+    texture: float = 0.3,
+    dividing: float = 0.05,
+    blur: float | tuple[float, float] = (0.5, 1.5),
+    noise: float | tuple[float, float] = (0.01, 0.05),
+    background: str | Sequence[str] = BACKGROUNDS,
+    dtype: Any = np.uint8,
+    return_labels: Literal[False] = ...,
+    seed: int | np.random.Generator | np.random.SeedSequence | None = None,
+) -> tuple[np.ndarray, Instances]: ...
+
+
+@overload
+def synthetic_nuclei(
+    shape: tuple[int, int] = (256, 256),
+    *,
+    n: int | tuple[int, int] | None = None,
+    radius: float | tuple[float, float] = (5.0, 14.0),
+    irregularity: float = 0.2,
+    elongation: float | tuple[float, float] = (1.0, 2.2),
+    touching: float = 0.3,
+    overlap: float = 0.15,
+    intensity: float | tuple[float, float] = (0.15, 0.6),
+    texture: float = 0.3,
+    dividing: float = 0.05,
+    blur: float | tuple[float, float] = (0.5, 1.5),
+    noise: float | tuple[float, float] = (0.01, 0.05),
+    background: str | Sequence[str] = BACKGROUNDS,
+    dtype: Any = np.uint8,
+    return_labels: Literal[True],
+    seed: int | np.random.Generator | np.random.SeedSequence | None = None,
+) -> tuple[np.ndarray, Instances, np.ndarray]: ...
+
+
 def synthetic_nuclei(
     shape: tuple[int, int] = (256, 256),
     *,
@@ -386,7 +431,7 @@ def synthetic_nuclei(
     >>> int(labels.max()), image.dtype.name
     (3, 'uint16')
     """
-    shape = _check_shape(shape)
+    shape = check_shape(shape, "shape", minimum=1)
     count = _check_count(n)
     radius = _range("radius", radius, low=0.5)
     irregularity = _range("irregularity", irregularity, low=0.0, high=1.0)[0]
@@ -431,8 +476,6 @@ def synthetic_nuclei(
 
 
 def _labels_to_instances(labels: np.ndarray) -> Instances:
-    from .geometry import masks_to_polygons
-
     n = int(labels.max())
     if n == 0:
         return Instances.empty(labels.shape)
@@ -483,17 +526,13 @@ def synthetic_dataset(
     >>> len(ds.images), sorted(len(v) for v in ds.instances.values())
     (2, [4, 4])
     """
-    from .coco.read import Dataset
-
-    if isinstance(n_images, bool) or not isinstance(n_images, (int, np.integer)) or n_images < 0:
-        raise ValueError(f"n_images must be an integer >= 0, got {n_images!r}")
-    if image_format not in ("png", "tif"):
-        raise ValueError(f"image_format must be 'png' or 'tif', got {image_format!r}")
+    n_images = check_int(n_images, "n_images", minimum=0)
+    image_format = check_choice(image_format, "image_format", ("png", "tif"))
     if np.dtype(kwargs.get("dtype", np.uint8)) == np.float32 and image_format == "png":
         raise ValueError("dtype=np.float32 cannot be stored as PNG; use image_format='tif'")
     if "return_labels" in kwargs:
         raise TypeError("synthetic_dataset does not take return_labels")
-    shape = _check_shape(shape)
+    shape = check_shape(shape, "shape", minimum=1)
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
     images, instances = [], {}
@@ -509,18 +548,11 @@ def synthetic_dataset(
 
 
 def _write_image_atomic(path: Path, image: np.ndarray) -> None:
-    from .io.atomic import atomic_write
-
+    if path.suffix == ".png":
+        data = iio.imwrite("<bytes>", image, extension=".png")
+    else:
+        buffer = io.BytesIO()  # tifffile looks for a path in a file object's name
+        tifffile.imwrite(buffer, image)
+        data = buffer.getvalue()
     with atomic_write(path, suffix=path.suffix) as fh:
-        if path.suffix == ".png":
-            import imageio.v3 as iio
-
-            iio.imwrite(fh, image, extension=".png")
-        else:
-            import io
-
-            import tifffile
-
-            buffer = io.BytesIO()  # tifffile looks for a path in a file object's name
-            tifffile.imwrite(buffer, image)
-            fh.write(buffer.getbuffer())
+        fh.write(data)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import shapely
+from scipy.ndimage import binary_erosion
 
+from .geometry import polygons_to_masks
 from .instances import Instances
+from .io import check_image
 
 __all__ = ["to_display", "draw_outlines"]
 
@@ -45,8 +48,6 @@ def to_display(image: np.ndarray, *, percentiles: tuple[float, float] = (0.5, 99
     >>> to_display(img, percentiles=(0, 100))[..., 0].tolist()
     [[0, 64], [128, 255]]
     """
-    from .io.image import check_image
-
     image = check_image(image)
     if image.ndim == 3:
         image = image[..., :3]
@@ -93,10 +94,6 @@ def draw_outlines(
     >>> bool(out[2, 2].any()), bool(out[3, 3].any())
     (True, False)
     """
-    from scipy.ndimage import binary_erosion
-
-    from .geometry import polygons_to_masks
-
     if by not in ("label", "instance"):
         raise ValueError(f"by must be 'label' or 'instance', got {by!r}")
     out = to_display(image).copy()

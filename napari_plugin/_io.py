@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from ._layers import METADATA_KEY, image_layer_kwargs, layer_to_instances, shapes_layer_kwargs
+from ._convert import METADATA_KEY, layer_to_instances, rowcol_to_xy
+from ._style import image_layer_kwargs, shapes_layer_kwargs
 
 __all__ = ["MAX_COCO_IMAGES", "get_reader", "project_layer_data", "read_coco_layers", "write_coco"]
 
@@ -34,16 +35,15 @@ def get_reader(path: str | Sequence[str]) -> Callable[[Any], list[LayerData]] | 
     >>> get_reader("image.png") is None
     True
     """
-    if isinstance(path, (list, tuple)):
-        if len(path) != 1:
-            return None
-        path = path[0]
-    path = Path(os.fspath(path))
-    if path.is_dir():
+    item = path[0] if isinstance(path, (list, tuple)) and len(path) == 1 else path
+    if not isinstance(item, (str, os.PathLike)):
+        return None  # several paths: not one project or COCO file
+    target = Path(item)
+    if target.is_dir():
         from labelassist.project import DB_NAME
 
-        return _read_project if (path / DB_NAME).is_file() else None
-    if path.suffix.lower() == ".json" and _looks_like_coco(path):
+        return _read_project if (target / DB_NAME).is_file() else None
+    if target.suffix.lower() == ".json" and _looks_like_coco(target):
         return _read_coco
     return None
 
@@ -68,7 +68,9 @@ def _read_project(path: Any) -> list[LayerData]:
         return project_layer_data(project, record)
 
 
-def project_layer_data(project: Any, record: dict, *, low_score: float = 0.5) -> list[LayerData]:
+def project_layer_data(
+    project: Any, record: dict, *, low_score: float = 0.5, revision: Any = None
+) -> list[LayerData]:
     """Image and Shapes layer data of one project image (linked by layer metadata).
 
     Parameters
@@ -79,25 +81,30 @@ def project_layer_data(project: Any, record: dict, *, low_score: float = 0.5) ->
         The image record (from ``project.images()``).
     low_score : float
         Instances scoring below it are flagged.
+    revision : labelassist.project.Revision, optional
+        The instances to show and their version; default: the current ones, read in one
+        transaction (``project.instances(record, with_version=True)``).
 
     Returns
     -------
     list of (data, kwargs, layer_type)
         The image layer and its Shapes layer; both carry ``metadata["labelassist"]`` with
-        ``project`` (folder, str) and ``image`` (id).
+        ``project`` (folder, str) and ``image`` (id); the Shapes layer's also holds
+        ``version``, the image's version its shapes show (what a save must expect).
     """
     import labelassist as la
 
     link = {"project": str(project.folder), "image": int(record["id"])}
     image = la.read_image(project.image_path(record))
-    instances = project.instances(record)
+    if revision is None:
+        revision = project.instances(record, with_version=True)
     name = Path(record["file_name"]).name
     shapes = shapes_layer_kwargs(
-        instances,
+        revision.instances,
         classes=project.classes,
         low_score=low_score,
         name=f"{name} instances",
-        metadata={**link, "file_name": record["file_name"]},
+        metadata={**link, "file_name": record["file_name"], "version": revision.version},
     )
     return [_image_data(image, name, link), _shapes_data(shapes)]
 
@@ -264,4 +271,5 @@ def _extent(data: list[np.ndarray]) -> tuple[int, int]:
     if not data:
         return (1, 1)
     high = np.max([np.asarray(d)[:, -2:].max(axis=0) for d in data], axis=0)
-    return (max(1, int(np.ceil(high[0] + 0.5))), max(1, int(np.ceil(high[1] + 0.5))))
+    x, y = rowcol_to_xy(high[None])[0]  # the far edge of the last pixel
+    return (max(1, int(np.ceil(y))), max(1, int(np.ceil(x))))

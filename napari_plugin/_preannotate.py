@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Generator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+from magicgui.types import FileDialogMode
 from magicgui.widgets import ComboBox, FileEdit, FloatSpinBox, LineEdit, PushButton, SpinBox
 from napari.layers import Image
 from napari.utils import notifications
 
-from ._layers import shapes_layer_kwargs, tracker_for
+from ._style import shapes_layer_kwargs
+from ._tracker import tracker_for
 from ._widgets import (
     JobWidget,
     Progress,
     find_linked_layer,
     import_torch,
     layer_link,
+    path_value,
     report_error,
 )
 
@@ -77,7 +79,9 @@ class PreannotateWidget(JobWidget):
         self.viewer = napari_viewer
         self.image = ComboBox(label="image", choices=self._image_choices, nullable=True)
         self.model = ComboBox(label="model", choices=list(MODEL_SOURCES), value="starter (shipped)")
-        self.checkpoint = FileEdit(label="checkpoint", mode="r", filter="*.pt", visible=False)
+        self.checkpoint = FileEdit(
+            label="checkpoint", mode=FileDialogMode.EXISTING_FILE, filter="*.pt", visible=False
+        )
         self.classes = LineEdit(label="classes", value="nucleus", visible=False)
         self.threshold = FloatSpinBox(
             label="score threshold", value=0.5, min=0.0, max=1.0, step=0.05
@@ -136,7 +140,7 @@ class PreannotateWidget(JobWidget):
         kind = MODEL_SOURCES[self.model.value]
         device = None if self.device.value == "auto" else self.device.value
         if kind == "checkpoint":
-            path = Path(self.checkpoint.value)
+            path = path_value(self.checkpoint)
             if not path.is_file():
                 raise ValueError(f"checkpoint {str(path)!r} is not a file; choose a .pt checkpoint")
             return (str(path), None, device)
@@ -198,10 +202,11 @@ class PreannotateWidget(JobWidget):
             old = find_linked_layer(self.viewer, "shapes", link["project"], link["image"])
             if old is not None:
                 self.viewer.layers.remove(old)
-            instances, classes = _save_to_project(
+            revision, classes = _save_to_project(
                 link, instances, list(model.classes), model_id=str(spec[0])
             )
-            metadata.update(project=link["project"], image=link["image"])
+            instances = revision.instances
+            metadata.update(project=link["project"], image=link["image"], version=revision.version)
         kwargs = shapes_layer_kwargs(
             instances,
             classes=classes,
@@ -232,13 +237,16 @@ def _image_array(layer: Any) -> np.ndarray:
 def _save_to_project(
     link: dict[str, Any], instances: Any, model_classes: list[str], *, model_id: str
 ) -> tuple[Any, list[str]]:
-    """Save model output to the project; return what the project now holds (with ids)."""
+    """Save model output to the project (a new version, whatever was there: the history
+    keeps it); return the saved revision (instances with ids, version) and the classes."""
     import labelassist as la
 
     with la.Project.open(link["project"]) as project:
         instances = _to_project_classes(instances, model_classes, project.classes)
-        project.save_instances(link["image"], instances, source="model", model_id=model_id)
-        return project.instances(link["image"]), list(project.classes)
+        revision = project.save_instances(
+            link["image"], instances, source="model", model_id=model_id
+        )
+        return revision, list(project.classes)
 
 
 def _to_project_classes(instances: Any, model_classes: list[str], classes: list[str]) -> Any:

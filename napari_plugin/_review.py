@@ -1,12 +1,17 @@
-"""The Review dock widget: work through a project's images, correct, autosave, export."""
+"""The Review dock widget: work through a project's images, correct, autosave, export.
+
+Every save passes the version of the image the widget read (or last saved); when another
+window or process saved the image in between, the project refuses the save and the widget
+asks the user to reload theirs, keep mine or merge (see `._conflict`).
+"""
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-import numpy as np
-import shapely
+from magicgui.types import FileDialogMode
 from magicgui.widgets import (
     ComboBox,
     Container,
@@ -16,14 +21,22 @@ from magicgui.widgets import (
     LineEdit,
     PushButton,
 )
+from napari.layers import Shapes
 from napari.utils import notifications
 from qtpy.QtCore import QTimer
 
-from ._io import project_layer_data
-from ._layers import layer_to_instances, shape_colors, tracker_for
-from ._widgets import layer_link, report_error
+from labelassist.instances import Instances
+from labelassist.project import ProjectConflictError, Revision
 
-__all__ = ["ACCEPT_KEY", "AUTOSAVE_MS", "ReviewWidget", "restore_unchanged"]
+from ._conflict import CONFLICT_CHOICES, instances_to_save
+from ._convert import METADATA_KEY, layer_to_instances
+from ._io import project_layer_data
+from ._style import shape_colors
+from ._sync import restore_unchanged, sync_features
+from ._tracker import tracker_for
+from ._widgets import layer_link, path_value, report_error
+
+__all__ = ["ACCEPT_KEY", "AUTOSAVE_MS", "CONFLICT_CHOICES", "Conflict", "ReviewWidget"]
 
 AUTOSAVE_MS = 300  # edits are saved this long after the last one
 ACCEPT_KEY = "Shift-Enter"  # accept the image (reviewed) and open the next one
@@ -31,49 +44,25 @@ NEXT_KEY = "Shift-N"  # open the next image without changing the status
 _EXPORT_CHOICES = {"reviewed images": "reviewed", "all images": None}
 
 
-def restore_unchanged(instances: Any, originals: dict[int, Any], *, tolerance: float = 1e-3) -> Any:
-    """Put back the stored geometry of instances the user did not change.
+class Conflict(NamedTuple):
+    """A save the project refused because the image changed since the widget read it."""
 
-    napari keeps vertices in float32, so an untouched polygon comes back from the layer a
-    few 1e-5 px off. Within ``tolerance`` (pixels, per vertex) of its stored geometry an
-    instance gets that geometry back, and the project sees it unchanged.
-
-    Parameters
-    ----------
-    instances : Instances
-        From `layer_to_instances`, with ``extra["instance_id"]``.
-    originals : dict of int to shapely geometry
-        Stored geometry by instance id.
-
-    Examples
-    --------
-    >>> import shapely
-    >>> from labelassist import Instances
-    >>> stored = shapely.box(0, 0, 2.1, 2)
-    >>> edited = Instances([shapely.box(0, 0, 2.1000001, 2)], [0], [1.0], (4, 4),
-    ...                    extra={"instance_id": [7]})
-    >>> restore_unchanged(edited, {7: stored}).polygons[0] is stored
-    True
-    """
-    ids = np.asarray(instances.extra.get("instance_id", []))
-    rows = [k for k, i in enumerate(ids.tolist()) if i in originals]
-    if not rows:
-        return instances
-    polys = instances.polygons.copy()
-    stored = np.empty(len(rows), dtype=object)
-    stored[:] = [originals[ids[k]] for k in rows]
-    same = shapely.equals_exact(
-        shapely.normalize(polys[rows]), shapely.normalize(stored), tolerance=tolerance
-    )
-    polys[np.asarray(rows)[same]] = stored[same]
-    return instances.replace(polygons=polys)
+    image: int  # image id
+    mine: Instances  # the user's instances when the save was refused
+    read_ids: frozenset[int]  # instance ids of the version the user read (or last saved)
+    layer: Any  # the Shapes layer the user was editing
+    theirs: Revision  # the image in the project when the user was asked
 
 
 class ReviewWidget(Container):
     """Open a labelassist project, correct its images one by one, export COCO.
 
     Every edit of the image's Shapes layer is saved to the project ``AUTOSAVE_MS`` after the
-    last change (and before switching image or exporting), so nothing is lost.
+    last change (and before switching image or exporting), so nothing is lost. Each save
+    passes the version read (``expected_version``); when another window or process changed
+    the image since, nothing is saved, the user is told, and `resolve_conflict` (the
+    *Reload theirs* / *Keep mine* / *Merge* buttons) decides; until then the widget stays
+    on the image.
     ``Shift-Enter`` accepts the image (status ``reviewed``) and opens the next one of the
     queue; ``Shift-N`` opens the next one without accepting. The class box sets the class
     of the selected shapes and of the shapes drawn next.
@@ -93,10 +82,15 @@ class ReviewWidget(Container):
         self.tracker: Any = None
         self._originals: dict[int, Any] = {}
         self._dirty = False
-        self.folder = FileEdit(label="project", mode="d")
+        self.version: int | None = None  # the version of the image the layer started from
+        self.conflict: Conflict | None = None
+        self._held: tuple[int, Revision] | None = None  # the last revision read or saved
+        self.folder = FileEdit(label="project", mode=FileDialogMode.EXISTING_DIRECTORY)
         self.new_classes = LineEdit(label="classes (new project)", value="nucleus")
         self.open_button = PushButton(text="Open / create project")
-        self.images_folder = FileEdit(label="add images from", mode="d")
+        self.images_folder = FileEdit(
+            label="add images from", mode=FileDialogMode.EXISTING_DIRECTORY
+        )
         self.add_button = PushButton(text="Add images")
         self.summary = Label(value="no project open")
         self.next_button = PushButton(text=f"Next image ({NEXT_KEY})")
@@ -105,9 +99,13 @@ class ReviewWidget(Container):
         self.class_box = ComboBox(label="class", choices=self._class_choices)
         self.low_score = FloatSpinBox(label="flag below", value=0.7, min=0.0, max=1.0, step=0.05)
         self.export_which = ComboBox(label="export", choices=list(_EXPORT_CHOICES))
-        self.export_path = FileEdit(label="to", mode="w", filter="*.json")
+        self.export_path = FileEdit(label="to", mode=FileDialogMode.OPTIONAL_FILE, filter="*.json")
         self.export_button = PushButton(text="Export COCO")
         self.status = Label(value="")
+        self.conflict_label = Label(value="", visible=False)
+        self.reload_button = PushButton(text="Reload theirs", visible=False)
+        self.keep_button = PushButton(text="Keep mine", visible=False)
+        self.merge_button = PushButton(text="Merge (theirs + my new shapes)", visible=False)
         super().__init__(
             widgets=[
                 self.folder,
@@ -124,6 +122,10 @@ class ReviewWidget(Container):
                 self.export_path,
                 self.export_button,
                 self.status,
+                self.conflict_label,
+                self.reload_button,
+                self.keep_button,
+                self.merge_button,
             ]
         )
         self._timer = QTimer()
@@ -135,6 +137,10 @@ class ReviewWidget(Container):
         self.next_button.changed.connect(lambda: self._guard(self.next_image))
         self.accept_button.changed.connect(lambda: self._guard(self.accept_and_next))
         self.export_button.changed.connect(lambda: self._guard(self.export))
+        for button, choice in zip(
+            (self.reload_button, self.keep_button, self.merge_button), CONFLICT_CHOICES, strict=True
+        ):
+            button.changed.connect(partial(self._on_choice, choice))
         self.class_box.changed.connect(self._on_class)
         self.low_score.changed.connect(self._recolor)
         napari_viewer.layers.events.removed.connect(self._on_removed)
@@ -159,7 +165,7 @@ class ReviewWidget(Container):
         import labelassist as la
         from labelassist.project import DB_NAME
 
-        folder = Path(folder if folder is not None else self.folder.value).expanduser()
+        folder = Path(folder if folder is not None else path_value(self.folder)).expanduser()
         if str(folder) in ("", "."):
             raise ValueError("choose a project folder first")
         self._close_project()
@@ -177,8 +183,7 @@ class ReviewWidget(Container):
         linked = [
             layer
             for layer in self.viewer.layers
-            if layer_link(layer).get("project") == str(project.folder)
-            and layer._type_string == "shapes"
+            if layer_link(layer).get("project") == str(project.folder) and isinstance(layer, Shapes)
         ]
         if linked:  # opened by the reader: continue with that image
             self._adopt(linked[0])
@@ -200,7 +205,7 @@ class ReviewWidget(Container):
         return ids
 
     def _close_project(self) -> None:
-        self.save_now()
+        self._save_or_stop()
         self._detach()
         if self.project is not None:
             self.project.close()
@@ -211,7 +216,7 @@ class ReviewWidget(Container):
         """Save, then open the next image of the queue (None when all are done)."""
         if self.project is None:
             raise ValueError("open a project first")
-        self.save_now()
+        self._save_or_stop()
         exclude = [self.record["id"]] if self.record is not None else []
         record = self.project.next_image(exclude=exclude)
         if record is None:
@@ -226,21 +231,26 @@ class ReviewWidget(Container):
         """Save, mark the current image reviewed, open the next one."""
         if self.project is None or self.record is None:
             raise ValueError("open a project image first")
-        self.save_now()
+        self._save_or_stop()
         self.project.set_status(self.record["id"], "reviewed")
         self._set_status(f"{Path(self.record['file_name']).name} reviewed")
         return self.next_image()
 
     def open_image(self, record: dict | int) -> None:
         """Show one project image with its instances (replacing the previous one)."""
-        self.save_now()
-        record = self.project.image(record)
+        self._save_or_stop()
+        chosen = self.project.image(record)
+        self._show(chosen, self.project.instances(chosen["id"], with_version=True))
+
+    def _show(self, record: dict, revision: Revision) -> None:
+        """Replace the layers of the current image by `record` with `revision`'s instances."""
         self._remove_own_layers()
         (image, image_kwargs, _), (data, shapes_kwargs, _) = project_layer_data(
-            self.project, record, low_score=float(self.low_score.value)
+            self.project, record, low_score=float(self.low_score.value), revision=revision
         )
         self.image_layer = self.viewer.add_image(image, **image_kwargs)
         self.record = record
+        self._held = (int(record["id"]), revision)
         layer = self.viewer.add_shapes(data, **shapes_kwargs)  # adopted by _on_inserted
         if self.shapes_layer is not layer:
             self._adopt(layer)
@@ -273,11 +283,28 @@ class ReviewWidget(Container):
         self.tracker = tracker_for(layer)
         self.tracker.on_change = self._schedule_save
         self.tracker.current_class = self.class_box.value
-        stored = self.project.instances(self.record["id"])
+        self._hold(layer, self._revision_for(link))
+        self._set_enabled()
+
+    def _revision_for(self, link: dict[str, Any]) -> Revision:
+        """The revision a linked layer was made from (the version in its link)."""
+        image, version = int(link["image"]), link.get("version")
+        if self._held is not None and self._held[0] == image and self._held[1].version == version:
+            return self._held[1]
+        if version is None:  # a layer made without a version: take the current one
+            return self.project.instances(image, with_version=True)
+        return Revision(self.project.instances(image, version=int(version)), int(version))
+
+    def _hold(self, layer: Any, revision: Revision) -> None:
+        """Remember what the layer's image is in the project: its version and geometry."""
+        assert self.record is not None  # a layer is held only for the current image
+        stored = revision.instances
         self._originals = dict(
             zip(stored.extra["instance_id"].tolist(), stored.polygons, strict=True)
         )
-        self._set_enabled()
+        self.version = revision.version
+        self._held = (int(self.record["id"]), revision)
+        layer.metadata.setdefault(METADATA_KEY, {})["version"] = revision.version
 
     def _detach(self) -> None:
         self._timer.stop()
@@ -290,6 +317,7 @@ class ReviewWidget(Container):
     def _on_removed(self, event: Any) -> None:
         if event.value is self.shapes_layer:
             self.save_now()  # edits made just before the layer was deleted are kept
+            # (on a conflict, the edits wait in self.conflict for the user's choice)
             self._detach()
         if event.value is self.image_layer:
             self.image_layer = None
@@ -300,7 +328,7 @@ class ReviewWidget(Container):
         if (
             self.project is not None
             and self.record is not None
-            and layer._type_string == "shapes"
+            and isinstance(layer, Shapes)
             and link.get("project") == str(self.project.folder)
             and link.get("image") == self.record["id"]
         ):
@@ -309,39 +337,126 @@ class ReviewWidget(Container):
     # -- saving ----------------------------------------------------------------------------
     @property
     def save_pending(self) -> bool:
-        """Whether edits are waiting to be saved."""
-        return self._dirty
+        """Whether edits are waiting to be saved (also while a conflict waits for a choice)."""
+        return self._dirty or self.conflict is not None
 
     def _schedule_save(self) -> None:
         self._dirty = True
         self._timer.start()  # restarts: saves AUTOSAVE_MS after the last edit
 
     def save_now(self) -> None:
-        """Save pending edits of the current image now (no-op without any)."""
+        """Save pending edits of the current image now (no-op without any).
+
+        The save passes the version read; when the image changed since, nothing is saved
+        and the widget waits for `resolve_conflict` (pending edits wait too).
+        """
         self._timer.stop()
-        if not self._dirty:
+        if not self._dirty or self.conflict is not None:
             return
         self._dirty = False
         if self.project is None or self.record is None or self.shapes_layer is None:
             return
         layer = self.shapes_layer
-        instances = layer_to_instances(layer, classes=self.project.classes)
-        instances = restore_unchanged(instances, self._originals)
-        sent = instances.extra["instance_id"]
-        self.project.save_instances(
-            self.record["id"], instances.replace(extra={"instance_id": sent}), source="corrected"
-        )
-        saved = self.project.instances(self.record["id"])
-        _sync_features(layer, sent, saved.extra["instance_id"], saved.extra["source"])
-        self._originals = dict(
-            zip(saved.extra["instance_id"].tolist(), saved.polygons, strict=True)
-        )
-        if self.tracker is not None:
-            self.tracker._next_id = max(
-                self.tracker._next_id,
-                int(layer.features["instance"].to_numpy().max(initial=-1)) + 1,
+        mine = self._mine(layer)
+        sent = mine.extra["instance_id"]
+        try:
+            revision = self.project.save_instances(
+                self.record["id"],
+                mine.replace(extra={"instance_id": sent}),
+                source="corrected",
+                expected_version=self.version,
             )
-        self._set_status(f"saved {len(saved)} instances")
+        except ProjectConflictError:
+            self._enter_conflict(mine, layer)
+            return
+        sync_features(layer, sent, revision.instances)
+        self._hold(layer, revision)
+        if self.tracker is not None:
+            self.tracker.reserve_ids(layer.features["instance"])
+        self._set_status(f"saved {len(revision.instances)} instances (version {revision.version})")
+
+    def _mine(self, layer: Any) -> Instances:
+        instances = layer_to_instances(layer, classes=self.project.classes)
+        return restore_unchanged(instances, self._originals)
+
+    def _save_or_stop(self) -> None:
+        """Save pending edits; raise when a conflict waits for the user's choice."""
+        self.save_now()
+        if self.conflict is not None:
+            raise ValueError(
+                "this image was changed by another window or process: choose Reload theirs, "
+                "Keep mine or Merge first"
+            )
+
+    # -- conflicts -------------------------------------------------------------------------
+    def _enter_conflict(self, mine: Instances, layer: Any) -> None:
+        assert self.record is not None
+        image = int(self.record["id"])
+        theirs = self.project.instances(image, with_version=True)
+        self.conflict = Conflict(image, mine, frozenset(self._originals), layer, theirs)
+        name = Path(self.record["file_name"]).name
+        message = (
+            f"{name} was changed by another window or process since it was opened here; "
+            "your edits are not saved yet. Reload theirs (drop your edits), Keep mine (save "
+            "over theirs) or Merge (theirs plus the shapes you drew)?"
+        )
+        self.conflict_label.value = message
+        self._show_conflict(True)
+        self._set_status(f"{name}: save conflict, choose how to resolve it")
+        notifications.show_warning(f"labelassist: {message}")
+
+    def _show_conflict(self, visible: bool) -> None:
+        for widget in (
+            self.conflict_label,
+            self.reload_button,
+            self.keep_button,
+            self.merge_button,
+        ):
+            widget.visible = visible
+
+    def _on_choice(self, choice: str, _value: Any = None) -> None:
+        self._guard(lambda: self.resolve_conflict(choice))
+
+    def resolve_conflict(self, choice: str) -> Revision | None:
+        """Resolve the pending save conflict: ``"reload"``, ``"keep mine"`` or ``"merge"``.
+
+        ``"reload"`` drops the unsaved edits and shows the project's current version;
+        ``"keep mine"`` saves the edited image over their version; ``"merge"`` saves their
+        version plus the instances drawn here since the image was read (see `._conflict`).
+        "Their version" is the one in the project when the conflict was reported: when the
+        image changed again since, nothing is saved and the user is asked again (returns
+        None). Otherwise the image is shown as saved; returns that revision.
+        """
+        if self.conflict is None:
+            raise ValueError("there is no save conflict to resolve")
+        if choice not in CONFLICT_CHOICES:
+            raise ValueError(f"choice must be one of {list(CONFLICT_CHOICES)}, got {choice!r}")
+        conflict = self.conflict
+        layer = self.shapes_layer
+        mine = self._mine(layer) if layer is not None and layer is conflict.layer else conflict.mine
+        theirs = conflict.theirs
+        todo = instances_to_save(
+            choice, mine=mine, theirs=theirs.instances, read_ids=conflict.read_ids
+        )
+        if todo is None:  # reload: the current version, whatever it is now
+            revision = self.project.instances(conflict.image, with_version=True)
+        else:
+            try:
+                revision = self.project.save_instances(
+                    conflict.image, todo, source="corrected", expected_version=theirs.version
+                )
+            except ProjectConflictError:  # saved again since the user was asked
+                now = self.project.instances(conflict.image, with_version=True)
+                self.conflict = conflict._replace(mine=mine, theirs=now)
+                message = "the image changed again while you chose; nothing saved, choose again"
+                self._set_status(message)
+                notifications.show_warning(f"labelassist: {message}")
+                return None
+        self.conflict, self._dirty = None, False
+        self._show_conflict(False)
+        self._show(self.project.image(conflict.image), revision)
+        self._set_status(f"{choice}: showing version {revision.version}")
+        return revision
 
     # -- class, colours, export ----------------------------------------------------------------
     def _on_class(self, name: str) -> None:
@@ -352,7 +467,7 @@ class ReviewWidget(Container):
         layer = self.shapes_layer
         if layer is None or self.project is None or len(layer.data) == 0:
             return
-        layer.metadata.setdefault("labelassist", {})["low_score"] = float(self.low_score.value)
+        layer.metadata.setdefault(METADATA_KEY, {})["low_score"] = float(self.low_score.value)
         edge, face = shape_colors(
             layer.features, self.project.classes, low_score=float(self.low_score.value)
         )
@@ -362,10 +477,10 @@ class ReviewWidget(Container):
         """Save, then export the project (``which``: the export box) as COCO."""
         if self.project is None:
             raise ValueError("open a project first")
-        path = Path(path if path is not None else self.export_path.value)
+        path = Path(path if path is not None else path_value(self.export_path))
         if path.suffix.lower() != ".json":
             raise ValueError(f"export path {str(path)!r} must be a .json file")
-        self.save_now()
+        self._save_or_stop()
         status = _EXPORT_CHOICES[which or self.export_which.value]
         out = self.project.export_coco(path, status=status)
         self._set_status(f"exported {out.name}")
@@ -397,22 +512,3 @@ class ReviewWidget(Container):
         for button in (self.add_button, self.next_button, self.export_button):
             button.enabled = has_project
         self.accept_button.enabled = has_project and self.shapes_layer is not None
-
-
-def _sync_features(
-    layer: Any, sent: np.ndarray, saved_ids: np.ndarray, sources: np.ndarray
-) -> None:
-    """Give the layer's shapes the ids and provenance the project stored (same order)."""
-    features = layer.features
-    if len(features) == 0 or len(sent) == 0:
-        return
-    ids = features["instance"].to_numpy()
-    mapping = {int(a): k for k, a in enumerate(np.asarray(sent).tolist())}
-    rows = np.array([mapping.get(int(i), -1) for i in ids])
-    ok = rows >= 0
-    new_ids = ids.copy()
-    new_ids[ok] = np.asarray(saved_ids)[rows[ok]]
-    provenance = features["provenance"].to_numpy().copy()
-    provenance[ok] = np.asarray(sources, dtype=object)[rows[ok]]
-    features.iloc[:, features.columns.get_loc("instance")] = new_ids
-    features.iloc[:, features.columns.get_loc("provenance")] = provenance

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ._layers import image_layer_kwargs, shapes_layer_kwargs
+from ._style import image_layer_kwargs, shapes_layer_kwargs
 
 __all__ = ["coins_sample", "real_nuclei_sample", "synthetic_nuclei_sample"]
 
@@ -40,7 +40,7 @@ def synthetic_nuclei_sample(seed: int = 0) -> list[LayerData]:
     """
     import labelassist as la
 
-    image, instances = la.synthetic_nuclei((256, 256), seed=seed)
+    image, instances = la.synthetic_nuclei((256, 256), seed=seed)[:2]
     return _layers(image, instances, "synthetic nuclei")
 
 

@@ -7,10 +7,13 @@ from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
+from magicgui.types import FileDialogMode
 from magicgui.widgets import CheckBox, ComboBox, FileEdit, FloatSpinBox, Label, PushButton, SpinBox
 from napari.utils import notifications
 
-from ._widgets import JobWidget, Progress, import_torch, layer_link, report_error
+from labelassist.project import ProjectConflictError
+
+from ._widgets import JobWidget, Progress, import_torch, layer_link, path_value, report_error
 
 __all__ = ["TrainWidget", "plot_rounds", "train_round_job"]
 
@@ -39,15 +42,22 @@ def train_round_job(
     then pre-annotate the images no person has edited (status ``new`` /
     ``pre-annotated``) with the new model on ``device``.
 
-    Yields ``(done, total, message)``; a cancel takes effect between images. Returns the
-    round's ``{"round", "metrics", "reannotated"}``.
+    Each re-annotation is saved with the version the image had when the list was made
+    (``expected_version``): an image a person saved meanwhile keeps their work and is
+    counted in ``skipped``. Yields ``(done, total, message)``; a cancel takes effect between
+    images. Returns the round's ``{"round", "metrics", "reannotated", "skipped"}``.
     """
     import labelassist as la
 
     with la.Project.open(folder) as project:  # this thread's own connection
         yield (0, 0, f"training round {len(project.rounds()) + 1} ({epochs} epochs)...")
         result = _run_round(project, epochs=epochs)
-        summary = {"round": result["round"], "metrics": result["metrics"], "reannotated": 0}
+        summary = {
+            "round": result["round"],
+            "metrics": result["metrics"],
+            "reannotated": 0,
+            "skipped": 0,
+        }
         if not reannotate:
             return summary
         model = la.load_model(result["checkpoint"], device=device)
@@ -56,10 +66,19 @@ def train_round_job(
             yield (k, len(todo), f"re-annotating {k + 1}/{len(todo)}: {record['file_name']}")
             image = la.read_image(project.image_path(record))
             instances = model.predict(image, score_threshold=score_threshold)
-            project.save_instances(
-                record["id"], instances, source="model", model_id=f"round {result['round']}"
-            )
-            summary["reannotated"] = k + 1
+            assert isinstance(instances, la.Instances)  # one image in, one Instances out
+            try:
+                project.save_instances(
+                    record["id"],
+                    instances,
+                    source="model",
+                    model_id=f"round {result['round']}",
+                    expected_version=record["version"],
+                )
+            except ProjectConflictError:  # a person saved it while we trained: theirs stays
+                summary["skipped"] += 1
+                continue
+            summary["reannotated"] += 1
         yield (len(todo), len(todo), "done")
     return summary
 
@@ -103,7 +122,7 @@ class TrainWidget(JobWidget):
 
     def __init__(self, napari_viewer: Any) -> None:
         self.viewer = napari_viewer
-        self.folder = FileEdit(label="project", mode="d")
+        self.folder = FileEdit(label="project", mode=FileDialogMode.EXISTING_DIRECTORY)
         self.epochs = SpinBox(label="epochs", value=10, min=1, max=1000)
         self.device = ComboBox(label="device", choices=["auto", "cpu", "cuda"], value="auto")
         self.reannotate = CheckBox(label="re-annotate untouched images", value=True)
@@ -149,7 +168,7 @@ class TrainWidget(JobWidget):
     def _project_folder(self) -> Path:
         from labelassist.project import DB_NAME
 
-        folder = Path(self.folder.value)
+        folder = path_value(self.folder)
         if not (folder / DB_NAME).is_file():
             raise ValueError(f"{str(folder)!r} is not a labelassist project; choose its folder")
         return folder
@@ -179,7 +198,9 @@ class TrainWidget(JobWidget):
             if ap is not None
             else f"round {summary['round']}"
         )
-        self._set_status(f"{text}; re-annotated {summary['reannotated']} images")
+        skipped = summary["skipped"]
+        kept = f" ({skipped} edited meanwhile: kept)" if skipped else ""
+        self._set_status(f"{text}; re-annotated {summary['reannotated']} images{kept}")
         notifications.show_info(f"labelassist: {text}")
         self.refresh_plot()
 

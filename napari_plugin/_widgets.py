@@ -11,18 +11,28 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable, Generator
+from pathlib import Path
 from typing import Any
 
-from magicgui.widgets import Container, Label, ProgressBar, PushButton
+from magicgui.widgets import Container, FileEdit, Label, ProgressBar, PushButton
+from napari.layers import Image, Shapes
 from napari.utils import notifications
 
-from ._layers import METADATA_KEY
+from ._convert import METADATA_KEY
 
-__all__ = ["JobWidget", "find_linked_layer", "import_torch", "layer_link", "report_error"]
+__all__ = [
+    "JobWidget",
+    "find_linked_layer",
+    "import_torch",
+    "layer_link",
+    "path_value",
+    "report_error",
+]
 
 logger = logging.getLogger(__name__)
 
 Progress = tuple[int, int, str]
+_LAYER_TYPES = {"image": Image, "shapes": Shapes}
 
 
 def import_torch() -> None:
@@ -49,6 +59,14 @@ def report_error(status: Label, message: str) -> None:
     notifications.show_error(message)
 
 
+def path_value(edit: FileEdit) -> Path:
+    """The one path chosen in a file box (``Path(".")`` while it is empty)."""
+    value = edit.value
+    if isinstance(value, tuple):  # a multi-file box: the plugin uses single-path boxes only
+        raise ValueError(f"choose one path in {edit.label!r}, got {len(value)}")
+    return Path(value if value is not None else ".")
+
+
 def layer_link(layer: Any) -> dict[str, Any]:
     """The plugin's metadata of a layer (``{}`` for a foreign layer)."""
     return dict(getattr(layer, "metadata", {}).get(METADATA_KEY, {}) or {})
@@ -59,7 +77,7 @@ def find_linked_layer(viewer: Any, kind: str, project: str, image: int) -> Any |
     for layer in viewer.layers:
         link = layer_link(layer)
         if (
-            type(layer).__name__.lower() == kind
+            isinstance(layer, _LAYER_TYPES[kind])
             and link.get("project") == project
             and link.get("image") == image
         ):

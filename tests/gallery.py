@@ -13,7 +13,7 @@ import numpy as np
 import shapely
 from shapely import MultiPolygon, Polygon, box
 
-__all__ = ["GALLERY", "HOLE_FREE", "gallery_mask", "gallery_label_image"]
+__all__ = ["GALLERY", "HOLE_FREE", "connected_shapes", "gallery_mask", "gallery_label_image"]
 
 
 def _mask(rows: list[str]) -> np.ndarray:
@@ -179,6 +179,39 @@ def gallery_label_image() -> tuple[np.ndarray, list[Polygon | MultiPolygon]]:
         _with_holes(box(1, 1, 4, 4), box(2, 2, 3, 3)),
     ]
     return labels, expected
+
+
+def connected_shapes(n: int, *, diagonal: bool = False) -> list[np.ndarray]:
+    """Every connected shape of ``n`` pixels, as tight (h, w) bool masks.
+
+    Shapes are distinct up to translation (rotations and mirror images are separate
+    shapes, as they meet the image border differently): 1, 2, 6, 19 shapes of 1-4 pixels
+    with 4-connectivity, 1, 4, 20, 110 with ``diagonal`` (8-connectivity). Grown pixel by
+    pixel from the one-pixel shape, each shape normalised to its top-left corner.
+    """
+    steps = [(1, 0), (-1, 0), (0, 1), (0, -1)]
+    if diagonal:
+        steps += [(1, 1), (1, -1), (-1, 1), (-1, -1)]
+    shapes = {frozenset([(0, 0)])}
+    for _ in range(n - 1):
+        grown = set()
+        for shape in shapes:
+            for r, c in shape:
+                for dr, dc in steps:
+                    if (r + dr, c + dc) in shape:
+                        continue
+                    cells = shape | {(r + dr, c + dc)}
+                    r0 = min(a for a, _ in cells)
+                    c0 = min(b for _, b in cells)
+                    grown.add(frozenset((a - r0, b - c0) for a, b in cells))
+        shapes = grown
+    masks = []
+    for shape in sorted(shapes, key=sorted):
+        mask = np.zeros((max(a for a, _ in shape) + 1, max(b for _, b in shape) + 1), bool)
+        for a, b in shape:
+            mask[a, b] = True
+        masks.append(mask)
+    return masks
 
 
 # -- COCO conversion items ------------------------------------------------------------------

@@ -1,9 +1,14 @@
-"""Tests for labelassist.bulk.local: image sources, local and Dask runs, failures, resume."""
+"""Tests for labelassist.bulk: image sources, local and Dask runs, failures, resume.
+
+Bad arguments are in test_bad_inputs_bulk.py.
+"""
 
 from __future__ import annotations
 
+import copy
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -14,9 +19,20 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import tifffile
+import torch
 
-from labelassist.bulk import PreannotateWarning, preannotate
-from labelassist.bulk import local as bulk
+from labelassist.bulk import (
+    ImageSource,
+    PreannotateResult,
+    PreannotateWarning,
+    cluster,
+    collect_sources,
+    preannotate,
+)
+from labelassist.bulk.batch import Outcome
+from labelassist.bulk.local import default_num_workers
+from labelassist.bulk.output import Collector, Previous, assign_ids
+from labelassist.bulk.sources import load_source
 
 SCORE = 0.05  # untrained models score low; this keeps a few detections per image
 
@@ -94,7 +110,7 @@ def test_folder_is_sorted_and_filtered_by_suffix(tmp_path):
         (tmp_path / name).write_bytes(b"x")
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "f.png").write_bytes(b"x")
-    sources, root = bulk._resolve_sources(tmp_path)
+    sources, root = collect_sources(tmp_path)
     assert [s.name for s in sources] == ["a.TIF", "b.png", "c.jpeg", "d.tiff", "e.jpg"]
     assert [s.index for s in sources] == [0, 1, 2, 3, 4]
     assert root == str(tmp_path)
@@ -106,10 +122,10 @@ def test_glob_pattern_and_nested_paths(tmp_path):
         (tmp_path / sub).mkdir()
         for name in ("2.png", "1.png"):
             (tmp_path / sub / name).write_bytes(b"x")
-    sources, root = bulk._resolve_sources(str(tmp_path / "*" / "*.png"))
+    sources, root = collect_sources(str(tmp_path / "*" / "*.png"))
     assert [s.name for s in sources] == ["x/1.png", "x/2.png", "y/1.png", "y/2.png"]
     assert root == str(tmp_path)
-    recursive, _ = bulk._resolve_sources(str(tmp_path / "**" / "2.png"))
+    recursive, _ = collect_sources(str(tmp_path / "**" / "2.png"))
     assert [s.name for s in recursive] == ["x/2.png", "y/2.png"]
 
 
@@ -117,42 +133,20 @@ def test_list_keeps_order_names_arrays_and_drops_duplicates(tmp_path):
     a, b = tmp_path / "a.png", tmp_path / "sub" / "b.png"
     image = np.zeros((8, 8), np.uint8)
     with pytest.warns(PreannotateWarning, match=r"1 duplicate path.*sub/b\.png"):
-        sources, root = bulk._resolve_sources([b, image, str(a), b])
+        sources, root = collect_sources([b, image, str(a), b])
     assert [s.name for s in sources] == ["sub/b.png", "array_0001", "a.png"]
     assert sources[1].array is image
     assert root == str(tmp_path)
 
 
 def test_only_arrays_have_no_root():
-    sources, root = bulk._resolve_sources([np.zeros((4, 4)), np.ones((4, 4))])
+    sources, root = collect_sources([np.zeros((4, 4)), np.ones((4, 4))])
     assert [s.name for s in sources] == ["array_0000", "array_0001"]
     assert root is None
 
 
 def test_empty_list_gives_no_sources():
-    assert bulk._resolve_sources([]) == ([], None)
-
-
-@pytest.mark.parametrize(
-    ("images", "error", "match"),
-    [
-        ("{tmp}/missing", FileNotFoundError, "does not exist"),
-        ("{tmp}/empty", ValueError, "holds no image files"),
-        ("{tmp}/*.nothing", ValueError, "^images: the pattern .* matches no files"),
-        (["{tmp}/*.nothing"], ValueError, r"images\[0\].*matches no files"),
-        (np.zeros((4, 4)), TypeError, "single array"),
-        (3, TypeError, "images must be a folder"),
-        ([np.zeros((4, 4)), 3], TypeError, r"images\[1\] is int"),
-    ],
-)
-def test_bad_images_argument(tmp_path, images, error, match):
-    (tmp_path / "empty").mkdir()
-    if isinstance(images, str):
-        images = images.format(tmp=tmp_path)
-    elif isinstance(images, list):
-        images = [i.format(tmp=tmp_path) if isinstance(i, str) else i for i in images]
-    with pytest.raises(error, match=match):
-        bulk._resolve_sources(images)
+    assert collect_sources([]) == ([], None)
 
 
 def test_load_reports_each_kind_of_unreadable_image(tmp_path):
@@ -165,24 +159,24 @@ def test_load_reports_each_kind_of_unreadable_image(tmp_path):
         "gone.png": "file not found",
     }
     for name, reason in cases.items():
-        image, error = bulk._load(bulk._Source(0, name, path=str(tmp_path / name)))
+        image, error = load_source(ImageSource(0, name, path=str(tmp_path / name)))
         assert image is None and reason in error, (name, error)
-    image, error = bulk._load(bulk._Source(0, "good.png", path=str(tmp_path / "good.png")))
+    image, error = load_source(ImageSource(0, "good.png", path=str(tmp_path / "good.png")))
     assert error is None and image.shape == (64, 64)
     for array, reason in [
         (np.zeros((2, 3, 4, 5)), "4-D stack"),
         (np.zeros((0, 5)), "empty"),
         (np.array([["a"]]), "unsupported pixel type"),
     ]:
-        image, error = bulk._load(bulk._Source(0, "array_0000", array=array))
+        image, error = load_source(ImageSource(0, "array_0000", array=array))
         assert image is None and reason in error
 
 
 def test_assign_ids_keeps_taken_ids_and_avoids_clashes():
-    sources = [bulk._Source(k, name) for k, name in enumerate("abcd")]
-    assert bulk._assign_ids(sources, {}) == {"a": 1, "b": 2, "c": 3, "d": 4}
+    sources = [ImageSource(k, name) for k, name in enumerate("abcd")]
+    assert assign_ids(sources, {}) == {"a": 1, "b": 2, "c": 3, "d": 4}
     # an earlier run (with other inputs) gave "c" id 1 and "x" id 4
-    ids = bulk._assign_ids(sources, {"c": 1, "x": 4})
+    ids = assign_ids(sources, {"c": 1, "x": 4})
     assert ids["c"] == 1 and ids["x"] == 4 and ids["b"] == 2
     assert len(set(ids.values())) == len(ids)
     assert {ids["a"], ids["d"]} == {5, 6}
@@ -219,6 +213,65 @@ class _StopAfter:
 
 def _raise_interrupt():
     raise KeyboardInterrupt
+
+
+class _FailsOnSize(torch.nn.Module):
+    """A real backbone that raises for a batch of one padded size (``error``), as a
+    forward pass that runs out of memory on one huge image does; else the wrapped one."""
+
+    def __init__(self, backbone: torch.nn.Module, size: tuple[int, int], error: type) -> None:
+        super().__init__()
+        self.inner = backbone
+        self.size = tuple(size)
+        self.error = error
+        self.out_channels = backbone.out_channels
+
+    def forward(self, x):
+        if tuple(x.shape[-2:]) == self.size:
+            raise self.error(f"simulated: not enough memory for a {tuple(x.shape)} input")
+        return self.inner(x)
+
+
+def _failing(model, size, error=RuntimeError):
+    """A copy of ``model`` whose forward pass raises ``error`` on inputs padded to ``size``."""
+    from labelassist.model import Model
+
+    net = copy.deepcopy(model.net)
+    net.backbone = _FailsOnSize(net.backbone, size, error)
+    return Model(net, model.classes, arch=model.arch, meta=model.meta, device="cpu")
+
+
+def _recording(model, stop_on=None):
+    """``model`` that records the image shapes of each `predict` call and raises
+    KeyboardInterrupt when asked to predict an image of shape ``stop_on``."""
+    from labelassist.model import Model
+
+    class Recording(Model):
+        def predict(self, images, **kwargs):
+            if len(images):
+                shapes = [tuple(im.shape[:2]) for im in images]
+                self.calls.append(shapes)
+                if stop_on in shapes:
+                    raise KeyboardInterrupt
+            return super().predict(images, **kwargs)
+
+    recording = Recording(model.net, model.classes, arch=model.arch, meta=model.meta, device="cpu")
+    recording.calls = []
+    return recording
+
+
+def _write_sized(folder: Path, shapes: list[tuple[int, int]]) -> list[Path]:
+    """``img_00.png``, ``img_01.png``, ... with the given shapes."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for k, shape in enumerate(shapes):
+        paths.append(folder / f"img_{k:02d}.png")
+        iio.imwrite(paths[-1], _blobs(k, shape))
+    return paths
+
+
+def _info_failed(path: Path) -> list:
+    return json.loads(Path(path).read_text())["info"]["failed"]
 
 
 # -- preannotate, one machine -------------------------------------------------------------------
@@ -295,36 +348,99 @@ def test_model_source_string_is_loaded(tmp_path, checkpoint):
     assert ds.categories == ["nucleus"] and len(ds) == 1
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "error", "match"),
-    [
-        ({"score_threshold": 1.5}, ValueError, r"score_threshold must be within \[0, 1\]"),
-        ({"score_threshold": "0.5"}, TypeError, "score_threshold must be a number"),
-        ({"tile_size": 8}, ValueError, "tile_size must be None or an int >= 32"),
-        ({"tile_size": 64.0}, ValueError, "tile_size must be an integer"),
-        ({"tile_size": 64, "tile_overlap": 40}, ValueError, "tile_overlap must be an int within"),
-        ({"tile_overlap": 16}, ValueError, "tile_overlap=16 is only used with tile_size"),
-        ({"batch_size": 0}, ValueError, "batch_size must be an integer >= 1"),
-        ({"num_workers": -1}, ValueError, "num_workers must be an integer >= 0"),
-        ({"flush_every": 0}, ValueError, "flush_every must be an integer >= 1"),
-        ({"client": "tcp://localhost:8786"}, TypeError, "client must be a dask"),
-        ({"model": 3}, TypeError, "model must be a labelassist Model"),
-        ({"out": "{tmp}"}, ValueError, "out: .* is a folder"),
-    ],
-)
-def test_bad_arguments(tmp_path, model, kwargs, error, match):
-    kwargs = {k: v.format(tmp=tmp_path) if k == "out" else v for k, v in kwargs.items()}
-    kwargs.setdefault("model", model)
-    with pytest.raises(error, match=match):
-        preannotate([_blobs(0)], progress=False, **kwargs)
-
-
 def test_out_of_another_model_is_refused(tmp_path, model):
     from labelassist.coco import Dataset
 
     Dataset(["cell", "debris"], []).to_coco(tmp_path / "other.json")
     with pytest.raises(ValueError, match=r"classes \['cell', 'debris'\].*another out path"):
         preannotate([_blobs(0)], model, out=tmp_path / "other.json", progress=False)
+
+
+# -- one bad image does not stop the run (issue #12, item 5) --------------------------------------
+
+
+@pytest.mark.parametrize("error", [RuntimeError, MemoryError])
+def test_an_image_whose_prediction_fails_is_recorded_and_the_rest_saved(tmp_path, model, error):
+    # img_02 is the "huge" image: the forward pass fails on it (and on a batch holding it)
+    paths = _write_sized(tmp_path / "imgs", [(64, 64)] * 2 + [(96, 96)] + [(64, 64)] * 3)
+    failing = _failing(model, (96, 96), error)
+    out = tmp_path / "run.json"
+    options = {"score_threshold": SCORE, "batch_size": 4, "flush_every": 100, "progress": False}
+    reason = rf"prediction failed: {error.__name__}: simulated: not enough memory for a \(1, 3"
+    with pytest.warns(PreannotateWarning, match=rf"1 of 6 images.*\n  imgs/img_02\.png: {reason}"):
+        ds = preannotate(tmp_path / "imgs", failing, out=out, **options)
+    assert isinstance(ds, PreannotateResult)
+    [(name, why)] = ds.failed
+    assert name == "imgs/img_02.png" and re.match(reason, why), why
+    # the rest of the batch in flight is done (one by one) and saved, and the next batch too
+    images = [iio.imread(p) for p in paths]
+    expected = [model.predict(images[k], score_threshold=SCORE) for k in (0, 1, 3)]
+    expected += model.predict(images[4:], score_threshold=SCORE)
+    assert [(r["id"], r["file_name"]) for r in ds.images] == [
+        (k + 1, f"imgs/img_{k:02d}.png") for k in (0, 1, 3, 4, 5)
+    ]
+    assert [ds.instances[i] for i in ds.image_ids] == expected
+    assert sum(len(e) for e in expected) > 0
+    from labelassist.coco import read_coco
+
+    assert read_coco(out) == ds
+    assert _info_failed(out) == [["imgs/img_02.png", why]]
+
+
+def test_a_resume_goes_past_a_failed_image_and_retries_it_only_when_asked(tmp_path, model):
+    shapes = [(64, 64 + 4 * k) for k in range(6)]
+    shapes[2] = (96, 96)  # the image the failing model cannot predict
+    _write_sized(tmp_path / "imgs", shapes)
+    failing = _failing(model, (96, 96))
+    options = {"score_threshold": SCORE, "batch_size": 1, "flush_every": 1, "progress": False}
+    preannotate(tmp_path / "imgs", model, out=tmp_path / "ref.json", **options)
+    out = tmp_path / "run.json"
+
+    # the run fails on img_02, goes on, and is stopped (Ctrl-C) at img_04
+    stopping = _recording(failing, stop_on=shapes[4])
+    with pytest.raises(KeyboardInterrupt):
+        preannotate(tmp_path / "imgs", stopping, out=out, **options)
+    assert stopping.calls == [[s] for s in shapes[:5]]
+    saved = [r["file_name"] for r in _coco_content(out)["images"]]
+    assert saved == ["imgs/img_00.png", "imgs/img_01.png", "imgs/img_03.png"]
+    assert [name for name, _ in _info_failed(out)] == ["imgs/img_02.png"]
+
+    # a resume does the rest and does not try img_02 again
+    resumed = _recording(failing)
+    with pytest.warns(PreannotateWarning, match=r"failed in an earlier run.*retry_failed=True"):
+        ds = preannotate(tmp_path / "imgs", resumed, out=out, **options)
+    assert resumed.calls == [[shapes[4]], [shapes[5]]]
+    assert [name for name, _ in ds.failed] == ["imgs/img_02.png"]
+    assert len(ds) == 5 and [name for name, _ in _info_failed(out)] == ["imgs/img_02.png"]
+
+    # asked to, it retries img_02 alone (now with a model that can): the same as one run
+    retried = _recording(model)
+    ds = preannotate(tmp_path / "imgs", retried, out=out, retry_failed=True, **options)
+    assert retried.calls == [[shapes[2]]]
+    assert ds.failed == [] and _info_failed(out) == []
+    assert _coco_content(out) == _coco_content(tmp_path / "ref.json")
+
+
+@pytest.mark.timeout(120)  # opening a FIFO blocks until a writer comes: fail, do not hang
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_a_fifo_named_like_an_image_is_reported_not_opened(tmp_path, model, num_workers):
+    paths = _write_images(tmp_path / "imgs", 2)
+    os.mkfifo(tmp_path / "imgs" / "f.png")
+    with pytest.warns(PreannotateWarning, match=r"f\.png: not a regular file \(a FIFO"):
+        ds = preannotate(
+            [paths[0], tmp_path / "imgs" / "f.png", paths[1]],
+            model,
+            score_threshold=SCORE,
+            num_workers=num_workers,
+            progress=False,
+        )
+    assert [name for name, _ in ds.failed] == ["f.png"]
+    assert [r["file_name"] for r in ds.images] == ["img_00.png", "img_01.png"]
+    # in a folder or a pattern, only regular files are images: the FIFO is not listed
+    sources, _ = collect_sources(tmp_path / "imgs")
+    assert [s.name for s in sources] == ["img_00.png", "img_01.png"]
+    sources, _ = collect_sources(str(tmp_path / "imgs" / "*.png"))
+    assert [s.name for s in sources] == ["img_00.png", "img_01.png"]
 
 
 # -- flushing and resuming -------------------------------------------------------------------------
@@ -425,9 +541,9 @@ def dask_client():
 
 
 def _worker_loads():
-    from labelassist.bulk import local as bulk
+    from labelassist.bulk import cluster
 
-    return bulk._WORKER_LOADS
+    return cluster._WORKER_LOADS
 
 
 @pytest.fixture
@@ -481,6 +597,61 @@ def test_dask_run_resumes_and_writes_the_same_file(tmp_path, dask_client, model,
     assert _coco_content(tmp_path / "run.json") == _coco_content(tmp_path / "ref.json")
 
 
+def _install_failing_model(key: str, checkpoint: bytes, size, error) -> None:
+    """On a Dask worker: cache a failing copy of the model as the model for ``key``."""
+    from labelassist.model import model_from_bytes
+
+    cluster._WORKER_MODELS[key] = _failing(model_from_bytes(checkpoint, device="cpu"), size, error)
+
+
+def _forget_model(key: str) -> None:
+    cluster._WORKER_MODELS.pop(key, None)
+
+
+class _WorkerCrash(BaseException):
+    """Not an `Exception`: nothing in the task catches it, so the task fails as a whole, as
+    when its worker is killed (out of memory)."""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (RuntimeError, r"prediction failed: RuntimeError: simulated"),
+        (_WorkerCrash, r"prediction failed on a Dask worker: _WorkerCrash: simulated"),
+    ],
+)
+def test_dask_records_a_failing_image_and_does_the_rest(
+    tmp_path, dask_client, one_thread, error, reason
+):
+    from labelassist.model import checkpoint_to_bytes
+
+    model = tiny_model(seed=6)
+    _write_sized(tmp_path / "imgs", [(64, 64)] * 2 + [(96, 96)] + [(64, 64)] * 3)
+    options = {"score_threshold": SCORE, "batch_size": 2, "progress": False}
+    with pytest.warns(PreannotateWarning, match="img_02.png: prediction failed"):
+        local = preannotate(tmp_path / "imgs", _failing(model, (96, 96)), num_workers=0, **options)
+    model.predict([], score_threshold=SCORE)  # as preannotate does first (sets the CPU layout)
+    data = checkpoint_to_bytes(model)
+    key = cluster.model_key(data)  # the key preannotate ships the model under
+    dask_client.run(_install_failing_model, key, data, (96, 96), error)
+    try:
+        with pytest.warns(PreannotateWarning, match="img_02.png: prediction failed"):
+            remote = preannotate(
+                tmp_path / "imgs",
+                model,
+                client=dask_client,
+                out=tmp_path / "imgs" / "r.json",
+                **options,
+            )
+    finally:
+        dask_client.run(_forget_model, key)
+    assert remote == local and len(remote) == 5
+    [(name, why)] = remote.failed
+    assert name == "img_02.png" and re.match(reason, why), why
+    assert _info_failed(tmp_path / "imgs" / "r.json") == [["img_02.png", why]]
+
+
 def test_missing_dask_names_the_extra(monkeypatch, model):
     distributed = pytest.importorskip("distributed")
     monkeypatch.setitem(sys.modules, "distributed", None)  # as if it were not installed
@@ -490,10 +661,10 @@ def test_missing_dask_names_the_extra(monkeypatch, model):
 
 
 def test_default_decoding_workers(model):
-    arrays = [bulk._Source(k, f"array_{k:04d}", array=np.zeros((4, 4))) for k in range(3)]
-    paths = [bulk._Source(k, f"{k}.png", path=f"/x/{k}.png") for k in range(3)]
-    assert bulk._default_num_workers(arrays, model) == 0
-    assert bulk._default_num_workers(paths, model) == 0  # the CPU model uses every core
+    arrays = [ImageSource(k, f"array_{k:04d}", array=np.zeros((4, 4))) for k in range(3)]
+    paths = [ImageSource(k, f"{k}.png", path=f"/x/{k}.png") for k in range(3)]
+    assert default_num_workers(arrays, model) == 0
+    assert default_num_workers(paths, model) == 0  # the CPU model uses every core
 
 
 def test_flushes_are_spaced_out_when_writing_is_slow(tmp_path):
@@ -503,11 +674,12 @@ def test_flushes_are_spaced_out_when_writing_is_slow(tmp_path):
 
     out = tmp_path / "out.json"
     with tqdm(disable=True) as bar:
-        collector = bulk._Collector(["n"], None, {"a": 1, "b": 2}, None, out, 1, bar)
+        order = {"a": 0, "b": 1}
+        collector = Collector(["n"], None, {"a": 1, "b": 2}, order, Previous(), out, 1, bar)
         collector.flush_seconds = 3600.0  # as if the last write had taken an hour
-        collector.emit([bulk._Outcome(bulk._Source(0, "a"), (4, 4), Instances.empty((4, 4)))])
+        collector.emit([Outcome(ImageSource(0, "a"), (4, 4), Instances.empty((4, 4)))])
         assert not out.exists() and collector.unflushed == 1
         collector.flush_seconds = 0.0
-        collector.emit([bulk._Outcome(bulk._Source(1, "b"), (4, 4), Instances.empty((4, 4)))])
+        collector.emit([Outcome(ImageSource(1, "b"), (4, 4), Instances.empty((4, 4)))])
     assert collector.unflushed == 0
     assert [r["file_name"] for r in json.loads(out.read_text())["images"]] == ["a", "b"]

@@ -102,16 +102,52 @@ def test_no_readable_image_is_an_error(tmp_path, checkpoint, capsys):
     assert "error: none of the 1 images could be read" in err and "Traceback" not in err
 
 
+@pytest.mark.timeout(120)  # reading a FIFO would block forever
+def test_a_fifo_named_like_an_image_is_skipped_not_read(tmp_path, checkpoint, capsys):
+    os.mkfifo(tmp_path / "f.png")
+    assert main(_args([tmp_path / "f.png"], checkpoint, tmp_path / "p.json")) == 1
+    err = capsys.readouterr().err
+    assert "skipped f.png: not a regular file (a FIFO" in err
+    assert "error: none of the 1 images could be read" in err and "Traceback" not in err
+
+
+def test_failed_images_are_retried_only_with_retry_failed(tmp_path, checkpoint, capsys):
+    _write_images(tmp_path / "imgs", 2)
+    (tmp_path / "imgs" / "late.png").write_bytes(b"not a png yet")
+    out = tmp_path / "p.json"
+    assert main(_args([tmp_path / "imgs"], checkpoint, out)) == 0
+    captured = capsys.readouterr()
+    assert re.search(r"^skipped imgs/late\.png: .*cannot read", captured.err, re.M)
+    assert "add --retry-failed to try them again" in captured.err
+    shutil.copy(tmp_path / "imgs" / "img_00.png", tmp_path / "imgs" / "late.png")  # fixed
+    assert main(_args([tmp_path / "imgs"], checkpoint, out)) == 0
+    captured = capsys.readouterr()
+    assert "skipped imgs/late.png" in captured.err  # recorded as failed: not read again
+    assert SUMMARY.search(captured.out).group(1, 3) == ("2", "1")
+    assert main(_args([tmp_path / "imgs"], checkpoint, out, "--retry-failed")) == 0
+    captured = capsys.readouterr()
+    assert "skipped" not in captured.err
+    assert SUMMARY.search(captured.out).group(1, 3) == ("3", "0")
+    assert [r["file_name"] for r in _coco_content(out)["images"]] == [
+        "imgs/img_00.png",
+        "imgs/img_01.png",
+        "imgs/late.png",
+    ]
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"images": ["{tmp}/missing"]}, r"'.*missing' does not exist"),
+        ({"images": ["{tmp}/missing"]}, r"no such image file or folder: '.*missing'"),
         ({"images": ["{tmp}/empty"]}, "holds no image files"),
         ({"out": "{tmp}/preds.txt"}, r"--out must be a \.json file"),
         ({"model": "{tmp}/nope.pt"}, "does not exist"),
-        ({"extra": ["--score-threshold", "2"]}, r"score_threshold must be within \[0, 1\]"),
+        (
+            {"extra": ["--score-threshold", "2"]},
+            r"score_threshold must be a finite number in \[0, 1\]",
+        ),
         ({"extra": ["--batch-size", "0"]}, "batch_size must be an integer >= 1"),
-        ({"extra": ["--tile-size", "8"]}, "tile_size must be None or an int >= 32"),
+        ({"extra": ["--tile-size", "8"]}, r"tile_size must be .*>= 32"),
         ({"extra": ["--tile-size", "64", "--tile-overlap", "40"]}, "tile_overlap must be an int"),
         ({"extra": ["--tile-overlap", "16"]}, "only used with tile_size; pass tile_size too"),
     ],

@@ -1,4 +1,4 @@
-"""Tests for labelassist.coco.read: COCO read/write, Dataset, label images."""
+"""Tests for labelassist.coco: COCO read/write, Dataset, label images."""
 
 from __future__ import annotations
 
@@ -24,12 +24,14 @@ from skimage import draw
 from labelassist.coco import (
     CocoFormatError,
     Dataset,
+    _convert,
+    _emit,
+    _rules,
     coco_to_instances,
     instances_to_coco,
     read_coco,
     write_coco,
 )
-from labelassist.coco import _rules as _coco_common
 from labelassist.coco import write as _coco_write
 from labelassist.geometry import masks_to_polygons, polygons_to_masks
 from labelassist.instances import Instances
@@ -267,6 +269,18 @@ def test_gapped_unordered_category_ids_and_background(tmp_path):
     assert [a["category_id"] for a in written["annotations"]] == [2, 1]
 
 
+@pytest.mark.parametrize("name", ["background", "Background", "__background__", " BACKGROUND "])
+def test_every_background_name_of_check_classes_is_dropped_on_read(tmp_path, name):
+    # one rule with projects and models (labelassist.checks.check_classes)
+    cats = [{"id": 1, "name": name}, {"id": 2, "name": "cell"}]
+    anns = [_square_ann(1, category_id=1), _square_ann(2, category_id=2)]
+    with pytest.warns(UserWarning, match="skipped 1 annotation.*background"):
+        ds = read_coco(_write_json(tmp_path, _coco(annotations=anns, categories=cats)))
+    assert ds.categories == ["cell"] and ds.instances[1].labels.tolist() == [0]
+    with pytest.raises(ValueError, match="background is not a class"):
+        Dataset([name, "cell"], [])
+
+
 def test_multi_ring_polygons_are_unioned(tmp_path):
     anns = [
         # two disjoint rings -> MultiPolygon
@@ -446,7 +460,13 @@ def test_write_warns_on_empty_geometry(tmp_path):
     with pytest.warns(UserWarning, match="skipped 2 empty instance"):
         out = ds.to_coco(tmp_path / "a.json")
     assert len(json.loads(out.read_text())["annotations"]) == 1
-    assert oct(out.stat().st_mode & 0o777) == oct(0o644)  # not mkstemp's 0600
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert oct(out.stat().st_mode & 0o777) == oct(0o666 & ~umask)  # not mkstemp's 0600
+    out.chmod(0o640)
+    with pytest.warns(UserWarning, match="skipped 2 empty instance"):
+        ds.to_coco(out)
+    assert oct(out.stat().st_mode & 0o777) == oct(0o640)  # an existing file keeps its mode
 
 
 def test_instances_to_coco_ids_and_empty():
@@ -526,6 +546,21 @@ def test_atomic_write_keeps_target_when_generator_fails(tmp_path):
 def test_write_refuses_a_folder(tmp_path):
     with pytest.raises(ValueError, match="is a folder; give a .json file name"):
         write_coco(tmp_path, ["cell"], [])
+
+
+@pytest.mark.timeout(20)
+def test_write_refuses_a_fifo_and_cleans_temp_files_of_killed_writers(tmp_path):
+    os.mkfifo(tmp_path / "pipe.json")
+    with pytest.raises(ValueError, match="not a regular file"):
+        write_coco(tmp_path / "pipe.json", ["cell"], [])
+    # what a writer killed in the middle leaves: its two unlocked temp files
+    folder = tmp_path / "out"
+    folder.mkdir()
+    stale = [folder / f".labels.json.{k}abcdefg.labelassist.tmp" for k in range(2)]
+    for leftover in stale:
+        leftover.write_text("half a file")
+    write_coco(folder / "labels.json", ["cell"], [])
+    assert os.listdir(folder) == ["labels.json"]
 
 
 def test_write_creates_nothing_when_failing_on_new_target(tmp_path):
@@ -779,7 +814,7 @@ def test_batched_conversion_equals_per_instance_reference(
     tmp_path, monkeypatch, segmentation, seed
 ):
     if seed == 2:  # rasterize RLE instances in many small batches
-        monkeypatch.setattr(_coco_write, "_BATCH_PIXELS", 60)
+        monkeypatch.setattr(_convert, "_BATCH_PIXELS", 60)
     rng = np.random.default_rng(seed)
     shape = (int(rng.integers(20, 60)), int(rng.integers(20, 60)))
     geoms = [shapely.make_valid(_random_geometry(rng, shape)) for _ in range(40)]
@@ -828,11 +863,13 @@ def test_batched_rle_of_a_large_image_and_big_boxes():
     ("name", "escapes"),
     [("a.png", False), ("img/a.png", False), ("a\\b.png", False), ("..a.png", False),
      ("a..b/c.png", False), ("\\\\server\\share\\a.png", True), ("//server/share/a", True),
-     ("/abs.png", True), ("\\abs.png", True), ("C:x.png", True), ("C:\\x.png", True),
-     ("a/../b.png", True), ("a\\..\\b.png", True)],
+     ("/abs.png", True), ("\\abs.png", True), ("C:\\x.png", True), ("C:/x.png", True),
+     ("a/../b.png", True), ("a\\..\\b.png", True),
+     # a drive-relative name is an ordinary file name on POSIX (issue #12 item 15)
+     ("C:x.png", os.name == "nt"), ("a:b.png", os.name == "nt"), ("a:b/c:d.png", os.name == "nt"), ("img/a:b.png", False)],
 )  # fmt: skip
 def test_file_names_leaving_the_root(name, escapes):
-    assert _coco_common._escapes_root(name) is escapes
+    assert _rules._escapes_root(name) is escapes
 
 
 @pytest.mark.parametrize("segmentation", ["polygon", "rle"])
@@ -857,7 +894,7 @@ def test_chunked_conversion_equals_per_image(segmentation):
             anns = instances_to_coco(inst, image_id, first_id=next_id, segmentation=segmentation)
             per_image += anns
             next_id += len(anns)
-    converted, skipped = _coco_write._convert_chunk(items, 1, segmentation)
+    converted, skipped = _convert._convert_chunk(items, 1, segmentation)
     assert converted.dicts() == per_image
     assert converted.json() == ",\n".join(json.dumps(a, separators=(",", ":")) for a in per_image)
     assert skipped == sum(len(inst) for _, inst in items) - len(per_image) > 0
@@ -868,9 +905,9 @@ def test_chunked_conversion_equals_per_image(segmentation):
 
 def test_chunked_conversion_of_images_without_instances():
     items = [(1, Instances.empty((8, 8))), (2, Instances.empty((4, 6)))]
-    converted, skipped = _coco_write._convert_chunk(items, 5, "polygon")
+    converted, skipped = _convert._convert_chunk(items, 5, "polygon")
     assert (converted.dicts(), converted.json(), skipped) == ([], "", 0)
-    converted, skipped = _coco_write._convert_chunk([], 1, "rle")
+    converted, skipped = _convert._convert_chunk([], 1, "rle")
     assert (converted.dicts(), skipped) == ([], 0)
 
 
@@ -916,15 +953,29 @@ def test_instance_covering_no_pixel_centre_is_skipped(segmentation):
     )
 )
 def test_score_text_is_numpys_shortest_float32_repr(values):
-    from labelassist.coco.write import _floats32
 
-    assert _floats32(values) == [float(str(v)) for v in values]
+    assert _emit._floats32(values) == [float(str(v)) for v in values]
 
 
 def test_score_text_on_dense_float32_runs():
-    from labelassist.coco.write import _floats32
 
     for start in (2.0**-10, 0.1, 0.5, 1.0):  # consecutive float32 values around each
         below = np.float32(start).view(np.uint32) - np.arange(20_000, dtype=np.uint32)
         values = np.concatenate([below, below + np.uint32(20_000)]).view(np.float32)
-        assert _floats32(values) == values.astype(str).astype(np.float64).tolist()
+        assert _emit._floats32(values) == values.astype(str).astype(np.float64).tolist()
+
+
+def test_polygons_reaching_outside_the_image_are_clipped_with_a_warning():
+    record = {"id": 1, "height": 6, "width": 6}
+    anns = [_square_ann(1, segmentation=[[-2, 1, 4, 1, 4, 3, -2, 3]]),  # partly outside
+            _square_ann(2, segmentation=[[1, 1, 9, 1, 9, 9, 1, 9]]),  # over two edges
+            _square_ann(3, segmentation=[[7, 7, 9, 7, 9, 9]]),  # wholly outside
+            _square_ann(4)]  # fmt: skip
+    with pytest.warns(UserWarning) as record_:
+        inst = coco_to_instances(anns, record, {1: 0})
+    messages = sorted(str(w.message) for w in record_)
+    assert messages == [
+        "annotations: clipped 2 polygon annotation(s) to their image (the parts outside it dropped)",
+        "annotations: skipped 1 annotation(s) with a polygon outside the image",
+    ]
+    assert [p.bounds for p in inst.polygons] == [(0, 1, 4, 3), (1, 1, 6, 6), (1, 1, 4, 3)]

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import warnings
+
 import numpy as np
 import pytest
 import shapely
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from shapely import affinity
 from skimage.measure import label as label_components
 
@@ -229,7 +234,12 @@ def _errors_dataset():
             "label 1, but the dataset has 1 categories",
         ),
         ({1: _grid(2, 2), 2: _grid(2, 2)}, {"max_detections": 0}, ValueError, "max_detections"),
-        ({1: _grid(2, 2), 2: _grid(2, 2)}, {"max_detections": 1.5}, TypeError, "max_detections"),
+        (
+            {1: _grid(2, 2), 2: _grid(2, 2)},
+            {"max_detections": 1.5},
+            ValueError,
+            r"max_detections must be an integer >= 1, got 1.5",
+        ),
     ],
 )
 def test_invalid_predictions(predictions, kwargs, error, match):
@@ -263,6 +273,82 @@ def test_dataset_as_a_coco_path(tmp_path):
 def test_dataset_must_be_a_dataset():
     with pytest.raises(TypeError, match="dataset must be a labelassist Dataset"):
         evaluate_predictions({}, {"images": []})
+
+
+# -- ground truth outside the image (issue #12 item 17) ------------------------------------------
+def test_ground_truth_outside_the_image_is_an_error_not_nan():
+    outside = Instances([shapely.box(-10, -10, -2, -2)], None, None, (32, 32))  # was: nan
+    with pytest.warns(UserWarning, match="1 ground-truth instance\\(s\\) cover no pixel"):
+        with pytest.raises(ValueError, match="no ground-truth instances"):
+            evaluate_predictions({1: outside}, _dataset(outside))
+
+
+def test_ground_truth_partly_outside_counts_its_pixels_inside():
+    truth = Instances([shapely.box(-10, -10, 8, 8), shapely.box(20, 20, 40, 28)], None, None,
+                      (32, 32))  # fmt: skip
+    inside = Instances([shapely.box(0, 0, 8, 8), shapely.box(20, 20, 32, 28)], None, None,
+                       (32, 32))  # fmt: skip
+    with pytest.warns(UserWarning, match="2 ground-truth instance\\(s\\) reach outside"):
+        metrics = evaluate_predictions({1: inside}, _dataset(truth))
+    assert metrics["segm_AP"] == pytest.approx(1.0) and metrics["n_instances"] == 2
+
+
+def test_ground_truth_outside_is_left_out_with_a_warning():
+    truth = _grid(2, 2).replace(
+        polygons=[*_grid(2, 2).polygons[:3], shapely.box(100, 100, 110, 110)]
+    )
+    with pytest.warns(UserWarning, match="1 ground-truth instance\\(s\\) cover no pixel"):
+        metrics = evaluate_predictions({1: _grid(2, 2)[:3]}, _dataset(truth))
+    assert metrics["n_instances"] == 3 and metrics["segm_AP"] == pytest.approx(1.0)
+
+
+def test_coco_file_with_negative_polygons_is_clipped_on_read(tmp_path):
+    # a file as another tool might write it: one polygon partly, one wholly off the image
+    data = {
+        "images": [{"id": 1, "file_name": "a.png", "height": 16, "width": 16}],
+        "categories": [{"id": 1, "name": "nucleus"}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 1,
+             "segmentation": [[-4, -4, 6, -4, 6, 6, -4, 6]]},
+            {"id": 2, "image_id": 1, "category_id": 1,
+             "segmentation": [[-9, -9, -2, -9, -2, -2, -9, -2]]},
+        ],
+    }  # fmt: skip
+    path = tmp_path / "neg.json"
+    path.write_text(json.dumps(data))
+    with pytest.warns(UserWarning) as record:
+        ds = read_coco(path)
+    messages = " ".join(sorted(str(w.message) for w in record))
+    assert "clipped 1 polygon annotation(s) to their image" in messages
+    assert "skipped 1 annotation(s) with a polygon outside the image" in messages
+    (polygon,) = ds.instances[1].polygons
+    assert polygon.equals(shapely.box(0, 0, 6, 6))
+    pred = Instances([shapely.box(0, 0, 6, 6)], None, None, (16, 16))
+    with pytest.warns(UserWarning) as record:  # the same two warnings, from the reader
+        assert evaluate_predictions({1: pred}, path)["segm_AP"] == pytest.approx(1.0)
+    assert " ".join(sorted(str(w.message) for w in record)) == messages
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    boxes=st.lists(
+        st.tuples(st.integers(-40, 40), st.integers(-40, 40), st.integers(1, 30),
+                  st.integers(1, 30)),
+        min_size=1, max_size=4,
+    ),
+)  # fmt: skip
+def test_metrics_are_never_nan_without_a_message(boxes):
+    truth = Instances([shapely.box(x, y, x + w, y + h) for x, y, w, h in boxes], None, None,
+                      (24, 24))  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        try:
+            metrics = evaluate_predictions({1: truth}, _dataset(truth))
+        except ValueError as error:
+            assert "no ground-truth instances" in str(error)
+            return
+    assert all(np.isfinite(metrics[k]) for k in METRIC_KEYS)
+    assert metrics["segm_AP"] == pytest.approx(1.0)
 
 
 # -- evaluate(model, dataset) --------------------------------------------------------------
@@ -335,9 +421,14 @@ def test_evaluate_without_ground_truth_raises_before_predicting(tmp_path):
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"batch_size": 0}, ValueError, "batch_size must be >= 1"),
-        ({"batch_size": "2"}, TypeError, "batch_size must be an int"),
-        ({"max_detections": -1}, ValueError, "max_detections must be >= 1"),
+        ({"batch_size": 0}, ValueError, "batch_size must be an integer >= 1, got 0"),
+        ({"batch_size": "2"}, ValueError, "batch_size must be an integer >= 1, got '2'"),
+        ({"max_detections": -1}, ValueError, "max_detections must be an integer >= 1, got -1"),
+        (
+            {"score_threshold": 1.5},
+            ValueError,
+            r"score_threshold must be a finite number in \[0, 1\]",
+        ),
     ],
 )
 def test_evaluate_invalid_arguments(tmp_path, kwargs, error, match):

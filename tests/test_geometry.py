@@ -5,14 +5,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import shapely
-from gallery import GALLERY, HOLE_FREE, gallery_label_image, gallery_mask
+from gallery import GALLERY, HOLE_FREE, connected_shapes, gallery_label_image, gallery_mask
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from pycocotools import mask as mask_utils
 from shapely import MultiPolygon, Polygon, box
 
-from labelassist.geometry import DEFAULT_TOLERANCE, masks_to_polygons, polygons_to_masks
+from labelassist.geometry import (
+    DEFAULT_TOLERANCE,
+    EXACT_MAX_PIXELS,
+    masks_to_polygons,
+    polygons_to_masks,
+)
 
 with np.errstate(invalid="ignore"):  # shapely warns about the NaN it is asked to store
     NAN_POLYGON = Polygon([(0, 0), (np.nan, 0), (1, 1)])
@@ -490,7 +495,7 @@ def test_masks_to_polygons_errors(kwargs, exc, match):
     [
         ([box(0, 0, 1, 1)], (3,), ValueError, "shape must be"),
         ([box(0, 0, 1, 1)], (3, 2.5), ValueError, "shape must be"),
-        ([box(0, 0, 1, 1)], (-1, 3), ValueError, "non-negative"),
+        ([box(0, 0, 1, 1)], (-1, 3), ValueError, "two integers >= 0"),
         ([box(0, 0, 1, 1)], None, ValueError, "shape must be"),
         (box(0, 0, 1, 1), (3, 3), TypeError, "wrap it in a list"),
         ([shapely.Point(1, 1)], (3, 3), TypeError, r"polygons\[0\] is Point"),
@@ -515,3 +520,92 @@ def test_property_small_tolerance_keeps_pixels(mask):
     (poly,) = masks_to_polygons(mask, tolerance=0.35)
     assert poly.is_valid
     np.testing.assert_array_equal(polygons_to_masks([poly], mask.shape)[0], mask)
+
+
+# -- tiny and thin objects are never dropped (issue #12, item 18) -------------------------------
+TINY_SHAPES = [m for n in range(1, 5) for m in connected_shapes(n, diagonal=True)]
+
+
+def test_one_pixel_in_the_corner_survives():
+    # the reported case: the simplified outline was a triangle covering no pixel centre
+    labels = np.zeros((16, 16), dtype=np.uint16)
+    labels[0, 15] = 1
+    (poly,) = masks_to_polygons(labels)
+    assert poly.area == 1
+    np.testing.assert_array_equal(polygons_to_masks([poly], labels.shape)[0], labels == 1)
+    np.testing.assert_array_equal(coco_rasterize(poly, labels.shape), labels == 1)
+
+
+@pytest.mark.parametrize(
+    "shape", TINY_SHAPES, ids=["-".join(map(str, np.flatnonzero(m))) for m in TINY_SHAPES]
+)
+def test_every_shape_of_up_to_4_pixels_everywhere_survives_exactly(shape):
+    # every connected (8-neighbour) shape of 1-4 pixels, at every position of a 6x6 image:
+    # the corners, along every edge and inside; the default tolerance keeps it exactly
+    h, w = shape.shape
+    size = 6
+    for r0 in range(size - h + 1):
+        for c0 in range(size - w + 1):
+            labels = np.zeros((size, size), dtype=np.uint8)
+            labels[r0 : r0 + h, c0 : c0 + w][shape] = 7
+            mask = labels == 7
+            (from_labels,) = masks_to_polygons(labels)
+            (from_mask,) = masks_to_polygons(mask[None])
+            for poly in (from_labels, from_mask):
+                assert poly.is_valid and not poly.is_empty
+                assert poly.area == shape.sum(), (r0, c0, poly.wkt)  # the exact outline
+                np.testing.assert_array_equal(polygons_to_masks([poly], mask.shape)[0], mask)
+                np.testing.assert_array_equal(coco_rasterize(poly, mask.shape), mask)
+
+
+def test_tiny_objects_keep_the_exact_outline_at_any_tolerance():
+    mask = np.zeros((8, 8), dtype=bool)
+    mask[3:6, 2:6] = True  # 12 pixels
+    for tolerance in (0.3, DEFAULT_TOLERANCE, 2.0):
+        (poly,) = masks_to_polygons(mask, tolerance=tolerance)
+        assert same_geometry(poly, box(2, 3, 6, 6))
+    mask[6, 2] = True  # 13 pixels: simplified as before
+    (poly,) = masks_to_polygons(mask)
+    assert poly.area != mask.sum()
+
+
+def test_thin_diagonal_staircase_keeps_its_pixels():
+    # a one-pixel-wide staircase from the top border to the right border: simplified, its
+    # two sides straighten onto the pixel centres and pycocotools kept 1 pixel of 3
+    mask = np.zeros((24, 24), dtype=bool)
+    for k in range(7):
+        mask[k, 17 + k] = True
+        if k < 6:
+            mask[k, 18 + k] = True
+    assert mask.sum() > EXACT_MAX_PIXELS
+    (poly,) = masks_to_polygons(mask)
+    np.testing.assert_array_equal(coco_rasterize(poly, mask.shape), mask)
+    np.testing.assert_array_equal(polygons_to_masks([poly], mask.shape)[0], mask)
+
+
+def test_line_along_the_border_that_simplifies_to_a_sliver_gets_its_exact_outline():
+    # a straight line one pixel wide along the right border: few corners, but the
+    # simplified outline is a sliver with a quarter of the area less than its 16 pixels
+    labels = np.zeros((24, 24), dtype=np.int32)
+    labels[3:19, 23] = 1
+    labels[2:20, 5:15] = 2  # a normal object next to it is simplified as usual
+    line, blob = masks_to_polygons(labels)
+    assert same_geometry(line, box(23, 3, 24, 19))
+    np.testing.assert_array_equal(coco_rasterize(line, labels.shape), labels == 1)
+    assert blob.area != (labels == 2).sum()  # cut corners
+
+
+@settings(max_examples=200, deadline=None)
+@given(small_labels)
+def test_property_default_tolerance_never_drops_an_object(labels):
+    polys = masks_to_polygons(labels)
+    back = polygons_to_masks(polys, labels.shape)
+    ids = np.unique(labels)
+    ids = ids[ids != 0]
+    for poly, raster, k in zip(polys, back, ids, strict=True):
+        mask = labels == k
+        assert not poly.is_empty
+        assert (raster & mask).any()  # still covers some of its own pixels
+        assert (coco_rasterize(poly, labels.shape) & mask).any()
+        if mask.sum() <= EXACT_MAX_PIXELS:
+            np.testing.assert_array_equal(raster, mask)

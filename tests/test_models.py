@@ -1,7 +1,9 @@
-"""Tests for labelassist.model.model: building, the Model wrapper, checkpoints, load_model."""
+"""Tests for labelassist.model: building (build), the Model wrapper (model), checkpoints
+(checkpoint, including checkpoint_to_bytes / model_from_bytes) and load_model (load)."""
 
 from __future__ import annotations
 
+import io
 import pickle
 import urllib.error
 
@@ -12,13 +14,17 @@ import torch
 from labelassist.instances import Instances
 from labelassist.model import (
     ARCHITECTURES,
+    DEFAULT_ARCH,
     Model,
     build_maskrcnn,
+    checkpoint_to_bytes,
     coco_weights_path,
     load_model,
+    model_from_bytes,
     pick_device,
+    read_checkpoint,
 )
-from labelassist.model import model as models
+from labelassist.model import load as loading
 
 LIGHT = "maskrcnn_resnet18_fpn"
 SMALL = {"box_detections_per_img": 20, "rpn_pre_nms_top_n_test": 200, "rpn_post_nms_top_n_test": 50}
@@ -41,7 +47,7 @@ def model() -> Model:
 
 def test_architectures_names():
     assert {"maskrcnn_resnet50_fpn_v2", "maskrcnn_resnet50_fpn", LIGHT} <= set(ARCHITECTURES)
-    assert models.DEFAULT_ARCH == LIGHT
+    assert DEFAULT_ARCH == LIGHT
 
 
 def test_light_arch_is_slim_and_configured():
@@ -100,9 +106,9 @@ def test_build_options_reach_torchvision():
 @pytest.mark.parametrize(
     ("args", "kwargs", "exc", "match"),
     [
-        (("maskrcnn_vit",), {}, ValueError, "arch='maskrcnn_vit' is unknown"),
-        ((LIGHT, 1), {}, ValueError, "num_classes=1 must be an int >= 2"),
-        ((LIGHT, 2.0), {}, ValueError, "num_classes=2.0 must be an int"),
+        (("maskrcnn_vit",), {}, ValueError, r"arch must be one of \[.*\], got 'maskrcnn_vit'"),
+        ((LIGHT, 1), {}, ValueError, r"num_classes must be an integer >= 2, got 1 \(background"),
+        ((LIGHT, 2.0), {}, ValueError, "num_classes must be an integer >= 2, got 2.0"),
         ((LIGHT, 2), {"anchor_sizes": (8, 16)}, ValueError, "one size per feature level"),
         ((LIGHT, 2), {"returned_layers": (0, 1)}, ValueError, "subset of 1..4"),
         ((LIGHT, 2), {"no_such_option": 1}, TypeError, r"unknown options \[.no_such_option.\]"),
@@ -154,10 +160,24 @@ def test_model_attributes(model):
     [
         (lambda: torch.nn.Linear(2, 2), ["a"], {}, TypeError, "torchvision MaskRCNN"),
         (lambda: build_maskrcnn(LIGHT, 2), "a", {}, TypeError, "list of class names"),
-        (lambda: build_maskrcnn(LIGHT, 2), [1], {}, TypeError, "list of class names"),
+        (
+            lambda: build_maskrcnn(LIGHT, 2),
+            [1],
+            {},
+            ValueError,
+            r"classes\[0\] must be a non-empty str",
+        ),
+        (lambda: build_maskrcnn(LIGHT, 2), ["a", "a"], {}, ValueError, "must be unique"),
+        (
+            lambda: build_maskrcnn(LIGHT, 3),
+            ["a", "background"],
+            {},
+            ValueError,
+            "background is not",
+        ),
         (lambda: build_maskrcnn(LIGHT, 2), [], {}, ValueError, "at least one class"),
         (lambda: build_maskrcnn(LIGHT, 2), ["a", "b"], {}, ValueError, "num_classes=len"),
-        (lambda: build_maskrcnn(LIGHT, 2), ["a"], {"arch": "x"}, ValueError, "arch='x' is unknown"),
+        (lambda: build_maskrcnn(LIGHT, 2), ["a"], {"arch": "x"}, ValueError, "arch must be one of"),
         (
             lambda: build_maskrcnn(LIGHT, 2),
             ["a"],
@@ -230,6 +250,55 @@ def test_save_half_is_smaller_and_loads_as_float32(model, tmp_path):
 def test_save_to_folder_raises(model, tmp_path):
     with pytest.raises(IsADirectoryError, match="is a folder"):
         model.save(tmp_path)
+
+
+def test_checkpoint_bytes_roundtrip(model, tmp_path):
+    data = checkpoint_to_bytes(model)
+    assert isinstance(data, bytes)
+    assert checkpoint_to_bytes(model) == data  # deterministic: no creation time inside
+    # the same format as a saved file: torch reads it safely, load_model reads it from disk
+    stored = torch.load(io.BytesIO(data), weights_only=True)
+    assert stored["format"] == "labelassist" and "created" not in stored["meta"]
+    assert stored["meta"]["options"] == SMALL and stored["meta"]["classes"] == model.classes
+    (tmp_path / "m.pt").write_bytes(data)
+    from_file = load_model(tmp_path / "m.pt", device="cpu")
+    back = model_from_bytes(data, device="cpu")
+    assert back.classes == model.classes and back.arch == model.arch
+    assert back.meta["label_ids"] == model.meta["label_ids"]
+    for (name, a), b, c in zip(
+        model.net.state_dict().items(),
+        back.net.state_dict().values(),
+        from_file.net.state_dict().values(),
+        strict=True,
+    ):
+        assert torch.equal(a, b) and torch.equal(a, c), name
+    image = _image(2)
+    expected = model.predict(image, score_threshold=0.0)
+    assert len(expected) > 0
+    assert back.predict(image, score_threshold=0.0) == expected
+    # bytearray / memoryview are bytes too; other weights give other bytes
+    assert model_from_bytes(bytearray(data), device="cpu").classes == model.classes
+    torch.manual_seed(1)
+    other = Model(
+        build_maskrcnn(LIGHT, 3, **SMALL),
+        ["nucleus", "debris"],
+        arch=LIGHT,
+        options=SMALL,
+        device="cpu",
+    )
+    assert checkpoint_to_bytes(other) != data
+
+
+def test_checkpoint_bytes_half_and_saved_file_agree(model, tmp_path):
+    half = checkpoint_to_bytes(model, half=True)
+    assert len(half) < 0.6 * len(checkpoint_to_bytes(model))
+    saved = torch.load(model.save(tmp_path / "h.pt", half=True), weights_only=True)
+    stored = read_checkpoint(half)
+    assert stored["meta"]["stored_half"] and saved["meta"]["stored_half"]
+    assert stored["state_dict"].keys() == saved["state_dict"].keys()
+    assert all(torch.equal(stored["state_dict"][k], v) for k, v in saved["state_dict"].items())
+    loaded = model_from_bytes(half, device="cpu")
+    assert loaded.net.roi_heads.box_head.fc6.weight.dtype == torch.float32
 
 
 def test_load_untrained():
@@ -313,7 +382,7 @@ def test_load_model_errors(source, kwargs, exc, match):
 
 
 def test_starter_missing_and_present(model, tmp_path, monkeypatch):
-    monkeypatch.setattr(models, "STARTER_PATH", tmp_path / "data" / "starter.pt")
+    monkeypatch.setattr(loading, "STARTER_PATH", tmp_path / "data" / "starter.pt")
     with pytest.raises(FileNotFoundError, match="starter model is not shipped"):
         load_model("starter")
     model.save(tmp_path / "data" / "starter.pt", half=True)

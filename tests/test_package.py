@@ -1,7 +1,9 @@
-"""Package-level contracts: import layering, lazy exports, the command line entry point."""
+"""Package-level contracts: the public namespace and the command line entry point.
+
+Import layering, lazy exports and import weight are checked in ``test_architecture.py``.
+"""
 
 import os
-import pkgutil
 import subprocess
 import sys
 
@@ -9,37 +11,6 @@ import pytest
 
 import labelassist
 from labelassist.cli import main
-
-
-def _library_modules():
-    names = ["labelassist"]
-    for info in pkgutil.walk_packages(labelassist.__path__, "labelassist."):
-        names.append(info.name)
-    return names
-
-
-def test_library_never_imports_qt_or_napari():
-    code = (
-        "import importlib, sys\n"
-        f"for name in {_library_modules()!r}:\n"
-        "    importlib.import_module(name)\n"
-        "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
-        "{'napari', 'qtpy', 'PyQt5', 'PyQt6', 'PySide2', 'PySide6', 'magicgui', 'labelassist_napari'})\n"
-        "print(','.join(bad))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "", f"labelassist imported GUI modules: {out.stdout}"
-
-
-def test_import_is_light():
-    code = "import sys, labelassist; print(','.join(m for m in ('torch', 'dask', 'pycocotools') if m in sys.modules))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == ""
-
-
-def test_every_lazy_export_resolves():
-    missing = [name for name in labelassist.__all__ if not hasattr(labelassist, name)]
-    assert missing == []
 
 
 def test_unknown_attribute():

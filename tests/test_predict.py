@@ -1,6 +1,9 @@
-"""Tests for labelassist.model.predict: image conversion, RoI polygons, tiling, predict."""
+"""Tests for prediction: image conversion (normalize), RoI polygons (roi_masks), tiling,
+the network forward and its limits (inference), and predict (which takes the network)."""
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import pytest
@@ -11,19 +14,11 @@ from torchvision.ops import clip_boxes_to_image
 
 from labelassist.geometry import polygons_to_masks
 from labelassist.instances import Instances
-from labelassist.model import Model, build_maskrcnn
-from labelassist.model.predict import (
-    Tile,
-    _candidates,
-    _collect,
-    _finish,
-    _Pending,
-    intensity_range,
-    predict,
-    rois_to_polygons,
-    tile_grid,
-    to_tensor,
-)
+from labelassist.model import Model, build_maskrcnn, intensity_range, to_tensor
+from labelassist.model.inference import DetectionLimits, _ThreadedRoIPool, detection_limits
+from labelassist.model.predict import _collect, _finish, _Pending, predict
+from labelassist.model.roi_masks import rois_to_polygons
+from labelassist.model.tiling import Tile, select_candidates, tile_grid
 
 LIGHT = "maskrcnn_resnet18_fpn"
 SMALL = {
@@ -50,6 +45,12 @@ def model() -> Model:
     torch.manual_seed(0)
     net = build_maskrcnn(LIGHT, 3, **SMALL)
     return Model(net, ["a", "b"], arch=LIGHT, options=SMALL, device="cpu")
+
+
+def _predict(m: Model, images, **kwargs):
+    """`predict` with a model's network and metadata (what `Model.predict` passes)."""
+    meta = {"label_ids": m.meta["label_ids"], "normalization": m.normalization}
+    return predict(m.net, images, device=m.device, **meta, **kwargs)
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -243,7 +244,7 @@ def test_rois_to_polygons_empty_and_outside():
 def test_predict_matches_stock_torchvision_pipeline(model):
     image = _blobs()
     score = 0.2
-    preds = predict(model, image, score_threshold=score, tolerance=0)
+    preds = _predict(model, image, score_threshold=score, tolerance=0)
     net = model.net
     old = net.roi_heads.score_thresh
     net.roi_heads.score_thresh = score
@@ -289,8 +290,6 @@ def _pooler_inputs(seed=0):
 def test_threaded_roi_pool_equals_the_pooler(monkeypatch, threads):
     from torchvision.ops import MultiScaleRoIAlign
 
-    from labelassist.model.predict import _ThreadedRoIPool
-
     pool = MultiScaleRoIAlign(["0", "1", "2"], output_size=7, sampling_ratio=2)
     feats, boxes, shapes = _pooler_inputs()
     wrapped = _ThreadedRoIPool(pool, threads)
@@ -305,16 +304,14 @@ def test_threaded_roi_pool_equals_the_pooler(monkeypatch, threads):
 
 
 def test_predict_with_threaded_pooling_equals_unthreaded(model, monkeypatch):
-    from labelassist.model.predict import _ThreadedRoIPool
-
     image = _blobs(seed=5)
     heads = model.net.roi_heads
     pools = (heads.box_roi_pool, heads.mask_roi_pool)
     monkeypatch.setattr(_ThreadedRoIPool, "min_rois", 1)
     monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
-    plain = predict(model, image, score_threshold=0.2, tolerance=0)
+    plain = _predict(model, image, score_threshold=0.2, tolerance=0)
     monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
-    threaded = predict(model, image, score_threshold=0.2, tolerance=0)
+    threaded = _predict(model, image, score_threshold=0.2, tolerance=0)
     assert len(plain) >= 5
     assert np.array_equal(plain.scores, threaded.scores)
     assert all(a.equals_exact(b, 0) for a, b in zip(plain.polygons, threaded.polygons, strict=True))
@@ -324,7 +321,7 @@ def test_predict_with_threaded_pooling_equals_unthreaded(model, monkeypatch):
 
 def test_predict_outputs(model):
     image = _blobs(seed=2)
-    preds = predict(model, image, score_threshold=0.1)
+    preds = _predict(model, image, score_threshold=0.1)
     assert isinstance(preds, Instances) and preds.image_shape == image.shape
     assert len(preds) > 0
     assert preds.labels.dtype == np.int64 and set(preds.labels.tolist()) <= {0, 1}
@@ -336,14 +333,14 @@ def test_predict_outputs(model):
 
 def test_predict_list_batches_and_empty(model):
     images = [_blobs(seed=3), _blobs((64, 80), seed=4), _blobs(seed=3).astype(np.uint16) * 200]
-    one_by_one = [predict(model, im, score_threshold=0.2) for im in images]
-    batched = predict(model, images, score_threshold=0.2, batch_size=3)
+    one_by_one = [_predict(model, im, score_threshold=0.2) for im in images]
+    batched = _predict(model, images, score_threshold=0.2, batch_size=3)
     assert isinstance(batched, list) and len(batched) == 3
     for a, b in zip(one_by_one, batched, strict=True):
         assert a.image_shape == b.image_shape
         assert abs(len(a) - len(b)) <= 1  # padding to a common size may shift a border box
-    assert predict(model, [], score_threshold=0.2) == []
-    empty = predict(model, images[0], score_threshold=1.0)
+    assert _predict(model, [], score_threshold=0.2) == []
+    empty = _predict(model, images[0], score_threshold=1.0)
     assert len(empty) == 0 and empty.image_shape == images[0].shape
 
 
@@ -353,7 +350,7 @@ def test_predict_maps_net_labels_through_label_ids():
     # net label 2 is a placeholder (like COCO's "N/A"): never reported
     m = Model(net, ["x", "y"], arch=LIGHT, meta={"label_ids": [1, 3]}, device="cpu")
     # untrained mask logits are near 0 (probability 0.5): a low mask threshold keeps them
-    preds = predict(m, _blobs(seed=5), score_threshold=0.0, mask_threshold=0.05)
+    preds = _predict(m, _blobs(seed=5), score_threshold=0.0, mask_threshold=0.05)
     torch_labels = set()
     old = net.roi_heads.score_thresh
     net.roi_heads.score_thresh = 0.0
@@ -366,15 +363,15 @@ def test_predict_maps_net_labels_through_label_ids():
 
 def test_predict_untiled_when_image_fits_the_tile(model):
     image = _blobs((64, 64), seed=6)
-    a = predict(model, image, score_threshold=0.2)
-    b = predict(model, image, score_threshold=0.2, tile_size=64, tile_overlap=16)
+    a = _predict(model, image, score_threshold=0.2)
+    b = _predict(model, image, score_threshold=0.2, tile_size=64, tile_overlap=16)
     assert a == b
 
 
 def test_predict_tiled_runs_and_is_consistent(model):
     image = _blobs((150, 170), n=12, seed=7)
-    tiled = predict(model, image, score_threshold=0.2, tile_size=96, tile_overlap=32, batch_size=1)
-    batched = predict(
+    tiled = _predict(model, image, score_threshold=0.2, tile_size=96, tile_overlap=32, batch_size=1)
+    batched = _predict(
         model, image, score_threshold=0.2, tile_size=96, tile_overlap=32, batch_size=4
     )
     assert tiled.image_shape == (150, 170)
@@ -415,7 +412,7 @@ def test_tile_merge_object_on_a_seam_is_one_instance():
             continue
         det = _roi_detection([cx0, y0, cx1, y1])
         _collect(pending, det, tile, shape, lookup, 0.5, 0.0, overlap=40)
-    out = _finish(pending, 1)
+    out = _finish(pending)
     assert len(out) == 1
     # the whole object (from the tile that holds it whole), not the cut piece
     assert out.boxes[0].tolist() == pytest.approx([85.0, 40.0, 106.0, 61.0], abs=1.0)
@@ -433,8 +430,8 @@ def test_tile_merge_duplicates_near_core_border_are_suppressed():
     _collect(
         pending, _roi_detection([11.0, 10.0, 30.0, 30.0]), tiles[1], shape, lookup, 0.5, 0.0, 40
     )
-    assert len(_finish(pending, 1)) == 1
-    assert len(_finish(_Pending(shape, True), 1)) == 0
+    assert len(_finish(pending)) == 1
+    assert len(_finish(_Pending(shape, True))) == 0
 
 
 def test_tile_candidates_default_rule():
@@ -453,9 +450,9 @@ def test_tile_candidates_default_rule():
         ],
         np.float32,
     )
-    got = _candidates(boxes, tile, shape, 40)
+    got = select_candidates(boxes, tile, shape, 40)
     assert got.tolist() == [True, True, True, False, False, False]
-    assert _candidates(np.zeros((0, 4), np.float32), tile, shape, 40).shape == (0,)
+    assert select_candidates(np.zeros((0, 4), np.float32), tile, shape, 40).shape == (0,)
 
 
 def test_tile_candidates_edge_gap_drops_pieces_cut_by_the_tile(monkeypatch):
@@ -465,19 +462,19 @@ def test_tile_candidates_edge_gap_drops_pieces_cut_by_the_tile(monkeypatch):
     obj = (86.0, 40.0, 116.0, 60.0)  # centre x=101: core of tile 1, cut by tile 0's edge
     cut_in_tile0 = np.array([[86.0, 40.0, 100.0, 60.0]], np.float32)  # centre x=93
     # widen the core to the whole overlap: the cut piece in tile 0 becomes a candidate...
-    monkeypatch.setattr("labelassist.model.predict._CORE_MARGIN", 0.5)
-    monkeypatch.setattr("labelassist.model.predict._EDGE_GAP", 0.0)
-    assert _candidates(cut_in_tile0, tiles[0], shape, 40).tolist() == [True]
+    monkeypatch.setattr("labelassist.model.tiling._CORE_MARGIN", 0.5)
+    monkeypatch.setattr("labelassist.model.tiling._EDGE_GAP", 0.0)
+    assert select_candidates(cut_in_tile0, tiles[0], shape, 40).tolist() == [True]
     # ...unless boxes must keep clear of the tile's inner edges
-    monkeypatch.setattr("labelassist.model.predict._EDGE_GAP", 0.1)
-    assert _candidates(cut_in_tile0, tiles[0], shape, 40).tolist() == [False]
+    monkeypatch.setattr("labelassist.model.tiling._EDGE_GAP", 0.1)
+    assert select_candidates(cut_in_tile0, tiles[0], shape, 40).tolist() == [False]
     # the whole object is one instance, from the tile that holds it whole
     pending = _Pending(shape, False)
     for tile in tiles[:2]:
         x0, y0, x1, y1 = obj
         cx0, cx1 = max(x0, tile.x0) - tile.x0, min(x1, tile.x1) - tile.x0
         _collect(pending, _roi_detection([cx0, y0, cx1, y1]), tile, shape, lookup, 0.5, 0.0, 40)
-    out = _finish(pending, 1)
+    out = _finish(pending)
     assert len(out) == 1
     assert out.boxes[0].tolist() == pytest.approx([86.0, 40.0, 117.0, 61.0], abs=1.0)
 
@@ -485,34 +482,34 @@ def test_tile_candidates_edge_gap_drops_pieces_cut_by_the_tile(monkeypatch):
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"score_threshold": 1.5}, "score_threshold must be within"),
+        ({"score_threshold": 1.5}, r"score_threshold must be a finite number in \[0, 1\]"),
         ({"mask_threshold": 0.0}, "mask_threshold must be within"),
-        ({"batch_size": 0}, "batch_size must be an int"),
-        ({"tile_size": 8}, "tile_size must be None or an int >= 32"),
-        ({"tile_size": 64, "tile_overlap": 40}, "tile_overlap must be an int within"),
+        ({"batch_size": 0}, "batch_size must be an integer >= 1"),
+        ({"tile_size": 8}, "tile_size must be an integer >= 32 or None"),
+        ({"tile_size": 64, "tile_overlap": 40}, r"tile_overlap must be an integer in \[0, 32\]"),
         ({"tile_overlap": 16}, "tile_overlap=16 is only used with tile_size"),
     ],
 )
 def test_predict_argument_errors(model, kwargs, match):
     with pytest.raises(ValueError, match=match):
-        predict(model, np.zeros((32, 32), np.uint8), **kwargs)
+        _predict(model, np.zeros((32, 32), np.uint8), **kwargs)
 
 
 def test_predict_bad_image(model):
     with pytest.raises(ValueError, match=r"images\[1\]: a 3-D stack"):
-        predict(model, [np.zeros((8, 8), np.uint8), np.zeros((4, 8, 8), np.uint8)])
+        _predict(model, [np.zeros((8, 8), np.uint8), np.zeros((4, 8, 8), np.uint8)])
 
 
 def test_predict_warns_when_detection_limit_is_reached(model):
     # at a zero threshold an untrained net fills its 40 detection slots
     with pytest.warns(UserWarning, match="reached the model's limit of 40 detections"):
-        preds = predict(model, _blobs(seed=8), score_threshold=0.0)
+        preds = _predict(model, _blobs(seed=8), score_threshold=0.0)
     assert len(preds) <= 40
 
 
 def test_predict_default_overlap_follows_tile_size(model):
     # tile 64 -> overlap 24 (a fixed 192 would be invalid for such tiles)
-    out = predict(model, _blobs((100, 100), seed=9), tile_size=64, score_threshold=1.0)
+    out = _predict(model, _blobs((100, 100), seed=9), tile_size=64, score_threshold=1.0)
     assert len(out) == 0 and out.image_shape == (100, 100)
 
 
@@ -528,12 +525,12 @@ def _polygon_iou(a, polygons) -> np.ndarray:
 
 @pytest.mark.slow
 def test_tiled_agrees_with_untiled_on_seam_objects():
-    from labelassist.model import model as models
+    from labelassist.model import STARTER_PATH, load_model
     from labelassist.synthetic import synthetic_nuclei
 
-    if not models.STARTER_PATH.exists():
+    if not STARTER_PATH.exists():
         pytest.skip("starter model not shipped in this checkout")
-    starter = models.load_model("starter", device="cpu")
+    starter = load_model("starter", device="cpu")
     image, truth = synthetic_nuclei((256, 256), n=40, seed=11)
     whole = starter.predict(image, score_threshold=0.5)
     tiled = starter.predict(image, score_threshold=0.5, tile_size=128, tile_overlap=48)
@@ -554,3 +551,160 @@ def test_tiled_agrees_with_untiled_on_seam_objects():
     best = np.array([_polygon_iou(p, tiled.polygons).max() for p in whole.polygons])
     assert np.mean(best >= 0.5) >= 0.95
     assert np.mean(best >= 0.9) >= 0.75  # masks near tile borders see less context
+
+
+# -- predict takes the network and its metadata (no Model) ----------------------------------
+
+
+def test_predict_with_a_bare_network_equals_model_predict(model):
+    image = _blobs(seed=10)
+    # defaults: every non-background label, the device of the network's parameters
+    bare = predict(model.net, image, score_threshold=0.2)
+    assert len(bare) >= 3
+    assert bare == model.predict(image, score_threshold=0.2)
+    with pytest.raises(ValueError, match=r"label_ids must be network labels in \[1, 2\]"):
+        predict(model.net, image, label_ids=[0, 1])
+
+
+# -- #12 item 14: constant and huge-range float images ----------------------------------------
+
+
+@pytest.mark.parametrize("value", [1e38, -1e38, 3.4e38, 1e-30, 0.0, 7.5])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_constant_float_images_map_to_zero(value, dtype):
+    image = np.full((16, 16), value, dtype)
+    lo, hi = intensity_range(image)
+    assert np.isfinite([lo, hi]).all() and hi > lo
+    assert lo == pytest.approx(float(dtype(value)))  # the constant maps to 0
+    tensor = to_tensor(image)
+    assert tensor.shape == (3, 16, 16) and tensor.eq(0).all()
+
+
+def test_constant_1e38_image_predicts(model):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = model.predict(np.full((64, 64), 1e38, np.float32), max_detections=1000)
+    assert out.image_shape == (64, 64)
+
+
+def test_huge_ranges_do_not_overflow():
+    image = np.array([[-3e38, -1e38, 0.0, 1e38, 3e38]], np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow RuntimeWarning
+        t = to_tensor(image, normalization={"mode": "percentile", "percentiles": [0, 100]})
+    assert t[0, 0].tolist() == pytest.approx([0.0, 1 / 3, 0.5, 2 / 3, 1.0], abs=1e-6)
+    biggest = np.finfo(np.float64).max
+    wide = np.array([[-biggest, 0.0, biggest]])
+    lo, hi = intensity_range(wide, normalization={"mode": "percentile", "percentiles": [0, 100]})
+    assert (lo, hi) == (-biggest, biggest)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert to_tensor(wide, limits=(lo, hi))[0, 0].tolist() == [0.0, 0.5, 1.0]
+        # float64 values beyond float32's range in an ordinary image saturate at 1
+        outlier = np.array([[0.0, 1.0, 2.0, 1e300]])
+        assert to_tensor(outlier, limits=(0.0, 2.0))[0, 0].tolist() == [0.0, 0.5, 1.0, 1.0]
+
+
+# -- no warnings, inputs left alone -----------------------------------------------------------
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    array = array.copy()
+    array.flags.writeable = False
+    return array
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32, np.float64, bool])
+def test_to_tensor_takes_read_only_arrays_silently_and_never_modifies_input(dtype, monkeypatch):
+    # torch warns about a read-only array only once per process, so also check the cause:
+    # torch.from_numpy never sees a read-only array
+    from_numpy = torch.from_numpy
+
+    def writable_only(array):
+        assert array.flags.writeable, "torch.from_numpy got a read-only array"
+        return from_numpy(array)
+
+    monkeypatch.setattr(torch, "from_numpy", writable_only)
+    image = _blobs(seed=11).astype(dtype)
+    before = image.copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch's "non-writable tensor" UserWarning fails here
+        ro = to_tensor(_read_only(image))
+        rw = to_tensor(image)
+    assert torch.equal(ro, rw)
+    assert np.array_equal(image, before)  # float32 input used to be normalised in place
+
+
+def test_predict_on_a_pil_image_array_gives_no_warnings(tmp_path):
+    from PIL import Image
+
+    from labelassist.model import STARTER_PATH, load_model
+    from labelassist.synthetic import synthetic_nuclei
+
+    if not STARTER_PATH.exists():
+        pytest.skip("starter model not shipped in this checkout")
+    starter = load_model("starter", device="cpu")
+    pixels, _ = synthetic_nuclei((160, 192), n=12, seed=3)
+    Image.fromarray(pixels).save(tmp_path / "nuclei.png")
+    image = np.asarray(Image.open(tmp_path / "nuclei.png"))
+    assert not image.flags.writeable  # what PIL gives
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch's "non-writable tensor" UserWarning fails here
+        a = starter.predict(image)
+        b = starter.predict(pixels)  # a normal, writable array
+        c = starter.predict([image], tile_size=96)
+    assert len(a) >= 6 and a == b and c[0].image_shape == image.shape
+
+
+# -- #12 item 19: the detection limit grows with the image area --------------------------------
+
+
+def test_detection_limits_scale_with_area():
+    net = build_maskrcnn(LIGHT, 2, **SMALL)  # 40 detections, 300 / 100 proposals
+    assert detection_limits(net, 100 * 100) == DetectionLimits(40, 300, 100)
+    assert detection_limits(net, 512 * 512) == DetectionLimits(40, 300, 100)
+    assert detection_limits(net, 1024 * 1024) == DetectionLimits(160, 1200, 400)
+    assert detection_limits(net, 1024 * 768) == DetectionLimits(120, 900, 300)
+    assert detection_limits(net, 100, max_detections=10) == DetectionLimits(10, 300, 100)
+    assert detection_limits(net, 100, max_detections=80) == DetectionLimits(80, 600, 200)
+    assert detection_limits(net, 2048 * 2048, max_detections=80) == DetectionLimits(80, 4800, 1600)
+
+
+def test_large_images_get_more_detections_and_the_net_is_restored():
+    torch.manual_seed(0)
+    tiny = {**SMALL, "fpn_channels": 32, "representation_size": 64, "mask_channels": 16}
+    tiny["box_detections_per_img"] = 4
+    m = Model(build_maskrcnn(LIGHT, 2, **tiny), ["a"], arch=LIGHT, device="cpu")
+    before = DetectionLimits.of(m.net)
+    image = _blobs((1024, 1024), n=150, seed=13)
+    # an untrained net at a zero threshold fills every slot: 4 per 512 x 512 px -> 16
+    with pytest.warns(UserWarning, match="reached the model's limit of 16 detections"):
+        out = m.predict(image, score_threshold=0.0, mask_threshold=0.01)
+    assert len(out) == 16
+    assert DetectionLimits.of(m.net) == before  # limits restored after the call
+    with pytest.warns(UserWarning, match="reached max_detections=6"):
+        capped = m.predict(image, score_threshold=0.0, mask_threshold=0.01, max_detections=6)
+    assert len(capped) == 6
+    assert DetectionLimits.of(m.net) == before
+
+
+@pytest.mark.slow
+def test_dense_field_keeps_every_object_beyond_the_old_cap():
+    from labelassist.model import STARTER_PATH, load_model
+    from labelassist.synthetic import synthetic_nuclei
+
+    if not STARTER_PATH.exists():
+        pytest.skip("starter model not shipped in this checkout")
+    starter = load_model("starter", device="cpu")
+    assert starter.net.roi_heads.detections_per_img == 300  # the old cap per image
+    image, truth = synthetic_nuclei((1024, 1024), n=600, radius=(5.0, 10.0), seed=0)
+    assert len(truth) == 600
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no detection-limit warning by default
+        found = starter.predict(image, score_threshold=0.5)
+    assert len(found) > 500
+    matched = sum((_polygon_iou(p, found.polygons) >= 0.5).any() for p in truth.polygons)
+    assert matched / len(truth) >= 0.85  # measured 0.91 (untiled and 512 px tiles alike)
+    # the old behaviour, an explicit cap of 300, loses objects and says so
+    with pytest.warns(UserWarning, match="reached max_detections=300"):
+        assert len(starter.predict(image, score_threshold=0.5, max_detections=300)) == 300

@@ -1,4 +1,4 @@
-"""Tests for the labeling project store (labelassist/project.py) and its CLI."""
+"""Tests for the labeling project store (labelassist.project) and its CLI."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from pycocotools.coco import COCO
 from labelassist.cli import main
 from labelassist.coco import read_coco, write_coco
 from labelassist.instances import Instances
-from labelassist.project import Project
+from labelassist.project import Project, UnreadableImagesWarning
 from labelassist.project import schema as _project_schema
 
 SHAPE = (24, 32)
@@ -292,20 +292,28 @@ def test_add_images_reads_tiff_sizes_from_metadata(tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore:The legacy `DICOM` plugin:DeprecationWarning")  # imageio
-def test_add_images_unreadable_files_add_nothing(tmp_path):
+def test_add_images_refuses_unreadable_files_and_adds_the_rest(tmp_path):
+    """#12 item 8: unreadable files are refused and listed; the readable ones are added."""
     _write_images(tmp_path, 2)
     (tmp_path / "broken.png").write_bytes(b"not a png at all")
     (tmp_path / "broken.tif").write_bytes(b"II*\x00garbage")
     with Project.create(tmp_path / "p", classes=["a"]) as p:
-        with pytest.raises(
-            ValueError, match=r"cannot read 2 of 4 image files, nothing was added: .*broken"
-        ):
-            p.add_images(tmp_path)
-        assert p.images() == []
+        with pytest.warns(
+            UnreadableImagesWarning,
+            match=r"refused 2 of 4 image files that cannot be read \(the other 2 were added\):"
+            r" .*broken.png.*broken.tif",
+        ) as record:
+            assert p.add_images(tmp_path) == [1, 2]
+        [warning] = [w.message for w in record if isinstance(w.message, UnreadableImagesWarning)]
+        assert [path.name for path, _ in warning.refused] == ["broken.png", "broken.tif"]
+        assert [r["file_name"] for r in p.images()] == ["img0.png", "img1.png"]
         # other suffixes: decoded by content, or reported the same way
         (tmp_path / "notes.txt").write_text("hello")
-        with pytest.raises(ValueError, match=r"cannot read 1 of 1 image files.*notes.txt"):
+        with pytest.raises(
+            ValueError, match=r"cannot read 1 of 1 image files, nothing was added: .*notes.txt"
+        ):
             p.add_images([tmp_path / "notes.txt"])
+        assert len(p.images()) == 2
         (tmp_path / "png_bytes.dat").write_bytes((tmp_path / "img0.png").read_bytes())
         [image_id] = p.add_images([tmp_path / "png_bytes.dat"])
         assert (p.image(image_id)["height"], p.image(image_id)["width"]) == SHAPE
@@ -315,11 +323,16 @@ def test_add_images_errors(tmp_path):
     with Project.create(tmp_path / "p", classes=["a"]) as p:
         with pytest.raises(FileNotFoundError, match="no such image file or folder: .*nothere"):
             p.add_images(tmp_path / "nothere.png")
-        with pytest.raises(FileNotFoundError, match="pattern matches no file"):
+        # one rule for image paths everywhere (labelassist.io.collect_image_paths): a
+        # pattern without match and a folder without images are errors
+        with pytest.raises(ValueError, match="pattern .* matches no files"):
             p.add_images(str(tmp_path / "*.png"))
-        with pytest.raises(TypeError, match="must be a path, a folder, a glob"):
+        (tmp_path / "empty").mkdir()
+        with pytest.raises(ValueError, match="folder .*empty.* holds no image files"):
+            p.add_images(tmp_path / "empty")
+        with pytest.raises(TypeError, match="must be a folder, a glob pattern, a file or a list"):
             p.add_images(42)
-        with pytest.raises(TypeError, match="holds a int; expected paths"):
+        with pytest.raises(TypeError, match=r"\[0\] is int; expected a path"):
             p.add_images([42])
         with pytest.raises(ValueError, match=r"split must be one of \['train', 'val'\]"):
             p.add_images(tmp_path, split="test")

@@ -1,4 +1,4 @@
-"""Tests of labelassist.train.loop: tiny models, tiny seeded synthetic data, CPU."""
+"""Tests of labelassist.train: tiny models, tiny seeded synthetic data, CPU."""
 
 from __future__ import annotations
 
@@ -14,16 +14,10 @@ from labelassist.coco import Dataset
 from labelassist.instances import Instances
 from labelassist.model import load_model
 from labelassist.synthetic import synthetic_dataset, synthetic_nuclei
-from labelassist.train.loop import (
-    TrainConfig,
-    TrainResult,
-    _extend_heads,
-    _instances_to_target,
-    _TrainImages,
-    _with_classes,
-    finetune,
-    train_one_epoch,
-)
+from labelassist.train import TrainConfig, TrainResult, finetune, train_one_epoch
+from labelassist.train.data import TrainImages, instances_to_target
+from labelassist.train.engine import rpn_training_limits, training_sampling
+from labelassist.train.heads import extend_heads, with_classes
 
 SHAPE = (64, 64)
 
@@ -190,7 +184,7 @@ def test_resume_needs_a_checkpoint(pairs, tmp_path):
 def test_new_class_extends_heads_and_keeps_other_weights(pairs):
     model = tiny_model(["nucleus"])
     before = state(model)
-    extended = _with_classes(model, ["nucleus", "debris"])
+    extended = with_classes(model, ["nucleus", "debris"])
     assert extended is not model and model.classes == ["nucleus"]  # input not mutated
     assert extended.net is not model.net
     assert extended.classes == ["nucleus", "debris"]
@@ -224,7 +218,7 @@ def test_finetune_maps_data_classes_by_name(pairs):
     result = finetune(model, data, epochs=1, progress=False, config=fast_config())
     assert result.model.classes == ["nucleus", "debris"]
     assert model.classes == ["nucleus"]
-    ds = _TrainImages(
+    ds = TrainImages(
         [(image, inst.replace(labels=np.array([1, 0] * 2)[: len(inst)]))],
         normalization=None,
         label_ids=result.model.meta["label_ids"],
@@ -239,10 +233,33 @@ def test_extend_heads_copies_rows():
         weights=None, weights_backbone=None, num_classes=2, min_size=64, max_size=64
     )
     old = net.roi_heads.box_predictor.cls_score.weight.detach().clone()
-    _extend_heads(net, 2, 4)
+    extend_heads(net, 2, 4)
     new = net.roi_heads.box_predictor.cls_score.weight
     assert new.shape == (4, old.shape[1]) and torch.equal(new[:2], old)
     assert net.roi_heads.mask_predictor.mask_fcn_logits.out_channels == 4
+
+
+def test_rpn_training_limits_reach_torchvision():
+    """The one use of torchvision privates (``rpn._pre_nms_top_n`` and ``_post_nms_top_n``,
+    torchvision 0.29): fails loudly when torchvision renames them or stops reading them."""
+    net = tiny_model().net
+    rpn, sampler = net.rpn, net.roi_heads.fg_bg_sampler
+    rpn.eval()
+    testing = (rpn.pre_nms_top_n(), rpn.post_nms_top_n())
+    rpn.train()
+    training = (rpn.pre_nms_top_n(), rpn.post_nms_top_n())  # torchvision's public reading
+    assert rpn_training_limits(rpn) == training
+    roi = sampler.batch_size_per_image
+    with training_sampling(net, roi_samples=7, rpn_proposals=33):
+        assert (rpn.pre_nms_top_n(), rpn.post_nms_top_n()) == (33, 33)
+        assert sampler.batch_size_per_image == 7
+        rpn.eval()
+        assert (rpn.pre_nms_top_n(), rpn.post_nms_top_n()) == testing  # prediction unchanged
+        rpn.train()
+    assert (rpn.pre_nms_top_n(), rpn.post_nms_top_n()) == training
+    assert sampler.batch_size_per_image == roi
+    with training_sampling(net, roi_samples=None, rpn_proposals=None):
+        assert (rpn.pre_nms_top_n(), rpn.post_nms_top_n()) == training
 
 
 # -- data and augmentation -------------------------------------------------------------------
@@ -250,11 +267,11 @@ def test_extend_heads_copies_rows():
 
 def test_targets_follow_the_polygons():
     inst = Instances([shapely.box(2, 3, 10, 7)], [0], [1.0], (16, 16))
-    target = _instances_to_target(inst, torch.tensor([1]))
+    target = instances_to_target(inst, torch.tensor([1]))
     assert target["boxes"].tolist() == [[2.0, 3.0, 10.0, 7.0]]
     assert target["labels"].tolist() == [1]
     assert int(target["masks"].sum()) == 8 * 4
-    empty = _instances_to_target(Instances.empty((16, 16)), torch.tensor([1]))
+    empty = instances_to_target(Instances.empty((16, 16)), torch.tensor([1]))
     assert empty["boxes"].shape == (0, 4) and empty["masks"].shape == (0, 16, 16)
 
 
@@ -262,7 +279,7 @@ def test_augmentation_keeps_boxes_masks_and_image_consistent():
     from torchvision.ops import masks_to_boxes
 
     image, inst = synthetic_nuclei((48, 80), n=6, seed=3)
-    ds = _TrainImages([(image, inst)], normalization=None, label_ids=[1], augment=1.0, seed=5)
+    ds = TrainImages([(image, inst)], normalization=None, label_ids=[1], augment=1.0, seed=5)
     shapes = set()
     for epoch in range(12):
         ds.epoch = epoch
@@ -283,7 +300,7 @@ def test_augmentation_keeps_boxes_masks_and_image_consistent():
 
 
 def test_augmentation_of_an_empty_image():
-    ds = _TrainImages(
+    ds = TrainImages(
         [(np.zeros(SHAPE, np.uint8), Instances.empty(SHAPE))],
         normalization=None,
         label_ids=[1],

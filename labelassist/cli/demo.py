@@ -44,14 +44,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import imageio.v3 as iio
-    import numpy as np
+    # imported here, not at the top, so that `labelassist --help` stays fast:
+    import imageio.v3 as iio  # heavy: imageio and numpy
+    import numpy as np  # heavy: numpy
 
-    from ..bulk.local import preannotate
-    from ..io.image import read_image
-    from ..model.model import load_model
-    from ..samples import write_sample_images
-    from ..visualize import draw_outlines
+    from ..bulk import preannotate  # heavy: imports torch
+    from ..io import read_image  # heavy: imports numpy
+    from ..model import load_model  # heavy: imports torch
+    from ..samples import write_sample_images  # heavy: imports numpy
+    from ..visualize import draw_outlines  # heavy: imports shapely
 
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)

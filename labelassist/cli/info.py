@@ -6,6 +6,8 @@ import argparse
 import importlib.metadata
 import platform
 
+from . import CliError
+
 _PACKAGES = (
     "torch",
     "torchvision",
@@ -31,8 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--model",
-        default="starter",
-        help="model source to describe: starter, torchvision-coco or a checkpoint path (default: starter)",
+        default=None,
+        help="model source to describe: starter, torchvision-coco or a checkpoint path; an "
+        "unavailable model given here is an error (default: the starter, if shipped)",
     )
     parser.set_defaults(func=run)
 
@@ -47,7 +50,13 @@ def tcmalloc_active() -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
+    """Print the versions and device, then describe the model.
+
+    Returns 0; a model named with ``--model`` that cannot be loaded (missing file, not a
+    checkpoint, COCO weights offline) raises `CliError` (one line, exit code 1) after the
+    versions are printed. Without ``--model`` a missing starter is only noted.
+    """
+    import torch  # heavy: torch
 
     from .._version import __version__
 
@@ -77,17 +86,19 @@ def run(args: argparse.Namespace) -> int:
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         print(f"{key:<{width}}  {value}")
-    if args.model:
-        from ..model.model import load_model
+    source = args.model if args.model is not None else "starter"
+    from ..model import load_model  # heavy: imports torch
 
-        try:
-            model = load_model(args.model, device="cpu")
-        except (ValueError, FileNotFoundError, RuntimeError) as exc:
-            print(f"{'model':<{width}}  {args.model}: not available ({exc})")
+    try:
+        model = load_model(source, device="cpu")
+    except (ValueError, OSError, RuntimeError) as exc:
+        if args.model is None:
+            print(f"{'model':<{width}}  {source}: not available ({exc})")
             return 0
-        print(f"{'model':<{width}}  {args.model} ({model.arch})")
-        print(f"{'classes':<{width}}  {', '.join(model.classes)}")
-        for key in ("created", "trained_by", "metrics"):
-            if key in model.meta:
-                print(f"{key:<{width}}  {model.meta[key]}")
+        raise CliError(f"--model: {exc}") from exc
+    print(f"{'model':<{width}}  {source} ({model.arch})")
+    print(f"{'classes':<{width}}  {', '.join(model.classes)}")
+    for key in ("created", "trained_by", "metrics"):
+        if key in model.meta:
+            print(f"{key:<{width}}  {model.meta[key]}")
     return 0

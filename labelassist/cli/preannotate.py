@@ -17,8 +17,10 @@ Pre-annotate images with a Mask R-CNN model and write the proposals as a COCO js
 (polygons, labels, scores) that a labeling project or napari can import for review.
 
 IMAGES are image files, folders (their .png/.jpg/.jpeg/.tif/.tiff/.bmp files) or quoted
-glob patterns. Images that cannot be read are listed and skipped. The output is written
-every --flush-every images; running the same command again resumes where it stopped.
+glob patterns. Images that cannot be read or predicted are listed, recorded in the output
+and skipped; the others are done. The output is written every --flush-every images; running
+the same command again resumes where it stopped (add --retry-failed to try the failed
+images again).
 """
 
 _EPILOG = """\
@@ -116,6 +118,11 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         help="run on the Dask cluster whose scheduler is at ADDRESS (e.g. tcp://host:8786); "
         "image paths must be readable by the workers",
     )
+    parser.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="when resuming, try again the images the output records as failed",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(func=run)
     return parser
@@ -123,7 +130,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
 def _connect(address: str) -> Any:
     try:
-        from distributed import Client
+        from distributed import Client  # heavy: optional dependency (the dask extra)
     except ImportError as exc:
         raise CliError("--scheduler needs dask.distributed: pip install labelassist[dask]") from exc
     try:
@@ -138,15 +145,16 @@ def _image_argument(images: list[str]) -> str | list[str]:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``labelassist preannotate``; return the exit code."""
-    from ..bulk.local import PreannotateWarning, _resolve_sources, preannotate
-    from ..model.model import load_model
+    # heavy: the bulk and COCO stack, and torch for the model; --help stays quick
+    from ..bulk import PreannotateWarning, collect_sources, preannotate
+    from ..model import load_model
 
     if not args.out.lower().endswith(".json"):
         raise CliError(f"--out must be a .json file, got {args.out!r}")
     images = _image_argument(args.images)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PreannotateWarning)
-        _resolve_sources(images)  # fail fast on a wrong path, before loading the model
+        collect_sources(images)  # fail fast on a wrong path, before loading the model
     start = time.perf_counter()
     model = load_model(args.model, device=args.device)
     client = _connect(args.scheduler) if args.scheduler else None
@@ -164,6 +172,7 @@ def run(args: argparse.Namespace) -> int:
                 num_workers=args.workers,
                 client=client,
                 flush_every=args.flush_every,
+                retry_failed=args.retry_failed,
                 progress=not args.no_progress,
             )
     except KeyboardInterrupt:
@@ -179,6 +188,12 @@ def run(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - start
     for name, reason in dataset.failed:
         print(f"skipped {name}: {reason}", file=sys.stderr)
+    if dataset.failed:
+        print(
+            f"{len(dataset.failed)} failed images are recorded in {args.out} and skipped when "
+            "the command runs again; add --retry-failed to try them again",
+            file=sys.stderr,
+        )
     n_images = len(dataset.images)
     n_instances = sum(len(inst) for inst in dataset.instances.values())
     print(
@@ -186,5 +201,7 @@ def run(args: argparse.Namespace) -> int:
         f"{len(dataset.failed)} failed, {elapsed:.1f} s -> {args.out}"
     )
     if dataset.failed and not n_images:
-        raise CliError(f"none of the {len(dataset.failed)} images could be read (see above)")
+        raise CliError(
+            f"none of the {len(dataset.failed)} images could be read or predicted (see above)"
+        )
     return 0

@@ -1,9 +1,15 @@
-"""``labelassist project``: create, fill, inspect, export and import a labeling project."""
+"""``labelassist project``: create, fill, inspect, check, export and import a labeling project."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..project import Project
 
 _EPILOG = """\
 examples:
@@ -13,6 +19,7 @@ examples:
   labelassist project next myproj
   labelassist project export myproj labels.json --status reviewed --split train
   labelassist project import myproj old_labels.json --image-root old_images/
+  labelassist project check myproj
 """
 
 
@@ -116,20 +123,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--strategy", choices=["uncertainty", "order"], default="uncertainty")
     p.set_defaults(action=run_next)
 
+    p = sub.add_parser(
+        "check",
+        help="check a project for damage",
+        description="Check the database (SQLite integrity, schema version, counters) and "
+        "that every image file is present; list the problems and exit 1 when there are "
+        "any. Works on a project too damaged to open; never writes.",
+    )
+    p.add_argument("folder", type=Path, help="project folder")
+    p.set_defaults(action=run_check)
+
 
 def run(args: argparse.Namespace) -> int:
     """Run the chosen action (``init``, ``add``, ...); return the exit code."""
     return args.action(args)
 
 
-def _open(folder: Path):
-    from ..project.project import Project
+def _open(folder: Path) -> Project:
+    from ..project import Project  # heavy: numpy, shapely (keeps `labelassist --help` fast)
 
     return Project.open(folder)
 
 
 def run_init(args: argparse.Namespace) -> int:
-    from ..project.project import Project
+    from ..project import Project  # heavy: see _open
 
     classes = [name.strip() for name in args.classes.split(",") if name.strip()]
     with Project.create(args.folder, classes=classes, copy_images=args.copy_images) as project:
@@ -138,9 +155,29 @@ def run_init(args: argparse.Namespace) -> int:
 
 
 def run_add(args: argparse.Namespace) -> int:
-    with _open(args.folder) as project:
+    """Add images; exit 1 when some files were refused (listed on stderr, one per line)."""
+    from ..project import UnreadableImagesWarning  # heavy: see _open
+
+    with _open(args.folder) as project, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
         ids = project.add_images(args.images, copy=args.copy, split=args.split, progress=True)
-        print(f"added {len(ids)} images; the project has {project.stats()['images']}")
+        total = project.stats()["images"]
+    refused = []
+    for warning in caught:
+        if isinstance(warning.message, UnreadableImagesWarning):
+            refused.extend(warning.message.refused)
+        else:
+            print(f"labelassist project add: {warning.message}", file=sys.stderr)
+    print(f"added {len(ids)} images; the project has {total}")
+    if refused:
+        for _, reason in refused:
+            print(f"labelassist project add: refused {reason}", file=sys.stderr)
+        print(
+            f"labelassist project add: error: {len(refused)} file(s) cannot be read as images "
+            "and were not added (listed above)",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
@@ -158,7 +195,9 @@ def run_status(args: argparse.Namespace) -> int:
     with _open(args.folder) as project:
         stats = project.stats()
         rounds = project.rounds()
-    print(f"project {args.folder}: {stats['images']} images, {stats['instances']} instances")
+        read_only = project.read_only
+    mode = " (read-only)" if read_only else ""
+    print(f"project {args.folder}{mode}: {stats['images']} images, {stats['instances']} instances")
     print()
     print(_table(list(stats["status"].items()), ("status", "images")))
     print()
@@ -220,3 +259,26 @@ def run_next(args: argparse.Namespace) -> int:
         return 0
     print(f"{record['id']}\t{record['status']}\t{record['path']}")
     return 0
+
+
+#: at most this many problems are printed by ``check`` (the count is always given)
+_MAX_PROBLEMS_SHOWN = 50
+
+
+def run_check(args: argparse.Namespace) -> int:
+    """Print the project's problems; exit 1 when there are any."""
+    from ..project import check_folder  # heavy: see _open
+
+    problems = check_folder(args.folder)
+    if not problems:
+        print(f"project {args.folder}: no problems found")
+        return 0
+    for line in problems[:_MAX_PROBLEMS_SHOWN]:
+        print(line)
+    if len(problems) > _MAX_PROBLEMS_SHOWN:
+        print(f"... and {len(problems) - _MAX_PROBLEMS_SHOWN} more")
+    print(
+        f"labelassist project check: {len(problems)} problem(s) found in {args.folder}",
+        file=sys.stderr,
+    )
+    return 1

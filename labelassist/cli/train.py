@@ -99,7 +99,7 @@ def register(subparsers: Any) -> None:
 
 
 def _config(args: argparse.Namespace) -> Any:
-    from ..train.loop import TrainConfig
+    from ..train import TrainConfig  # heavy: imports torch
 
     return TrainConfig(
         epochs=args.epochs,
@@ -113,7 +113,7 @@ def _config(args: argparse.Namespace) -> Any:
 
 
 def _load(source: str | None, device: str | None) -> Any:
-    from ..model.model import load_model
+    from ..model import load_model  # heavy: imports torch
 
     return load_model(source or "starter", device=device)
 
@@ -121,30 +121,44 @@ def _load(source: str | None, device: str | None) -> Any:
 def run(args: argparse.Namespace) -> int:
     """Run ``labelassist train``; return the exit code."""
     config = _config(args)
-    progress = not args.no_progress
     if args.project:
-        if args.val or args.out or args.resume:
-            raise CliError("--val, --out and --resume go with --train, not with --project")
-        from ..project.project import Project
-        from ..rounds import run_round
+        return _train_round(args, config)
+    return _train_coco(args, config)
 
-        base = _load(args.model, args.device) if args.model else None
-        with Project.open(args.project) as project:
-            result = run_round(
-                project, base_model=base, epochs=args.epochs, config=config, progress=progress
-            )
-        print(
-            f"round {result['round']}: {result['n_images']} images, "
-            f"{result['n_instances']} instances -> {result['checkpoint']}"
+
+def _train_round(args: argparse.Namespace, config: Any) -> int:
+    """``labelassist train --project DIR``: the project's next round."""
+    if args.val or args.out or args.resume:
+        raise CliError("--val, --out and --resume go with --train, not with --project")
+    from ..project import Project  # deferred: keeps `labelassist --help` quick
+    from ..rounds import run_round  # heavy: imports torch
+
+    base = _load(args.model, args.device) if args.model else None
+    with Project.open(args.project) as project:
+        result = run_round(
+            project,
+            base_model=base,
+            epochs=args.epochs,
+            config=config,
+            progress=not args.no_progress,
         )
-        _print_metrics(result["metrics"])
-        return 0
+    print(
+        f"round {result['round']}: {result['n_images']} images, "
+        f"{result['n_instances']} instances -> {result['checkpoint']}"
+    )
+    _print_metrics(result["metrics"])
+    return 0
+
+
+def _train_coco(args: argparse.Namespace, config: Any) -> int:
+    """``labelassist train --train COCO.json --out DIR``: fine-tune on COCO files."""
     if not args.out:
         raise CliError("--train needs --out DIR for the checkpoints")
-    from ..train.loop import finetune
-
     if not Path(args.train).exists():
         raise CliError(f"--train: COCO file not found: {args.train}")
+    _check_image_root(args.image_root)
+    from ..train import finetune  # heavy: imports torch
+
     model = _load(args.model, args.device)
     result = finetune(
         model,
@@ -153,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
         image_root=args.image_root,
         out=args.out,
         resume=args.resume,
-        progress=progress,
+        progress=not args.no_progress,
         config=config,
     )
     last = result.history[-1] if result.history else {}
@@ -162,13 +176,22 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_image_root(image_root: str | None) -> None:
+    if image_root is not None and not Path(image_root).is_dir():
+        raise CliError(
+            f"--image-root: folder not found: {image_root}; give the folder that holds the "
+            "images of the json (default: the json's folder)"
+        )
+
+
 def run_evaluate(args: argparse.Namespace) -> int:
     """Run ``labelassist evaluate``; return the exit code."""
-    from ..coco.read import read_coco
-    from ..evaluate import evaluate
+    from ..coco import read_coco  # deferred: keeps `labelassist --help` quick
+    from ..evaluate import evaluate  # deferred: keeps `labelassist --help` quick
 
     if not Path(args.coco).exists():
         raise CliError(f"COCO file not found: {args.coco}")
+    _check_image_root(args.image_root)
     dataset = read_coco(args.coco, image_root=args.image_root)
     model = _load(args.model, args.device)
     metrics = evaluate(

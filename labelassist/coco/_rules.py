@@ -1,17 +1,17 @@
-"""What the COCO reader and writer share (private): constants, the lazy geometry import
-and small validators.
+"""What the COCO reader, `Dataset` and the writer share (private): constants and checks.
 
-`labelassist.coco` (reading, `Dataset`) and `labelassist._coco_write` (writing) both
-import this module; it imports neither of them. The validators check image records, file
-names, category lists and per-image `Instances` for both `write_coco` and `Dataset`; they
-raise ``TypeError`` / ``ValueError`` (not `labelassist.coco.CocoFormatError`, which is
-for broken files being read).
+The checks of image records, file names and per-image `Instances`, and the constants they
+use; the COCO rules themselves are stated in the `labelassist.coco` package docstring. The
+checks raise ``TypeError`` / ``ValueError`` for `write_coco` and `Dataset` (the reader
+turns problems of a file into `labelassist.coco.CocoFormatError`). Class lists are checked
+by `labelassist.checks.check_classes`, the one rule for projects, models and COCO files.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterable, Mapping
+import os
+import reprlib
+from collections.abc import Mapping
 from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any
 
@@ -19,42 +19,64 @@ import numpy as np
 
 from ..instances import Instances
 
-#: category names that mean "background" in other tools; dropped on read
-_BACKGROUND_NAMES = frozenset({"_background_", "__background__"})
+#: shapely's type id of a Polygon (`shapely.get_type_id`)
 _POLYGON_TYPE = 3
 
-
-def _geometry():
-    """`labelassist.geometry`, imported on first use: it loads scipy, which the worker
-    processes of `write_coco` do not need (it would add half a second to their start)."""
-    from .. import geometry
-
-    return geometry
+#: the largest image height or width accepted (pycocotools stores sizes and run lengths in
+#: 32 bits; it also keeps ``height * width`` far from int64 overflow)
+_MAX_SIDE = 2**31 - 1
 
 
-# -- small validators ---------------------------------------------------------------------
+#: ids are stored as 64-bit integers (SQLite, pycocotools' index, numpy arrays)
+_ID_RANGE = (-(2**63), 2**63 - 1)
+
+_REPR = reprlib.Repr()
+_REPR.maxstring, _REPR.maxother, _REPR.maxlong, _REPR.maxlist, _REPR.maxdict = 200, 60, 40, 8, 8
+
+
+def _brief(value: Any) -> str:
+    """``repr(value)``, shortened when long (values from an untrusted file go in messages)."""
+    return _REPR.repr(value)
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
+def _is_id(value: Any) -> bool:
+    """An int (not bool) that fits in 64 bits."""
+    return _is_int(value) and _ID_RANGE[0] <= value <= _ID_RANGE[1]
+
+
 def _positive_int(value: Any) -> int | None:
-    """``value`` as an int when it is a positive whole number (int or integral float)."""
+    """``value`` as an int when it is a whole number in ``[1, _MAX_SIDE]`` (int or
+    integral float), else None."""
     if isinstance(value, (bool, np.bool_)):
         return None
     if _is_int(value):
-        return int(value) if value > 0 else None
-    if isinstance(value, float) and value.is_integer() and value > 0:
+        return int(value) if 0 < value <= _MAX_SIDE else None
+    if isinstance(value, float) and value.is_integer() and 0 < value <= _MAX_SIDE:
         return int(value)
     return None
 
 
 def _escapes_root(file_name: str) -> bool:
-    """True when ``file_name`` is absolute or climbs out of its root with ``..``."""
+    """True when ``file_name`` is absolute or climbs out of its root with ``..``.
+
+    Absolute means a POSIX root (``/a``), a Windows root or drive root (``\\a``,
+    ``C:\\a``, ``C:/a``) or a UNC share. A drive-relative name such as ``a:b.png`` is an
+    ordinary file name on POSIX and is accepted there; on Windows it names another drive
+    and escapes.
+    """
     if not (file_name.startswith(("/", "\\")) or ":" in file_name or ".." in file_name):
         return False  # the usual name: no root, drive, UNC share or parent step
     posix = PurePosixPath(file_name.replace("\\", "/"))
+    if posix.is_absolute() or ".." in posix.parts:
+        return True
     win = PureWindowsPath(file_name)
-    return posix.is_absolute() or bool(win.drive) or ".." in posix.parts
+    if win.root or win.drive.startswith(("\\\\", "//")):
+        return True
+    return bool(win.drive) and os.name == "nt"
 
 
 def _check_record(record: Any, where: str) -> dict:
@@ -73,30 +95,11 @@ def _check_record(record: Any, where: str) -> dict:
     for key in ("height", "width"):
         size = _positive_int(out[key])
         if size is None:
-            raise ValueError(f"{where}: {key} must be a positive int, got {out[key]!r}")
+            raise ValueError(
+                f"{where}: {key} must be a positive int (at most {_MAX_SIDE}), got {out[key]!r}"
+            )
         out[key] = size
     return out
-
-
-def _check_categories(categories: Any) -> list[str]:
-    if isinstance(categories, str) or not isinstance(categories, Iterable):
-        raise TypeError(
-            f"categories must be a list of class names, got {categories!r}; "
-            "for one class write ['nucleus']"
-        )
-    names = list(categories)
-    for k, name in enumerate(names):
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"categories[{k}] must be a non-empty str, got {name!r}")
-        if name in _BACKGROUND_NAMES:
-            raise ValueError(
-                f"categories[{k}] is {name!r}: background is not a class in labelassist "
-                "(COCO readers drop it); list only object classes"
-            )
-    dupes = sorted(n for n, c in Counter(names).items() if c > 1)
-    if dupes:
-        raise ValueError(f"categories must be unique, got duplicates {dupes}")
-    return names
 
 
 def _check_item_instances(

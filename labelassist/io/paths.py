@@ -22,7 +22,9 @@ def _expand(text: str, where: str) -> list[Path]:
     path = Path(text).expanduser()
     if path.is_dir():
         files = sorted(
-            p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+            p
+            for p in path.iterdir()
+            if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file()
         )
         if not files:
             raise ValueError(
@@ -45,7 +47,9 @@ def collect_image_paths(images: Any, *, name: str = "images") -> list[Path]:
     """Expand a folder, a glob pattern, a file, or a list of those into image paths.
 
     - a folder gives its files with an image suffix (``IMAGE_SUFFIXES``, not recursive),
-      sorted; a folder with none is an error;
+      sorted; hidden files (``.name``: temp files being written, macOS ``._name``
+      resource forks) are skipped, as a glob pattern skips them; a folder with none is an
+      error;
     - a glob pattern gives the files it matches, sorted (``**`` recurses); no match is an
       error;
     - an existing path is taken as it is (whatever its suffix: the reader decides);
@@ -90,11 +94,13 @@ def collect_image_paths(images: Any, *, name: str = "images") -> list[Path]:
             f"{name} must be a folder, a glob pattern, a file or a list of those, "
             f"got {type(images).__name__}"
         )
-    out: list[Path] = []
-    for k, item in enumerate(images):
+    items = list(images)
+    for k, item in enumerate(items):
         if not isinstance(item, (str, os.PathLike)):
             raise TypeError(
                 f"{name}[{k}] is {type(item).__name__}; expected a path (str or os.PathLike)"
             )
+    out: list[Path] = []
+    for k, item in enumerate(items):
         out.extend(_expand(os.fspath(item), f"{name}[{k}]"))
     return out

@@ -1,41 +1,60 @@
-"""COCO in and out of a labeling project (private; the public methods are on `Project`).
+"""COCO and label images in and out of a labeling project (`Project.export_coco`, ...).
 
-`iter_items` streams ``(record, Instances)`` pairs from one SELECT statement (a consistent
-snapshot) through a private connection; `export_coco` hands them to
+Export: `iter_items` streams ``(record, Instances)`` pairs from one SELECT statement (a
+consistent snapshot) through a connection of its own; `export_coco` hands them to
 `labelassist.coco.write_coco`, so that memory does not grow with the project.
+
+Import: `import_coco` and `import_label_images` check everything before writing: the
+categories are project classes, every image file exists and decodes, its size is the
+size the file states, and (when the project copies images) it lies inside the image root
+(a symbolic link to a file elsewhere is refused, not copied).
 """
 
 from __future__ import annotations
 
 import os
+import sqlite3
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import shapely
 
+from ..checks import check_choice
+from ..coco import Dataset, read_coco, write_coco
 from ..instances import Instances
 from . import files as _files
 from . import schema as _schema
-from ._util import (
-    check_choice,
-    progress_bar,
-    split_filter,
-    sql_where,
-    status_filter,
+from ._util import listed, progress_bar, split_filter, sql_where, status_filter
+from .annotations import write_instances
+from .images import (
+    as_path,
+    check_files,
+    ids_of,
+    insert_images,
+    new_files,
+    place_files,
+    stored_sizes,
 )
+from .store import Store, database_error
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .project import Project
+__all__ = ["dataset", "export_coco", "import_coco", "import_label_images", "iter_items"]
 
-DB_NAME = "project.db"
+#: rows fetched at once by `iter_items` (images are decoded in blocks of about this size)
+_FETCH_ROWS = 4096
+#: images written per transaction by `import_coco`
 _IMPORT_BATCH = 500
+#: `export_coco` with ``workers=None`` converts in worker processes from this many
+#: instances (starting them takes about a second), at most `_AUTO_WORKERS` of them
+_PARALLEL_MIN_INSTANCES = 50_000
+_AUTO_WORKERS = 4
 
 
+# -- out ---------------------------------------------------------------------------------------
 def iter_items(
-    project: Project,
+    store: Store,
     status: Any,
     split: Any,
     root: Path | None = None,
@@ -44,20 +63,21 @@ def iter_items(
     extra: bool = True,
     wkb: bool = False,
 ) -> Iterator[tuple[dict, Instances]]:
-    """(record, Instances) per selected image, streamed from a private connection.
+    """(record, Instances) per selected image, streamed from a connection of its own.
 
     One SELECT statement: a consistent snapshot, whatever other processes write
     meanwhile. Rows are decoded in blocks of whole images (one ``from_wkb`` per block).
     ``file_name`` is the image's path relative to ``root`` (POSIX), or its absolute path
     when ``root`` is None. ``extra=False`` leaves out the ``"source"`` and
-    ``"instance_id"`` columns (not written to COCO).
+    ``"instance_id"`` columns (not written to COCO); ``wkb=True`` leaves the geometry as
+    WKB bytes (for worker processes to decode).
     """
     # "+i." keeps SQLite from reading images through the status index: it then scans them
     # in id order, and the rows come out ordered without a sort of the whole result
     where, params = sql_where(status_filter(status), split_filter(split), prefix="+i.")
     columns = "a.instance_id, a.label, a.score, a.source" if extra else "a.label, a.score"
-    file_name = _file_namer(project, root)
-    con = _schema.connect(project.folder / DB_NAME)
+    file_name = _file_namer(store, root)
+    con = store.reader()
     try:
         n_images = None
         if progress:
@@ -86,38 +106,41 @@ def iter_items(
             yield from items
             bar.update(len(items))
         bar.close()
+    except sqlite3.DatabaseError as exc:
+        error = database_error(exc, store.folder, "read it")
+        if error is None:
+            raise
+        raise error from exc
     finally:
         con.close()
 
 
-#: rows fetched at once by `iter_items` (images are decoded in blocks of about this size)
-_FETCH_ROWS = 4096
-
-
 def _block_items(
-    rows: list[tuple], file_name: Any, extra: bool, wkb: bool = False
+    rows: list[tuple], file_name: Callable[[str], str], extra: bool, wkb: bool = False
 ) -> list[tuple[dict, Instances]]:
     """Rows of whole images (``iter_items``'s SELECT, in order) to (record, Instances)."""
-    cols = list(zip(*rows, strict=True))
+    cols: list[Sequence[Any]] = list(zip(*rows, strict=True))
     blobs = cols[-1]
     image_ids = np.array(cols[0], dtype=np.int64)
     starts = np.flatnonzero(np.r_[True, image_ids[1:] != image_ids[:-1]]).tolist()
     stops = [*starts[1:], len(rows)]
+    present = None
+    first: Sequence[int] = range(len(rows))
     if None in blobs:  # images without annotations have one row of NULLs
         present = np.array([b is not None for b in blobs])
         first = (np.cumsum(present) - present).tolist()  # annotation index of each row
         cols = [[v for v, ok in zip(col, present.tolist(), strict=True) if ok] for col in cols]
-    else:
-        present = None
-        first = range(len(rows))
     geoms = np.array(cols[-1], dtype=object)
     if not wkb:
         geoms = shapely.from_wkb(geoms)
     labels = np.array(cols[-4 if extra else -3], dtype=np.int64)
     scores = np.array(cols[-3 if extra else -2], dtype=np.float32)
+    columns: dict[str, np.ndarray] = {}
     if extra:
-        sources = np.array(cols[-2], dtype=str)
-        instance_ids = np.array(cols[4], dtype=np.int64)
+        columns = {
+            "source": np.array(cols[-2], dtype=str),
+            "instance_id": np.array(cols[4], dtype=np.int64),
+        }
     out = []
     for start, stop in zip(starts, stops, strict=True):
         image_id, stored, height, width = rows[start][:4]
@@ -127,16 +150,22 @@ def _block_items(
             out.append((record, Instances.empty((height, width), extra_keys=keys)))
             continue
         a, b = first[start], first[start] + stop - start
-        columns = {"source": sources[a:b], "instance_id": instance_ids[a:b]} if extra else {}
-        inst = Instances._trusted(geoms[a:b], labels[a:b], scores[a:b], (height, width), columns)
+        # the rows were Instances when saved: skip re-validating 100k images on export
+        inst = Instances._trusted(
+            geoms[a:b],
+            labels[a:b],
+            scores[a:b],
+            (height, width),
+            {key: values[a:b] for key, values in columns.items()},
+        )
         out.append((record, inst))
     return out
 
 
-def _file_namer(project, root: Path | None) -> Any:
+def _file_namer(store: Store, root: Path | None) -> Callable[[str], str]:
     """``file_name(stored path)``: the image's path relative to ``root`` (POSIX), or its
     absolute path when ``root`` is None; string operations, not pathlib, per image."""
-    absolute = project._absolute_str
+    absolute = store.absolute_str
     if root is None:
         return absolute
     root_str = str(root)
@@ -156,12 +185,12 @@ def _folder_prefix(folder: str) -> str:
     return folder if folder.endswith(os.sep) else folder + os.sep
 
 
-def selected_paths(project, status: list[str] | None, split: str | None) -> list[str]:
+def _selected_paths(store: Store, status: list[str] | None, split: str | None) -> list[str]:
     """Absolute (normalized) paths of the selected images."""
     where, params = sql_where(status, split)
-    with project._lock:
-        rows = project.con.execute(f"SELECT DISTINCT path FROM images{where}", params)
-        return [project._absolute_str(r[0]) for r in rows]
+    with store.read() as con:
+        rows = con.execute(f"SELECT DISTINCT path FROM images{where}", params).fetchall()
+    return [store.absolute_str(r[0]) for r in rows]
 
 
 def _below(paths: list[str], root: Path) -> list[bool]:
@@ -170,7 +199,7 @@ def _below(paths: list[str], root: Path) -> list[bool]:
     return [os.path.normcase(p).startswith(prefix) for p in paths]
 
 
-def common_root(paths: list[str], candidates: list[Path]) -> Path:
+def _common_root(paths: list[str], candidates: list[Path]) -> Path:
     """The first candidate folder holding every path, else their deepest common folder."""
     for root in candidates:
         if all(_below(paths, root)):
@@ -178,12 +207,12 @@ def common_root(paths: list[str], candidates: list[Path]) -> Path:
     return Path(os.path.commonpath([os.path.dirname(p) for p in paths]))
 
 
-def export_root(
-    project, path: Path, status: list[str] | None, split: str | None, image_root: Any
+def _export_root(
+    store: Store, path: Path, status: list[str] | None, split: str | None, image_root: Any
 ) -> Path:
-    paths = selected_paths(project, status, split)
+    paths = _selected_paths(store, status, split)
     if image_root is not None:
-        root = Path(image_root).expanduser().resolve()
+        root = as_path(image_root, "image_root")
         outside = [p for p, below in zip(paths, _below(paths, root), strict=True) if not below]
         if outside:
             raise ValueError(
@@ -191,53 +220,23 @@ def export_root(
                 f"(e.g. {outside[0]}); choose a folder above all of them"
             )
         return root
-    root = common_root(paths, [path.parent, project.folder])
+    root = _common_root(paths, [path.parent, store.folder])
     if root != path.parent:
         warnings.warn(
             f"the exported file_names are relative to {root} (not to the JSON's folder); "
             f"read the file with image_root={str(root)!r}",
             UserWarning,
-            stacklevel=3,
+            stacklevel=4,  # the caller of Project.export_coco
         )
     return root
 
 
-def _sizes_of(project, paths: list[Path]) -> dict[str, tuple[int, int]]:
-    """(height, width) of the images among ``paths`` that are in the project."""
-    keys = [p.as_posix() for p in paths]
-    out = {}
-    with project._lock:
-        for start in range(0, len(keys), 500):
-            chunk = keys[start : start + 500]
-            rows = project.con.execute(
-                "SELECT origin, height, width FROM images WHERE origin IN"
-                f" ({', '.join('?' * len(chunk))})",
-                chunk,
-            )
-            out.update((origin, (h, w)) for origin, h, w in rows)
-    return out
-
-
-def _class_mapping(project, categories: list[str], path: Path) -> np.ndarray:
-    unknown = [name for name in categories if name not in project.classes]
-    if unknown:
-        raise ValueError(
-            f"categories {unknown} of {path} are not classes of this project "
-            f"{project.classes}; rename them in the file or create a project with these classes"
-        )
-    return np.array([project.classes.index(name) for name in categories], dtype=np.int64)
-
-
-def dataset(project, *, status: str | Sequence[str] | None = "reviewed", split: str | None = None):
-    from ..coco.read import Dataset
-
+def dataset(store: Store, *, status: Any = "reviewed", split: Any = None) -> Dataset:
     status_values, split_value = status_filter(status), split_filter(split)
-    root = common_root(selected_paths(project, status_values, split_value), [project.folder])
-    with project._lock:
-        project.con  # noqa: B018  (raises when closed)
-        items = list(iter_items(project, status_values, split_value, root))
+    root = _common_root(_selected_paths(store, status_values, split_value), [store.folder])
+    items = list(iter_items(store, status_values, split_value, root))
     return Dataset(
-        list(project.classes),
+        list(store.classes),
         [record for record, _ in items],
         {record["id"]: inst for record, inst in items},
         image_root=root,
@@ -245,124 +244,165 @@ def dataset(project, *, status: str | Sequence[str] | None = "reviewed", split: 
 
 
 def export_coco(
-    project,
+    store: Store,
     path: str | os.PathLike,
     *,
-    status: str | Sequence[str] | None = "reviewed",
-    split: str | None = None,
+    status: Any = "reviewed",
+    split: Any = None,
     segmentation: str = "polygon",
     image_root: str | os.PathLike | None = None,
     progress: bool = False,
     workers: int | None = 1,
 ) -> Path:
-    from ..coco.read import write_coco
-
     check_choice(segmentation, "segmentation", ("polygon", "rle"))
-    path = Path(path).expanduser().resolve()
+    target = as_path(path, "path")
     status_values = status_filter(status)
     split_value = split_filter(split)
-    root = export_root(project, path, status_values, split_value, image_root)
-
+    root = _export_root(store, target, status_values, split_value, image_root)
     info = {
-        "description": f"labelassist project {project.folder.name}",
+        "description": f"labelassist project {store.folder.name}",
         "date_created": _schema.now(),
         "image_root": root.as_posix(),
     }
-    with project._lock:
-        project.con  # noqa: B018  (raises when closed)
     if workers is None:
         workers = 1
-        if _counts_at_least(project, status_values, split_value, _PARALLEL_MIN_INSTANCES):
+        if _counts_at_least(store, status_values, split_value, _PARALLEL_MIN_INSTANCES):
             workers = min(os.cpu_count() or 1, _AUTO_WORKERS)
     items = iter_items(
-        project, status_values, split_value, root, progress, extra=False, wkb=workers > 1
+        store,
+        status_values,
+        split_value,
+        root,
+        progress,
+        extra=False,
+        wkb=isinstance(workers, int) and workers > 1,
     )
     return write_coco(
-        path, project.classes, items, segmentation=segmentation, info=info, workers=workers
+        target, store.classes, items, segmentation=segmentation, info=info, workers=workers
     )
 
 
-#: `export_coco` with ``workers=None`` converts in worker processes from this many
-#: instances (starting them takes about a second), at most `_AUTO_WORKERS` of them
-_PARALLEL_MIN_INSTANCES = 50_000
-_AUTO_WORKERS = 4
-
-
-def _counts_at_least(project, status: list[str] | None, split: str | None, n: int) -> bool:
+def _counts_at_least(store: Store, status: list[str] | None, split: str | None, n: int) -> bool:
     """Whether the selected images have at least ``n`` current instances (reads at most n)."""
     where, params = sql_where(status, split, prefix="i.")
-    with project._lock:
-        (count,) = project.con.execute(
+    with store.read() as con:
+        (count,) = con.execute(
             "SELECT count(*) FROM (SELECT 1 FROM images i JOIN annotations a"
             f" ON a.image_id = i.id AND a.version = i.version{where} LIMIT ?)",
             [*params, n],
         ).fetchone()
-    return count >= n
+    return bool(count >= n)
+
+
+# -- in ----------------------------------------------------------------------------------------
+def _checked_sizes(
+    store: Store, files: list[Path], what: str, progress: bool = False
+) -> dict[str, tuple[int, int]]:
+    """``(height, width)`` by origin of ``files``: stored for those in the project, decoded
+    for the new ones; ValueError listing the files that cannot be read."""
+    new, _ = new_files(store, files)
+    sizes = stored_sizes(store, files)
+    decoded, refused = check_files(new, progress=progress)
+    if refused:
+        raise ValueError(
+            f"cannot read {len(refused)} image file(s) of {what}, nothing was imported: "
+            + listed([reason for _, reason in refused])
+        )
+    sizes.update((path.as_posix(), size) for path, size in decoded.items())
+    return sizes
 
 
 def import_coco(
-    project,
+    store: Store,
     path: str | os.PathLike,
     *,
     image_root: str | os.PathLike | None = None,
     progress: bool = False,
 ) -> list[int]:
-    from ..coco.read import read_coco
-
-    path = Path(path).expanduser()
-    root = Path(image_root).expanduser() if image_root is not None else path.parent
-    data = read_coco(path, image_root=image_root)
-    mapping = _class_mapping(project, list(data.categories), path)
-    files, missing = [], []
-    for record in data.images:
-        file = (root / record["file_name"]).resolve()
-        files.append(file)
-        if not file.is_file():
-            missing.append(str(file))
+    store.require_writable("import COCO")
+    source = Path(path).expanduser()
+    data = read_coco(source, image_root=image_root)
+    root = as_path(image_root if image_root is not None else source.parent, "image_root")
+    mapping = _class_mapping(store.classes, list(data.categories), source)
+    files = [(root / record["file_name"]).resolve() for record in data.images]
+    missing = [str(file) for file in files if not file.is_file()]
     if missing:
         raise FileNotFoundError(
-            f"{len(missing)} image file(s) of {path} not found, e.g. {missing[0]}; pass "
+            f"{len(missing)} image file(s) of {source} not found, e.g. {missing[0]}; pass "
             "image_root= (CLI: --image-root) to say where the images are"
         )
-    new, _ = project._new_files(files)
-    sizes = {
-        file: (int(r["height"]), int(r["width"]))
-        for file, r in zip(files, data.images, strict=True)
-    }
-    rows, _ = project._place_files(new, sizes, copy=project.copy_images)
+    if store.copy_images:
+        outside = [
+            f"{record['file_name']} -> {file}"
+            for file, record in zip(files, data.images, strict=True)
+            if not file.is_relative_to(root)
+        ]
+        if outside:
+            raise ValueError(
+                f"{len(outside)} image file(s) of {source} lead outside the image root {root}"
+                f" (symbolic links?), e.g. {outside[0]}; this project copies images and copies "
+                "only files inside the image root: put the files themselves there"
+            )
+    sizes = _checked_sizes(store, files, str(source), progress)
+    wrong = []
+    for file, record in zip(files, data.images, strict=True):
+        want, have = (int(record["height"]), int(record["width"])), sizes[file.as_posix()]
+        if have != want:
+            wrong.append(
+                f"{record['file_name']} is {have[0]}x{have[1]} but its record says "
+                f"{want[0]}x{want[1]}"
+            )
+    if wrong:
+        raise ValueError(
+            f"{len(wrong)} image(s) of {source} differ from their COCO height x width, nothing "
+            f"was imported: {listed(wrong)}; fix the records' height and width"
+        )
+    new, _ = new_files(store, files)
+    rows, copies = place_files(
+        store, new, {p: sizes[p.as_posix()] for p in new}, copy=store.copy_images
+    )
     placed = {row[2]: row for row in rows}
-    ids: list[int] = []
     items = list(zip(files, data.images, strict=True))
     bar = progress_bar(None, progress, "importing images", total=len(items))
-    for start in range(0, len(items), _IMPORT_BATCH):
-        batch = items[start : start + _IMPORT_BATCH]
-        with project._lock, _schema.write_transaction(project.con) as con:
-            stamp = _schema.now()
-            for file, record in batch:
-                row = placed.pop(file.as_posix(), None)
-                if row is not None:
-                    file_name, stored, origin, (height, width) = row
-                    con.execute(
-                        "INSERT INTO images (file_name, path, origin, height, width, updated)"
-                        " VALUES (?, ?, ?, ?, ?, ?)",
-                        (file_name, stored, origin, height, width, stamp),
-                    )
-                (image_id,) = con.execute(
-                    "SELECT id FROM images WHERE origin = ?", (file.as_posix(),)
-                ).fetchone()
-                inst = data.instances.get(record["id"])
-                if inst is None:
-                    inst = Instances.empty((int(record["height"]), int(record["width"])))
-                inst = Instances(inst.polygons, mapping[inst.labels], inst.scores, inst.image_shape)
-                project._write_instances(con, image_id, inst, "human", None, status="reviewed")
-                ids.append(image_id)
-        bar.update(len(batch))
-    bar.close()
+    ids: list[int] = []
+    try:
+        for start in range(0, len(items), _IMPORT_BATCH):
+            batch = items[start : start + _IMPORT_BATCH]
+            with store.write("import COCO") as con:
+                for file, record in batch:
+                    row = placed.pop(file.as_posix(), None)
+                    if row is not None:
+                        insert_images(con, [row])
+                    [number] = ids_of(con, [file.as_posix()])
+                    inst = data.instances.get(record["id"])
+                    if inst is None:
+                        inst = Instances.empty((int(record["height"]), int(record["width"])))
+                    inst = inst.replace(labels=mapping[inst.labels], extra={})
+                    write_instances(con, number, inst, "human", None, status="reviewed")
+                    ids.append(number)
+            bar.update(len(batch))
+    except BaseException:
+        # the copies of images that were not added (earlier batches are committed)
+        left = {store.absolute_str(row[1]) for row in placed.values()}
+        _files.remove_copies([copy for copy in copies if str(copy) in left])
+        raise
+    finally:
+        bar.close()
     return ids
 
 
+def _class_mapping(classes: list[str], categories: list[str], path: Path) -> np.ndarray:
+    unknown = [name for name in categories if name not in classes]
+    if unknown:
+        raise ValueError(
+            f"categories {unknown} of {path} are not classes of this project "
+            f"{classes}; rename them in the file or create a project with these classes"
+        )
+    return np.array([classes.index(name) for name in categories], dtype=np.int64)
+
+
 def import_label_images(
-    project,
+    store: Store,
     images: Sequence[str | os.PathLike],
     label_images: Sequence[np.ndarray | str | os.PathLike],
     *,
@@ -370,14 +410,13 @@ def import_label_images(
     tolerance: float = 0.0,
     status: str = "reviewed",
 ) -> list[int]:
-    from ..coco.read import Dataset
-
+    store.require_writable("import label images")
     if isinstance(images, (str, os.PathLike)) or isinstance(label_images, (str, os.PathLike)):
         raise TypeError(
             "images and label_images must be lists (one entry per image); for one image "
             "write [path]"
         )
-    paths = [Path(p).expanduser().resolve() for p in images]
+    paths = [as_path(p, f"images[{k}]") for k, p in enumerate(images)]
     sources = list(label_images)
     if len(paths) != len(sources):
         raise ValueError(
@@ -386,30 +425,31 @@ def import_label_images(
         )
     check_choice(status, "status", _schema.STATUSES)
     data = Dataset.from_label_images(
-        sources, categories=project.classes, label=label, tolerance=tolerance
+        sources, categories=store.classes, label=label, tolerance=tolerance
     )
-    new, _ = project._new_files(paths)
+    new, _ = new_files(store, paths)
     missing = [str(p) for p in new if not p.is_file()]
     if missing:
         raise FileNotFoundError(f"image files not found: {', '.join(missing[:5])}")
-    known = _sizes_of(project, paths)
+    sizes = _checked_sizes(store, paths, "images")
     for k, path in enumerate(paths):
-        size = known.get(path.as_posix()) or _files.image_size(path)
-        record = data.images[k]
+        size, record = sizes[path.as_posix()], data.images[k]
         if size != (record["height"], record["width"]):
             raise ValueError(
                 f"label_images[{k}] is {record['height']}x{record['width']} but image "
                 f"{path} is {size[0]}x{size[1]} (height x width); they must match"
             )
-    if new:
-        project.add_images(new)
-    with project._lock, _schema.write_transaction(project.con) as con:
-        ids = []
-        for k, path in enumerate(paths):
-            (image_id,) = con.execute(
-                "SELECT id FROM images WHERE origin = ?", (path.as_posix(),)
-            ).fetchone()
-            inst = data.instances[k + 1]
-            project._write_instances(con, image_id, inst, "human", None, status=status)
-            ids.append(image_id)
+    rows, copies = place_files(
+        store, new, {p: sizes[p.as_posix()] for p in new}, copy=store.copy_images
+    )
+    try:
+        with store.write("import label images") as con:
+            insert_images(con, rows)
+            ids = ids_of(con, [p.as_posix() for p in paths])
+            for k, number in enumerate(ids):
+                inst = data.instances[k + 1]
+                write_instances(con, number, inst, "human", None, status=status)
+    except BaseException:
+        _files.remove_copies(copies)
+        raise
     return ids

@@ -1,111 +1,105 @@
-"""Image files of a labeling project: finding, measuring and copying them (private)."""
+"""Image files of a labeling project: checking that they decode, and copying them in.
+
+A project accepts only files that `labelassist.io.read_image` can read as a 2-D image, and
+checks that when the file is added (`image_size`), not later when a model first reads it.
+"""
 
 from __future__ import annotations
 
-import glob
+import math
 import os
 import shutil
 import uuid
-from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["IMAGE_SUFFIXES", "collect_paths", "image_size", "copy_into", "stored_path"]
+import numpy as np
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
-_GLOB_CHARS = set("*?[")
+from ..io import check_image, read_image
 
+__all__ = ["DECODE_LIMIT", "copy_into", "image_size", "remove_copies"]
 
-def collect_paths(paths_or_folder_or_glob: str | os.PathLike | Iterable) -> list[Path]:
-    """Expand a folder, a glob pattern or a list of those into image files (sorted
-    within each folder/pattern, duplicates kept for the caller to count).
-
-    A folder contributes its files with an image suffix (`IMAGE_SUFFIXES`, not
-    recursive); a glob (``**`` recurses) and an explicit file are taken as they are.
-    """
-    if isinstance(paths_or_folder_or_glob, (str, os.PathLike)):
-        items = [paths_or_folder_or_glob]
-    else:
-        try:
-            items = list(paths_or_folder_or_glob)
-        except TypeError:
-            raise TypeError(
-                "paths_or_folder_or_glob must be a path, a folder, a glob pattern or a list "
-                f"of those, got {type(paths_or_folder_or_glob).__name__}"
-            ) from None
-    out: list[Path] = []
-    missing: list[str] = []
-    for item in items:
-        if not isinstance(item, (str, os.PathLike)):
-            raise TypeError(
-                f"paths_or_folder_or_glob holds a {type(item).__name__}; expected paths"
-            )
-        text = os.fspath(item)
-        path = Path(text).expanduser()
-        if path.is_dir():
-            out.extend(
-                sorted(
-                    p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
-                )
-            )
-        elif path.is_file():
-            out.append(path)
-        elif _GLOB_CHARS & set(text):
-            found = sorted(glob.glob(os.path.expanduser(text), recursive=True))
-            files = [Path(p) for p in found if Path(p).is_file()]
-            if not files:
-                missing.append(f"{text} (pattern matches no file)")
-            out.extend(files)
-        else:
-            missing.append(text)
-    if missing:
-        shown = ", ".join(missing[:5]) + (
-            f" and {len(missing) - 5} more" if len(missing) > 5 else ""
-        )
-        raise FileNotFoundError(f"no such image file or folder: {shown}")
-    return out
-
-
-def _tiff_size(path: Path) -> tuple[int, int]:
-    import tifffile
-
-    with tifffile.TiffFile(path) as tif:
-        series = tif.series[0]
-        axes, shape = series.axes, series.shape
-    if "Y" in axes and "X" in axes:
-        return int(shape[axes.index("Y")]), int(shape[axes.index("X")])
-    raise ValueError(f"TIFF axes {axes!r} have no Y and X")
+#: TIFFs with more pixels than this are checked from their structure (axes, shape, data
+#: offsets within the file) instead of being decoded; other files are always decoded.
+DECODE_LIMIT = 2**26
 
 
 def image_size(path: Path) -> tuple[int, int]:
-    """``(height, width)`` of an image file, from its header where possible.
+    """``(height, width)`` of an image file, after checking that it can be read.
 
-    Raises ``ValueError`` (or ``OSError``) when the file cannot be read as an image.
+    The file is decoded with `labelassist.io.read_image` (the reader every model uses), so
+    a truncated file, a 3-D or 5-D stack or an unsupported pixel type is found here. TIFFs
+    above `DECODE_LIMIT` pixels (whole slides) are checked without decoding: the same
+    shape rule, and every strip or tile inside the file.
+
+    Raises
+    ------
+    ValueError
+        Naming the file and why it cannot be read.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib, numpy as np, imageio.v3 as iio
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "a.png"
+    >>> iio.imwrite(path, np.zeros((16, 24), np.uint8))
+    >>> image_size(path)
+    (16, 24)
+    >>> _ = path.write_bytes(path.read_bytes()[:40])  # truncated
+    >>> image_size(path)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: cannot read image ...a.png: ...
     """
-    suffix = path.suffix.lower()
-    if suffix in (".tif", ".tiff"):
-        return _tiff_size(path)
+    if not path.is_file():  # a folder, a FIFO (reading it would hang), a device
+        raise ValueError(f"{path} is not a regular file")
+    if path.suffix.lower() in (".tif", ".tiff"):
+        shape = _tiff_shape(path)
+        if math.prod(shape[:2]) > DECODE_LIMIT:
+            _check_tiff_data(path)
+            return int(shape[0]), int(shape[1])
+    image = read_image(path)
+    return int(image.shape[0]), int(image.shape[1])
+
+
+def _tiff_shape(path: Path) -> tuple[int, ...]:
+    """The shape `read_image` would return for a TIFF, checked by the same rule, from the
+    file's structure alone."""
+    import tifffile  # heavy: 0.3 s to import, only needed for TIFFs
+
     try:
-        from PIL import Image
+        with tifffile.TiffFile(path) as tif:
+            if not tif.series:
+                raise ValueError("the TIFF holds no image")
+            series = tif.series[0]
+            shape, axes, dtype = tuple(series.shape), series.axes, series.dtype
+            rgb = tif.pages[0].photometric == tifffile.PHOTOMETRIC.RGB
+    except ValueError as exc:
+        raise ValueError(f"cannot read image {path}: {exc}") from None
+    except Exception as exc:  # tifffile raises many types on broken files
+        raise ValueError(f"cannot read image {path}: {type(exc).__name__}: {exc}") from None
+    if axes.startswith("S") and len(shape) == 3 and rgb:  # planar RGB: read channels-last
+        shape = (*shape[1:], shape[0])
+    # a zero-strided view: the shape rule of check_image without allocating the pixels
+    checked = check_image(np.broadcast_to(np.zeros((), dtype), shape), name=str(path))
+    return tuple(checked.shape)
 
-        with Image.open(path) as im:  # reads the header only
-            width, height = im.size
-        return int(height), int(width)
-    except Exception as exc:
-        if suffix in IMAGE_SUFFIXES:  # a format PIL reads: the file is broken
-            raise ValueError(f"not a readable {suffix} image ({exc})") from None
-        from ..io.image import read_image  # another format: let the full reader try
 
-        image = read_image(path)
-        return int(image.shape[0]), int(image.shape[1])
+def _check_tiff_data(path: Path) -> None:
+    """Every strip/tile of the first series lies inside the file (not truncated)."""
+    import tifffile  # heavy: see _tiff_shape
 
-
-def stored_path(path: Path, folder: Path) -> str:
-    """``path`` as stored in the database: relative to the project ``folder`` when
-    possible (POSIX separators), absolute otherwise (another drive on Windows)."""
-    try:
-        return Path(os.path.relpath(path, folder)).as_posix()
-    except ValueError:
-        return path.as_posix()
+    size = path.stat().st_size
+    with tifffile.TiffFile(path) as tif:
+        for page in tif.series[0].pages:
+            if page is None:
+                continue
+            offsets = getattr(page, "dataoffsets", ())
+            counts = getattr(page, "databytecounts", ())
+            end = max((o + c for o, c in zip(offsets, counts, strict=False)), default=0)
+            if end > size or any(c and not o for o, c in zip(offsets, counts, strict=False)):
+                raise ValueError(
+                    f"cannot read image {path}: the file is truncated (its image data ends "
+                    f"at byte {end}, the file has {size} bytes)"
+                )
 
 
 def copy_into(source: Path, target_dir: Path, taken: set[str]) -> Path:
@@ -129,3 +123,9 @@ def copy_into(source: Path, target_dir: Path, taken: set[str]) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return target_dir / name
+
+
+def remove_copies(copies: list[Path]) -> None:
+    """Delete image copies this project made (never a user's original file)."""
+    for copy in copies:
+        copy.unlink(missing_ok=True)

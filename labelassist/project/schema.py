@@ -1,8 +1,8 @@
-"""The SQLite schema of a labeling project, its versions and migrations (private).
+"""The SQLite schema of a labeling project: its tables, versions and migrations.
 
 The database file is ``project.db`` inside the project folder. ``PRAGMA user_version``
-holds the schema version; `connect` opens a connection with the settings every
-process sharing the project must use (WAL, durable commits, a busy timeout).
+holds the schema version. Connections and transactions are `labelassist.project.store`'s
+job; the functions here run inside a transaction the caller holds.
 
 Schema history
 --------------
@@ -21,8 +21,7 @@ from __future__ import annotations
 
 import datetime
 import sqlite3
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 __all__ = [
@@ -32,12 +31,8 @@ __all__ = [
     "QUEUE",
     "SOURCES",
     "SPLITS",
-    "BUSY_TIMEOUT_MS",
-    "connect",
     "create_schema",
     "migrate",
-    "write_transaction",
-    "read_transaction",
     "now",
 ]
 
@@ -47,8 +42,6 @@ FORMAT = "labelassist-project"
 STATUSES = ("new", "pre-annotated", "in-review", "reviewed", "skipped")
 SOURCES = ("model", "corrected", "human")
 SPLITS = ("train", "val")
-#: How long a connection waits for another process's write transaction to finish.
-BUSY_TIMEOUT_MS = 60_000
 
 #: Statuses still to be labelled (`Project.next_image`); the partial index ``images_queue``
 #: and its queries use this exact expression.
@@ -120,65 +113,16 @@ def now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
 
 
-def connect(path: Path) -> sqlite3.Connection:
-    """Open ``path`` with the settings every process sharing a project uses.
-
-    - autocommit mode (``isolation_level=None``): transactions are explicit, writes use
-      ``BEGIN IMMEDIATE`` so that two writers queue on the busy timeout instead of one
-      failing with ``database is locked`` when it upgrades a read lock;
-    - ``journal_mode=WAL``: readers (training) and one writer (the napari plugin) run
-      at the same time without blocking each other;
-    - ``synchronous=FULL``: a transaction is on disk when ``COMMIT`` returns, so that a
-      crash or power cut after an edit was reported as saved does not lose it;
-    - ``busy_timeout``: waiting for another writer is silent (`BUSY_TIMEOUT_MS`).
-    """
-    con = sqlite3.connect(
-        path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
-    )
-    con.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-        con.execute("PRAGMA journal_mode = WAL")
-    con.execute("PRAGMA synchronous = FULL")
-    con.execute("PRAGMA foreign_keys = ON")
-    return con
-
-
-@contextmanager
-def write_transaction(con: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """``BEGIN IMMEDIATE`` … ``COMMIT`` (``ROLLBACK`` on any exception)."""
-    con.execute("BEGIN IMMEDIATE")
-    try:
-        yield con
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-    con.execute("COMMIT")
-
-
-@contextmanager
-def read_transaction(con: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """A read transaction: every query inside sees the same snapshot."""
-    if con.in_transaction:  # nested in a write transaction: already consistent
-        yield con
-        return
-    con.execute("BEGIN")
-    try:
-        yield con
-    finally:
-        con.execute("COMMIT")
-
-
 def create_schema(con: sqlite3.Connection, meta: dict[str, str]) -> None:
-    """Create the current schema and the ``meta`` rows inside one transaction."""
-    with write_transaction(con):
-        for statement in _SCHEMA.split(";"):
-            if statement.strip():
-                con.execute(statement)
-        con.executemany(
-            "INSERT INTO meta (key, value) VALUES (?, ?)",
-            [("format", FORMAT), *sorted(meta.items())],
-        )
-        con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    """Create the current schema and the ``meta`` rows (inside the caller's transaction)."""
+    for statement in _SCHEMA.split(";"):
+        if statement.strip():
+            con.execute(statement)
+    con.executemany(
+        "INSERT INTO meta (key, value) VALUES (?, ?)",
+        [("format", FORMAT), *sorted(meta.items())],
+    )
+    con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
 def _migrate_1_to_2(con: sqlite3.Connection, folder: Path) -> None:
@@ -236,16 +180,15 @@ def _migrate_1_to_2(con: sqlite3.Connection, folder: Path) -> None:
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection, Path], None]] = {1: _migrate_1_to_2}
 
 
-def migrate(con: sqlite3.Connection, from_version: int, folder: Path) -> None:
-    """Upgrade the project in ``folder`` from ``from_version`` to `SCHEMA_VERSION` in one
-    transaction."""
-    with write_transaction(con):
-        # re-read inside the lock: another process may have migrated meanwhile
-        version = con.execute("PRAGMA user_version").fetchone()[0]
-        while version < SCHEMA_VERSION:
-            MIGRATIONS[version](con, folder)
-            version += 1
-        con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        problems = con.execute("PRAGMA foreign_key_check").fetchall()
-        if problems:
-            raise ValueError(f"cannot migrate the project: broken references {problems[:5]}")
+def migrate(con: sqlite3.Connection, folder: Path) -> None:
+    """Upgrade the project in ``folder`` to `SCHEMA_VERSION`, inside the caller's write
+    transaction (which holds the lock: the version is read again here, since another
+    process may have migrated meanwhile)."""
+    version = con.execute("PRAGMA user_version").fetchone()[0]
+    while version < SCHEMA_VERSION:
+        MIGRATIONS[version](con, folder)
+        version += 1
+    con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    problems = con.execute("PRAGMA foreign_key_check").fetchall()
+    if problems:
+        raise ValueError(f"cannot migrate the project: broken references {problems[:5]}")

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import shapely
 from labelassist_napari import _io, _sample_data
-from labelassist_napari._layers import layer_to_instances
+from labelassist_napari._convert import layer_to_instances
 from napari.layers import Shapes
 
 import labelassist as la

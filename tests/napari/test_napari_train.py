@@ -5,7 +5,8 @@ from __future__ import annotations
 import imageio.v3 as iio
 import numpy as np
 import pytest
-from labelassist_napari._train import TrainWidget, plot_rounds
+import shapely
+from labelassist_napari._train import TrainWidget, plot_rounds, train_round_job
 
 import labelassist as la
 
@@ -57,6 +58,29 @@ def test_train_round_runs_in_background_and_reannotates(widget, qtbot, project_f
     assert list(xs) == [1] and ys[0] == pytest.approx(round_["metrics"]["segm_AP"])
     assert (project_folder / "learning_curve.png").is_file()
     assert widget.rounds_label.value == "1 rounds trained"
+
+
+@pytest.mark.slow
+def test_reannotation_keeps_an_image_a_person_saved_meanwhile(project_folder):
+    """The job saves with the version it listed: a correction saved meanwhile stays."""
+    job = train_round_job(project_folder, epochs=1, device="cpu", score_threshold=0.0)
+    message = ""
+    while not message.startswith("re-annotating 1/1"):
+        _, _, message = next(job)
+    human = la.Instances([shapely.box(2, 2, 9, 9)], [0], [1.0], (64, 64))
+    with la.Project.open(project_folder) as other:  # another window, while the model predicts
+        new = other.images()[3]
+        assert new["status"] == "new"
+        other.save_instances(new["id"], human, source="human")
+    with pytest.raises(StopIteration) as stop:
+        while True:
+            next(job)
+    summary = stop.value.value
+    assert summary["reannotated"] == 0 and summary["skipped"] == 1
+    with la.Project.open(project_folder) as project:
+        kept = project.instances(new["id"])
+        assert [h["source"] for h in project.history(new["id"])] == ["human"]
+    assert kept.replace(extra={}) == human
 
 
 def test_cancel_stops_before_reannotating(widget, qtbot, project_folder):

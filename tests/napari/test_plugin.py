@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import napari
 import numpy as np
 import pytest
 import shapely
-from labelassist_napari._layers import layer_to_instances
+from labelassist_napari._convert import layer_to_instances
 
 import labelassist as la
 
@@ -42,7 +43,7 @@ def test_reader_and_writer_through_napari(make_napari_viewer, tmp_path):
     path = dataset.to_coco(tmp_path / "in.json")
     viewer = make_napari_viewer()
     layers = viewer.open(str(path), plugin="labelassist")
-    assert [layer._type_string for layer in layers] == ["image", "shapes"]
+    assert [type(layer) for layer in layers] == [napari.layers.Image, napari.layers.Shapes]
     out = tmp_path / "out.json"
     written = viewer.layers[1].save(str(out), plugin="labelassist")
     assert written == [str(out)]
@@ -75,7 +76,7 @@ def test_late_torch_import_next_to_a_viewer_does_not_crash(tmp_path):
 
 
 def test_layers_use_the_compiled_triangulation_backend(make_napari_viewer):
-    from labelassist_napari._layers import shapes_layer_kwargs
+    from labelassist_napari._style import shapes_layer_kwargs
 
     viewer = make_napari_viewer()
     inst = la.Instances([shapely.box(1, 1, 5, 4)], [0], [0.9], (8, 8))

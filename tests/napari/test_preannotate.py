@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import shapely
-from labelassist_napari._layers import layer_to_instances
+from labelassist_napari._convert import layer_to_instances
 from labelassist_napari._preannotate import PreannotateWidget, predict_job
+from napari.layers import Shapes
 
 import labelassist as la
 
@@ -33,7 +34,7 @@ def _wait(qtbot, widget, timeout=120_000):
 
 
 def _shapes_layers(viewer):
-    return [layer for layer in viewer.layers if layer._type_string == "shapes"]
+    return [layer for layer in viewer.layers if isinstance(layer, Shapes)]
 
 
 def test_untrained_model_proposals_become_a_shapes_layer(viewer, widget, qtbot):
@@ -107,8 +108,9 @@ def test_project_image_proposals_are_saved_to_the_project(viewer, widget, qtbot,
     [layer] = _shapes_layers(viewer)  # the old layer of this image was replaced
     assert layer is not old
     with la.Project.open(tmp_path / "proj") as project:
-        stored = project.instances(image_id)
+        stored, version = project.instances(image_id, with_version=True)
         assert project.image(image_id)["status"] in ("pre-annotated", "in-review")
+    assert layer.metadata["labelassist"]["version"] == version  # what a save must expect
     assert set(stored.extra["source"]) <= {"model"}
     # shapes of a multi-part instance share its id
     assert list(dict.fromkeys(layer.features["instance"])) == stored.extra["instance_id"].tolist()
@@ -117,6 +119,37 @@ def test_project_image_proposals_are_saved_to_the_project(viewer, widget, qtbot,
     np.testing.assert_allclose(shown.scores, stored.scores)
     # napari keeps float32 vertices: the same polygons within 1e-3 px
     assert shapely.hausdorff_distance(shown.polygons, stored.polygons).max() < 1e-3
+
+
+def test_review_edits_proposals_of_its_image_without_conflict(
+    viewer, widget, review_project, qtbot
+):
+    """Pre-annotating the image under review: the Review widget edits the new version."""
+    from labelassist_napari._review import ReviewWidget
+    from review_helpers import wait_saved
+
+    review = ReviewWidget(viewer)
+    viewer.window.add_dock_widget(review)
+    review.open_project(review_project)
+    image_id, before = review.record["id"], review.version
+    widget.image.value = review.image_layer
+    widget.model.value = "untrained (testing)"
+    widget.classes.value = "nucleus"
+    widget.threshold.value = 0.0
+    widget.device.value = "cpu"
+    widget.run()
+    _wait(qtbot, widget)
+    layer = review.shapes_layer  # the proposals, adopted by the Review widget
+    assert layer is not None and layer.name.endswith("proposals")
+    assert review.version > before and review.version == layer.metadata["labelassist"]["version"]
+    layer.selected_data = set()
+    layer.add_polygons([np.array([[2.0, 2.0], [2.0, 8.0], [8.0, 8.0], [8.0, 2.0]])])
+    wait_saved(qtbot, review)
+    assert review.conflict is None
+    with la.Project.open(review_project) as project:
+        stored, version = project.instances(image_id, with_version=True)
+    assert version == review.version == before + 2  # the proposals, then my square
+    assert "human" in set(stored.extra["source"])
 
 
 def test_bad_inputs_are_reported_not_raised(viewer, widget):

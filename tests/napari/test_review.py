@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import imageio.v3 as iio
 import numpy as np
 import pytest
 import shapely
-from labelassist_napari._layers import layer_to_instances, rowcol_to_xy
-from labelassist_napari._review import ReviewWidget, restore_unchanged
-from napari.layers.base._base_constants import ActionType
+from labelassist_napari._convert import layer_to_instances, rowcol_to_xy
+from labelassist_napari._review import ReviewWidget
+from labelassist_napari._sync import restore_unchanged
+from review_helpers import edit_shape as _edit_shape
+from review_helpers import wait_saved as _wait_saved
 
 import labelassist as la
 
@@ -16,38 +17,8 @@ pytestmark = pytest.mark.gui
 
 
 @pytest.fixture
-def project_folder(tmp_path):
-    """A project with 3 synthetic 64 x 64 images pre-annotated with their true outlines."""
-    folder = tmp_path / "proj"
-    with la.Project.create(folder, classes=["nucleus", "debris"]) as project:
-        for seed in range(3):
-            image, truth = la.synthetic_nuclei((64, 64), n=4, seed=seed)
-            iio.imwrite(tmp_path / f"img{seed}.png", image)
-            [image_id] = project.add_images(tmp_path / f"img{seed}.png")
-            scores = np.linspace(0.4, 0.95, len(truth))
-            project.save_instances(image_id, truth.replace(scores=scores), source="model")
-    return folder
-
-
-@pytest.fixture
-def widget(make_napari_viewer, project_folder):
-    viewer = make_napari_viewer()
-    w = ReviewWidget(viewer)
-    viewer.window.add_dock_widget(w)
-    w.open_project(project_folder)
-    return w
-
-
-def _edit_shape(layer, index, vertices):
-    """Change one shape the way napari's vertex tools do (events around one edit)."""
-    kwargs = {"data_indices": (index,), "vertex_indices": ((),)}
-    layer.events.data(value=layer.data, action=ActionType.CHANGING, **kwargs)
-    layer._data_view.edit(index, vertices)
-    layer.events.data(value=layer.data, action=ActionType.CHANGED, **kwargs)
-
-
-def _wait_saved(qtbot, widget):
-    qtbot.waitUntil(lambda: not widget.save_pending, timeout=10_000)
+def widget(review_widget):
+    return review_widget
 
 
 def test_open_project_shows_the_queue_head(widget):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from labelassist_napari._layers import shapes_layer_kwargs
+from labelassist_napari._style import shapes_layer_kwargs
 from scipy import ndimage
 
 import labelassist as la

@@ -1,4 +1,4 @@
-"""Instances <-> napari Shapes conversion (no display needed)."""
+"""Instances <-> napari Shapes conversion and the one (x, y) <-> (row, col) swap (no display)."""
 
 from __future__ import annotations
 
@@ -9,17 +9,13 @@ import pandas as pd
 import pytest
 import shapely
 from gallery import GALLERY
-from labelassist_napari._layers import (
-    EditTracker,
-    contrast_limits,
-    image_layer_kwargs,
+from labelassist_napari._convert import (
     instances_to_layer_data,
     layer_to_instances,
     rowcol_to_xy,
-    shape_colors,
-    shapes_layer_kwargs,
     xy_to_rowcol,
 )
+from labelassist_napari._style import shapes_layer_kwargs
 from napari.layers import Shapes
 
 import labelassist as la
@@ -41,7 +37,6 @@ def _masks_per_instance(layer, shape):
     return np.stack([shape_masks[ids == k].any(axis=0) for k in np.unique(ids)])
 
 
-# -- the one coordinate conversion ------------------------------------------------------------
 def test_pixel_centre_maps_to_integer_rowcol():
     # the centre of pixel (row 2, col 5) is (x, y) = (5.5, 2.5) in COCO coordinates
     assert xy_to_rowcol([[5.5, 2.5]]).tolist() == [[2.0, 5.0]]
@@ -66,7 +61,6 @@ def test_conversion_rejects_wrong_shape(func, name):
         func(np.zeros((3, 3)))
 
 
-# -- mask -> polygons -> Shapes -> napari's masks -------------------------------------------
 @pytest.mark.parametrize("name", [n for n in GALLERY if n != "empty"])
 def test_gallery_masks_survive_napari_rasterization(name):
     mask, polygon = GALLERY[name]
@@ -91,7 +85,6 @@ def test_synthetic_masks_roundtrip_through_layer_iou():
     assert total >= 0.97
 
 
-# -- Instances <-> layer -----------------------------------------------------------------------
 def test_layer_to_instances_to_layer_is_identity():
     rng = np.random.default_rng(7)
     centres = rng.uniform(10, 50, (6, 2))
@@ -134,20 +127,6 @@ def test_keyhole_ring_keeps_the_hole_area():
     assert len(data) == 1
     ring = shapely.Polygon(rowcol_to_xy(data[0]))
     assert ring.area == pytest.approx(donut.area)  # 9 - 1 = 8 px: the hole is not filled
-
-
-def test_features_and_colours():
-    inst = la.Instances(
-        [shapely.box(0, 0, 2, 2), shapely.box(3, 3, 5, 5)], [1, 0], [0.2, 0.9], (8, 8)
-    )
-    kwargs = shapes_layer_kwargs(inst, classes=["a", "b"], low_score=0.5, metadata={"image": 7})
-    features = kwargs["features"]
-    assert features["class"].tolist() == ["b", "a"]
-    assert features["score"].tolist() == pytest.approx([0.2, 0.9])
-    assert kwargs["metadata"]["labelassist"]["image"] == 7
-    edge, face = shape_colors(features, ["a", "b"], low_score=0.5)
-    assert not np.allclose(edge[0], edge[1])  # different classes, different colours
-    assert face[0, 3] > 0 and face[1, 3] == 0  # only the low-score shape is filled
 
 
 def test_empty_instances_give_empty_layer_and_back():
@@ -219,114 +198,12 @@ def test_shapes_outside_the_image_are_clipped():
     assert len(layer_to_instances(layer, image_shape=(10, 10))) == 0
 
 
-# -- EditTracker ---------------------------------------------------------------------------------
-def _tracked(classes=("a", "b")):
-    polys = [shapely.box(1, 1, 5, 5), GALLERY["two_blobs"][1], shapely.box(10, 10, 14, 14)]
-    inst = la.Instances(polys, [0, 0, 1], [0.9, 0.8, 0.3], (20, 20))
-    layer = _layer(inst, classes=classes)
-    calls = []
-    tracker = EditTracker(layer, on_change=lambda: calls.append(1))
-    return layer, tracker, calls
-
-
-def test_added_shape_is_human_with_current_class_and_new_id():
-    layer, tracker, calls = _tracked()
-    tracker.current_class = "b"
-    layer.add_polygons([np.array([[15.0, 1.0], [15.0, 4.0], [18.0, 4.0]])])
-    row = layer.features.iloc[-1]
-    assert (row["class"], row["provenance"], row["score"]) == ("b", "human", 1.0)
-    assert row["instance"] == 3  # ids 0..2 were taken
-    np.testing.assert_allclose(layer.edge_color[-1], tracker.colors["b"])
-    assert calls
-    inst = layer_to_instances(layer)
-    assert len(inst) == 4 and inst.extra["provenance"][-1] == "human"
-
-
-def test_changed_model_shape_becomes_corrected_and_removed_shape_disappears():
-    layer, tracker, calls = _tracked()
-    layer.selected_data = {0}
-    layer.remove_selected()
-    assert len(calls) == 1
-    # move the (former) third shape: napari emits a "changed" data event
-    data = list(layer.data)
-    data[-1] = data[-1] + 1.0
-    layer.data = data
-    assert len(calls) == 2
-    assert layer.features["provenance"].tolist() == ["corrected"] * 3
-    inst = layer_to_instances(layer)
-    assert len(inst) == 2
-    assert inst.extra["provenance"].tolist() == ["corrected", "corrected"]
-
-
-def test_set_class_relabels_all_parts_and_marks_corrected():
-    layer, tracker, calls = _tracked()
-    tracker.set_class([1], "b")  # shape 1 is one part of the two-blob instance
-    assert layer.features["class"].tolist() == ["a", "b", "b", "b"]
-    assert layer.features["provenance"].tolist() == ["model", "corrected", "corrected", "model"]
-    np.testing.assert_allclose(layer.edge_color[2], tracker.colors["b"])
-    assert calls == [1]
-    tracker.set_class([], "a")  # nothing selected: nothing happens
-    assert calls == [1]
-
-
-def test_current_class_applies_to_the_selection():
-    layer, tracker, _ = _tracked()
-    layer.selected_data = {0}
-    tracker.current_class = "b"
-    assert layer.features["class"].tolist()[0] == "b"
-    assert layer.feature_defaults["class"][0] == "b"
-
-
-def test_tracker_errors():
-    layer, tracker, _ = _tracked()
-    with pytest.raises(ValueError, match="class 'zebra' is not one of"):
-        tracker.set_class([0], "zebra")
-    with pytest.raises(ValueError, match="class 'zebra' is not one of"):
-        tracker.current_class = "zebra"
-    with pytest.raises(IndexError, match="shape indices must be within"):
-        tracker.set_class([99], "a")
-
-
-def test_tracker_disconnect():
-    layer, tracker, calls = _tracked()
-    tracker.disconnect()
-    layer.add_polygons([np.array([[15.0, 1.0], [15.0, 4.0], [18.0, 4.0]])])
-    assert calls == [] and layer.features["instance"].iloc[-1] == -1
-
-
-# -- contrast ------------------------------------------------------------------------------------
-@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
-def test_contrast_limits_follow_the_data(dtype):
-    rng = np.random.default_rng(0)
-    image = (rng.normal(1000, 50, (64, 64))).clip(0, 4000).astype(dtype)
-    if dtype == np.uint8:
-        image = rng.integers(20, 60, (64, 64)).astype(dtype)
-    low, high = contrast_limits(image)
-    assert image.min() <= low < high <= image.max()
-    assert high - low < float(np.iinfo(dtype).max if dtype != np.float32 else 1e9)
-
-
-def test_contrast_limits_constant_and_empty():
-    assert contrast_limits(np.full((4, 4), 7, np.uint16)) == (7.0, 8.0)
-    assert contrast_limits(np.full((4, 4), np.nan)) == (0.0, 1.0)
-    with pytest.raises(ValueError, match="image is empty"):
-        contrast_limits(np.zeros((0, 4)))
-
-
 @pytest.mark.parametrize("name", [n for n in GALLERY if n != "empty"])
 def test_gallery_polygons_roundtrip_through_layer(name):
     _, polygon = GALLERY[name]
     inst = la.Instances([polygon], [0], [0.5], (16, 16))
     back = layer_to_instances(_layer(inst))
     assert back.replace(extra={}) == inst
-
-
-def test_new_ids_never_reuse_deleted_ids():
-    layer, tracker, _ = _tracked()
-    layer.selected_data = {3}  # the shape of instance 2 (highest id)
-    layer.remove_selected()
-    layer.add_polygons([np.array([[15.0, 1.0], [15.0, 4.0], [18.0, 4.0]])])
-    assert layer.features["instance"].iloc[-1] == 3
 
 
 def test_project_ids_and_sources_become_features():
@@ -342,13 +219,3 @@ def test_project_ids_and_sources_become_features():
     assert features["provenance"].tolist() == ["corrected", "human"]
     back = layer_to_instances(_layer(inst, classes=("a",)))
     assert back.extra["instance_id"].tolist() == [11, 42]
-
-
-def test_image_layer_kwargs():
-    image = np.zeros((8, 8, 3), np.uint8)
-    assert image_layer_kwargs(image)["rgb"] is True
-    kwargs = image_layer_kwargs(np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000)
-    low, high = kwargs["contrast_limits"]
-    assert 0 <= low < high <= 63000 and high - low > 30000
-    with pytest.raises(ValueError, match=r"image must have shape \(H, W\) or \(H, W, 3\|4\)"):
-        image_layer_kwargs(np.zeros((2, 8, 8)))

@@ -1,9 +1,10 @@
-"""Conversion between labelassist `Instances` and napari Shapes layers.
+"""Convert between labelassist `Instances` and napari Shapes layer data and features.
 
-The one coordinate conversion of the project lives here (`xy_to_rowcol` /
-`rowcol_to_xy`): labelassist uses COCO's continuous ``(x, y)`` where pixel ``(i, j)``
-covers ``[j, j+1] x [i, i+1]``; napari puts pixel centres at integer coordinates and
-orders axes ``(row, col)``, so napari ``(row, col) = (y - 0.5, x - 0.5)``.
+This module is the one place of labelassist that swaps the two coordinate conventions
+(`xy_to_rowcol` / `rowcol_to_xy`): labelassist uses COCO's continuous ``(x, y)`` where
+pixel ``(i, j)`` covers ``[j, j+1] x [i, i+1]``; napari puts pixel centres at integer
+coordinates and orders axes ``(row, col)``, so napari ``(row, col) = (y - 0.5, x - 0.5)``.
+Every other conversion here (vectorised over many rings) calls that pair.
 
 napari shapes have no holes and one ring each, so an instance is stored as:
 
@@ -17,14 +18,14 @@ napari shapes have no holes and one ring each, so an instance is stored as:
 
 The per-shape ``features`` table holds ``instance`` (int, shapes of one instance share
 it), ``class`` (categorical class name), ``score`` (float) and ``provenance``
-(``"model"``, ``"corrected"`` or ``"human"``).
+(``"model"``, ``"corrected"`` or ``"human"``). Colours live in `._style`, the bookkeeping
+while the user edits in `._tracker`.
 """
 
 from __future__ import annotations
 
 import logging
-import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -35,16 +36,13 @@ from labelassist.instances import Instances
 
 __all__ = [
     "FEATURE_COLUMNS",
+    "METADATA_KEY",
     "PROVENANCES",
-    "EditTracker",
-    "class_colors",
-    "contrast_limits",
-    "image_layer_kwargs",
+    "default_classes",
+    "feature_defaults",
     "instances_to_layer_data",
     "layer_to_instances",
     "rowcol_to_xy",
-    "shapes_layer_kwargs",
-    "tracker_for",
     "xy_to_rowcol",
 ]
 
@@ -52,19 +50,7 @@ logger = logging.getLogger(__name__)
 
 FEATURE_COLUMNS = ("instance", "class", "score", "provenance")
 PROVENANCES = ("model", "corrected", "human")
-METADATA_KEY = "labelassist"
-LOW_SCORE_FACE = (1.0, 0.0, 0.0, 0.35)  # translucent red fill flags low-score instances
-NO_FACE = (0.0, 0.0, 0.0, 0.0)
-_PALETTE = (
-    (1.0, 0.85, 0.0, 1.0),  # yellow
-    (0.0, 0.9, 1.0, 1.0),  # cyan
-    (0.3, 1.0, 0.3, 1.0),  # green
-    (1.0, 0.5, 0.0, 1.0),  # orange
-    (1.0, 0.3, 1.0, 1.0),  # magenta
-    (0.5, 0.6, 1.0, 1.0),  # light blue
-    (1.0, 1.0, 1.0, 1.0),  # white
-    (0.6, 1.0, 0.8, 1.0),  # mint
-)
+METADATA_KEY = "labelassist"  # layer.metadata[METADATA_KEY]: the plugin's link and settings
 
 
 # -- the one coordinate conversion ---------------------------------------------------------
@@ -126,10 +112,34 @@ def _as_vertices(values: Any, name: str) -> np.ndarray:
     return arr
 
 
-# -- Instances -> layer ------------------------------------------------------------------------
-def _default_classes(labels: np.ndarray) -> list[str]:
+# -- Instances -> layer data ------------------------------------------------------------------------
+def default_classes(labels: np.ndarray) -> list[str]:
+    """Class names ``"class 0"``, ... for layers made without the class list.
+
+    Examples
+    --------
+    >>> default_classes(np.array([0, 2]))
+    ['class 0', 'class 1', 'class 2']
+    """
     n = int(labels.max()) + 1 if labels.size else 1
     return [f"class {k}" for k in range(n)]
+
+
+def feature_defaults(class_name: str, classes: Sequence[str]) -> dict[str, Any]:
+    """The features napari gives a shape the user draws (``layer.feature_defaults``).
+
+    Examples
+    --------
+    >>> defaults = feature_defaults("b", ["a", "b"])
+    >>> defaults["provenance"], defaults["class"].tolist()
+    ('human', ['b'])
+    """
+    return {
+        "instance": -1,
+        "class": pd.Categorical([class_name], categories=list(classes)),
+        "score": 1.0,
+        "provenance": "human",
+    }
 
 
 def _keyhole(polygon: shapely.Polygon) -> np.ndarray:
@@ -183,7 +193,7 @@ def instances_to_layer_data(
     """
     if not isinstance(instances, Instances):
         raise TypeError(f"instances must be labelassist.Instances, got {type(instances).__name__}")
-    classes = list(classes) if classes is not None else _default_classes(instances.labels)
+    classes = list(classes) if classes is not None else default_classes(instances.labels)
     if instances.labels.size and int(instances.labels.max()) >= len(classes):
         raise ValueError(
             f"classes has {len(classes)} names but instances has label "
@@ -214,102 +224,12 @@ def _parts_to_rings(parts: np.ndarray) -> list[np.ndarray]:
     if parts.size == 0:
         return []
     coords, index = shapely.get_coordinates(shapely.get_exterior_ring(parts), return_index=True)
-    rc = coords[:, ::-1] - 0.5  # the xy_to_rowcol formula, vectorised over all rings
+    rc = xy_to_rowcol(coords)  # all rings at once
     bounds = np.searchsorted(index, np.arange(1, len(parts)))
     rings = [r[:-1] for r in np.split(rc, bounds)]
     for k in np.flatnonzero(shapely.get_num_interior_rings(parts) > 0):
         rings[k] = xy_to_rowcol(_keyhole(parts[k]))
     return rings
-
-
-def class_colors(classes: Sequence[str]) -> dict[str, np.ndarray]:
-    """A fixed RGBA edge colour per class name (the palette repeats after 8 classes).
-
-    Examples
-    --------
-    >>> class_colors(["a", "b"])["a"].tolist()
-    [1.0, 0.85, 0.0, 1.0]
-    """
-    return {name: np.asarray(_PALETTE[k % len(_PALETTE)]) for k, name in enumerate(classes)}
-
-
-def shape_colors(
-    features: pd.DataFrame, classes: Sequence[str], *, low_score: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Edge colours by class and face colours flagging ``score < low_score``.
-
-    Returns
-    -------
-    edge, face : ndarray of shape (N, 4), float64
-        RGBA per shape: the edge is the class colour; the face is translucent red for
-        low-score shapes and transparent otherwise.
-    """
-    palette = np.asarray([_PALETTE[k % len(_PALETTE)] for k in range(max(len(classes), 1))])
-    codes = pd.Index(list(classes)).get_indexer(np.asarray(features["class"], dtype=object))
-    edge = palette[np.where(codes < 0, 0, codes)] if len(codes) else np.zeros((0, 4))
-    low = np.asarray(features["score"], dtype=np.float64) < low_score
-    face = np.where(low[:, None], LOW_SCORE_FACE, NO_FACE)
-    return edge.astype(np.float64), face.astype(np.float64)
-
-
-def shapes_layer_kwargs(
-    instances: Instances,
-    *,
-    classes: Sequence[str] | None = None,
-    low_score: float = 0.5,
-    name: str = "instances",
-    metadata: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Keyword arguments for ``viewer.add_shapes`` / ``napari.layers.Shapes``.
-
-    Parameters
-    ----------
-    instances : Instances
-        Polygons in library ``(x, y)`` coordinates.
-    classes : sequence of str, optional
-        Class names indexed by the labels.
-    low_score : float
-        Instances scoring below it are filled in translucent red.
-    name : str
-        Layer name (only shown to the user; the plugin never looks layers up by name).
-    metadata : dict, optional
-        Extra entries for ``layer.metadata["labelassist"]`` (for example the project
-        folder and image id).
-
-    Examples
-    --------
-    >>> import shapely
-    >>> from labelassist import Instances
-    >>> inst = Instances([shapely.box(0, 0, 2, 1)], [0], [0.2], (4, 4))
-    >>> kwargs = shapes_layer_kwargs(inst, classes=["cell"])
-    >>> kwargs["face_color"].tolist()
-    [[1.0, 0.0, 0.0, 0.35]]
-    """
-    classes = list(classes) if classes is not None else _default_classes(instances.labels)
-    data, features = instances_to_layer_data(instances, classes=classes)
-    edge, face = shape_colors(features, classes, low_score=low_score)
-    meta = {"classes": classes, "image_shape": tuple(instances.image_shape), "low_score": low_score}
-    meta.update(metadata or {})
-    return {
-        "data": data,
-        "shape_type": "polygon",
-        "features": features,
-        "feature_defaults": _defaults(classes[0] if classes else "class 0", classes),
-        "edge_color": edge if len(edge) else "#ffd900",  # napari rejects (0, 4) arrays
-        "face_color": face if len(face) else "transparent",
-        "edge_width": 1.0,
-        "name": name,
-        "metadata": {METADATA_KEY: meta},
-    }
-
-
-def _defaults(class_name: str, classes: Sequence[str]) -> dict[str, Any]:
-    return {
-        "instance": -1,
-        "class": pd.Categorical([class_name], categories=list(classes)),
-        "score": 1.0,
-        "provenance": "human",
-    }
 
 
 # -- layer -> Instances ---------------------------------------------------------------------------
@@ -409,7 +329,7 @@ def _shapes_to_instances(
     if not rings:
         return Instances.empty(image_shape, extra_keys=("provenance", "instance_id"))
     lengths = np.array([len(r) for r in rings])
-    xy = np.concatenate(rings)[:, ::-1] + 0.5  # the rowcol_to_xy formula, vectorised
+    xy = rowcol_to_xy(np.concatenate(rings))  # all rings at once
     polys = shapely.polygons(
         shapely.linearrings(xy, indices=np.repeat(np.arange(len(rings)), lengths))
     )
@@ -484,237 +404,6 @@ def _polygonal(geom: shapely.Geometry) -> shapely.Geometry:
     return _union(parts) if parts else shapely.Polygon()
 
 
-def _union(parts: Sequence[shapely.Geometry]) -> shapely.Geometry:
+def _union(parts: Sequence[shapely.Geometry] | np.ndarray) -> shapely.Geometry:
     merged = shapely.union_all(list(parts))
     return merged if shapely.get_type_id(merged) in (3, 6) else _polygonal(merged)
-
-
-# -- keeping features consistent while the user edits ----------------------------------------------
-class EditTracker:
-    """Keep a Shapes layer's ``features`` consistent while the user edits it.
-
-    * added shapes get a fresh ``instance`` id, provenance ``"human"``, score 1 and the
-      current class (``layer.feature_defaults``) and its edge colour;
-    * a changed model shape becomes ``"corrected"``;
-    * `set_class` relabels shapes (a model shape becomes ``"corrected"``).
-
-    Only the affected rows are touched, so one edit costs the same in a layer of 10 or
-    10,000 shapes. ``on_change()`` is called after every finished edit (the review
-    widget uses it for autosave).
-
-    Parameters
-    ----------
-    layer : napari.layers.Shapes
-        A layer made with `shapes_layer_kwargs`.
-    on_change : callable, optional
-        Called without arguments after each edit.
-    """
-
-    def __init__(self, layer: Any, on_change: Callable[[], None] | None = None) -> None:
-        self.layer = layer
-        self.on_change = on_change
-        meta = layer.metadata.setdefault(METADATA_KEY, {})
-        self.classes: list[str] = list(meta.get("classes") or ["class 0"])
-        self.colors = class_colors(self.classes)
-        ids = layer.features["instance"].to_numpy() if "instance" in layer.features else []
-        self._next_id = int(np.max(ids)) + 1 if len(ids) else 0
-        layer.events.data.connect(self._on_data)
-        layer.selected_data = set()
-        layer.current_face_color = NO_FACE
-        self.current_class = self.classes[0]
-
-    @property
-    def current_class(self) -> str:
-        """The class given to shapes drawn next."""
-        return self._current_class
-
-    @current_class.setter
-    def current_class(self, name: str) -> None:
-        if name not in self.classes:
-            raise ValueError(f"class {name!r} is not one of {self.classes}")
-        self._current_class = name
-        layer = self.layer
-        layer = self.layer
-        layer.feature_defaults = _defaults(name, self.classes)
-        # napari applies current colours to the selected shapes too, so relabel them
-        selected = sorted(layer.selected_data)
-        layer.current_edge_color = self.colors[name]
-        if selected:
-            self.set_class(selected, name)
-
-    def disconnect(self) -> None:
-        """Stop tracking the layer."""
-        self.layer.events.data.disconnect(self._on_data)
-
-    def _on_data(self, event: Any) -> None:
-        action = str(getattr(event, "action", ""))
-        if action == "added":
-            self._fill_new_rows()
-        elif action == "changed":
-            self._mark_corrected(list(getattr(event, "data_indices", ())))
-        elif action != "removed":
-            return
-        if self.on_change is not None:
-            self.on_change()
-
-    def _fill_new_rows(self) -> None:
-        features = self.layer.features
-        ids = features["instance"].to_numpy()
-        new = np.flatnonzero(ids < 0)
-        if new.size == 0:
-            return
-        # never reuse the id of a deleted shape: the project would take the new shape
-        # for an edit of the deleted one
-        start = max(self._next_id, int(ids.max()) + 1)
-        col = features.columns.get_loc("instance")
-        features.iloc[new, col] = np.arange(start, start + new.size)
-        self._next_id = start + new.size
-
-    def _mark_corrected(self, indices: list[int]) -> None:
-        features = self.layer.features
-        n = len(features)
-        indices = [i if i >= 0 else n + i for i in indices if -n <= i < n]
-        if not indices:
-            return
-        prov = features["provenance"].to_numpy()
-        rows = [i for i in indices if prov[i] == "model"]
-        if rows:
-            features.iloc[rows, features.columns.get_loc("provenance")] = "corrected"
-
-    def set_class(self, indices: Sequence[int], name: str) -> None:
-        """Set the class of the shapes at `indices` (and the other parts of their instances).
-
-        Examples
-        --------
-        >>> import shapely
-        >>> from napari.layers import Shapes
-        >>> from labelassist import Instances
-        >>> inst = Instances([shapely.box(0, 0, 2, 2)], [0], [0.9], (4, 4))
-        >>> layer = Shapes(**shapes_layer_kwargs(inst, classes=["a", "b"]))
-        >>> EditTracker(layer).set_class([0], "b")
-        >>> layer.features[["class", "provenance"]].values.tolist()
-        [['b', 'corrected']]
-        """
-        if name not in self.classes:
-            raise ValueError(f"class {name!r} is not one of {self.classes}; pick one of them")
-        layer = self.layer
-        features = layer.features
-        indices = np.asarray(sorted(indices), dtype=np.intp)
-        if indices.size == 0:
-            return
-        if (indices < 0).any() or (indices >= len(features)).any():
-            raise IndexError(
-                f"shape indices must be within [0, {len(features)}), got {indices.tolist()}"
-            )
-        ids = features["instance"].to_numpy()
-        rows = np.flatnonzero(np.isin(ids, ids[indices]) & (ids >= 0))
-        rows = np.union1d(rows, indices)
-        features.iloc[rows, features.columns.get_loc("class")] = name
-        prov = features["provenance"].to_numpy()
-        model_rows = rows[prov[rows] == "model"]
-        if model_rows.size:
-            features.iloc[model_rows, features.columns.get_loc("provenance")] = "corrected"
-        _set_edge_colors(layer, rows, self.colors[name])
-        if self.on_change is not None:
-            self.on_change()
-
-
-_TRACKERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def tracker_for(layer: Any) -> EditTracker:
-    """The `EditTracker` of a layer, created on first use (one per layer).
-
-    Examples
-    --------
-    >>> import shapely
-    >>> from napari.layers import Shapes
-    >>> from labelassist import Instances
-    >>> layer = Shapes(**shapes_layer_kwargs(Instances.empty((4, 4)), classes=["a"]))
-    >>> tracker_for(layer) is tracker_for(layer)
-    True
-    """
-    tracker = _TRACKERS.get(layer)
-    if tracker is None:
-        tracker = _TRACKERS[layer] = EditTracker(layer)
-    return tracker
-
-
-def _set_edge_colors(layer: Any, rows: np.ndarray, color: np.ndarray) -> None:
-    """Recolour the edges of some shapes only (not the whole layer)."""
-    with layer._data_view.batched_updates():
-        for i in rows:
-            layer._data_view.update_edge_color(int(i), color)
-    layer.events.edge_color()
-
-
-def contrast_limits(
-    image: np.ndarray, *, percentiles: tuple[float, float] = (0.5, 99.5)
-) -> tuple[float, float]:
-    """Display range of `image` from percentiles, for any dtype (8/16-bit, float).
-
-    Parameters
-    ----------
-    image : ndarray of shape (H, W) or (H, W, C)
-        Any numeric dtype; large images are subsampled.
-    percentiles : tuple of float
-        Lower and upper percentile.
-
-    Returns
-    -------
-    tuple of float
-        ``(low, high)`` with ``high > low``.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> img = np.zeros((10, 10), np.uint16); img[5:, :] = 1000
-    >>> contrast_limits(img)
-    (0.0, 1000.0)
-    """
-    image = np.asarray(image)
-    if image.size == 0:
-        raise ValueError("image is empty; contrast limits need at least one pixel")
-    step = max(1, int(np.sqrt(image.size / 1_000_000)))
-    sample = image[::step, ::step].astype(np.float64)
-    sample = sample[np.isfinite(sample)]
-    if sample.size == 0:
-        return (0.0, 1.0)
-    low, high = (float(v) for v in np.percentile(sample, percentiles))
-    if high <= low:
-        high = low + 1.0
-    return (low, high)
-
-
-def image_layer_kwargs(
-    image: np.ndarray, *, name: str = "image", metadata: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """Keyword arguments for ``viewer.add_image`` with percentile contrast limits.
-
-    Parameters
-    ----------
-    image : ndarray of shape (H, W), (H, W, 3) or (H, W, 4)
-        Any dtype; RGB(A) when the last axis has 3 or 4 channels.
-    name : str
-        Layer name.
-    metadata : dict, optional
-        Stored as ``layer.metadata["labelassist"]``.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> kwargs = image_layer_kwargs(np.full((4, 4), 300, np.uint16))
-    >>> kwargs["contrast_limits"], kwargs["rgb"]
-    ((300.0, 301.0), False)
-    """
-    image = np.asarray(image)
-    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[-1] not in (3, 4)):
-        raise ValueError(
-            f"image must have shape (H, W) or (H, W, 3|4), got {image.shape}; pick a 2-D plane"
-        )
-    rgb = image.ndim == 3
-    kwargs: dict[str, Any] = {"data": image, "name": name, "rgb": rgb}
-    if not (rgb and image.dtype == np.uint8):
-        kwargs["contrast_limits"] = contrast_limits(image)
-    kwargs["metadata"] = {METADATA_KEY: dict(metadata or {})}
-    return kwargs

@@ -1,0 +1,337 @@
+"""An image's instances in a project: saving versions with provenance, reading, history, undo.
+
+Every save is a new *version* of the image's instances (table ``edits``); the image row
+points at the current one and `undo` moves it back. Each instance keeps a stable
+``instance_id`` across versions and a ``source`` (``"model"``, ``"corrected"``,
+``"human"``). Saves are optimistic-concurrency safe: `save_instances` with
+``expected_version`` checks, in the same ``BEGIN IMMEDIATE`` transaction as the write, that
+nobody saved the image since it was read (`ProjectConflictError` otherwise).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+import shapely
+
+from ..checks import check_choice, check_int
+from ..instances import Instances
+from . import schema as _schema
+from .errors import ProjectConflictError
+from .images import image_id, image_row
+from .store import Store
+
+__all__ = [
+    "UNCERTAIN_BAND",
+    "Revision",
+    "history",
+    "instances",
+    "read_version",
+    "save_instances",
+    "undo",
+    "write_instances",
+]
+
+#: Model scores in ``[low, high)`` count as uncertain for ``next_image``'s stored-score proxy.
+UNCERTAIN_BAND = (0.3, 0.8)
+
+
+class Revision(NamedTuple):
+    """An image's instances together with the version they are (see `Project.instances`).
+
+    Pass ``version`` back as ``expected_version`` to `Project.save_instances`.
+    """
+
+    instances: Instances
+    version: int
+
+
+def save_instances(
+    store: Store,
+    image: Any,
+    instances: Instances,
+    *,
+    source: str = "model",
+    model_id: str | None = None,
+    expected_version: int | None = None,
+) -> Revision:
+    """Save a new version of an image's instances; return it as stored (see
+    `Project.save_instances`)."""
+    if not isinstance(instances, Instances):
+        raise TypeError(f"instances must be an Instances, got {type(instances).__name__}")
+    check_choice(source, "source", _schema.SOURCES)
+    if model_id is not None and not isinstance(model_id, str):
+        raise TypeError(f"model_id must be a str or None, got {model_id!r}")
+    expected = check_int(expected_version, "expected_version", minimum=0, allow_none=True)
+    if len(instances) and int(instances.labels.max()) >= len(store.classes):
+        raise ValueError(
+            f"instances have label {int(instances.labels.max())}, but the project has "
+            f"{len(store.classes)} classes {store.classes} (labels are 0-based indices)"
+        )
+    number = image_id(image)
+    with store.write("save instances") as con:
+        version = write_instances(
+            con, number, instances, source, model_id, expected_version=expected
+        )
+        saved = read_version(con, number, version, instances.image_shape)
+    return Revision(saved, version)
+
+
+def write_instances(
+    con: sqlite3.Connection,
+    image: int,
+    instances: Instances,
+    source: str,
+    model_id: str | None,
+    *,
+    status: str | None = None,
+    expected_version: int | None = None,
+) -> int:
+    """Write a new version inside the caller's write transaction; return its number.
+
+    ``status`` None moves the image's status as `Project.save_instances` describes.
+    """
+    row = con.execute(
+        "SELECT height, width, status, version FROM images WHERE id = ?", (image,)
+    ).fetchone()
+    if row is None:
+        raise ValueError(f"image {image} is not in this project; see Project.images()")
+    height, width, old_status, current = row
+    if expected_version is not None and expected_version != current:
+        raise ProjectConflictError(
+            f"image {image} changed since it was read (expected version {expected_version}, "
+            f"the current version is {current}); nothing was saved: read it again with "
+            "Project.instances(..., with_version=True) and re-apply your edit"
+        )
+    if tuple(instances.image_shape) != (height, width):
+        raise ValueError(
+            f"instances have image_shape {instances.image_shape}, but image {image} is "
+            f"(height, width) = ({height}, {width})"
+        )
+    wkb = shapely.to_wkb(instances.polygons) if len(instances) else []
+    previous = con.execute(
+        "SELECT instance_id, label, source, geometry FROM annotations"
+        " WHERE image_id = ? AND version = ?",
+        (image, current),
+    ).fetchall()
+    ids, sources = _provenance(con, image, instances, source, previous)
+    (latest,) = con.execute(
+        "SELECT coalesce(max(version), 0) FROM edits WHERE image_id = ?", (image,)
+    ).fetchone()
+    version = latest + 1
+    stamp = _schema.now()
+    n = len(instances)
+    con.execute(
+        "INSERT INTO edits (image_id, version, parent, source, model_id, n_instances, created)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (image, version, current, source, model_id, n, stamp),
+    )
+    labels, scores = instances.labels.tolist(), instances.scores.tolist()
+    con.executemany(
+        "INSERT INTO annotations (image_id, version, instance_id, label, score, source,"
+        " geometry) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [(image, version, ids[k], labels[k], scores[k], sources[k], wkb[k]) for k in range(n)],
+    )
+    if None in ids:
+        con.execute(
+            "UPDATE annotations SET instance_id = id WHERE image_id = ? AND version = ?"
+            " AND instance_id IS NULL",
+            (image, version),
+        )
+    _update_counts(con, [(r[1], r[2]) for r in previous], -1)
+    _update_counts(con, zip(labels, sources, strict=True), +1)
+    if status is None:
+        status = old_status
+        if source == "model" and old_status == "new":
+            status = "pre-annotated"
+        elif source != "model" and old_status in ("new", "pre-annotated"):
+            status = "in-review"
+    con.execute(
+        "UPDATE images SET version = ?, n_instances = ?, uncertainty = ?, status = ?,"
+        " updated = ? WHERE id = ?",
+        (version, n, _uncertain_fraction(instances.scores, sources), status, stamp, image),
+    )
+    return version
+
+
+def _provenance(
+    con: sqlite3.Connection,
+    image: int,
+    instances: Instances,
+    source: str,
+    previous: list[tuple],
+) -> tuple[list[int | None], list[str]]:
+    """Instance ids (None: new) and per-instance sources of a save."""
+    wanted = _instance_ids_of(instances)
+    known: set[int] = set()
+    if any(i is not None for i in wanted):
+        known = {
+            r[0]
+            for r in con.execute(
+                "SELECT DISTINCT instance_id FROM annotations WHERE image_id = ?", (image,)
+            )
+        }
+    ids: list[int | None] = []
+    used: set[int] = set()
+    for value in wanted:
+        keep = value is not None and value in known and value not in used
+        ids.append(value if keep else None)
+        if keep and value is not None:
+            used.add(value)
+    if source != "corrected":
+        return ids, [source] * len(instances)
+    before = {r[0]: r for r in previous}
+    sources = []
+    for k, instance_id in enumerate(ids):
+        old = before.get(instance_id)
+        if instance_id is None:
+            sources.append("human")
+        elif (
+            old is not None
+            and old[1] == int(instances.labels[k])
+            and _same_geometry(shapely.from_wkb(old[3]), instances.polygons[k])
+        ):
+            sources.append(old[2])
+        else:
+            sources.append("corrected")
+    return ids, sources
+
+
+def _instance_ids_of(instances: Instances) -> list[int | None]:
+    """The caller's ``extra["instance_id"]`` as ints (None where missing or not positive)."""
+    column = instances.extra.get("instance_id")
+    if column is None:
+        return [None] * len(instances)
+    out: list[int | None] = []
+    for value in column:
+        try:
+            number = int(value)
+        except (TypeError, ValueError, OverflowError):
+            number = 0
+        out.append(number if number > 0 else None)
+    return out
+
+
+def _same_geometry(a: shapely.Geometry, b: shapely.Geometry) -> bool:
+    return bool(shapely.equals_exact(shapely.normalize(a), shapely.normalize(b), tolerance=1e-9))
+
+
+def _uncertain_fraction(scores: np.ndarray, sources: Sequence[str]) -> float:
+    """Fraction of instances made by the model whose score lies in `UNCERTAIN_BAND`."""
+    if len(sources) == 0:
+        return 0.0
+    values = np.asarray(scores, dtype=np.float64)
+    model = np.array([s == "model" for s in sources])
+    low, high = UNCERTAIN_BAND
+    return float(np.mean(model & (values >= low) & (values < high)))
+
+
+def _update_counts(con: sqlite3.Connection, pairs: Iterable[tuple[int, str]], sign: int) -> None:
+    """Keep ``instance_counts`` (per label and source) in step with a save or an undo."""
+    tally: dict[tuple[int, str], int] = {}
+    for label, source in pairs:
+        tally[(int(label), source)] = tally.get((int(label), source), 0) + sign
+    con.executemany(
+        "INSERT INTO instance_counts (label, source, n) VALUES (?, ?, ?)"
+        " ON CONFLICT (label, source) DO UPDATE SET n = n + excluded.n",
+        [(label, source, n) for (label, source), n in tally.items()],
+    )
+
+
+# -- reading ---------------------------------------------------------------------------------
+def read_version(
+    con: sqlite3.Connection, image: int, version: int, shape: tuple[int, int]
+) -> Instances:
+    """One stored version of an image's instances, with ``source`` and ``instance_id``."""
+    rows = con.execute(
+        "SELECT instance_id, label, score, source, geometry FROM annotations"
+        " WHERE image_id = ? AND version = ? ORDER BY id",
+        (image, version),
+    ).fetchall()
+    if not rows:
+        return Instances.empty(shape, extra_keys=("source", "instance_id"))
+    ids, labels, scores, sources, wkb = zip(*rows, strict=True)
+    return Instances(
+        shapely.from_wkb(np.array(wkb, dtype=object)),
+        np.array(labels, dtype=np.int64),
+        np.array(scores, dtype=np.float32),
+        shape,
+        extra={
+            "source": np.array(sources, dtype=str),
+            "instance_id": np.array(ids, dtype=np.int64),
+        },
+    )
+
+
+def instances(
+    store: Store, image: Any, *, version: Any = None, with_version: bool = False
+) -> Instances | Revision:
+    """The instances of an image (see `Project.instances`)."""
+    if not isinstance(with_version, (bool, np.bool_)):
+        raise TypeError(f"with_version must be True or False, got {with_version!r}")
+    with store.read() as con:
+        number, height, width, current = image_row(con, image, "id, height, width, version")
+        if version is None:
+            version = current
+        elif (
+            isinstance(version, (bool, np.bool_))
+            or not isinstance(version, (int, np.integer))
+            or (
+                version != 0
+                and con.execute(
+                    "SELECT 1 FROM edits WHERE image_id = ? AND version = ?", (number, version)
+                ).fetchone()
+                is None
+            )
+        ):
+            raise ValueError(
+                f"image {number} has no version {version!r}; see Project.history({number})"
+            )
+        result = read_version(con, number, int(version), (height, width))
+    return Revision(result, int(version)) if with_version else result
+
+
+def history(store: Store, image: Any) -> list[dict]:
+    with store.read() as con:
+        number, current = image_row(con, image, "id, version")
+        rows = con.execute(
+            "SELECT version, parent, source, model_id, n_instances, created FROM edits"
+            " WHERE image_id = ? ORDER BY version",
+            (number,),
+        ).fetchall()
+    keys = ("version", "parent", "source", "model_id", "n_instances", "created")
+    return [dict(zip(keys, row, strict=True), current=row[0] == current) for row in rows]
+
+
+def undo(store: Store, image: Any) -> Instances:
+    number = image_id(image)
+    with store.write("undo") as con:
+        current, height, width = image_row(con, number, "version, height, width")
+        if current == 0:
+            raise ValueError(f"nothing to undo: image {number} has no saved instances")
+        (parent,) = con.execute(
+            "SELECT parent FROM edits WHERE image_id = ? AND version = ?", (number, current)
+        ).fetchone()
+        rows = con.execute(
+            "SELECT version, label, source, score FROM annotations"
+            " WHERE image_id = ? AND version IN (?, ?)",
+            (number, current, parent),
+        ).fetchall()
+        _update_counts(con, [(r[1], r[2]) for r in rows if r[0] == current], -1)
+        kept = [r for r in rows if r[0] == parent]
+        _update_counts(con, [(r[1], r[2]) for r in kept], +1)
+        con.execute(
+            "UPDATE images SET version = ?, n_instances = ?, uncertainty = ?, updated = ?"
+            " WHERE id = ?",
+            (
+                parent,
+                len(kept),
+                _uncertain_fraction(np.array([r[3] for r in kept]), [r[2] for r in kept]),
+                _schema.now(),
+                number,
+            ),
+        )
+        return read_version(con, number, parent, (height, width))
