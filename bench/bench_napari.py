@@ -55,7 +55,7 @@ def _set_backend(backend: str) -> None:
 
 def _construct(instances) -> tuple[float, float]:
     """Seconds for the conversion, and for conversion + ``Shapes(...)`` (no viewer)."""
-    from labelassist_napari._layers import shapes_layer_kwargs
+    from labelassist_napari._style import shapes_layer_kwargs
     from napari.layers import Shapes
 
     t0 = time.perf_counter()
@@ -67,7 +67,8 @@ def _construct(instances) -> tuple[float, float]:
 
 def _add_layer(viewer, instances) -> tuple[float, object]:
     """Seconds for conversion + ``viewer.add_shapes`` + one drawn frame."""
-    from labelassist_napari._layers import shapes_layer_kwargs, tracker_for
+    from labelassist_napari._style import shapes_layer_kwargs
+    from labelassist_napari._tracker import tracker_for
     from qtpy.QtWidgets import QApplication
 
     t0 = time.perf_counter()
@@ -105,7 +106,8 @@ def main() -> None:
     args = parser.parse_args()
 
     import napari
-    from labelassist_napari._layers import layer_to_instances, tracker_for
+    from labelassist_napari._convert import layer_to_instances
+    from labelassist_napari._tracker import tracker_for
     from napari.settings import get_settings
 
     original_backend = get_settings().experimental.triangulation_backend

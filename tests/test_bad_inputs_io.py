@@ -24,7 +24,7 @@ import tifffile
 from PIL import Image
 
 import labelassist.io.image as image_module
-from labelassist.io import read_image
+from labelassist.io import pixel_limit, read_image
 
 
 # -- file makers -------------------------------------------------------------------------------
@@ -211,11 +211,15 @@ def test_environment_variable_overrides_the_limit(tmp_path, monkeypatch):
     path = tmp_path / "img.png"
     iio.imwrite(path, np.zeros((30, 40), np.uint8))
     monkeypatch.setenv("LABELASSIST_MAX_IMAGE_PIXELS", "1000")
+    assert pixel_limit() == 1000
     with pytest.raises(ValueError, match="more than the limit of 1,000"):
         read_image(path)
     monkeypatch.setenv("LABELASSIST_MAX_IMAGE_PIXELS", "0")  # 0: no limit
     monkeypatch.setattr(image_module, "MAX_IMAGE_PIXELS", 10)
+    assert pixel_limit() is None
     assert read_image(path).shape == (30, 40)
+    monkeypatch.delenv("LABELASSIST_MAX_IMAGE_PIXELS")
+    assert pixel_limit() == 10
     monkeypatch.setenv("LABELASSIST_MAX_IMAGE_PIXELS", "lots")
     with pytest.raises(ValueError, match=r"LABELASSIST_MAX_IMAGE_PIXELS='lots': expected a number"):
         read_image(path)

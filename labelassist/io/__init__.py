@@ -1,7 +1,7 @@
 """Files in and out: reading images, finding image files, atomic writes."""
 
 from .atomic import TempFile, atomic_write, remove_stale_temp_files
-from .image import IMAGE_SUFFIXES, check_image, read_image
+from .image import IMAGE_SUFFIXES, check_image, pixel_limit, read_image
 from .paths import collect_image_paths
 
 __all__ = [
@@ -10,6 +10,7 @@ __all__ = [
     "atomic_write",
     "check_image",
     "collect_image_paths",
+    "pixel_limit",
     "read_image",
     "remove_stale_temp_files",
 ]

@@ -33,7 +33,7 @@ import numpy as np
 import tifffile
 from PIL import Image
 
-__all__ = ["read_image", "check_image", "IMAGE_SUFFIXES", "MAX_IMAGE_PIXELS"]
+__all__ = ["read_image", "check_image", "pixel_limit", "IMAGE_SUFFIXES", "MAX_IMAGE_PIXELS"]
 
 #: File suffixes `read_image` understands (lower case).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
@@ -106,7 +106,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         )
     if info.st_size == 0:
         raise ValueError(f"cannot read image {path}: the file is empty (0 bytes)")
-    cap = _max_pixels()
+    cap = pixel_limit()
     try:
         if path.suffix.lower() in (".tif", ".tiff"):
             image = _read_tiff(path, cap)
@@ -137,8 +137,17 @@ def _file_kind(mode: int) -> str:
     return "not a plain file"
 
 
-def _max_pixels() -> int | None:
-    """The pixel limit in force: the environment variable if set, else `MAX_IMAGE_PIXELS`."""
+def pixel_limit() -> int | None:
+    """The pixel limit `read_image` applies now: ``LABELASSIST_MAX_IMAGE_PIXELS`` if set,
+    else `MAX_IMAGE_PIXELS`; None: no limit.
+
+    For code that checks an image's size without decoding it (from its header).
+
+    Examples
+    --------
+    >>> pixel_limit() == MAX_IMAGE_PIXELS or MAX_PIXELS_ENV in os.environ
+    True
+    """
     text = os.environ.get(MAX_PIXELS_ENV)
     if text is None or not text.strip():
         return MAX_IMAGE_PIXELS
