@@ -14,6 +14,7 @@ import os
 import struct
 import threading
 import tracemalloc
+import warnings
 import zlib
 from pathlib import Path
 
@@ -145,7 +146,8 @@ BAD_FILES = [
         "20k x 20k png",
         _huge_png,
         ValueError,
-        r"huge\.png: the image has 400,000,000 pixels, more than the limit of 178,956,970",
+        r"huge\.png: the image has 20000 x 20000 = 400,000,000 pixels, more than the limit of "
+        r"178,956,970",
     ),
 ]
 
@@ -225,26 +227,28 @@ def test_environment_variable_overrides_the_limit(tmp_path, monkeypatch):
         read_image(path)
 
 
-def test_a_raised_limit_also_lifts_pillows_own(tmp_path, monkeypatch):
-    # Pillow refuses more than 2 * PIL.Image.MAX_IMAGE_PIXELS on open; with ours higher,
-    # ours decides (Pillow's setting is lifted for the header read and then restored)
+def test_our_limit_replaces_pillows_own(tmp_path, monkeypatch):
+    # Pillow warns above PIL.Image.MAX_IMAGE_PIXELS and refuses above twice that, on
+    # open; for read_image only labelassist's limit counts (Pillow's is restored after)
     path = tmp_path / "img.png"
     iio.imwrite(path, np.full((50, 60), 7, np.uint8))
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1_000)  # Pillow refuses > 2,000
-    monkeypatch.setattr(image_module, "MAX_IMAGE_PIXELS", 1_500)
-    with pytest.raises(
-        ValueError, match=r"img\.png: the image has 3,000 pixels, more than the limit of 1,500"
-    ):
-        read_image(path)  # Pillow's refusal, told as ours
     monkeypatch.setattr(image_module, "MAX_IMAGE_PIXELS", 10_000)
-    assert read_image(path).shape == (50, 60)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # and no DecompressionBombWarning
+        assert read_image(path).shape == (50, 60)
+    monkeypatch.setattr(image_module, "MAX_IMAGE_PIXELS", 1_500)
+    with pytest.raises(ValueError, match=r"50 x 60 = 3,000 pixels, more than the limit of 1,500"):
+        read_image(path)
     assert Image.MAX_IMAGE_PIXELS == 1_000  # restored
+    with pytest.raises(Image.DecompressionBombError):
+        Image.open(path)  # Pillow's own check still works for everyone else
 
 
 def test_lifting_pillows_limit_is_safe_across_threads(tmp_path, monkeypatch):
     path = tmp_path / "img.png"
     iio.imwrite(path, np.full((50, 60), 7, np.uint8))
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1_000)
     monkeypatch.setattr(image_module, "MAX_IMAGE_PIXELS", 10_000)
     shapes = []
 
@@ -258,7 +262,7 @@ def test_lifting_pillows_limit_is_safe_across_threads(tmp_path, monkeypatch):
     for t in threads:
         t.join()
     assert shapes == [(50, 60)] * 80
-    assert Image.MAX_IMAGE_PIXELS == 100
+    assert Image.MAX_IMAGE_PIXELS == 1_000
 
 
 # -- CMYK JPEG (item 13) -----------------------------------------------------------------------

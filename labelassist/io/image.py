@@ -15,17 +15,15 @@ The limit is one module constant for every format. In Python::
 On the command line (and in worker processes, which start from a fresh interpreter), set
 the environment variable ``LABELASSIST_MAX_IMAGE_PIXELS`` (an integer; ``0`` or ``none``:
 no limit); when set, it takes precedence over the constant. Pillow's own
-decompression-bomb limit is lifted to the same value for the reads labelassist makes.
+decompression-bomb check is replaced by this one for the files `read_image` reads.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import re
 import stat
 import threading
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -195,14 +193,8 @@ def _read_tiff(path: Path, cap: int | None) -> np.ndarray:
 
 
 def _read_pillow(path: Path, cap: int | None) -> np.ndarray:
-    with _pillow_limit(cap), warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        try:
-            im = Image.open(path)  # reads the header only
-        except Image.DecompressionBombError as exc:  # over Pillow's limit, so over ours
-            found = re.search(r"\((\d+) pixels\)", str(exc))
-            size = f"{int(found.group(1)):,} pixels" if found else "too many pixels"
-            raise _Refused(_too_large(size, cap or 0)) from None
+    with _without_pillow_limit():
+        im = Image.open(path)  # reads the header only
     with im:
         width, height = im.size
         frames = int(getattr(im, "n_frames", 1))
@@ -225,18 +217,15 @@ def _read_pillow(path: Path, cap: int | None) -> np.ndarray:
 
 
 @contextlib.contextmanager
-def _pillow_limit(cap: int | None) -> Iterator[None]:
-    """Lift Pillow's own decompression-bomb limit while opening, where ours is higher.
+def _without_pillow_limit() -> Iterator[None]:
+    """Pillow's own decompression-bomb check off while a header is read: ours applies.
 
-    Pillow refuses more than ``2 * PIL.Image.MAX_IMAGE_PIXELS`` pixels when it opens a
-    file, before we see the size. The default `MAX_IMAGE_PIXELS` is that same number, so
-    nothing changes then; a user who raised ours gets it for Pillow's formats too. The
-    setting is global: it is changed under a lock, for the header read only.
+    Pillow warns above ``PIL.Image.MAX_IMAGE_PIXELS`` and refuses above twice that when
+    it opens a file, before the caller sees the size; `read_image` checks the size itself
+    right after (`MAX_IMAGE_PIXELS`, by default Pillow's own refusal limit), so one limit
+    holds for every format and none warns. Pillow's setting is a global: it is changed
+    and restored under a lock, for the header read only (no pixel is decoded then).
     """
-    limit = Image.MAX_IMAGE_PIXELS
-    if limit is None or (cap is not None and cap <= 2 * limit):
-        yield
-        return
     with _PIL_LOCK:
         saved = Image.MAX_IMAGE_PIXELS
         Image.MAX_IMAGE_PIXELS = None

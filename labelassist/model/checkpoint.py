@@ -215,8 +215,9 @@ def _torch_load(source: str | os.PathLike | bytes, where: str) -> Any:
     )
     try:
         return torch.load(file, map_location="cpu", weights_only=True)
-    except (FileNotFoundError, IsADirectoryError, PermissionError):
-        raise
+    except (FileNotFoundError, IsADirectoryError, PermissionError, MemoryError):
+        raise  # a missing or unreadable file, not a bad one (torch's zip reader raises
+        # other OSErrors, e.g. EINVAL, on truncated archives: those are bad content)
     except pickle.UnpicklingError as exc:
         if "unsupported global" in str(exc).lower():
             raise ValueError(
@@ -226,8 +227,6 @@ def _torch_load(source: str | os.PathLike | bytes, where: str) -> Any:
             ) from exc
         reason = _unreadable_reason(source, exc)
         raise ValueError(f"{where} is not a torch checkpoint ({reason}); {_EXPECTED}") from exc
-    except (MemoryError, KeyboardInterrupt):
-        raise
     except Exception as exc:  # noqa: BLE001 - torch.load fails on junk with any error type
         reason = _unreadable_reason(source, exc)
         raise ValueError(f"{where} is not a torch checkpoint ({reason}); {_EXPECTED}") from exc

@@ -123,8 +123,34 @@ def _keep_in_core(boxes: np.ndarray, tile: Tile, margin: float) -> np.ndarray:
 def select_candidates(
     boxes: np.ndarray, tile: Tile, shape: tuple[int, int], overlap: int
 ) -> np.ndarray:
-    """Detections of a tile (boxes in tile coordinates) that may represent their object:
-    centre in the core, or in the widened core with the box clear of the tile's edges."""
+    """Which detections of a tile may represent their object.
+
+    A box whose centre lies in the tile's core is a candidate; so is one whose centre lies
+    within ``overlap / 2`` of the core if the box keeps ``overlap / 4`` px clear of the
+    tile's inner edges (otherwise the tile cuts it, and a neighbour holds it whole).
+
+    Parameters
+    ----------
+    boxes : ndarray of shape (N, 4)
+        Boxes ``(x0, y0, x1, y1)`` in tile coordinates.
+    tile : Tile
+        The tile (from `tile_grid`).
+    shape : (int, int)
+        ``(height, width)`` of the whole image.
+    overlap : int
+        The overlap `tile_grid` was called with.
+
+    Returns
+    -------
+    ndarray of bool, shape (N,)
+
+    Examples
+    --------
+    >>> tile = tile_grid((100, 250), 100, 40)[1]  # x 60-160, core x 80-140
+    >>> boxes = np.array([[12, 40, 32, 60], [0, 40, 16, 60]], np.float32)
+    >>> select_candidates(boxes, tile, (100, 250), 40).tolist()  # the second is cut
+    [True, False]
+    """
     wide = _keep_in_core(boxes, tile, overlap * _CORE_MARGIN)
     if _EDGE_GAP > 0:
         wide &= edge_distance(boxes, tile, shape) >= overlap * _EDGE_GAP
@@ -133,7 +159,14 @@ def select_candidates(
 
 def edge_distance(boxes: np.ndarray, tile: Tile, shape: tuple[int, int]) -> np.ndarray:
     """Distance of each box (tile coordinates) to the nearest tile edge that is not an
-    image edge: larger means less likely to be cut by the tile."""
+    image edge: larger means less likely to be cut by the tile.
+
+    Examples
+    --------
+    >>> tile = tile_grid((100, 250), 100, 40)[0]  # x 0-100: only its right edge is inside
+    >>> edge_distance(np.array([[10, 10, 30, 30]], np.float32), tile, (100, 250)).tolist()
+    [70.0]
+    """
     h, w = shape
     big = np.float32(1e9)
     d = [
