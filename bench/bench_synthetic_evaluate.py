@@ -35,7 +35,7 @@ import shapely
 from shapely import affinity
 
 from labelassist.coco import Dataset
-from labelassist.evaluate import _annotations, _coco, evaluate_predictions
+from labelassist.evaluation import _annotations, _coco, evaluate_predictions
 from labelassist.instances import Instances
 from labelassist.io import read_image
 from labelassist.synthetic import _write_image_atomic, synthetic_nuclei

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from labelassist.evaluate import evaluate
+from labelassist.evaluation import evaluate
 from labelassist.model import load_model
 from labelassist.rounds import plot_learning_curve
 from labelassist.synthetic import DOMAIN_SHIFT, synthetic_dataset, synthetic_nuclei

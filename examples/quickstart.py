@@ -12,7 +12,7 @@ from pathlib import Path
 import imageio.v3 as iio
 
 import labelassist as la
-from labelassist.evaluate import evaluate_predictions
+from labelassist.evaluation import evaluate_predictions
 from labelassist.samples import real_nuclei
 from labelassist.visualize import draw_outlines
 

@@ -41,7 +41,7 @@ def make_training_data(n_images: int, *, shape: tuple[int, int], seed: int) -> l
 def evaluate_starter(model: la.Model, *, n_images: int, seed: int) -> dict:
     """COCO metrics on held-out synthetic images and on the real sample image."""
     from labelassist.coco import Dataset
-    from labelassist.evaluate import evaluate, evaluate_predictions
+    from labelassist.evaluation import evaluate, evaluate_predictions
     from labelassist.samples import real_nuclei
     from labelassist.synthetic import synthetic_dataset
 

@@ -35,10 +35,11 @@ _EXPORTS = {
     "Model": "model",
     "load_model": "model",
     "preannotate": "bulk",
+    "PreannotateResult": "bulk",
     "PreannotateWarning": "bulk",
     "finetune": "train",
-    "evaluate": "evaluate",
-    "evaluate_predictions": "evaluate",
+    "evaluate": "evaluation",
+    "evaluate_predictions": "evaluation",
     "TrainResult": "train",
     "TrainConfig": "train",
     "run_round": "rounds",
@@ -54,13 +55,14 @@ _EXPORTS = {
 
 if TYPE_CHECKING:  # what the lazy exports resolve to, for IDEs and type checkers
     from .active import rank_images as rank_images
+    from .bulk import PreannotateResult as PreannotateResult
     from .bulk import PreannotateWarning as PreannotateWarning
     from .bulk import preannotate as preannotate
     from .coco import CocoFormatError as CocoFormatError
     from .coco import Dataset as Dataset
     from .coco import read_coco as read_coco
-    from .evaluate import evaluate as evaluate
-    from .evaluate import evaluate_predictions as evaluate_predictions
+    from .evaluation import evaluate as evaluate
+    from .evaluation import evaluate_predictions as evaluate_predictions
     from .geometry import DEFAULT_TOLERANCE as DEFAULT_TOLERANCE
     from .geometry import masks_to_polygons as masks_to_polygons
     from .geometry import polygons_to_masks as polygons_to_masks

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .evaluate import evaluate
+from .evaluation import evaluate
 from .io import atomic_write
 
 if TYPE_CHECKING:  # pragma: no cover - annotations only (model and train import torch)

@@ -1,5 +1,8 @@
-"""The Train rounds dock widget: train the next round in the background, re-annotate the
-images nobody touched yet with the new model, plot AP per round."""
+"""The Train rounds dock widget.
+
+It trains the next round in the background, re-annotates the images nobody touched yet
+with the new model and plots AP per round.
+"""
 
 from __future__ import annotations
 

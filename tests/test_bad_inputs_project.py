@@ -417,3 +417,18 @@ def test_import_coco_checks_every_image_before_writing_any(tmp_path):
         coco.write_text(json.dumps(data))
         assert p.import_coco(coco) == [1, 2, 3]
         assert [r["width"] for r in p.images()] == [16, 16, 17]
+
+
+@pytest.mark.parametrize("suffix", [".tif", ".png"])
+def test_add_images_refuses_images_over_the_pixel_limit(tmp_path, monkeypatch, suffix):
+    """The project applies read_image's pixel limit (from the header for TIFFs), so it never
+    holds an image that prediction would refuse later."""
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    iio.imwrite(folder / f"big{suffix}", np.zeros((16, 16), np.uint8))
+    iio.imwrite(folder / f"small{suffix}", np.zeros((8, 8), np.uint8))
+    monkeypatch.setenv("LABELASSIST_MAX_IMAGE_PIXELS", "100")
+    with Project.create(tmp_path / "p", classes=["cell"]) as project:
+        with pytest.warns(UserWarning, match=r"big\.(tif|png).*limit"):
+            added = project.add_images(folder)
+        assert [Path(project.image(i)["file_name"]).name for i in added] == [f"small{suffix}"]

@@ -1,4 +1,4 @@
-"""Tests for labelassist.evaluate: COCO metrics against known answers."""
+"""Tests for labelassist.evaluation: COCO metrics against known answers."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from shapely import affinity
 from skimage.measure import label as label_components
 
 from labelassist.coco import Dataset, read_coco
-from labelassist.evaluate import METRIC_KEYS, evaluate, evaluate_predictions
+from labelassist.evaluation import METRIC_KEYS, evaluate, evaluate_predictions
 from labelassist.geometry import masks_to_polygons
 from labelassist.instances import Instances
 from labelassist.synthetic import synthetic_dataset, synthetic_nuclei

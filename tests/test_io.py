@@ -142,6 +142,12 @@ def test_collect_empty_folder_is_an_error(tmp_path):
         collect_image_paths(str(tmp_path), name="sources")
 
 
+@pytest.mark.parametrize("empty", ["", "  ", [""]])
+def test_collect_empty_path_is_an_error(empty):
+    with pytest.raises(ValueError, match=r"^images(\[0\])? is an empty path; give a file"):
+        collect_image_paths(empty)
+
+
 def test_collect_glob_pattern(tmp_path):
     _touch(tmp_path / "a", "1.png", "2.tif")
     _touch(tmp_path / "a" / "b", "3.png")

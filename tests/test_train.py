@@ -419,7 +419,7 @@ def test_cli_errors(argv, match, capsys):
 
 @pytest.mark.slow
 def test_starter_finds_nuclei_in_a_held_out_synthetic_image():
-    from labelassist.evaluate import evaluate_predictions
+    from labelassist.evaluation import evaluate_predictions
 
     model = load_model("starter", device="cpu")
     assert model.classes == ["nucleus"]

@@ -187,7 +187,7 @@ def _check_image_root(image_root: str | None) -> None:
 def run_evaluate(args: argparse.Namespace) -> int:
     """Run ``labelassist evaluate``; return the exit code."""
     from ..coco import read_coco  # deferred: keeps `labelassist --help` quick
-    from ..evaluate import evaluate  # deferred: keeps `labelassist --help` quick
+    from ..evaluation import evaluate  # deferred: keeps `labelassist --help` quick
 
     if not Path(args.coco).exists():
         raise CliError(f"COCO file not found: {args.coco}")

@@ -19,6 +19,8 @@ __all__ = ["collect_image_paths"]
 
 
 def _expand(text: str, where: str) -> list[Path]:
+    if not text.strip():
+        raise ValueError(f"{where} is an empty path; give a file, a folder or a glob pattern")
     path = Path(text).expanduser()
     if path.is_dir():
         files = sorted(

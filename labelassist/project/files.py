@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import check_image, read_image
+from ..io import check_image, pixel_limit, read_image
 
 __all__ = ["DECODE_LIMIT", "copy_into", "image_size", "remove_copies"]
 
@@ -53,7 +53,13 @@ def image_size(path: Path) -> tuple[int, int]:
         raise ValueError(f"{path} is not a regular file")
     if path.suffix.lower() in (".tif", ".tiff"):
         shape = _tiff_shape(path)
-        if math.prod(shape[:2]) > DECODE_LIMIT:
+        pixels, cap = math.prod(shape[:2]), pixel_limit()
+        if cap is not None and pixels > cap:  # the limit read_image applies, from the header
+            raise ValueError(
+                f"{path}: {shape[0]} x {shape[1]} pixels is more than the limit of {cap:,}; "
+                "raise it with LABELASSIST_MAX_IMAGE_PIXELS (0 = no limit) if you trust the file"
+            )
+        if pixels > DECODE_LIMIT:
             _check_tiff_data(path)
             return int(shape[0]), int(shape[1])
     image = read_image(path)

@@ -225,6 +225,8 @@ def check_files(
     for path in progress_bar(paths, progress, "checking images"):
         try:
             sizes[path] = _files.image_size(path)
+        except MemoryError:  # not the file's fault: stop instead of refusing it
+            raise
         except Exception as exc:  # any decoder error: report it with the file
             reason = str(exc) if str(path) in str(exc) else f"{path} ({type(exc).__name__}: {exc})"
             refused.append((path, reason))

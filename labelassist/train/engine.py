@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from tqdm.auto import tqdm
 
-from ..evaluate import evaluate
+from ..evaluation import evaluate
 from ..model import Model
 from .config import TrainConfig
 
