@@ -252,6 +252,17 @@ def test_save_to_folder_raises(model, tmp_path):
         model.save(tmp_path)
 
 
+def test_checkpoint_bytes_do_not_depend_on_having_predicted(model):
+    """CPU inference switches the conv weights to channels-last; the checkpoint must not
+    carry that (the Dask workers' cache is keyed by these bytes)."""
+    before = checkpoint_to_bytes(model)
+    model.predict(np.zeros((32, 32), np.uint8))
+    assert any(
+        p.dim() == 4 and not p.is_contiguous() for p in model.net.parameters()
+    )  # the switch happened
+    assert checkpoint_to_bytes(model) == before
+
+
 def test_checkpoint_bytes_roundtrip(model, tmp_path):
     data = checkpoint_to_bytes(model)
     assert isinstance(data, bytes)

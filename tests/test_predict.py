@@ -181,7 +181,7 @@ def test_tile_grid_single_tile_when_image_fits():
     assert tile_grid((30, 40), 64, 16) == [Tile(0, 0, 30, 40, (0.0, 0.0, 40.0, 30.0))]
 
 
-# -- rois_to_polygons vs torchvision's pasting ------------------------------------------------
+# -- rois_to_polygons: where the RoI masks are placed ------------------------------------------------
 
 
 def _random_rois(n=25, shape=(60, 80), seed=0):
@@ -200,25 +200,80 @@ def _random_rois(n=25, shape=(60, 80), seed=0):
     return probs[keep], boxes[keep]
 
 
+def _reference_placement(probs, boxes, shape, threshold):
+    """The documented mapping written independently with torch's grid_sample: pixel j (its
+    centre is index coordinate j) inside the box reads the bins at
+    u = (j - x0) * M / (x1 - x0) - 0.5, clamped to the edge bins; nothing outside the box."""
+    h, w = shape
+    m = probs.shape[-1]
+    out = np.zeros((len(boxes), h, w), dtype=bool)
+    rows, cols = torch.meshgrid(
+        torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij"
+    )
+    for k, (x0, y0, x1, y1) in enumerate(boxes.double().tolist()):
+        u = ((cols - x0) * m / (x1 - x0) - 0.5).clamp(0, m - 1)
+        v = ((rows - y0) * m / (y1 - y0) - 0.5).clamp(0, m - 1)
+        grid = torch.stack([(u + 0.5) * 2 / m - 1, (v + 0.5) * 2 / m - 1], dim=-1)[None].float()
+        sampled = torch.nn.functional.grid_sample(
+            probs[k : k + 1].float(), grid, mode="bilinear", align_corners=False
+        )[0, 0]
+        inside = (cols >= x0) & (cols <= x1) & (rows >= y0) & (rows <= y1)
+        out[k] = ((sampled.double() > threshold) & inside).numpy()
+    return out
+
+
 @pytest.mark.parametrize("seed", [0, 1])
-def test_rois_to_polygons_match_pasted_masks_exactly(seed):
+def test_rois_to_polygons_match_the_documented_placement(seed):
     shape = (60, 80)
     probs, boxes = _random_rois(shape=shape, seed=seed)
     assert len(boxes) >= 15
-    pasted = paste_masks_in_image(probs, boxes, shape)[:, 0].numpy() > 0.5
+    expected = _reference_placement(probs, boxes, shape, 0.5)
     polygons = rois_to_polygons(probs, boxes, shape, tolerance=0)
     assert len(polygons) == len(boxes)
     ours = polygons_to_masks(polygons, shape)
-    assert np.array_equal(ours, pasted)
+    # float32 grid_sample vs float64 weights: a pixel may differ where a value is ~0.5
+    assert (ours != expected).sum() <= 3
+    assert np.mean([_iou(a, b) for a, b in zip(ours, expected, strict=True) if b.any()]) > 0.995
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_rois_to_polygons_invert_torchvisions_mask_targets(seed):
+    """The mask head learns torchvision's training targets (``project_masks_on_boxes``:
+    roi_align of the true mask over its box, aligned=False). Placing exactly such a target
+    back at its box must give the object back: no size bias (v1 grew every mask ~1 px)."""
+    from torchvision.models.detection.roi_heads import project_masks_on_boxes
+
+    rng = np.random.default_rng(seed)
+    shape = (96, 96)
+    ious, bias = [], []
+    for _ in range(12):
+        cy, cx = rng.uniform(25, 71, 2)
+        ry, rx = rng.uniform(4, 20, 2)
+        yy, xx = np.mgrid[: shape[0], : shape[1]]
+        mask = ((yy + 0.5 - cy) / ry) ** 2 + ((xx + 0.5 - cx) / rx) ** 2 <= 1
+        rows, cols = np.nonzero(mask)
+        box = torch.tensor([[cols.min(), rows.min(), cols.max() + 1.0, rows.max() + 1.0]])
+        target = project_masks_on_boxes(
+            torch.from_numpy(mask[None]).float(), box, torch.tensor([0]), 28
+        )
+        [polygon] = rois_to_polygons(target[:, None], box, shape, tolerance=0)
+        [placed] = polygons_to_masks([polygon], shape)
+        ious.append(_iou(placed, mask))
+        bias.append(placed.sum() / mask.sum() - 1)
+    assert min(ious) >= 0.9
+    assert abs(np.median(bias)) <= 0.03
+    # torchvision's own pasting of the same targets is biased large (the v1 defect)
+    pasted = paste_masks_in_image(target[:, None], box, shape)[0, 0].numpy() > 0.5
+    assert pasted.sum() > placed.sum()
 
 
 def test_rois_to_polygons_default_tolerance_and_offset():
     shape = (60, 80)
     probs, boxes = _random_rois(shape=shape, seed=3)
-    pasted = paste_masks_in_image(probs, boxes, shape)[:, 0].numpy() > 0.6
+    expected = _reference_placement(probs, boxes, shape, 0.6)
     polygons = rois_to_polygons(probs, boxes, shape, mask_threshold=0.6)
     ours = polygons_to_masks(polygons, shape)
-    ious = [_iou(a, b) for a, b in zip(ours, pasted, strict=True) if b.sum() >= 10]
+    ious = [_iou(a, b) for a, b in zip(ours, expected, strict=True) if b.sum() >= 10]
     assert np.mean(ious) >= 0.95
     shifted = rois_to_polygons(probs, boxes, shape, mask_threshold=0.6, offset=(100, 7))
     for a, b in zip(polygons, shifted, strict=True):

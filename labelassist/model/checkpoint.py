@@ -116,7 +116,7 @@ def make_checkpoint(
         tensor = tensor.detach().to("cpu")
         if half and tensor.is_floating_point():
             tensor = tensor.half()
-        state[name] = tensor.clone()
+        state[name] = tensor.clone(memory_format=torch.contiguous_format)  # not channels-last
     data_meta = jsonable(dict(meta), "Model.meta")
     if stamp:
         data_meta["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -24,8 +24,10 @@ from ..checks import check_choice, check_classes
 from ..instances import Instances
 from .build import ARCHITECTURES, pick_device
 from .checkpoint import jsonable, make_checkpoint, save_checkpoint
+from .features import DEFAULT_MAX_TILES, ImageFeatures, encode
 from .normalize import DEFAULT_NORMALIZATION
 from .predict import predict
+from .prompts import DEFAULT_SCORE_THRESHOLD, segment
 
 __all__ = ["Model"]
 
@@ -200,6 +202,131 @@ class Model:
                 batch_size=batch_size,
                 tolerance=tolerance,
                 max_detections=max_detections,
+            )
+
+    def encode(
+        self,
+        image: np.ndarray,
+        *,
+        tile_size: int | None = None,
+        tile_overlap: int | None = None,
+        max_tiles: int = DEFAULT_MAX_TILES,
+    ) -> ImageFeatures:
+        """Run the backbone + FPN once, for many `segment` prompts on the same image.
+
+        Parameters
+        ----------
+        image : ndarray of shape (H, W), (H, W, 3) or (H, W, 4)
+            Any dtype `predict` takes; kept by reference (do not modify it meanwhile).
+        tile_size : int, optional
+            For images larger than this, nothing is encoded now: each prompt encodes the
+            ``tile_size`` tile that holds it (`ImageFeatures.window_for`) when first needed.
+        tile_overlap : int, optional
+            Overlap of the tiles (default ``min(192, tile_size * 3 // 8)``).
+        max_tiles : int
+            Encoded tiles kept (least recently used dropped), bounding memory.
+
+        Returns
+        -------
+        ImageFeatures
+            Valid for this model as it is now (encode again after training or moving it).
+
+        Examples
+        --------
+        >>> from labelassist.model import load_model
+        >>> model = load_model(None, classes=["nucleus"], device="cpu")
+        >>> feats = model.encode(np.zeros((64, 80), np.uint8))
+        >>> feats.image_shape, feats.net_size
+        ((64, 80), (64, 80))
+        """
+        with self._lock:
+            return encode(
+                self.net,
+                image,
+                normalization=self.meta.get("normalization"),
+                device=self.device,
+                tile_size=tile_size,
+                tile_overlap=tile_overlap,
+                max_tiles=max_tiles,
+            )
+
+    def segment(
+        self,
+        image_or_features: np.ndarray | ImageFeatures,
+        *,
+        boxes: Any = None,
+        points: Any = None,
+        negative_points: Any = None,
+        label: str | int | None = None,
+        refine_box: bool = False,
+        score_threshold: float = DEFAULT_SCORE_THRESHOLD,
+        mask_threshold: float = 0.5,
+        tolerance: float | None = None,
+    ) -> Instances:
+        """Segment the objects designated by box and point prompts: one instance per prompt.
+
+        See `labelassist.model.prompts` for how prompts reach the heads and docs/prompts.md
+        for the measured behaviour.
+
+        Parameters
+        ----------
+        image_or_features : ndarray or ImageFeatures
+            An image (encoded whole now) or `encode`'s result (encode once, prompt many).
+        boxes : array-like of shape (N, 4), optional
+            ``x0, y0, x1, y1`` in COCO pixel coordinates (pixel ``j`` covers ``[j, j+1]``),
+            ``x1 > x0``, ``y1 > y0``; parts outside the image are clipped, a box wholly
+            outside raises. The mask head segments the object in each box.
+        points : array-like of shape (N, 2), optional
+            ``x, y`` on the image: each selects the highest-scoring detection whose mask
+            covers the point.
+        negative_points : array-like of shape (M, 2), optional
+            Detections whose mask covers any of these are not selected (points only).
+        label : str or int, optional
+            Force a class (name or 0-based index): boxes are segmented and scored as this
+            class, points choose only among its detections. Default: the box head's best
+            class.
+        refine_box : bool
+            Apply the box head's regression for the chosen class to each box before the
+            mask head (helps loose boxes).
+        score_threshold : float
+            Results scoring below this are "nothing found": an empty polygon, score 0.
+        mask_threshold : float
+            Mask probability above which a pixel is inside, within (0, 1).
+        tolerance : float, optional
+            Polygon simplification (default `labelassist.geometry.DEFAULT_TOLERANCE`).
+
+        Returns
+        -------
+        Instances
+            ``len(boxes) + len(points)`` instances in prompt order, boxes first; labels
+            index `classes`, scores are the box head's probability of that class (0 and an
+            empty polygon where nothing was found).
+
+        Examples
+        --------
+        >>> from labelassist.model import load_model
+        >>> model = load_model(None, classes=["nucleus"], device="cpu")
+        >>> feats = model.encode(np.zeros((64, 64), np.uint8))
+        >>> result = model.segment(feats, boxes=[[10, 10, 30, 30]], points=[[40, 40]])
+        >>> len(result), result.image_shape
+        (2, (64, 64))
+        """
+        with self._lock:
+            return segment(
+                self.net,
+                image_or_features,
+                label_ids=self.meta["label_ids"],
+                classes=self.classes,
+                normalization=self.meta.get("normalization"),
+                device=self.device,
+                boxes=boxes,
+                points=points,
+                negative_points=negative_points,
+                label=label,
+                refine_box=refine_box,
+                score_threshold=score_threshold,
+                mask_threshold=mask_threshold,
+                tolerance=tolerance,
             )
 
     def checkpoint(self, *, half: bool = False) -> dict[str, Any]:

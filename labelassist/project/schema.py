@@ -15,6 +15,10 @@ Schema history
    ``uncertainty`` (cached score proxy for `Project.next_image`), ``updated``
    timestamps, round ``parent``/``image_ids``/counts, and ``instance_counts`` (per class
    and source, kept in step with every save so that statistics cost nothing).
+3. The effort log: tables ``actions`` (what a person did to each instance, with a time
+   stamp and the round it counts for; see `labelassist.project.actions`) and
+   ``active_time`` (seconds of active work per image); the provenance ``"prompted"``
+   (an instance added by a box or point prompt) in ``edits`` and ``annotations``.
 """
 
 from __future__ import annotations
@@ -31,25 +35,48 @@ __all__ = [
     "QUEUE",
     "SOURCES",
     "SPLITS",
+    "ACTIONS",
     "create_schema",
     "migrate",
     "now",
 ]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: Value of ``meta.format``: marks a SQLite file as a labelassist project.
 FORMAT = "labelassist-project"
 STATUSES = ("new", "pre-annotated", "in-review", "reviewed", "skipped")
-SOURCES = ("model", "corrected", "human")
+SOURCES = ("model", "corrected", "human", "prompted")
 SPLITS = ("train", "val")
+#: What the effort log records: per instance (see `labelassist.project.actions`), and
+#: ``"reviewed"`` per image (it was accepted: its status became ``"reviewed"``).
+ACTIONS = (
+    "accepted",
+    "deleted",
+    "drawn",
+    "prompted",
+    "edited",
+    "relabelled",
+    "refined",
+    "reviewed",
+)
 
 #: Statuses still to be labelled (`Project.next_image`); the partial index ``images_queue``
 #: and its queries use this exact expression.
 QUEUE = "status IN ('new', 'pre-annotated', 'in-review')"
-_STATUS_CHECK = "status IN ({})".format(", ".join(f"'{s}'" for s in STATUSES))
-_SOURCE_CHECK = "source IN ({})".format(", ".join(f"'{s}'" for s in SOURCES))
 
-_SCHEMA = f"""
+
+def _is_in(column: str, values: tuple[str, ...]) -> str:
+    """An SQL CHECK expression: ``column IN ('a', 'b')``."""
+    return "{} IN ({})".format(column, ", ".join(f"'{v}'" for v in values))
+
+
+_STATUS_CHECK = _is_in("status", STATUSES)
+
+
+def _tables(sources: tuple[str, ...]) -> str:
+    """The DDL of the tables of versions 2 and later (with the ``source`` values of one)."""
+    source_check = _is_in("source", sources)
+    return f"""
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE images (
     id INTEGER PRIMARY KEY,
@@ -72,7 +99,7 @@ CREATE TABLE edits (
     image_id INTEGER NOT NULL REFERENCES images (id),
     version INTEGER NOT NULL,
     parent INTEGER NOT NULL,
-    source TEXT NOT NULL CHECK ({_SOURCE_CHECK}),
+    source TEXT NOT NULL CHECK ({source_check}),
     model_id TEXT,
     n_instances INTEGER NOT NULL,
     created TEXT NOT NULL,
@@ -85,7 +112,7 @@ CREATE TABLE annotations (
     instance_id INTEGER,
     label INTEGER NOT NULL CHECK (label >= 0),
     score REAL NOT NULL,
-    source TEXT NOT NULL CHECK ({_SOURCE_CHECK}),
+    source TEXT NOT NULL CHECK ({source_check}),
     geometry BLOB NOT NULL
 );
 CREATE INDEX annotations_image ON annotations (image_id, version);
@@ -108,6 +135,42 @@ CREATE TABLE rounds (
 """
 
 
+#: The effort log (schema 3). ``round``: the training round the entry counts for, 1 +
+#: the rounds recorded before it (see `labelassist.project.effort`).
+_EFFORT_TABLES = f"""
+CREATE TABLE actions (
+    id INTEGER PRIMARY KEY,
+    image_id INTEGER NOT NULL REFERENCES images (id),
+    instance_id INTEGER,
+    action TEXT NOT NULL CHECK ({_is_in("action", ACTIONS)}),
+    version INTEGER NOT NULL,
+    round INTEGER NOT NULL,
+    created TEXT NOT NULL
+);
+CREATE INDEX actions_image ON actions (image_id, action);
+CREATE INDEX actions_round ON actions (round, action);
+CREATE TABLE active_time (
+    id INTEGER PRIMARY KEY,
+    image_id INTEGER NOT NULL REFERENCES images (id),
+    seconds REAL NOT NULL CHECK (seconds >= 0),
+    round INTEGER NOT NULL,
+    created TEXT NOT NULL
+);
+CREATE INDEX active_time_image ON active_time (image_id);
+"""
+
+#: Schema 2 as it was (its migration from 1 creates exactly this; 2 -> 3 follows).
+_SCHEMA_V2 = _tables(("model", "corrected", "human"))
+_SCHEMA = _tables(SOURCES) + _EFFORT_TABLES
+
+
+def _execute_all(con: sqlite3.Connection, script: str, *, skip: str = "\0") -> None:
+    """Run each statement of ``script`` (``;``-separated) not starting with ``skip``."""
+    for statement in script.split(";"):
+        if statement.strip() and not statement.strip().startswith(skip):
+            con.execute(statement)
+
+
 def now() -> str:
     """The current UTC time as an ISO 8601 string with milliseconds (sortable)."""
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
@@ -115,9 +178,7 @@ def now() -> str:
 
 def create_schema(con: sqlite3.Connection, meta: dict[str, str]) -> None:
     """Create the current schema and the ``meta`` rows (inside the caller's transaction)."""
-    for statement in _SCHEMA.split(";"):
-        if statement.strip():
-            con.execute(statement)
+    _execute_all(con, _SCHEMA)
     con.executemany(
         "INSERT INTO meta (key, value) VALUES (?, ?)",
         [("format", FORMAT), *sorted(meta.items())],
@@ -130,9 +191,7 @@ def _migrate_1_to_2(con: sqlite3.Connection, folder: Path) -> None:
     con.execute("ALTER TABLE images RENAME TO images_v1")
     con.execute("ALTER TABLE annotations RENAME TO annotations_v1")
     con.execute("ALTER TABLE rounds RENAME TO rounds_v1")
-    for statement in _SCHEMA.split(";"):
-        if statement.strip() and not statement.strip().startswith("CREATE TABLE meta"):
-            con.execute(statement)
+    _execute_all(con, _SCHEMA_V2, skip="CREATE TABLE meta")
     con.execute(
         "INSERT INTO images (id, file_name, path, origin, height, width, status, version,"
         " n_instances, updated) SELECT id, file_name, path, path, height, width, status,"
@@ -175,9 +234,33 @@ def _migrate_1_to_2(con: sqlite3.Connection, folder: Path) -> None:
         con.execute(f"DROP TABLE {table}")
 
 
+def _migrate_2_to_3(con: sqlite3.Connection, folder: Path) -> None:
+    """Add the effort log; let ``edits`` and ``annotations`` hold the source "prompted"
+    (SQLite cannot change a CHECK constraint: both tables are copied)."""
+    current = _tables(SOURCES)
+    con.execute("DROP INDEX annotations_image")
+    for table in ("edits", "annotations"):
+        con.execute(f"ALTER TABLE {table} RENAME TO old_{table}")
+        con.execute(_statement(current, f"CREATE TABLE {table} "))
+        columns = ", ".join(r[1] for r in con.execute(f"PRAGMA table_info(old_{table})"))
+        con.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM old_{table}")
+        con.execute(f"DROP TABLE old_{table}")
+    con.execute(_statement(current, "CREATE INDEX annotations_image "))
+    _execute_all(con, _EFFORT_TABLES)
+
+
+def _statement(script: str, start: str) -> str:
+    """The one statement of ``script`` that starts with ``start``."""
+    [statement] = [s for s in script.split(";") if s.strip().startswith(start)]
+    return statement
+
+
 #: ``from_version -> function`` that upgrades the schema by one version, inside the
 #: caller's transaction.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection, Path], None]] = {1: _migrate_1_to_2}
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection, Path], None]] = {
+    1: _migrate_1_to_2,
+    2: _migrate_2_to_3,
+}
 
 
 def migrate(con: sqlite3.Connection, folder: Path) -> None:

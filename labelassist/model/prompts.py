@@ -1,0 +1,377 @@
+"""Prompts: box and point prompts through the Mask R-CNN heads, one instance per prompt (`segment`).
+
+The backbone and FPN run once per image (`labelassist.model.features.encode`); each prompt
+then costs only the heads:
+
+- a **box** ``x0, y0, x1, y1`` (COCO pixel coordinates) is pooled from the FPN maps
+  (the network's ``box_roi_pool``, the box mapped to the network's coordinates), the box
+  head gives the class scores (and with ``refine_box`` the box regression of that class,
+  applied once, then pooled again), and the mask head the object's mask inside the box,
+  traced to a polygon in the RoI (`labelassist.model.roi_masks.rois_to_polygons`, no
+  full-image mask);
+- a **point** ``x, y`` picks, among the image's detections (RPN + box head, computed once
+  per image or tile, kept down to a score of `CANDIDATE_SCORE`), the highest-scoring one
+  whose *mask* covers the point and covers none of the ``negative_points``.
+
+Nothing found (a box scoring below ``score_threshold``, an empty mask, no candidate at a
+point) gives an empty polygon with score 0 in the prompt's place, never an exception.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import shapely
+import torch
+from shapely.geometry.base import BaseGeometry
+from torch import nn
+
+from ..checks import check_number
+from ..instances import Instances
+from .features import EncodedWindow, ImageFeatures, autocast, encode
+from .inference import DetectionLimits, detection_limits, inference_setup
+from .normalize import check_array_image
+from .predict import _label_lookup
+from .roi_masks import rois_to_polygons
+
+__all__ = ["CANDIDATE_SCORE", "DEFAULT_SCORE_THRESHOLD", "segment"]
+
+#: Point prompts choose among detections scoring above this (computed once per window).
+CANDIDATE_SCORE = 0.01
+#: Default ``score_threshold`` of `segment`: results scoring below it count as nothing found.
+DEFAULT_SCORE_THRESHOLD = 0.05
+
+
+def _coords(value: Any, name: str, width: int, what: str) -> np.ndarray:
+    """``value`` as a finite float64 array of shape (N, width)."""
+    if value is None:
+        return np.zeros((0, width))
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be numbers of shape (N, {width}) ({what})") from None
+    if arr.size == 0:
+        return np.zeros((0, width))
+    if arr.ndim != 2 or arr.shape[1] != width:
+        raise ValueError(
+            f"{name} must have shape (N, {width}) ({what}), got shape {arr.shape}; for one "
+            f"prompt write [[{what}]]"
+        )
+    bad = ~np.isfinite(arr).all(axis=1)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"{name}[{i}] = {arr[i].tolist()} is not finite")
+    return arr
+
+
+def _check_boxes(boxes: Any, shape: tuple[int, int]) -> np.ndarray:
+    """Boxes (N, 4), each with x1 > x0 and y1 > y0, clipped to the image; one outside it
+    raises."""
+    arr = _coords(boxes, "boxes", 4, "x0, y0, x1, y1")
+    h, w = shape
+    for i, (x0, y0, x1, y1) in enumerate(arr):
+        if not (x1 > x0 and y1 > y0):
+            raise ValueError(
+                f"boxes[{i}] = {arr[i].tolist()} must have x1 > x0 and y1 > y0 (boxes are "
+                "x0, y0, x1, y1 in pixel coordinates)"
+            )
+    clipped = np.clip(arr, 0.0, [w, h, w, h])
+    empty = (clipped[:, 2] <= clipped[:, 0]) | (clipped[:, 3] <= clipped[:, 1])
+    if empty.any():
+        i = int(np.flatnonzero(empty)[0])
+        raise ValueError(
+            f"boxes[{i}] = {arr[i].tolist()} lies outside the image (width {w}, height {h}); "
+            "give boxes that overlap it (parts outside are clipped)"
+        )
+    return clipped
+
+
+def _check_points(points: Any, name: str, shape: tuple[int, int]) -> np.ndarray:
+    """Points (N, 2) ``x, y`` inside ``[0, W] x [0, H]``."""
+    arr = _coords(points, name, 2, "x, y")
+    h, w = shape
+    outside = (arr[:, 0] < 0) | (arr[:, 0] > w) | (arr[:, 1] < 0) | (arr[:, 1] > h)
+    if outside.any():
+        i = int(np.flatnonzero(outside)[0])
+        raise ValueError(
+            f"{name}[{i}] = {arr[i].tolist()} lies outside the image (x in [0, {w}], "
+            f"y in [0, {h}]); give points on the image"
+        )
+    return arr
+
+
+def _check_label(label: Any, classes: Sequence[str] | None, n_classes: int) -> int | None:
+    """``label`` (a class name or 0-based index) as a class index."""
+    if label is None:
+        return None
+    if isinstance(label, str):
+        if classes is not None and label in classes:
+            return list(classes).index(label)
+        raise ValueError(f"label={label!r} is not a class of the model; use one of {classes}")
+    if isinstance(label, (bool, np.bool_)) or not isinstance(label, (int, np.integer)):
+        raise ValueError(f"label must be a class name or a 0-based class index, got {label!r}")
+    if not 0 <= int(label) < n_classes:
+        raise ValueError(f"label={label!r} is not a class index; use 0 to {n_classes - 1}")
+    return int(label)
+
+
+def _features(
+    net: nn.Module, image_or_features: Any, normalization: Any, device: Any
+) -> ImageFeatures | np.ndarray:
+    if isinstance(image_or_features, ImageFeatures):
+        if image_or_features.net is not net:
+            raise ValueError(
+                "image_or_features was encoded by another model; encode the image with "
+                "this model (model.encode(image))"
+            )
+        here = torch.device(device) if device is not None else next(net.parameters()).device
+        if image_or_features.device != here:
+            raise ValueError(
+                f"image_or_features is on {image_or_features.device} but the model is on "
+                f"{here}; encode the image again after moving the model"
+            )
+        return image_or_features
+    return check_array_image(image_or_features, "image_or_features")
+
+
+def segment(
+    net: nn.Module,
+    image_or_features: np.ndarray | ImageFeatures,
+    *,
+    label_ids: Sequence[int] | None = None,
+    classes: Sequence[str] | None = None,
+    normalization: Any = None,
+    device: torch.device | str | None = None,
+    boxes: Any = None,
+    points: Any = None,
+    negative_points: Any = None,
+    label: str | int | None = None,
+    refine_box: bool = False,
+    score_threshold: float = DEFAULT_SCORE_THRESHOLD,
+    mask_threshold: float = 0.5,
+    tolerance: float | None = None,
+) -> Instances:
+    """Segment the objects that box and point prompts designate, one instance per prompt.
+
+    `labelassist.model.Model.segment` calls this with the model's network and metadata;
+    see it for the parameters. ``label_ids`` and ``normalization`` are as in
+    `labelassist.model.predict.predict`; ``classes`` are the names ``label`` may use.
+
+    Examples
+    --------
+    >>> from labelassist.model import build_maskrcnn
+    >>> net = build_maskrcnn(num_classes=2)
+    >>> segment(net, np.zeros((64, 64), np.uint8), boxes=np.zeros((0, 4)))
+    Instances(n=0, image_shape=(64, 64), extra=[])
+    """
+    source = _features(net, image_or_features, normalization, device)
+    shape = source.image_shape if isinstance(source, ImageFeatures) else source.shape[:2]
+    shape = (int(shape[0]), int(shape[1]))
+    box_arr = _check_boxes(boxes, shape)
+    point_arr = _check_points(points, "points", shape)
+    negatives = _check_points(negative_points, "negative_points", shape)
+    if len(negatives) and points is None:
+        raise ValueError("negative_points only steer point prompts; pass points too")
+    lookup = _label_lookup(net, label_ids)
+    columns = np.flatnonzero(lookup >= 0)
+    forced = _check_label(label, classes, len(columns))
+    threshold = check_number(score_threshold, "score_threshold", minimum=0, maximum=1)
+    mask = check_number(mask_threshold, "mask_threshold", minimum=0, maximum=1)
+    if mask in (0.0, 1.0):
+        raise ValueError(f"mask_threshold must be within (0, 1), got {mask_threshold!r}")
+    check_number(tolerance, "tolerance", minimum=0, allow_none=True)
+    n = len(box_arr) + len(point_arr)
+    if n == 0:
+        return Instances.empty(shape)
+    feats = (
+        source
+        if isinstance(source, ImageFeatures)
+        else encode(net, source, normalization=normalization, device=device)
+    )
+    allowed = columns if forced is None else np.array([int(np.flatnonzero(lookup == forced)[0])])
+    polygons = np.empty(n, dtype=object)
+    polygons[:] = [shapely.Polygon()] * n
+    cols = np.zeros(n, dtype=np.int64)
+    scores = np.zeros(n, dtype=np.float32)
+    opts = {"mask_threshold": mask, "tolerance": tolerance}
+    with inference_setup(net, CANDIDATE_SCORE):
+        for window, idx in _by_window(feats, box_arr).items():
+            enc = feats.encode_window(window)
+            polygons[idx], cols[idx], scores[idx] = _segment_boxes(
+                net, enc, box_arr[idx], allowed, refine_box, feats.device, opts
+            )
+        negs = shapely.points(negatives)
+        for window, idx in _by_window(feats, np.tile(point_arr, 2)).items():
+            enc = feats.encode_window(window)
+            for i in idx:
+                found = _pick(net, enc, point_arr[i], negs, allowed, threshold, feats.device, opts)
+                if found is not None:
+                    polygons[len(box_arr) + i], cols[len(box_arr) + i], scores[len(box_arr) + i] = (
+                        found
+                    )
+    none = (scores < threshold) | shapely.is_empty(polygons)
+    polygons[none] = shapely.Polygon()
+    scores[none] = 0.0
+    labels = np.where(lookup[cols] >= 0, lookup[cols], forced or 0)
+    return Instances(list(polygons), labels, scores, shape)
+
+
+def _by_window(feats: ImageFeatures, boxes: np.ndarray) -> dict[Any, np.ndarray]:
+    """Prompt indices grouped by the window that serves them (in first-use order)."""
+    groups: dict[Any, list[int]] = {}
+    for i, box in enumerate(boxes):
+        groups.setdefault(feats.window_for(box), []).append(i)
+    return {w: np.array(idx, dtype=np.int64) for w, idx in groups.items()}
+
+
+def _rois(enc: EncodedWindow, boxes: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.as_tensor(enc.to_network(boxes), dtype=torch.float32, device=device)
+
+
+def _mask_probs(
+    net: nn.Module, enc: EncodedWindow, rois: torch.Tensor, cols: torch.Tensor, device: torch.device
+) -> torch.Tensor:
+    """Mask probabilities (N, 1, M, M) of class column ``cols[i]`` inside ``rois[i]``."""
+    heads: Any = getattr(net, "roi_heads")
+    with autocast(device):
+        x = heads.mask_head(heads.mask_roi_pool(enc.features, [rois], [enc.net_size]))
+        logits = heads.mask_predictor(x)
+    return logits.float()[torch.arange(len(rois), device=logits.device), cols][:, None].sigmoid()
+
+
+def _polygons(
+    net: nn.Module,
+    enc: EncodedWindow,
+    rois: torch.Tensor,
+    cols: torch.Tensor,
+    device: torch.device,
+    opts: dict[str, Any],
+) -> list[BaseGeometry]:
+    """The mask head's polygons (image coordinates) of ``rois`` (network coordinates)."""
+    probs = _mask_probs(net, enc, rois, cols, device)
+    local = enc.to_image(rois.float().cpu().numpy()) - np.tile(enc.origin, 2)
+    return rois_to_polygons(
+        probs,
+        torch.from_numpy(local.astype(np.float32)),
+        enc.shape,
+        offset=(float(enc.origin[0]), float(enc.origin[1])),
+        **opts,
+    )
+
+
+def _segment_boxes(
+    net: nn.Module,
+    enc: EncodedWindow,
+    boxes: np.ndarray,
+    allowed: np.ndarray,
+    refine: bool,
+    device: torch.device,
+    opts: dict[str, Any],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Box prompts of one window: polygons, network labels and scores."""
+    from torchvision.ops import boxes as box_ops  # heavy: torchvision
+
+    heads: Any = getattr(net, "roi_heads")
+    rois = _rois(enc, boxes, device)
+    with autocast(device):
+        x = heads.box_head(heads.box_roi_pool(enc.features, [rois], [enc.net_size]))
+        logits, deltas = heads.box_predictor(x)
+    probs = torch.softmax(logits.float(), -1)
+    allowed_t = torch.as_tensor(allowed, device=probs.device)
+    cols = allowed_t[probs[:, allowed_t].argmax(dim=1)]
+    rows = torch.arange(len(rois), device=probs.device)
+    scores = probs[rows, cols]
+    if refine:
+        decoded = heads.box_coder.decode(deltas.float(), [rois]).reshape(len(rois), -1, 4)
+        refined = box_ops.clip_boxes_to_image(decoded[rows, cols], enc.net_size)
+        ok = (refined[:, 2] - refined[:, 0] > 1e-2) & (refined[:, 3] - refined[:, 1] > 1e-2)
+        rois = torch.where(ok[:, None], refined, rois)
+    polygons = np.empty(len(rois), dtype=object)
+    polygons[:] = _polygons(net, enc, rois, cols, device, opts)
+    return polygons, cols.cpu().numpy(), scores.cpu().numpy().astype(np.float32)
+
+
+def _candidates(net: nn.Module, enc: EncodedWindow, device: torch.device) -> dict[str, Any]:
+    """The window's detections scoring above `CANDIDATE_SCORE` (cached on the window):
+    ``rois`` (K, 4) network coordinates, ``boxes`` (K, 4) image coordinates, ``scores``,
+    ``cols`` (network labels), ``polygons`` (per mask threshold and tolerance, filled on
+    demand)."""
+    from torchvision.models.detection.image_list import ImageList  # heavy: torchvision
+
+    cached = enc.cache.get("candidates")
+    if cached is not None:
+        return cached
+    detector: Any = net
+    heads = detector.roi_heads
+    h, w = enc.shape
+    # the RPN reads only the padded batch's size, dtype and device from the images
+    blank = torch.zeros(1, 1, 1, 1, device=device).expand(1, 3, *enc.padded_size)
+    images = ImageList(blank, [enc.net_size])
+    saved = DetectionLimits.of(net)
+    try:
+        detection_limits(net, h * w).apply(net)
+        with autocast(device):
+            proposals, _ = detector.rpn(images, enc.features)
+            x = heads.box_head(heads.box_roi_pool(enc.features, proposals, [enc.net_size]))
+            logits, deltas = heads.box_predictor(x)
+        boxes, scores, labels = heads.postprocess_detections(
+            logits.float(), deltas.float(), [p.float() for p in proposals], [enc.net_size]
+        )
+    finally:
+        saved.apply(net)
+    rois = boxes[0].float()
+    out = {
+        "rois": rois,
+        "boxes": enc.to_image(rois.cpu().numpy()),
+        "scores": scores[0].float().cpu().numpy(),
+        "cols": labels[0].cpu().numpy(),
+        "polygons": {},
+    }
+    enc.cache["candidates"] = out
+    return out
+
+
+def _pick(
+    net: nn.Module,
+    enc: EncodedWindow,
+    point: np.ndarray,
+    negatives: np.ndarray,
+    allowed: np.ndarray,
+    threshold: float,
+    device: torch.device,
+    opts: dict[str, Any],
+) -> tuple[BaseGeometry, int, float] | None:
+    """The highest-scoring candidate whose mask covers ``point`` and no negative point."""
+    cand = _candidates(net, enc, device)
+    x, y = float(point[0]), float(point[1])
+    b = cand["boxes"]
+    near = (
+        (cand["scores"] >= threshold)
+        & np.isin(cand["cols"], allowed)
+        & (b[:, 0] <= x)
+        & (x <= b[:, 2])
+        & (b[:, 1] <= y)
+        & (y <= b[:, 3])
+    )
+    order = np.flatnonzero(near)
+    order = order[np.argsort(-cand["scores"][order], kind="stable")]
+    cache: dict[int, BaseGeometry] = cand["polygons"].setdefault(
+        (opts["mask_threshold"], opts["tolerance"]), {}
+    )
+    todo = [int(k) for k in order if int(k) not in cache]
+    if todo:
+        sel = torch.as_tensor(todo, device=cand["rois"].device)
+        cols = torch.as_tensor(cand["cols"][todo], device=cand["rois"].device)
+        for k, poly in zip(todo, _polygons(net, enc, cand["rois"][sel], cols, device, opts)):
+            cache[k] = poly
+    target = shapely.Point(x, y)
+    for k in order:
+        poly = cache[int(k)]
+        if not poly.covers(target):
+            continue
+        if len(negatives) and shapely.covers(poly, negatives).any():
+            continue
+        return poly, int(cand["cols"][k]), float(cand["scores"][k])
+    return None
