@@ -12,7 +12,8 @@ Rows, all in one run on the same proposals:
 - ``proposals``: the unrefined proposals (the baseline);
 - ``erode 1px``: the proposals' masks eroded by one pixel (3 x 3 cross), a reference for
   what a trivial fix of a one-pixel size bias gives;
-- ``band B, it I``: `refine_edges` with ``band=B, iterations=I`` (other settings default).
+- ``bB itI sS``: `refine_edges` with ``band=B, iterations=I, smoothing=S`` (other settings
+  default; ``b1 it2 s0.7`` are the defaults).
 
 Columns, per data set and object size (true area: small < 100 px, medium 100-399 px,
 large >= 400 px, all): scored objects, mean and median mask IoU, share at IoU >= 0.9,
@@ -35,7 +36,7 @@ Run (prints the table, with the date, so it is easy to re-run after model change
 
     LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4 \\
         .venv/bin/python bench/bench_refine.py [--images 24] [--size 256] \\
-        [--configs 1x3 2x1 2x3 2x5 3x3 4x3]
+        [--configs 1x2 1x2s0 2x5 ...]
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ from labelassist.samples import real_nuclei
 from labelassist.synthetic import synthetic_nuclei
 
 SIZES = (("small", 0, 100), ("medium", 100, 400), ("large", 400, np.inf), ("all", 0, np.inf))
+# band x iterations [s smoothing]; 1x2 (smoothing 0.7) are refine_edges' defaults
+DEFAULT_CONFIGS = ("1x2", "1x2s0", "1x5", "2x2", "2x2s0", "2x2s1.5", "3x2")
 CROSS = ndimage.generate_binary_structure(2, 1)
 
 
@@ -130,6 +133,16 @@ def _score(masks: np.ndarray, truth: np.ndarray, best: np.ndarray, found: np.nda
     return {"iou": iou, "bf1": f1, "bf2": f2, "bias": bias}
 
 
+def _evaluate(data: list, matches: list, per_image_masks: list[np.ndarray]) -> dict:
+    """`_score` over all images of a data set, concatenated."""
+    total: dict[str, list] = {"iou": [], "bf1": [], "bf2": [], "bias": []}
+    for (_, truth), m, (best, iou) in zip(data, per_image_masks, matches, strict=True):
+        s = _score(m, truth, best, iou >= 0.5)
+        for key in total:
+            total[key] += s[key]
+    return total
+
+
 def _row(name: str, scores: dict, base_iou: np.ndarray, areas: np.ndarray, extra: dict) -> list:
     lines = []
     iou = np.asarray(scores["iou"])
@@ -150,9 +163,11 @@ def _row(name: str, scores: dict, base_iou: np.ndarray, areas: np.ndarray, extra
     return lines
 
 
-def _config(text: str) -> tuple[int, int]:
-    band, iterations = text.lower().split("x")
-    return int(band), int(iterations)
+def _config(text: str) -> tuple[int, int, float]:
+    """``BANDxITERATIONS`` or ``BANDxITERATIONSsSMOOTHING`` (default smoothing 0.7)."""
+    band, rest = text.lower().split("x")
+    iterations, _, smoothing = rest.partition("s")
+    return int(band), int(iterations), float(smoothing or 0.7)
 
 
 def main() -> None:
@@ -164,8 +179,8 @@ def main() -> None:
         "--configs",
         nargs="+",
         type=_config,
-        default=[_config(c) for c in ("1x3", "2x1", "2x3", "2x5", "3x3", "4x3")],
-        help="refinement settings BANDxITERATIONS",
+        default=[_config(c) for c in DEFAULT_CONFIGS],
+        help="refinement settings BANDxITERATIONS[sSMOOTHING], e.g. 1x2 or 2x5s0",
     )
     args = parser.parse_args()
     try:
@@ -200,38 +215,30 @@ def main() -> None:
         print(f"\n{data_name}: {n_true} true objects, {n_found} matched at IoU >= 0.5 (scored)")
         print(header)
 
-        def evaluate(per_image_masks: list[np.ndarray]) -> dict:
-            total: dict[str, list] = {"iou": [], "bf1": [], "bf2": [], "bias": []}
-            for (_, truth), m, (best, iou) in zip(data, per_image_masks, matches, strict=True):
-                s = _score(m, truth, best, iou >= 0.5)
-                for key in total:
-                    total[key] += s[key]
-            return total
-
         areas = np.concatenate(
             [t[iou >= 0.5].sum((1, 2)) for (_, t), (_, iou) in zip(data, matches, strict=True)]
         )
-        base = evaluate(masks)
+        base = _evaluate(data, matches, masks)
         base_iou = np.asarray(base["iou"])
         for line in _row("proposals", base, base_iou, areas, {}):
             print(line)
         eroded = [
             np.stack([ndimage.binary_erosion(x, CROSS) for x in m]) if len(m) else m for m in masks
         ]
-        for line in _row("erode 1px", evaluate(eroded), base_iou, areas, {}):
+        for line in _row("erode 1px", _evaluate(data, matches, eroded), base_iou, areas, {}):
             print(line)
-        for band, iterations in args.configs:
+        for band, iterations, smoothing in args.configs:
             seconds, refined_masks, refined, count = 0.0, [], 0, 0
             for (image, _), p in zip(data, proposals, strict=True):
                 t0 = time.perf_counter()
-                r = refine_edges(image, p, band=band, iterations=iterations)
+                r = refine_edges(image, p, band=band, iterations=iterations, smoothing=smoothing)
                 seconds += time.perf_counter() - t0
                 refined += int(r.extra["refined"].sum())
                 count += len(r)
                 refined_masks.append(polygons_to_masks(r.polygons, r.image_shape))
             extra = {"refined": refined / max(count, 1), "ms": 1000 * seconds / max(count, 1)}
-            name = f"band {band}, it {iterations}"
-            for line in _row(name, evaluate(refined_masks), base_iou, areas, extra):
+            name = f"b{band} it{iterations} s{smoothing:g}"
+            for line in _row(name, _evaluate(data, matches, refined_masks), base_iou, areas, extra):
                 print(line)
 
 

@@ -32,6 +32,13 @@ _EXPORTS = {
     "CocoFormatError": "coco",
     "synthetic_nuclei": "synthetic",
     "synthetic_dataset": "synthetic",
+    "synthetic_image": "synthetic",
+    "synthetic_cells": "synthetic",
+    "synthetic_epithelium": "synthetic",
+    "synthetic_brightfield": "synthetic",
+    "synthetic_histology": "synthetic",
+    "synthetic_rods": "synthetic",
+    "synthetic_piles": "synthetic",
     "Model": "model",
     "load_model": "model",
     "preannotate": "bulk",
@@ -45,6 +52,7 @@ _EXPORTS = {
     "run_round": "rounds",
     "plot_learning_curve": "rounds",
     "rank_images": "active",
+    "refine_edges": "refine",
     "Project": "project",
     "ProjectConflictError": "project",
     "ProjectDamagedError": "project",
@@ -76,10 +84,18 @@ if TYPE_CHECKING:  # what the lazy exports resolve to, for IDEs and type checker
     from .project import ProjectReadOnlyError as ProjectReadOnlyError
     from .project import Revision as Revision
     from .project import UnreadableImagesWarning as UnreadableImagesWarning
+    from .refine import refine_edges as refine_edges
     from .rounds import plot_learning_curve as plot_learning_curve
     from .rounds import run_round as run_round
+    from .synthetic import synthetic_brightfield as synthetic_brightfield
+    from .synthetic import synthetic_cells as synthetic_cells
     from .synthetic import synthetic_dataset as synthetic_dataset
+    from .synthetic import synthetic_epithelium as synthetic_epithelium
+    from .synthetic import synthetic_histology as synthetic_histology
+    from .synthetic import synthetic_image as synthetic_image
     from .synthetic import synthetic_nuclei as synthetic_nuclei
+    from .synthetic import synthetic_piles as synthetic_piles
+    from .synthetic import synthetic_rods as synthetic_rods
     from .train import TrainConfig as TrainConfig
     from .train import TrainResult as TrainResult
     from .train import finetune as finetune

@@ -4,7 +4,8 @@ Round ``k`` starts from the checkpoint of round ``k - 1`` (or a given model for 
 trains on **all** images reviewed so far (replay, not only the newest), evaluates on the
 held-out reviewed images (split ``"val"``), stores the checkpoint and its metrics in the
 project, and redraws the learning curve (AP against the number of reviewed images and
-instances).
+instances, and the review effort per image with each round's proposals, from the
+project's effort log).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover - annotations only (model and train import
     from .project import Project
     from .train import TrainConfig
 
-__all__ = ["run_round", "plot_learning_curve"]
+__all__ = ["effort_points", "plot_learning_curve", "run_round"]
 
 logger = logging.getLogger(__name__)
 
@@ -117,7 +118,8 @@ def run_round(
     )
     rounds = project.rounds()
     if plot:
-        plot_learning_curve(rounds, project.folder / "learning_curve.png")
+        effort = project.effort(by="round")["rows"]
+        plot_learning_curve(rounds, project.folder / "learning_curve.png", effort=effort)
     return {**rounds[-1], "history": result.history}
 
 
@@ -147,8 +149,10 @@ def plot_learning_curve(
     *,
     metrics: Sequence[str] = _CURVE_METRICS,
     title: str = "Learning curve",
+    effort: Sequence[dict[str, Any]] | None = None,
 ) -> Path:
-    """Plot AP against the number of reviewed images and instances, one point per round.
+    """Plot AP against the number of reviewed images and instances, one point per round;
+    with ``effort``, the review effort per image next to it.
 
     Parameters
     ----------
@@ -161,6 +165,12 @@ def plot_learning_curve(
         Which metrics to draw.
     title : str
         Figure title.
+    effort : sequence of dict, optional
+        Rows of ``Project.effort(by="round")["rows"]`` (``round`` and
+        ``seconds_per_image``): a third panel shows the active seconds per accepted
+        image against the round whose model made the proposals (effort round ``k + 1``
+        corrected round ``k``'s proposals; 0: the starting model). Rounds without
+        accepted images are left out.
 
     Returns
     -------
@@ -170,7 +180,8 @@ def plot_learning_curve(
     Raises
     ------
     ValueError
-        If ``rounds`` is empty, or a round lacks ``n_images``/``n_instances``.
+        If ``rounds`` is empty, a round lacks ``n_images``/``n_instances``, or an
+        ``effort`` row lacks ``round``/``seconds_per_image``.
     ImportError
         If matplotlib is missing (``pip install labelassist[plot]``).
 
@@ -190,10 +201,16 @@ def plot_learning_curve(
         missing = [key for key in ("n_images", "n_instances") if key not in r]
         if missing:
             raise ValueError(f"rounds[{k}] lacks {missing}; give records like Project.rounds()")
-    fig = _figure(figsize=(9, 3.6), constrained_layout=True)
-    axes = fig.subplots(1, 2, sharey=True)
+    points = None if effort is None else effort_points(effort)
+    fig = _figure(figsize=(9 if points is None else 13, 3.6), constrained_layout=True)
+    axes = fig.subplots(1, 2 if points is None else 3)
+    axes[1].sharey(axes[0])  # AP on both, one scale
+    axes[1].tick_params(labelleft=False)
     for ax, xkey, xlabel in zip(
-        axes, ("n_images", "n_instances"), ("reviewed images", "reviewed instances"), strict=True
+        axes[:2],
+        ("n_images", "n_instances"),
+        ("reviewed images", "reviewed instances"),
+        strict=True,
     ):
         x = [r[xkey] for r in rounds]
         for name in metrics:
@@ -204,8 +221,40 @@ def plot_learning_curve(
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("AP on held-out images")
     axes[0].legend(loc="lower right")
+    if points is not None:
+        ax = axes[2]
+        ax.bar(points[0], points[1], color="tab:gray")
+        ax.set_xlabel("proposals of round (0: starting model)")
+        ax.set_ylabel("active seconds per accepted image")
+        ax.set_xticks(points[0])
+        ax.grid(alpha=0.3, axis="y")
     fig.suptitle(title)
     return _save_figure(fig, Path(path))
+
+
+def effort_points(effort: Sequence[dict[str, Any]]) -> tuple[list[int], list[float]]:
+    """``(model rounds, seconds per image)`` of effort rows: effort round ``k`` corrected
+    the proposals of round ``k - 1``; rows without accepted images are left out.
+
+    Examples
+    --------
+    >>> effort_points([{"round": 1, "seconds_per_image": 90.0},
+    ...                {"round": 2, "seconds_per_image": None},
+    ...                {"round": 3, "seconds_per_image": 40.5}])
+    ([0, 2], [90.0, 40.5])
+    """
+    x: list[int] = []
+    y: list[float] = []
+    for k, row in enumerate(effort):
+        missing = [key for key in ("round", "seconds_per_image") if key not in row]
+        if missing:
+            raise ValueError(
+                f"effort[{k}] lacks {missing}; give the rows of Project.effort(by='round')"
+            )
+        if row["seconds_per_image"] is not None:
+            x.append(int(row["round"]) - 1)
+            y.append(float(row["seconds_per_image"]))
+    return x, y
 
 
 def _figure(**kwargs: Any) -> Any:

@@ -3,6 +3,12 @@
 Every save passes the version of the image the widget read (or last saved); when another
 window or process saved the image in between, the project refuses the save and the widget
 asks the user to reload theirs, keep mine or merge (see `._conflict`).
+
+The widget also feeds the project's effort log: it measures the user's active time at each
+image with `labelassist.project.ActivityClock` (events: opening the image, edits, pans
+and zooms, mouse moves over the canvas; each idle gap counts at most 60 s) and reports it
+with `Project.log_time` at each autosave and when leaving the image; it shows the image's
+and the project's effort (`Project.effort`) after each save.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from napari.utils import notifications
 from qtpy.QtCore import QTimer
 
 from labelassist.instances import Instances
-from labelassist.project import ProjectConflictError, Revision
+from labelassist.project import ActivityClock, ProjectConflictError, Revision
 
 from ._conflict import CONFLICT_CHOICES, instances_to_save
 from ._convert import METADATA_KEY, layer_to_instances
@@ -36,7 +42,14 @@ from ._sync import restore_unchanged, sync_features
 from ._tracker import tracker_for
 from ._widgets import layer_link, path_value, report_error
 
-__all__ = ["ACCEPT_KEY", "AUTOSAVE_MS", "CONFLICT_CHOICES", "Conflict", "ReviewWidget"]
+__all__ = [
+    "ACCEPT_KEY",
+    "AUTOSAVE_MS",
+    "CONFLICT_CHOICES",
+    "Conflict",
+    "ReviewWidget",
+    "effort_text",
+]
 
 AUTOSAVE_MS = 300  # edits are saved this long after the last one
 ACCEPT_KEY = "Shift-Enter"  # accept the image (reviewed) and open the next one
@@ -85,6 +98,7 @@ class ReviewWidget(Container):
         self.version: int | None = None  # the version of the image the layer started from
         self.conflict: Conflict | None = None
         self._held: tuple[int, Revision] | None = None  # the last revision read or saved
+        self.clock = ActivityClock()  # the active time at the current image
         self.folder = FileEdit(label="project", mode=FileDialogMode.EXISTING_DIRECTORY)
         self.new_classes = LineEdit(label="classes (new project)", value="nucleus")
         self.open_button = PushButton(text="Open / create project")
@@ -93,6 +107,7 @@ class ReviewWidget(Container):
         )
         self.add_button = PushButton(text="Add images")
         self.summary = Label(value="no project open")
+        self.effort = Label(value="")
         self.next_button = PushButton(text=f"Next image ({NEXT_KEY})")
         self.accept_button = PushButton(text=f"Accept and next ({ACCEPT_KEY})")
         # a callable: napari calls reset_choices() on dock widgets when layers change
@@ -114,6 +129,7 @@ class ReviewWidget(Container):
                 self.images_folder,
                 self.add_button,
                 self.summary,
+                self.effort,
                 self.next_button,
                 self.accept_button,
                 self.class_box,
@@ -144,6 +160,10 @@ class ReviewWidget(Container):
         self.class_box.changed.connect(self._on_class)
         self.low_score.changed.connect(self._recolor)
         napari_viewer.layers.events.removed.connect(self._on_removed)
+        # pan, zoom (napari >= 0.9 moved the camera to viewer.scene)
+        scene = getattr(napari_viewer, "scene", napari_viewer)
+        scene.camera.events.connect(self._on_activity)
+        napari_viewer.mouse_move_callbacks.append(self._on_activity)
         napari_viewer.layers.events.inserted.connect(self._on_inserted)
         napari_viewer.bind_key(
             ACCEPT_KEY, lambda _v: self._guard(self.accept_and_next), overwrite=True
@@ -187,6 +207,7 @@ class ReviewWidget(Container):
         ]
         if linked:  # opened by the reader: continue with that image
             self._adopt(linked[0])
+            self.clock.start()
         else:
             self.next_image()
         self._update_summary()
@@ -206,6 +227,7 @@ class ReviewWidget(Container):
 
     def _close_project(self) -> None:
         self._save_or_stop()
+        self._log_time(stop=True)
         self._detach()
         if self.project is not None:
             self.project.close()
@@ -232,6 +254,7 @@ class ReviewWidget(Container):
         if self.project is None or self.record is None:
             raise ValueError("open a project image first")
         self._save_or_stop()
+        self._log_time(stop=True)
         self.project.set_status(self.record["id"], "reviewed")
         self._set_status(f"{Path(self.record['file_name']).name} reviewed")
         return self.next_image()
@@ -244,6 +267,7 @@ class ReviewWidget(Container):
 
     def _show(self, record: dict, revision: Revision) -> None:
         """Replace the layers of the current image by `record` with `revision`'s instances."""
+        self._log_time(stop=True)  # the time at the image shown until now
         self._remove_own_layers()
         (image, image_kwargs, _), (data, shapes_kwargs, _) = project_layer_data(
             self.project, record, low_score=float(self.low_score.value), revision=revision
@@ -256,6 +280,7 @@ class ReviewWidget(Container):
             self._adopt(layer)
         self.viewer.layers.selection.active = layer
         layer.mode = "select"
+        self.clock.start()
         self._update_summary()
 
     def _remove_own_layers(self) -> None:
@@ -341,6 +366,7 @@ class ReviewWidget(Container):
         return self._dirty or self.conflict is not None
 
     def _schedule_save(self) -> None:
+        self.clock.touch()
         self._dirty = True
         self._timer.start()  # restarts: saves AUTOSAVE_MS after the last edit
 
@@ -374,6 +400,8 @@ class ReviewWidget(Container):
         if self.tracker is not None:
             self.tracker.reserve_ids(layer.features["instance"])
         self._set_status(f"saved {len(revision.instances)} instances (version {revision.version})")
+        self._log_time(stop=False)
+        self._update_effort()
 
     def _mine(self, layer: Any) -> Instances:
         instances = layer_to_instances(layer, classes=self.project.classes)
@@ -487,6 +515,27 @@ class ReviewWidget(Container):
         notifications.show_info(f"labelassist: exported {out}")
         return out
 
+    # -- effort --------------------------------------------------------------------------
+    def _on_activity(self, *_args: Any) -> None:
+        """A pan, zoom or mouse move: the user is at work (see `ActivityClock.touch`)."""
+        self.clock.touch()
+
+    def _log_time(self, *, stop: bool) -> None:
+        """Report the active time at the current image since the last report."""
+        seconds = self.clock.stop() if stop else self.clock.lap()
+        if seconds > 0 and self.project is not None and self.record is not None:
+            if not self.project.read_only:
+                self.project.log_time(self.record["id"], seconds)
+
+    def _update_effort(self) -> None:
+        if self.project is None:
+            self.effort.value = ""
+            return
+        image = None
+        if self.record is not None:
+            image = self.project.effort(image=self.record["id"])["rows"][0]
+        self.effort.value = effort_text(image, self.project.effort(by="round")["total"])
+
     # -- helpers ---------------------------------------------------------------------------
     def _guard(self, action: Any) -> Any:
         try:
@@ -503,6 +552,7 @@ class ReviewWidget(Container):
         text = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
         current = f" | {Path(self.record['file_name']).name}" if self.record else ""
         self.summary.value = f"{sum(counts.values())} images: {text or 'none'}{current}"
+        self._update_effort()
 
     def _set_status(self, text: str) -> None:
         self.status.value = text
@@ -512,3 +562,34 @@ class ReviewWidget(Container):
         for button in (self.add_button, self.next_button, self.export_button):
             button.enabled = has_project
         self.accept_button.enabled = has_project and self.shapes_layer is not None
+
+
+def effort_text(image: dict | None, total: dict) -> str:
+    """The effort line of the widget: an image's row and the project's total of
+    `Project.effort` (the image may be None).
+
+    Examples
+    --------
+    >>> from labelassist.project import ACTIONS
+    >>> counts = dict.fromkeys(ACTIONS, 0)
+    >>> image = {"actions": {**counts, "deleted": 1, "edited": 2}, "seconds": 12.4}
+    >>> total = {"images": 3, "actions": {**counts, "accepted": 20, "reviewed": 3},
+    ...          "seconds": 300.0, "seconds_per_image": 100.0}
+    >>> print(effort_text(image, total))
+    this image: 1 deleted, 2 edited; 12 s active
+    project: 3 images accepted, 20 actions, 300 s active (100 s per image)
+    """
+    lines = []
+    if image is not None:
+        done = [f"{n} {a}" for a, n in image["actions"].items() if n and a != "reviewed"]
+        lines.append(
+            f"this image: {', '.join(done) or 'no edits yet'}; {image['seconds']:.0f} s active"
+        )
+    n = sum(count for action, count in total["actions"].items() if action != "reviewed")
+    per = total["seconds_per_image"]
+    each = f" ({per:.0f} s per image)" if per is not None else ""
+    lines.append(
+        f"project: {total['images']} images accepted, {n} actions, "
+        f"{total['seconds']:.0f} s active{each}"
+    )
+    return "\n".join(lines)

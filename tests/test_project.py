@@ -63,7 +63,7 @@ def _mode(path: Path) -> int:
 
 def _brute_counts(p: Project) -> tuple[dict, dict]:
     classes = dict.fromkeys(p.classes, 0)
-    sources = {"model": 0, "corrected": 0, "human": 0}
+    sources = {"model": 0, "corrected": 0, "human": 0, "prompted": 0}
     for record in p.images():
         inst = p.instances(record["id"])
         for label, source in zip(inst.labels, inst.extra["source"], strict=True):
@@ -206,7 +206,7 @@ def test_open_migrates_a_version_1_project(tmp_path):
     con.close()
 
     with Project.open(tmp_path) as p:
-        assert p.con.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert p.con.execute("PRAGMA user_version").fetchone()[0] == 3  # 1 -> 2 -> 3
         assert p.classes == ["cell", "junk"]
         records = p.images()
         assert [r["status"] for r in records] == ["reviewed", "new"]
@@ -228,6 +228,16 @@ def test_open_migrates_a_version_1_project(tmp_path):
             assert p.add_images(images) == []  # origin known after migration: duplicates
     with Project.open(tmp_path) as p:  # opening again does not migrate again
         assert len(p.history(1)) == 2
+        assert p.effort(by="round")["total"]["actions"]["deleted"] == 1  # the save above
+    fresh = tmp_path / "fresh"
+    Project.create(fresh, classes=["a"]).close()
+    layouts = []
+    for db in (tmp_path / "project.db", fresh / "project.db"):
+        con = sqlite3.connect(db)
+        names = [r[0] for r in con.execute("SELECT name FROM sqlite_master ORDER BY name")]
+        layouts.append({n: con.execute(f"PRAGMA table_info({n})").fetchall() for n in names})
+        con.close()
+    assert layouts[0] == layouts[1]  # 1 -> 2 -> 3 gives the tables of a new project
 
 
 def test_context_manager_and_closed_project(tmp_path):
@@ -568,7 +578,7 @@ def test_history_and_undo(project):
     back = project.undo(1)
     assert back.replace(extra={}) == v1
     assert project.image(1)["n_instances"] == 1 and project.image(1)["version"] == 1
-    assert project.stats()["source"] == {"model": 1, "corrected": 0, "human": 0}
+    assert project.stats()["source"] == {"model": 1, "corrected": 0, "human": 0, "prompted": 0}
     assert len(project.undo(1)) == 0
     with pytest.raises(ValueError, match="nothing to undo: image 1 has no saved instances"):
         project.undo(1)
@@ -600,7 +610,7 @@ def test_stats_match_a_recount_after_random_edits(project):
         inst = _inst(
             boxes, rng.integers(0, 2, n), rng.random(n).astype(np.float32), instance_id=ids
         )
-        source = ["model", "corrected", "human"][step % 3]
+        source = ["model", "corrected", "human", "prompted"][step % 4]
         project.save_instances(image_id, inst, source=source)
     stats = project.stats()
     classes, sources = _brute_counts(project)
@@ -620,7 +630,7 @@ def test_stats_empty(tmp_path):
             ),
             "split": {"train": 0, "val": 0, "unassigned": 0},
             "classes": {"a": 0, "b": 0},
-            "source": {"model": 0, "corrected": 0, "human": 0},
+            "source": {"model": 0, "corrected": 0, "human": 0, "prompted": 0},
         }
 
 

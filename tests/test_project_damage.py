@@ -120,7 +120,7 @@ def test_check_reports_schema_problems(folder):
     con = sqlite3.connect(folder / "project.db")
     con.execute("DROP TABLE rounds")
     con.execute("UPDATE meta SET value = '[\"cell\", \"background\"]' WHERE key = 'classes'")
-    con.execute("PRAGMA user_version = 2")
+    con.execute("PRAGMA user_version = 3")
     con.commit()
     con.close()
     problems = check_folder(folder)
@@ -131,7 +131,7 @@ def test_check_reports_schema_problems(folder):
     con.commit()
     con.close()
     assert check_folder(folder) == [
-        "schema version 9 is newer than this labelassist reads (2): pip install -U labelassist"
+        "schema version 9 is newer than this labelassist reads (3): pip install -U labelassist"
     ]
 
 

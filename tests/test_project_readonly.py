@@ -92,6 +92,7 @@ _CHILD = textwrap.dedent(
             results["history"] = len(p.history(1))
             results["next"] = p.next_image()["id"]
             results["check"] = p.check()
+            results["effort"] = p.effort(by="round")["total"]
             p.export_coco(out, image_root=os.path.dirname(image))
             results["exported"] = len(read_coco(out, image_root=os.path.dirname(image)))
             writes = {
@@ -108,6 +109,7 @@ _CHILD = textwrap.dedent(
                 "add_round": lambda: p.add_round(
                     checkpoint=p.checkpoint_dir / "r.pt", image_ids=[1], metrics={}
                 ),
+                "log_time": lambda: p.log_time(1, 5.0),
             }
             for name, call in writes.items():
                 try:
@@ -117,7 +119,10 @@ _CHILD = textwrap.dedent(
                     results[name] = [type(exc).__name__, str(exc)]
         err = io.StringIO()
         with contextlib.redirect_stdout(io.StringIO()) as std, contextlib.redirect_stderr(err):
-            results["cli_status"] = [main(["project", "status", folder]), std.getvalue()]
+            results["cli_status"] = [
+                main(["project", "status", "--effort", folder]),
+                std.getvalue(),
+            ]
             code = main(["project", "add", folder, image])
         results["cli_add"] = [code, err.getvalue()]
         return results
@@ -163,6 +168,8 @@ def test_a_read_only_project_reads_and_refuses_every_write(shared_root):
     assert (results["images"], results["instances"], results["with_version"]) == (3, 1, 1)
     assert (results["history"], results["next"], results["check"]) == (1, 2, [])
     assert results["exported"] == 1
+    # the effort log reads: image 1 was accepted with its one model instance unchanged
+    assert (results["effort"]["images"], results["effort"]["actions"]["accepted"]) == (1, 1)
     actions = {
         "save_instances": "save instances",
         "set_status": "set the status",
@@ -173,6 +180,7 @@ def test_a_read_only_project_reads_and_refuses_every_write(shared_root):
         "import_coco": "import COCO",
         "import_label_images": "import label images",
         "add_round": "add a round",
+        "log_time": "log active time",
     }
     for name, action in actions.items():
         kind, message = results[name]
@@ -182,6 +190,7 @@ def test_a_read_only_project_reads_and_refuses_every_write(shared_root):
         assert "\n" not in message
     code, out = results["cli_status"]
     assert code == 0 and f"project {folder} (read-only): 3 images, 1 instances" in out
+    assert "\ntotal  1       1         0" in out  # the effort table
     code, err = results["cli_add"]
     assert code == 1 and err.count("\n") == 1
     assert err.startswith("labelassist project: error: cannot add images: project")
@@ -264,7 +273,7 @@ def test_an_old_schema_in_a_read_only_project_says_it_needs_write_access(tmp_pat
     try:
         with pytest.raises(
             ProjectReadOnlyError,
-            match=r"^project .* has schema version 1 and must be upgraded to 2, which needs "
+            match=r"^project .* has schema version 1 and must be upgraded to 3, which needs "
             r"write access \(no write access to .*project.db\); open it once where it can be "
             "written$",
         ):

@@ -16,6 +16,7 @@ examples:
   labelassist project init myproj --classes nucleus,debris
   labelassist project add myproj images/ 'more/**/*.tif'
   labelassist project status myproj
+  labelassist project status --effort myproj
   labelassist project next myproj
   labelassist project export myproj labels.json --status reviewed --split train
   labelassist project import myproj old_labels.json --image-root old_images/
@@ -72,9 +73,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "status",
         help="show counts and rounds",
-        description="Counts per status, class, source; rounds.",
+        description="Counts per status, class, source; rounds; with --effort, the effort "
+        "log per round (actions and active seconds; see Project.effort).",
     )
     p.add_argument("folder", type=Path, help="project folder")
+    p.add_argument(
+        "--effort",
+        action="store_true",
+        help="also print the effort per round: images accepted, actions, active seconds",
+    )
     p.set_defaults(action=run_status)
 
     p = sub.add_parser(
@@ -196,6 +203,7 @@ def run_status(args: argparse.Namespace) -> int:
         stats = project.stats()
         rounds = project.rounds()
         read_only = project.read_only
+        effort = project.effort(by="round") if args.effort else None
     mode = " (read-only)" if read_only else ""
     print(f"project {args.folder}{mode}: {stats['images']} images, {stats['instances']} instances")
     print()
@@ -222,7 +230,35 @@ def run_status(args: argparse.Namespace) -> int:
         print(_table(rows, header))
     else:
         print("no training rounds yet")
+    if effort is not None:
+        print()
+        print(_effort_table(effort))
     return 0
+
+
+#: The effort table's action columns (``reviewed`` is the ``images`` column's source).
+_EFFORT_ACTIONS = ("accepted", "deleted", "drawn", "prompted", "edited", "relabelled", "refined")
+
+
+def _effort_table(effort: dict) -> str:
+    """The per-round table of `Project.effort` (``by="round"``) and its total."""
+
+    def row(name: object, entry: dict) -> tuple:
+        counts = [entry["actions"][a] for a in _EFFORT_ACTIONS]
+        per = entry["seconds_per_image"]
+        return (name, entry["images"], *counts, f"{entry['seconds']:.1f}", _fmt_s(per))
+
+    rows = [row(r["round"], r) for r in effort["rows"]] + [row("total", effort["total"])]
+    header = ("round", "images", *_EFFORT_ACTIONS, "active_s", "s_per_image")
+    note = (
+        "effort per round (images: accepted in the round; active_s: active seconds; "
+        "round k+1: work on round k's proposals)"
+    )
+    return note + "\n" + _table(rows, header)
+
+
+def _fmt_s(value: object) -> str:
+    return f"{value:.1f}" if isinstance(value, (int, float)) else "-"
 
 
 def _fmt(value: object) -> str:

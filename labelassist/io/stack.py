@@ -27,7 +27,7 @@ series (``read_stack(path, axes="TYX")``).
 
 Lazy reading
 ------------
-Stacks larger than `LAZY_BYTES` (1 GiB; a module constant) are not read into memory: the
+Stacks larger than `LAZY_BYTES` (1 GiB; change ``labelassist.io.stack.LAZY_BYTES``) are not read into memory: the
 result is a dask array (``pip install 'labelassist[dask]'``) with one chunk per TIFF page
 (a plane), decoded only when computed (``stack[z].compute()`` or ``np.asarray(stack[z])``).
 Uncompressed contiguous files are memory-mapped; others keep the file open and decode the
@@ -114,7 +114,7 @@ def read_stack(
     >>> stack, axes = read_stack(path)
     >>> stack.shape, axes
     ((2, 5, 3, 16, 16), 'TZCYX')
-    >>> tifffile.imwrite(path, np.zeros((4, 16, 16), np.uint16))  # no axes in the file
+    >>> tifffile.imwrite(path, np.zeros((6, 16, 16), np.uint16))  # no axes in the file
     >>> read_stack(path)[1], read_stack(path, axes="TYX")[1]
     ('ZYX', 'TYX')
     """
@@ -149,7 +149,7 @@ def read_stack(
         _check_plane(shape[letters.index("Y")], shape[letters.index("X")], path)
         nbytes = math.prod(shape) * dtype.itemsize
         if lazy or (lazy is None and nbytes > LAZY_BYTES):
-            array = _lazy(tif, s, shape, dtype, path)
+            array = _lazy(tif, series, shape, dtype, path)
             keep_open = s.dataoffset is None  # pages are decoded later from the open file
         else:
             try:
@@ -246,7 +246,7 @@ def _check_plane(height: int, width: int, path: Path) -> None:
 
 def _lazy(
     tif: tifffile.TiffFile,
-    s: tifffile.TiffPageSeries,
+    series: int,
     shape: tuple[int, ...],
     dtype: np.dtype,
     path: Path,
@@ -259,25 +259,29 @@ def _lazy(
             f"{path} is read lazily (larger than LAZY_BYTES, or lazy=True), which needs "
             "dask: pip install 'labelassist[dask]', or pass lazy=False to read it into memory"
         ) from None
+    s = tif.series[series]
     page_shape = tuple(int(n) for n in s.keyframe.shape)
     k = len(page_shape)
     lead = shape[: len(shape) - k]
-    chunks = (1,) * len(lead) + page_shape
     if s.dataoffset is not None:
-        mapped = tifffile.memmap(path, series=tif.series.index(s), mode="r")
-        return da.from_array(mapped.reshape(shape), chunks=chunks)
-    pages = list(s.pages)
-    if shape[len(lead) :] != page_shape or len(pages) != math.prod(lead) or None in pages:
-        raise ValueError(
-            f"{path}: this TIFF's pages do not map one-to-one onto its series (shape "
-            f"{shape}, pages of shape {page_shape}); read it with lazy=False"
-        )
+        mapped = tifffile.memmap(path, series=series, mode="r")
+        array = da.from_array(mapped.reshape(shape), chunks=(1,) * len(lead) + page_shape)
+        return array if dtype.isnative else array.astype(dtype.newbyteorder("="))
+    pages = [page for page in s.pages if page is not None]
+    if shape[len(lead) :] != page_shape or len(pages) != math.prod(lead):
+        # pages that do not map one-to-one onto the series: one chunk, decoded when used
+        from dask import delayed  # heavy, optional: the [dask] extra
+
+        whole = delayed(lambda: s.asarray().reshape(shape).astype(dtype.newbyteorder("=")))
+        return da.from_delayed(whole(), shape=shape, dtype=dtype.newbyteorder("="))
     lock = threading.RLock()
 
     def read_page(block_id: tuple[int, ...]) -> np.ndarray:
         index = int(np.ravel_multi_index(block_id[: len(lead)], lead)) if lead else 0
         with lock:
             plane = pages[index].asarray()
-        return plane.reshape((1,) * len(lead) + page_shape)
+        return plane.reshape((1,) * len(lead) + page_shape).astype(native, copy=False)
 
-    return da.map_blocks(read_page, dtype=dtype, chunks=chunks)
+    native = dtype.newbyteorder("=")
+    chunks = tuple((1,) * n for n in lead) + tuple((n,) for n in page_shape)
+    return da.map_blocks(read_page, dtype=native, chunks=chunks)

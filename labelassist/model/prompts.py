@@ -10,8 +10,9 @@ then costs only the heads:
   traced to a polygon in the RoI (`labelassist.model.roi_masks.rois_to_polygons`, no
   full-image mask);
 - a **point** ``x, y`` picks, among the image's detections (RPN + box head, computed once
-  per image or tile, kept down to a score of `CANDIDATE_SCORE`), the highest-scoring one
-  whose *mask* covers the point and covers none of the ``negative_points``.
+  per image or tile, kept down to a score of `CANDIDATE_SCORE`) whose *mask* covers the
+  point and none of the ``negative_points``, the most likely one given its score and how
+  near the click is to its mask's centre, relative to its size (`CLICK_SPREAD`).
 
 Nothing found (a box scoring below ``score_threshold``, an empty mask, no candidate at a
 point) gives an empty polygon with score 0 in the prompt's place, never an exception.
@@ -36,12 +37,19 @@ from .normalize import check_array_image
 from .predict import _label_lookup
 from .roi_masks import rois_to_polygons
 
-__all__ = ["CANDIDATE_SCORE", "DEFAULT_SCORE_THRESHOLD", "segment"]
+__all__ = ["CANDIDATE_SCORE", "CLICK_SPREAD", "DEFAULT_SCORE_THRESHOLD", "segment"]
 
 #: Point prompts choose among detections scoring above this (computed once per window).
 CANDIDATE_SCORE = 0.01
+#: Point prompts: an annotator clicks near an object's centre, at a distance from the
+#: centre of its mask of about ``CLICK_SPREAD`` times the object's radius ``r = sqrt(area /
+#: pi)``: the candidate maximising ``score * exp(-(d / r / CLICK_SPREAD)**2 / 2)`` wins
+#: (``d``: click to mask centroid). Chosen by measurement (docs/prompts.md) over the
+#: highest score (picks a confident neighbour over a missed object) and the nearest centre
+#: (picks low-scoring fragments).
+CLICK_SPREAD = 0.3
 #: Default ``score_threshold`` of `segment`: results scoring below it count as nothing found.
-DEFAULT_SCORE_THRESHOLD = 0.05
+DEFAULT_SCORE_THRESHOLD = CANDIDATE_SCORE
 
 
 def _coords(value: Any, name: str, width: int, what: str) -> np.ndarray:
@@ -343,7 +351,8 @@ def _pick(
     device: torch.device,
     opts: dict[str, Any],
 ) -> tuple[BaseGeometry, int, float] | None:
-    """The highest-scoring candidate whose mask covers ``point`` and no negative point."""
+    """Among the candidates whose mask covers ``point`` and no negative point, the most
+    likely one (`CLICK_SPREAD`)."""
     cand = _candidates(net, enc, device)
     x, y = float(point[0]), float(point[1])
     b = cand["boxes"]
@@ -364,14 +373,19 @@ def _pick(
     if todo:
         sel = torch.as_tensor(todo, device=cand["rois"].device)
         cols = torch.as_tensor(cand["cols"][todo], device=cand["rois"].device)
-        for k, poly in zip(todo, _polygons(net, enc, cand["rois"][sel], cols, device, opts)):
-            cache[k] = poly
+        polys = _polygons(net, enc, cand["rois"][sel], cols, device, opts)
+        cache.update(zip(todo, polys, strict=True))
     target = shapely.Point(x, y)
-    for k in order:
-        poly = cache[int(k)]
-        if not poly.covers(target):
-            continue
-        if len(negatives) and shapely.covers(poly, negatives).any():
-            continue
-        return poly, int(cand["cols"][k]), float(cand["scores"][k])
-    return None
+    polygons = np.empty(len(order), dtype=object)
+    polygons[:] = [cache[int(k)] for k in order]
+    ok = shapely.covers(polygons, target)
+    if len(negatives) and ok.any():
+        ok &= ~shapely.covers(polygons[:, None], negatives[None, :]).any(axis=1)
+    if not ok.any():
+        return None
+    hits = np.flatnonzero(ok)
+    distance = shapely.distance(shapely.centroid(polygons[hits]), target)
+    radius = np.sqrt(np.maximum(shapely.area(polygons[hits]), 1e-6) / np.pi)
+    likely = cand["scores"][order[hits]] * np.exp(-0.5 * (distance / radius / CLICK_SPREAD) ** 2)
+    best = int(order[hits[np.argmax(likely)]])  # argmax keeps the first (higher score) of ties
+    return cache[best], int(cand["cols"][best]), float(cand["scores"][best])

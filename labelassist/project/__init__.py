@@ -2,9 +2,11 @@
 
 `Project` is the facade; each job has its module: `store` (database, lock, transactions),
 `schema`, `images`, `files`, `annotations`, `exchange` (COCO and label images), `queue`
-(next image), `rounds`, `stats` and `integrity` (``labelassist project check``).
+(next image), `rounds`, `stats`, `actions`, `activity` and `effort` (the effort log) and
+`integrity` (``labelassist project check``).
 """
 
+from .activity import IDLE_CAP_S, ActivityClock, active_seconds
 from .annotations import Revision
 from .errors import (
     ProjectConflictError,
@@ -14,10 +16,14 @@ from .errors import (
 )
 from .integrity import check_folder
 from .project import SOURCES, STATUSES, Project
+from .schema import ACTIONS
 from .store import DB_NAME
 
 __all__ = [
+    "ACTIONS",
     "DB_NAME",
+    "IDLE_CAP_S",
+    "ActivityClock",
     "SOURCES",
     "STATUSES",
     "Project",
@@ -26,5 +32,6 @@ __all__ = [
     "ProjectReadOnlyError",
     "Revision",
     "UnreadableImagesWarning",
+    "active_seconds",
     "check_folder",
 ]

@@ -3,9 +3,11 @@
 Every save is a new *version* of the image's instances (table ``edits``); the image row
 points at the current one and `undo` moves it back. Each instance keeps a stable
 ``instance_id`` across versions and a ``source`` (``"model"``, ``"corrected"``,
-``"human"``). Saves are optimistic-concurrency safe: `save_instances` with
+``"human"``, ``"prompted"``). Saves are optimistic-concurrency safe: `save_instances` with
 ``expected_version`` checks, in the same ``BEGIN IMMEDIATE`` transaction as the write, that
-nobody saved the image since it was read (`ProjectConflictError` otherwise).
+nobody saved the image since it was read (`ProjectConflictError` otherwise). An edit save
+(source ``"corrected"`` or ``"prompted"``) records the person's actions in the effort log
+in the same transaction (`labelassist.project.actions`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import shapely
 from ..checks import check_choice, check_int
 from ..instances import Instances
 from . import schema as _schema
+from .actions import EDIT_SOURCES, Change, actions_of, record_actions
 from .errors import ProjectConflictError
 from .images import image_id, image_row
 from .store import Store
@@ -71,6 +74,7 @@ def save_instances(
             f"instances have label {int(instances.labels.max())}, but the project has "
             f"{len(store.classes)} classes {store.classes} (labels are 0-based indices)"
         )
+    _flags(instances, "refined")  # checked before the transaction
     number = image_id(image)
     with store.write("save instances") as con:
         version = write_instances(
@@ -117,7 +121,7 @@ def write_instances(
         " WHERE image_id = ? AND version = ?",
         (image, current),
     ).fetchall()
-    ids, sources = _provenance(con, image, instances, source, previous)
+    ids, sources, changes = _provenance(con, image, instances, source, previous)
     (latest,) = con.execute(
         "SELECT coalesce(max(version), 0) FROM edits WHERE image_id = ?", (image,)
     ).fetchone()
@@ -143,6 +147,8 @@ def write_instances(
         )
     _update_counts(con, [(r[1], r[2]) for r in previous], -1)
     _update_counts(con, zip(labels, sources, strict=True), +1)
+    if changes is not None:
+        _record_edit(con, image, version, instances, ids, sources, changes, previous)
     if status is None:
         status = old_status
         if source == "model" and old_status == "new":
@@ -163,8 +169,9 @@ def _provenance(
     instances: Instances,
     source: str,
     previous: list[tuple],
-) -> tuple[list[int | None], list[str]]:
-    """Instance ids (None: new) and per-instance sources of a save."""
+) -> tuple[list[int | None], list[str], list[Change] | None]:
+    """Instance ids (None: new), per-instance sources of a save, and for an edit save
+    (`EDIT_SOURCES`) how each instance differs from the version it replaces."""
     wanted = _instance_ids_of(instances)
     known: set[int] = set()
     if any(i is not None for i in wanted):
@@ -181,23 +188,76 @@ def _provenance(
         ids.append(value if keep else None)
         if keep and value is not None:
             used.add(value)
-    if source != "corrected":
-        return ids, [source] * len(instances)
+    if source not in EDIT_SOURCES:
+        return ids, [source] * len(instances), None
     before = {r[0]: r for r in previous}
-    sources = []
+    asked = instances.extra.get("source")
+    prompted = np.zeros(len(instances), bool) if asked is None else np.asarray(asked) == "prompted"
+    sources: list[str] = []
+    changes: list[Change] = []
     for k, instance_id in enumerate(ids):
         old = before.get(instance_id)
-        if instance_id is None:
-            sources.append("human")
-        elif (
-            old is not None
-            and old[1] == int(instances.labels[k])
-            and _same_geometry(shapely.from_wkb(old[3]), instances.polygons[k])
-        ):
-            sources.append(old[2])
-        else:
-            sources.append("corrected")
-    return ids, sources
+        if old is None:  # new (or an instance of an older version brought back)
+            changes.append(Change(new=True))
+            if instance_id is not None:
+                sources.append("corrected")
+            else:
+                sources.append("prompted" if source == "prompted" or prompted[k] else "human")
+            continue
+        change = Change(
+            new=False,
+            relabelled=old[1] != int(instances.labels[k]),
+            reshaped=not _same_geometry(shapely.from_wkb(old[3]), instances.polygons[k]),
+        )
+        changes.append(change)
+        sources.append("corrected" if change.relabelled or change.reshaped else old[2])
+    return ids, sources, changes
+
+
+def _record_edit(
+    con: sqlite3.Connection,
+    image: int,
+    version: int,
+    instances: Instances,
+    ids: list[int | None],
+    sources: list[str],
+    changes: list[Change],
+    previous: list[tuple],
+) -> None:
+    """Record the actions of an edit save (see `labelassist.project.actions`)."""
+    final = ids
+    if None in ids:  # the ids just assigned, in the order of the instances
+        final = [
+            r[0]
+            for r in con.execute(
+                "SELECT instance_id FROM annotations WHERE image_id = ? AND version = ?"
+                " ORDER BY id",
+                (image, version),
+            )
+        ]
+    refined = _flags(instances, "refined")
+    pairs: list[tuple[int | None, str]] = [
+        (final[k], action)
+        for k, change in enumerate(changes)
+        for action in actions_of(change, source=sources[k], refined=bool(refined[k]))
+    ]
+    kept = {i for i in ids if i is not None}
+    pairs.extend((r[0], "deleted") for r in previous if r[0] not in kept)
+    record_actions(con, image, version, pairs)
+
+
+def _flags(instances: Instances, key: str) -> np.ndarray:
+    """The bool column ``extra[key]`` (all False when missing)."""
+    column = instances.extra.get(key)
+    if column is None:
+        return np.zeros(len(instances), dtype=bool)
+    values = np.asarray(column)
+    if values.dtype.kind not in "bui":
+        raise TypeError(
+            f"instances.extra[{key!r}] must be a bool column (True where the instance was "
+            f"{key}), got dtype {values.dtype}"
+        )
+    return values.astype(bool)
 
 
 def _instance_ids_of(instances: Instances) -> list[int | None]:

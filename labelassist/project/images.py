@@ -20,6 +20,7 @@ from ..io import collect_image_paths
 from . import files as _files
 from . import schema as _schema
 from ._util import listed, placeholders, progress_bar, split_filter, sql_where, status_filter
+from .actions import record_review
 from .store import Store
 
 __all__ = [
@@ -113,15 +114,18 @@ def image_path(store: Store, image: Any) -> Path:
 
 
 def set_status(store: Store, image: Any, status: str) -> None:
+    """Set an image's status; accepting it (to ``"reviewed"`` from another status) is
+    recorded in the effort log (`labelassist.project.actions.record_review`)."""
     check_choice(status, "status", _schema.STATUSES)
     number = image_id(image)
     with store.write("set the status") as con:
-        cur = con.execute(
+        (old,) = image_row(con, number, "status")
+        con.execute(
             "UPDATE images SET status = ?, updated = ? WHERE id = ?",
             (status, _schema.now(), number),
         )
-        if cur.rowcount == 0:
-            raise ValueError(f"image {number} is not in this project; see Project.images()")
+        if status == "reviewed" and old != "reviewed":
+            record_review(con, number)
 
 
 def set_split(store: Store, images: Any, split: str | None) -> None:

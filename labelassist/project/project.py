@@ -18,8 +18,9 @@ Where each job lives: `store` (the database, its lock and transactions, read-onl
 opening), `schema` (tables, migrations), `images` (adding files, records, status,
 splits), `files` (checking and copying image files), `annotations` (saving versions,
 provenance, history, undo), `exchange` (COCO and label images in and out), `queue`
-(which image next), `rounds` (training rounds), `stats` (counts), `integrity` (the
-health check). `Project` checks nothing and stores nothing itself: each method is one
+(which image next), `rounds` (training rounds), `stats` (counts), `actions`,
+`activity` and `effort` (the effort log: what people did, for how long), `integrity`
+(the health check). `Project` checks nothing and stores nothing itself: each method is one
 call into those modules.
 
 Geometry is in COCO's continuous pixel coordinates ``(x, y)``: the pixel at row ``i``,
@@ -41,6 +42,7 @@ from ..checks import check_classes
 from ..coco import Dataset
 from ..instances import Instances
 from . import annotations as _annotations
+from . import effort as _effort
 from . import exchange as _exchange
 from . import images as _images
 from . import integrity as _integrity
@@ -368,6 +370,10 @@ class Project:
         """Set the review status: ``"new"``, ``"pre-annotated"``, ``"in-review"``,
         ``"reviewed"`` or ``"skipped"``.
 
+        Setting ``"reviewed"`` (accepting the image) records it in the effort log, with
+        an ``"accepted"`` action for each instance still as the model made it (see
+        `effort`).
+
         Examples
         --------
         >>> import tempfile, numpy as np, imageio.v3 as iio
@@ -443,12 +449,18 @@ class Project:
             ``(height, width)``, labels index `classes`. An ``extra["instance_id"]`` column
             (as returned by `instances`) ties instances to their previous versions; other
             extra columns are not stored.
-        source : {"model", "corrected", "human"}
+        source : {"model", "corrected", "human", "prompted"}
             Who made this version. ``"model"`` and ``"human"`` mark every instance so.
             ``"corrected"`` (a person edited the instances) marks each instance by
             comparison with the current version: unchanged (same ``instance_id``, label and
             geometry) keeps its source, changed becomes ``"corrected"``, new (no known
-            ``instance_id``) becomes ``"human"``.
+            ``instance_id``) becomes ``"human"``, or ``"prompted"`` where its
+            ``extra["source"]`` says ``"prompted"`` (added by a box or point prompt).
+            ``"prompted"`` is the same comparison with every new instance ``"prompted"``.
+            These two *edit* sources also record the person's actions in the effort log,
+            in the same transaction (deleted, drawn, prompted, edited, relabelled,
+            refined: see `effort`); a bool ``extra["refined"]`` marks instances whose
+            edges were refined since the version the edit started from.
         model_id : str, optional
             Which model made the instances (a checkpoint name, a round), kept in the history.
         expected_version : int, optional
@@ -467,8 +479,8 @@ class Project:
         Notes
         -----
         Saving ``"model"`` output moves a ``"new"`` image to ``"pre-annotated"``; saving
-        ``"corrected"`` or ``"human"`` moves a new or pre-annotated image to
-        ``"in-review"``. Other statuses stay.
+        any other source moves a new or pre-annotated image to ``"in-review"``. Other
+        statuses stay.
 
         Examples
         --------
@@ -523,8 +535,8 @@ class Project:
         Returns
         -------
         Instances or Revision
-            With extra columns ``"source"`` (str: ``"model"``, ``"corrected"`` or
-            ``"human"``) and ``"instance_id"`` (int64, stable across versions: pass it back
+            With extra columns ``"source"`` (str: ``"model"``, ``"corrected"``,
+            ``"human"`` or ``"prompted"``) and ``"instance_id"`` (int64, stable across versions: pass it back
             to `save_instances` so that edits are tracked per instance).
 
         Examples
@@ -884,7 +896,7 @@ class Project:
     def stats(self) -> dict:
         """Counts: ``images``, ``instances`` (current versions), ``rounds``, and dicts
         ``status`` (every status), ``split`` (train, val, unassigned), ``classes`` (class
-        name -> instances) and ``source`` (model/corrected/human -> instances).
+        name -> instances) and ``source`` (model/corrected/human/prompted -> instances).
 
         Cheap at any size: the per-class counts are kept up to date by every save.
 
@@ -897,3 +909,96 @@ class Project:
         (0, 0, {'cell': 0})
         """
         return _stats.stats(self._store)
+
+    # -- the effort log ------------------------------------------------------------------
+    def log_time(self, image: ImageRef, seconds: float) -> None:
+        """Record ``seconds`` of a person's active work at ``image``.
+
+        A front-end measures active time by the rule of `labelassist.project.activity`
+        (`~labelassist.project.activity.ActivityClock`: the time between opening an
+        image and leaving it, every gap between two interactions counted at most 60 s)
+        and reports it here, as often as it likes (the napari Review widget reports at
+        each autosave and when leaving the image); the entries add up. 0 records nothing.
+
+        Raises
+        ------
+        ValueError
+            If ``seconds`` is negative or not finite, or the image is not in the project.
+
+        Examples
+        --------
+        >>> import tempfile, numpy as np, imageio.v3 as iio
+        >>> folder = tempfile.mkdtemp()
+        >>> iio.imwrite(f"{folder}/a.png", np.zeros((8, 8), np.uint8))
+        >>> with Project.create(f"{folder}/p", classes=["cell"]) as project:
+        ...     [i] = project.add_images(folder)
+        ...     project.log_time(i, 12.5); project.log_time(i, 30)
+        ...     project.effort(image=i)["rows"][0]["seconds"]
+        42.5
+        """
+        _effort.log_time(self._store, image, seconds)
+
+    def effort(
+        self, *, image: ImageRef | None = None, round: int | None = None, by: str = "image"
+    ) -> dict:
+        """Summary of the effort log: what people did, per image or per training round.
+
+        Every edit save (source ``"corrected"`` or ``"prompted"``) records one action
+        per changed instance, accepting an image (`set_status` ``"reviewed"``) records
+        ``"accepted"`` for each instance left as the model made it plus ``"reviewed"``
+        for the image, and `log_time` the active seconds. The actions
+        (`labelassist.project.actions`): ``accepted`` (unchanged), ``deleted``,
+        ``drawn`` (by hand), ``prompted`` (added by a prompt), ``edited`` (vertices
+        moved), ``relabelled`` (class changed), ``refined`` (edges refined),
+        ``reviewed`` (image accepted).
+
+        Parameters
+        ----------
+        image : int or dict, optional
+            Only this image (its row is returned even when it has no entries).
+        round : int, optional
+            Only the entries of this round. Each entry counts for 1 + the latest round
+            recorded when it was made: round 1 is the work before the first training
+            round, round ``k + 1`` the work on round ``k``'s proposals (which that round
+            trains on).
+        by : {"image", "round"}
+            Rows per image (those with entries, ordered by id) or per round (1 to the
+            current round, empty ones included).
+
+        Returns
+        -------
+        dict
+            Plain JSON-able values: ``by``; ``rows``, a list of dicts with
+            ``image, file_name, round`` (the round it was last accepted in, None when
+            never), ``actions`` (action -> count) and ``seconds`` (by image), or
+            ``round, images`` (images accepted in the round), ``actions``, ``seconds`` and
+            ``seconds_per_image`` (seconds / images; None without images) (by round);
+            and ``total``, the same as a round's row over everything selected, without
+            ``round``.
+
+        Examples
+        --------
+        >>> import tempfile, numpy as np, imageio.v3 as iio, shapely
+        >>> folder = tempfile.mkdtemp()
+        >>> iio.imwrite(f"{folder}/a.png", np.zeros((16, 16), np.uint8))
+        >>> with Project.create(f"{folder}/p", classes=["cell"]) as project:
+        ...     [i] = project.add_images(folder)
+        ...     proposal = Instances([shapely.box(1, 1, 5, 5), shapely.box(8, 8, 12, 12)],
+        ...                          [0, 0], [0.9, 0.4], (16, 16))
+        ...     current, version = project.save_instances(i, proposal, source="model")
+        ...     _ = project.save_instances(i, current[[0]], source="corrected")  # deletes one
+        ...     project.log_time(i, 20.0)
+        ...     project.set_status(i, "reviewed")  # accepts the other one as it is
+        ...     summary = project.effort(by="round")
+        >>> summary  # doctest: +NORMALIZE_WHITESPACE
+        {'by': 'round',
+         'rows': [{'round': 1, 'images': 1,
+                   'actions': {'accepted': 1, 'deleted': 1, 'drawn': 0, 'prompted': 0,
+                               'edited': 0, 'relabelled': 0, 'refined': 0, 'reviewed': 1},
+                   'seconds': 20.0, 'seconds_per_image': 20.0}],
+         'total': {'images': 1,
+                   'actions': {'accepted': 1, 'deleted': 1, 'drawn': 0, 'prompted': 0,
+                               'edited': 0, 'relabelled': 0, 'refined': 0, 'reviewed': 1},
+                   'seconds': 20.0, 'seconds_per_image': 20.0}}
+        """
+        return _effort.effort(self._store, image=image, round=round, by=by)

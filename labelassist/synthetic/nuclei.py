@@ -10,34 +10,32 @@ quantizes to 8 or 16 bits (16-bit images use a small, realistic part of the rang
 offset of 0-150 and a full scale of 250-4000) or returns float32.
 
 Ground truth is the label image, converted exactly (``tolerance=0``) to polygons in COCO
-pixel coordinates ``(x, y)``.
+pixel coordinates ``(x, y)``. Its output for a given seed never changes: the shipped
+starter model was trained on it.
 """
 
 from __future__ import annotations
 
-import io
-import logging
-import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, Literal, overload
 
-import imageio.v3 as iio
 import numpy as np
-import tifffile
 from scipy import ndimage as ndi
 
-from .checks import check_choice, check_int, check_number, check_shape
-from .coco import Dataset
-from .geometry import masks_to_polygons
-from .instances import Instances
-from .io.atomic import atomic_write
+from ..checks import check_shape
+from ..instances import Instances
+from .optics import _blur, _camera_noise, _illumination, _labels_to_instances, _quantize
+from .params import (
+    BACKGROUNDS,
+    _check_backgrounds,
+    _check_count,
+    _check_dtype,
+    _fraction,
+    _range,
+)
+from .placement import _place_nuclei
 
-__all__ = ["synthetic_nuclei", "synthetic_dataset", "DOMAIN_SHIFT", "BACKGROUNDS"]
-
-logger = logging.getLogger(__name__)
-
-BACKGROUNDS = ("flat", "gradient", "uneven")
+__all__ = ["synthetic_nuclei", "DOMAIN_SHIFT"]
 
 #: Keyword arguments for a shifted domain: bigger, dimmer, more irregular and elongated
 #: nuclei, stronger blur and noise, uneven illumination. Use it to test how a model
@@ -52,204 +50,6 @@ DOMAIN_SHIFT: dict[str, Any] = {
     "noise": (0.03, 0.08),
     "background": ("uneven",),
 }
-
-_N_MODES = 4  # Fourier modes perturbing the radius
-_MIN_PIXELS = 12  # smaller visible remnants (e.g. cut by the border) are dropped
-_DTYPES = (np.uint8, np.uint16, np.float32)
-_CROSS = ndi.generate_binary_structure(2, 1)
-
-
-# -- parameter checks ------------------------------------------------------------------------
-def _range(name: str, value: Any, *, low: float, high: float = np.inf) -> tuple[float, float]:
-    """A number or a ``(lo, hi)`` pair -> ``(lo, hi)`` floats within ``[low, high]``."""
-    try:
-        arr = np.atleast_1d(np.asarray(value, dtype=float))
-    except (TypeError, ValueError):
-        arr = np.array([np.nan])
-    if arr.ndim != 1 or arr.size not in (1, 2) or not np.isfinite(arr).all():
-        raise ValueError(f"{name} must be a number or a (low, high) pair, got {value!r}")
-    lo, hi = float(arr[0]), float(arr[-1])
-    if lo > hi:
-        raise ValueError(f"{name} must be (low, high) with low <= high, got {value!r}")
-    if lo < low or hi > high:
-        raise ValueError(f"{name} must lie within [{low}, {high}], got {value!r}")
-    return lo, hi
-
-
-def _fraction(name: str, value: Any) -> float:
-    return float(check_number(value, name, minimum=0, maximum=1))
-
-
-def _check_count(n: Any) -> tuple[int, int] | None:
-    if n is None:
-        return None
-    arr = np.atleast_1d(np.asarray(n))
-    if (
-        arr.ndim != 1
-        or arr.size not in (1, 2)
-        or not np.issubdtype(arr.dtype, np.integer)
-        or arr.min() < 0
-        or arr[0] > arr[-1]
-    ):
-        raise ValueError(f"n must be None, a count >= 0 or a (low, high) pair of counts, got {n!r}")
-    return int(arr[0]), int(arr[-1])
-
-
-def _check_backgrounds(background: Any) -> tuple[str, ...]:
-    kinds = (background,) if isinstance(background, str) else tuple(background)
-    bad = [k for k in kinds if k not in BACKGROUNDS]
-    if not kinds or bad:
-        raise ValueError(
-            f"background must be one of {BACKGROUNDS} or a sequence of them, got {background!r}"
-        )
-    return kinds
-
-
-def _check_dtype(dtype: Any) -> np.dtype:
-    try:
-        dt = np.dtype(dtype)
-    except TypeError:
-        dt = None
-    if dt is None or dt not in [np.dtype(d) for d in _DTYPES]:
-        raise TypeError(f"dtype must be np.uint8, np.uint16 or np.float32, got {dtype!r}")
-    return dt
-
-
-# -- shapes --------------------------------------------------------------------------------
-# a blob: mean radius, axis ratio, orientation, Fourier amplitudes and phases
-_Blob = tuple[float, float, float, np.ndarray, np.ndarray]
-
-
-def _blob(rng: np.random.Generator, radius: float, elongation: float, irregularity: float) -> _Blob:
-    """Random blob parameters: mean radius, axis ratio, orientation, Fourier modes."""
-    amps = irregularity * rng.uniform(0, 1, _N_MODES) / np.arange(2, 2 + _N_MODES)
-    phases = rng.uniform(0, 2 * np.pi, _N_MODES)
-    return radius, elongation, float(rng.uniform(0, np.pi)), amps, phases
-
-
-def _rasterize_blob(
-    center: tuple[float, float], blob: _Blob, shape: tuple[int, int]
-) -> tuple[np.ndarray, tuple[slice, slice], bool] | None:
-    """Pixels whose centre lies inside the blob: (mask, (rows, cols), clipped) or None.
-
-    ``clipped``: the box was cut by the image border.
-    """
-    radius, elong, angle, amps, phases = blob
-    a, b = radius * np.sqrt(elong), radius / np.sqrt(elong)  # area pi * radius**2
-    reach = a * (1 + amps.sum()) + 1
-    cx, cy = center
-    r0, r1 = max(int(np.floor(cy - reach)), 0), min(int(np.ceil(cy + reach)) + 1, shape[0])
-    c0, c1 = max(int(np.floor(cx - reach)), 0), min(int(np.ceil(cx + reach)) + 1, shape[1])
-    if r0 >= r1 or c0 >= c1:
-        return None
-    y = np.arange(r0, r1)[:, None] + 0.5 - cy
-    x = np.arange(c0, c1)[None, :] + 0.5 - cx
-    cos, sin = np.cos(angle), np.sin(angle)
-    u, v = (x * cos + y * sin) / a, (-x * sin + y * cos) / b
-    rho, theta = np.hypot(u, v), np.arctan2(v, u)
-    k = np.arange(2, 2 + _N_MODES)[:, None, None]
-    bound = 1 + (amps[:, None, None] * np.cos(k * theta + phases[:, None, None])).sum(0)
-    mask = rho <= bound
-    clipped = r0 == 0 or c0 == 0 or r1 == shape[0] or c1 == shape[1]
-    return (mask, (slice(r0, r1), slice(c0, c1)), clipped) if mask.any() else None
-
-
-def _daughter(
-    rng: np.random.Generator, center: tuple[float, float], blob: _Blob
-) -> tuple[float, float]:
-    """Centre of the sister chromatid bar of a dividing cell: parallel, a gap apart."""
-    radius, elong, angle = blob[:3]
-    minor = radius / np.sqrt(elong)
-    dist = 2 * minor + rng.uniform(1.5, 4.0)
-    return center[0] - dist * np.sin(angle), center[1] + dist * np.cos(angle)
-
-
-def _largest_component(mask: np.ndarray) -> np.ndarray:
-    lab, n = ndi.label(mask)  # 4-connectivity: one polygon per instance
-    if n <= 1:
-        return mask
-    sizes = np.bincount(lab.ravel())[1:]
-    return lab == (int(np.argmax(sizes)) + 1)
-
-
-def _place_nuclei(rng, shape, n_target, *, radius, irregularity, elongation, touching,
-                  overlap, dividing):  # fmt: skip
-    """Label image (int32, 0 = background) and per-nucleus (is_dividing) flags."""
-    labels = np.zeros(shape, dtype=np.int32)
-    centers: list[tuple[float, float, float]] = []  # (x, y, radius)
-    dividing_flags: list[bool] = []
-    failures = 0  # consecutive failed placements: the image is full
-    # (center, blob) of the second daughter of a just placed dividing cell
-    sibling: tuple[tuple[float, float], _Blob] | None = None
-    while len(centers) < n_target and failures < 200:
-        failures += 1
-        is_sibling = sibling is not None
-        if sibling is not None:
-            (center, blob), sibling, is_dividing = sibling, None, True
-            r = blob[0]
-        else:
-            is_dividing = rng.random() < dividing
-            r = rng.uniform(*radius)
-            if is_dividing:  # a condensed, elongated, bright bar
-                r, elong = r * rng.uniform(0.35, 0.55), rng.uniform(1.5, 3.0)
-            else:
-                elong = rng.uniform(*elongation)
-            blob = _blob(rng, r, elong, min(irregularity, 0.3) if is_dividing else irregularity)
-            if centers and rng.random() < touching:
-                cx, cy, cr = centers[rng.integers(len(centers))]
-                phi = rng.uniform(0, 2 * np.pi)
-                dist = (cr + r) * rng.uniform(0.7, 0.95)
-                center = (cx + dist * np.cos(phi), cy + dist * np.sin(phi))
-            else:
-                center = (rng.uniform(0, shape[1]), rng.uniform(0, shape[0]))
-        drawn = _rasterize_blob(center, blob, shape)
-        if drawn is None:
-            continue
-        mask, box, clipped = drawn
-        # openings remove one-pixel slivers (thin lobes, cuts by the border or neighbours)
-        mask = ndi.binary_opening(mask, _CROSS)
-        occupied = labels[box] != 0
-        total, hidden = np.count_nonzero(mask), np.count_nonzero(mask & occupied)
-        if total < _MIN_PIXELS or hidden > overlap * total:
-            continue
-        if hidden or clipped:
-            free = _largest_component(ndi.binary_opening(mask & ~occupied, _CROSS))
-            if np.count_nonzero(free) < max(_MIN_PIXELS, (1 - overlap) * total):
-                continue
-            if hidden and not np.array_equal(ndi.binary_fill_holes(free), free):
-                continue  # would wrap around another nucleus
-        else:
-            free = _largest_component(mask)
-        labels[box][free] = len(centers) + 1
-        centers.append((center[0], center[1], r))
-        failures = 0
-        dividing_flags.append(is_dividing)
-        if is_dividing and not is_sibling and rng.random() < 0.5 and len(centers) < n_target:
-            sibling = (_daughter(rng, center, blob), blob)  # anaphase: two parallel bars
-    if len(centers) < n_target:
-        logger.warning(
-            "placed %d of %d nuclei in a %s image; lower n or radius, or raise overlap",
-            len(centers), n_target, shape,
-        )  # fmt: skip
-    return labels, np.array(dividing_flags, dtype=bool)
-
-
-# -- appearance ------------------------------------------------------------------------
-def _illumination(rng, shape, kind):
-    """Multiplicative illumination field (float64, around 1) of the given kind."""
-    h, w = shape
-    if kind == "flat":
-        return np.ones(shape)
-    if kind == "gradient":
-        phi = rng.uniform(0, 2 * np.pi)
-        y, x = np.mgrid[0:h, 0:w]
-        ramp = (x * np.cos(phi) + y * np.sin(phi)) / max(h, w)
-        ramp = (ramp - ramp.min()) / max(np.ptp(ramp), 1e-9)
-        return 1.0 - rng.uniform(0.2, 0.5) * ramp
-    coarse = rng.uniform(0, 1, (4, 4))
-    field = ndi.zoom(coarse, (h / 4, w / 4), order=3, mode="nearest", grid_mode=True)[:h, :w]
-    field = (field - field.min()) / max(np.ptp(field), 1e-9)
-    return 1.0 - rng.uniform(0.25, 0.55) * field
 
 
 def _nuclei_signal(rng, labels, dividing, *, intensity, texture):
@@ -281,18 +81,6 @@ def _nuclei_signal(rng, labels, dividing, *, intensity, texture):
     spots = ndi.gaussian_filter(spots, 0.8)
     variation = np.clip(1.0 + tex[labels] * (0.6 * smooth + spots), 0.2, None)
     return np.where(fg, level[labels] * profile * variation, 0.0)
-
-
-def _quantize(rng, image, dtype):
-    """Float image in [0, 1] -> dtype (16-bit: dark offset 0-150, full scale 250-4000)."""
-    image = np.clip(image, 0.0, 1.0)
-    if dtype == np.uint8:
-        return np.round(image * 255).astype(np.uint8)
-    if dtype == np.uint16:  # cameras use a small, varying part of the 16-bit range
-        full = np.exp(rng.uniform(np.log(250), np.log(4000)))
-        dark = rng.uniform(0, min(150, 0.1 * full))
-        return np.round(dark + image * (full - dark)).astype(np.uint16)
-    return image.astype(np.float32)
 
 
 # -- public ------------------------------------------------------------------------------
@@ -462,97 +250,7 @@ def synthetic_nuclei(
     signal = _nuclei_signal(rng, labels, is_dividing, intensity=intensity, texture=texture)
     illum = _illumination(rng, shape, kinds[rng.integers(len(kinds))])
     clean = illum * (rng.uniform(0.02, 0.15) + signal)
-    sigma = rng.uniform(*blur)
-    if sigma > 0:
-        clean = ndi.gaussian_filter(clean, sigma)
-    level = rng.uniform(*noise)
-    if level > 0:
-        photons = 1.0 / level**2  # shot noise std = level * sqrt(signal)
-        clean = rng.poisson(np.clip(clean, 0, None) * photons) / photons
-        clean = clean + rng.normal(0.0, level / 2, shape)
+    clean = _camera_noise(rng, _blur(rng, clean, blur), noise)
     image = _quantize(rng, clean, dt)
     instances = _labels_to_instances(labels)
     return (image, instances, labels) if return_labels else (image, instances)
-
-
-def _labels_to_instances(labels: np.ndarray) -> Instances:
-    n = int(labels.max())
-    if n == 0:
-        return Instances.empty(labels.shape)
-    polygons = masks_to_polygons(labels, tolerance=0)
-    return Instances(polygons, np.zeros(n, np.int64), np.ones(n, np.float32), labels.shape)
-
-
-def synthetic_dataset(
-    n_images: int,
-    *,
-    out: str | os.PathLike,
-    shape: tuple[int, int] = (256, 256),
-    seed: int = 0,
-    image_format: str = "png",
-    **kwargs: Any,
-) -> Dataset:
-    """Write ``n_images`` synthetic images and their COCO annotations into a folder.
-
-    Image ``k`` is ``synthetic_nuclei(shape, seed=child_k, **kwargs)`` where the child
-    seeds are spawned from ``seed`` (`numpy.random.SeedSequence`), so datasets with the
-    same ``seed`` are identical and images are independent.
-
-    Parameters
-    ----------
-    n_images : int
-        Number of images, >= 0.
-    out : path
-        Folder to write into (created if missing): ``image_00000.png`` ... and
-        ``annotations.json`` (COCO, one category ``"nucleus"``).
-    shape : (int, int)
-        ``(height, width)`` of every image.
-    seed : int
-        Seed of the whole dataset.
-    image_format : {"png", "tif"}
-        File format of the images (both keep 8 and 16 bits; float32 needs ``"tif"``).
-    **kwargs
-        Passed to `synthetic_nuclei` (for example ``dtype``, ``n`` or ``**DOMAIN_SHIFT``).
-
-    Returns
-    -------
-    Dataset
-        With ``image_root=out``; ``dataset.instances[id]`` holds the ground truth.
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> ds = synthetic_dataset(2, out=tempfile.mkdtemp(), shape=(64, 64), n=4)
-    >>> len(ds.images), sorted(len(v) for v in ds.instances.values())
-    (2, [4, 4])
-    """
-    n_images = check_int(n_images, "n_images", minimum=0)
-    image_format = check_choice(image_format, "image_format", ("png", "tif"))
-    if np.dtype(kwargs.get("dtype", np.uint8)) == np.float32 and image_format == "png":
-        raise ValueError("dtype=np.float32 cannot be stored as PNG; use image_format='tif'")
-    if "return_labels" in kwargs:
-        raise TypeError("synthetic_dataset does not take return_labels")
-    shape = check_shape(shape, "shape", minimum=1)
-    root = Path(out)
-    root.mkdir(parents=True, exist_ok=True)
-    images, instances = [], {}
-    for k, child in enumerate(np.random.SeedSequence(seed).spawn(int(n_images))):
-        image, inst = synthetic_nuclei(shape, seed=child, **kwargs)
-        file_name = f"image_{k:05d}.{image_format}"
-        _write_image_atomic(root / file_name, image)
-        images.append({"id": k + 1, "file_name": file_name, "height": shape[0], "width": shape[1]})
-        instances[k + 1] = inst
-    dataset = Dataset(["nucleus"], images, instances, image_root=root)
-    dataset.to_coco(root / "annotations.json")
-    return dataset
-
-
-def _write_image_atomic(path: Path, image: np.ndarray) -> None:
-    if path.suffix == ".png":
-        data = iio.imwrite("<bytes>", image, extension=".png")
-    else:
-        buffer = io.BytesIO()  # tifffile looks for a path in a file object's name
-        tifffile.imwrite(buffer, image)
-        data = buffer.getvalue()
-    with atomic_write(path, suffix=path.suffix) as fh:
-        fh.write(data)

@@ -7,6 +7,7 @@ name the parameter and what would be accepted, like `labelassist.checks`.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -59,9 +60,11 @@ def _check_count(n: Any) -> tuple[int, int] | None:
 
 def _check_options(name: str, value: Any, choices: Sequence[str]) -> tuple[str, ...]:
     """One of ``choices`` or a non-empty sequence of them -> a tuple to choose from."""
-    options = (value,) if isinstance(value, str) else tuple(value)
-    bad = [k for k in options if k not in choices]
-    if not options or bad:
+    try:
+        options = (value,) if isinstance(value, str) else tuple(value)
+    except TypeError:  # not a sequence
+        options = ()
+    if not options or any(k not in choices for k in options):
         raise ValueError(
             f"{name} must be one of {tuple(choices)} or a sequence of them, got {value!r}"
         )
@@ -89,3 +92,34 @@ def _n_target(rng: np.random.Generator, count: tuple[int, int] | None, default: 
     if count is None:
         return int(round(default))
     return int(rng.integers(count[0], count[1] + 1))
+
+
+def _image_size(rng: np.random.Generator, size: tuple[float, float]) -> float:
+    """The typical object size of one image: log-uniform within ``size``."""
+    return float(np.exp(rng.uniform(np.log(size[0]), np.log(size[1]))))
+
+
+def _object_size(rng: np.random.Generator, typical: float, size: tuple[float, float]) -> float:
+    """One object's size: the image's ``typical`` size +- about 15 %, within ``size``."""
+    return float(np.clip(typical * np.exp(rng.normal(0.0, 0.15)), size[0], size[1]))
+
+
+def _check_channels(channels: Any) -> tuple[int, int | None]:
+    """``(cytoplasm, nucleus)``: distinct RGB indices 0-2; the nucleus may be None."""
+    message = (
+        "channels must be (cytoplasm, nucleus) with distinct RGB indices 0, 1 or 2 "
+        f"(the nucleus may be None), got {channels!r}"
+    )
+    if isinstance(channels, (str, bytes)) or not isinstance(channels, Sequence):
+        raise ValueError(message)
+    values = tuple(channels)
+    if len(values) != 2 or values[0] is None:
+        raise ValueError(message)
+    for v in values:
+        if v is not None and (
+            isinstance(v, bool) or not isinstance(v, numbers.Integral) or not 0 <= int(v) <= 2
+        ):
+            raise ValueError(message)
+    if values[0] == values[1]:
+        raise ValueError(message)
+    return int(values[0]), None if values[1] is None else int(values[1])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import shapely
@@ -159,3 +161,48 @@ def test_deleting_the_layer_right_after_an_edit_keeps_the_edit(widget):
     assert not widget.save_pending and widget.shapes_layer is None
     with la.Project.open(widget.project.folder) as project:
         assert len(project.instances(image_id)) == n - 1
+
+
+# -- the effort log (#14 item 5) --------------------------------------------------------------
+def test_the_widget_shows_the_effort_after_an_edit(widget, qtbot):
+    layer = widget.shapes_layer
+    image_id = widget.record["id"]
+    assert widget.effort.value.startswith("this image: no edits yet; 0 s active")
+    ids = layer.features["instance"].tolist()
+    layer.selected_data = {0}
+    widget.class_box.value = "debris"  # relabels the selected shape
+    last = [k for k, i in enumerate(ids) if i == ids[-1]]
+    layer.selected_data = set(last)
+    layer.remove_selected()  # deletes the last instance
+    _wait_saved(qtbot, widget)
+    lines = widget.effort.value.splitlines()
+    assert re.fullmatch(r"this image: 1 deleted, 1 relabelled; \d+ s active", lines[0])
+    assert re.fullmatch(r"project: 0 images accepted, 2 actions, \d+ s active", lines[1])
+    with la.Project.open(widget.project.folder) as project:
+        actions = project.effort(image=image_id)["rows"][0]["actions"]
+    assert {a: n for a, n in actions.items() if n} == {"deleted": 1, "relabelled": 1}
+
+
+def test_active_time_is_logged_with_idle_gaps_capped(widget, qtbot):
+    from labelassist.project import ActivityClock
+
+    layer = widget.shapes_layer
+    image_id = widget.record["id"]
+    n = len(set(layer.features["instance"]))
+    now = [0.0]
+    widget.clock = ActivityClock(clock=lambda: now[0])
+    widget.clock.start()  # the image is open at t = 0
+    now[0] = 10.0
+    _edit_shape(layer, 0, layer.data[0] + np.array([0.0, 1.0]))  # 10 s
+    now[0] = 500.0  # 490 s without any event: counts 60 s
+    layer.selected_data = set()
+    layer.add_polygons([np.array([[2.0, 2.0], [2.0, 8.0], [8.0, 8.0], [8.0, 2.0]])])
+    _wait_saved(qtbot, widget)  # the autosave logs the 70 s
+    assert widget.project.effort(image=image_id)["rows"][0]["seconds"] == 70.0
+    now[0] = 520.0
+    widget.accept_and_next()  # 20 s more, logged when leaving the image
+    row = widget.project.effort(image=image_id)["rows"][0]
+    assert row["seconds"] == 90.0
+    actions = {a: k for a, k in row["actions"].items() if k}
+    assert actions == {"edited": 1, "drawn": 1, "accepted": n - 1, "reviewed": 1}
+    assert widget.effort.value.splitlines()[1].startswith("project: 1 images accepted")

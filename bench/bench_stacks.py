@@ -1,0 +1,215 @@
+"""Benchmark of stack prediction: batching speed, 3-D object F1 and tracking on synthetic stacks.
+
+(a) `labelassist.stacks.predict_stack` (planes batched through ``Model.predict``) against a
+    naive loop of ``model.predict(plane)`` over the same z-stack, in the same run, with the
+    shipped starter model; peak memory (process RSS, and Python/numpy allocations by
+    tracemalloc) of the batched run.
+(b) 3-D object F1 at IoU 0.5 of the batched result against the stack's true label
+    volume; the same for the linking alone (exact per-plane instances, ids removed,
+    linked by `link_planes`), which separates linking errors from the model's.
+(c) Tracking on a synthetic time-lapse (moving, dividing, entering and leaving nuclei):
+    the fraction of true links (consecutive appearances of a nucleus, and mother to
+    daughter at divisions) that are found, and ID switches (true continuations whose two
+    ends are detected but get different ids), for the linking alone and with the model.
+
+Default sizes fit a few minutes on 2 busy CPU cores::
+
+    python bench/bench_stacks.py                 # z-stack 16 x 256 x 256, 50-frame 256 x 256
+    python bench/bench_stacks.py --full          # z-stack 64 x 512 x 512 (the issue's size)
+
+Prefix ``LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4`` for faster CPU
+torch. Results go to stdout as a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+import tracemalloc
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+import labelassist as la
+from labelassist.stacks import StackInstances, link_planes, predict_stack
+from labelassist.synthetic_stacks import synthetic_timelapse, synthetic_zstack
+
+
+def contingency(pred: np.ndarray, true: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(IoU matrix, predicted ids, true ids) of two label volumes."""
+    pred, true = pred.astype(np.int64).ravel(), true.astype(np.int64).ravel()
+    n_true = int(true.max()) + 1
+    counts = np.bincount(pred * n_true + true, minlength=(int(pred.max()) + 1) * n_true)
+    counts = counts.reshape(-1, n_true)
+    p_ids, t_ids = np.flatnonzero(counts.sum(1)), np.flatnonzero(counts.sum(0))
+    p_ids, t_ids = p_ids[p_ids > 0], t_ids[t_ids > 0]
+    inter = counts[np.ix_(p_ids, t_ids)].astype(np.float64)
+    size_p, size_t = counts.sum(1)[p_ids], counts.sum(0)[t_ids]
+    iou = inter / (size_p[:, None] + size_t[None, :] - inter)
+    return iou, p_ids, t_ids
+
+
+def object_f1(pred: np.ndarray, true: np.ndarray, threshold: float = 0.5) -> dict:
+    """F1 of objects matched one-to-one at IoU >= threshold (label volumes)."""
+    iou, p_ids, t_ids = contingency(pred, true)
+    tp = _matched(iou, threshold)
+    n_p, n_t = len(p_ids), len(t_ids)
+    return {"tp": tp, "pred": n_p, "true": n_t, "f1": 2 * tp / max(n_p + n_t, 1)}
+
+
+def _matched(iou: np.ndarray, threshold: float) -> int:
+    if iou.size == 0:
+        return 0
+    rows, cols = linear_sum_assignment(iou, maximize=True)
+    return int((iou[rows, cols] >= threshold).sum())
+
+
+def per_frame_f1(pred: np.ndarray, true: np.ndarray) -> dict:
+    """Object F1 at IoU 0.5 over all frames (objects matched frame by frame)."""
+    scores = [object_f1(p, t) for p, t in zip(pred, true, strict=True)]
+    tp, n_p, n_t = (sum(s[k] for s in scores) for k in ("tp", "pred", "true"))
+    return {"tp": tp, "pred": n_p, "true": n_t, "f1": 2 * tp / max(n_p + n_t, 1)}
+
+
+def frame_matches(pred: np.ndarray, true: np.ndarray) -> dict[int, int]:
+    """True id -> predicted id of one frame, matched one-to-one at IoU >= 0.5."""
+    iou, p_ids, t_ids = contingency(pred, true)
+    if iou.size == 0:
+        return {}
+    rows, cols = linear_sum_assignment(iou, maximize=True)
+    return {
+        int(t_ids[c]): int(p_ids[r]) for r, c in zip(rows, cols, strict=True) if iou[r, c] >= 0.5
+    }
+
+
+def tracking_scores(pred: StackInstances, true: StackInstances, labels: np.ndarray) -> dict:
+    """Correct links and ID switches of ``pred`` against the true tracks (module notes)."""
+    pred_labels = pred.to_labels()
+    matches = [frame_matches(pred_labels[t], labels[t]) for t in range(labels.shape[0])]
+    appear: dict[int, list[int]] = {}
+    for t in range(labels.shape[0]):
+        for oid in np.unique(labels[t]).tolist():
+            if oid:
+                appear.setdefault(oid, []).append(t)
+    links = []  # (true id at t1, t1, true id at t2, t2, is_division)
+    for oid, frames in appear.items():
+        links += [(oid, a, oid, b, False) for a, b in zip(frames[:-1], frames[1:], strict=True)]
+    for child, mother in true.parents.items():
+        links.append((mother, appear[mother][-1], child, appear[child][0], True))
+    correct = switches = detected = 0
+    for g1, t1, g2, t2, division in links:
+        p1, p2 = matches[t1].get(g1), matches[t2].get(g2)
+        if p1 is None or p2 is None:
+            continue
+        detected += 1
+        ok = pred.parents.get(p2) == p1 if division else p1 == p2
+        correct += ok
+        switches += (not division) and not ok
+    return {
+        "links": len(links),
+        "divisions": len(true.parents),
+        "detected": detected,
+        "correct": correct,
+        "fraction": correct / max(len(links), 1),
+        "fraction_detected": correct / max(detected, 1),
+        "id_switches": switches,
+    }
+
+
+def strip_ids(stack: StackInstances) -> list:
+    return [p.replace(extra={}) for p in stack.planes]
+
+
+def bench_zstack(model, shape: tuple[int, int, int], batch_size: int, naive: bool) -> dict:
+    stack, truth, labels = synthetic_zstack(shape, seed=0)
+    model.predict(stack[0])  # warm-up: first-call costs out of both timings
+    out: dict = {"shape": shape, "objects": len(truth.object_ids)}
+    if naive:
+        t0 = time.perf_counter()
+        _ = [model.predict(plane) for plane in stack]
+        out["naive_s"] = time.perf_counter() - t0
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    result = predict_stack(model, stack, axes="ZYX", batch_size=batch_size, progress=False)
+    out["batched_s"] = time.perf_counter() - t0
+    out["tracemalloc_peak_mb"] = tracemalloc.get_traced_memory()[1] / 2**20
+    tracemalloc.stop()
+    out["rss_peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["rss_growth_mb"] = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024
+    out["stack_mb"] = stack.nbytes / 2**20
+    out["f1"] = object_f1(result.to_labels(), labels)
+    t0 = time.perf_counter()
+    oracle = link_planes(strip_ids(truth), axes="ZYX")
+    out["link_s"] = time.perf_counter() - t0
+    out["oracle_f1"] = object_f1(oracle.to_labels(), labels)
+    return out
+
+
+def bench_timelapse(model, shape: tuple[int, int, int], batch_size: int) -> dict:
+    movie, truth, labels = synthetic_timelapse(shape, seed=0)
+    oracle = link_planes(strip_ids(truth), axes="TYX")
+    t0 = time.perf_counter()
+    result = predict_stack(model, movie, axes="TYX", batch_size=batch_size, progress=False)
+    seconds = time.perf_counter() - t0
+    return {
+        "shape": shape,
+        "tracks": len(truth.object_ids),
+        "oracle": tracking_scores(oracle, truth, labels),
+        "model": tracking_scores(result, truth, labels),
+        "model_f1_per_frame": per_frame_f1(result.to_labels(), labels),
+        "predict_s": seconds,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--full", action="store_true", help="the issue's 64 x 512 x 512 z-stack")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--frames", type=int, default=50)
+    parser.add_argument("--no-naive", action="store_true", help="skip the naive loop")
+    args = parser.parse_args()
+    zshape = (64, 512, 512) if args.full else (16, 256, 256)
+    model = la.load_model("starter", device="cpu")
+    import torch  # heavy: already loaded by the model
+
+    print(f"torch threads {torch.get_num_threads()}, batch_size {args.batch_size}")
+    z = bench_zstack(model, zshape, args.batch_size, not args.no_naive)
+    t = bench_timelapse(model, (args.frames, 256, 256), args.batch_size)
+    print("\n| measure | value |\n|---|---|")
+    print(f"| z-stack | {z['shape']}, {z['objects']} nuclei, {z['stack_mb']:.0f} MB |")
+    if "naive_s" in z:
+        print(f"| (a) naive loop of model.predict(plane) | {z['naive_s']:.1f} s |")
+    print(f"| (a) predict_stack, batch {args.batch_size} | {z['batched_s']:.1f} s |")
+    if "naive_s" in z:
+        print(f"| (a) speed-up | {z['naive_s'] / z['batched_s']:.2f}x |")
+    print(
+        f"| (a) peak memory | RSS {z['rss_peak_mb']:.0f} MB (grew {z['rss_growth_mb']:.0f} MB "
+        f"in predict_stack), tracemalloc {z['tracemalloc_peak_mb']:.0f} MB |"
+    )
+    f1, of1 = z["f1"], z["oracle_f1"]
+    print(
+        f"| (b) 3-D object F1 @ IoU 0.5, starter | {f1['f1']:.3f} "
+        f"({f1['tp']} TP, {f1['pred']} predicted, {f1['true']} true) |"
+    )
+    print(
+        f"| (b) 3-D F1, linking exact per-plane instances | {of1['f1']:.3f} "
+        f"({of1['tp']} TP, {of1['pred']} linked, {of1['true']} true; {z['link_s']:.1f} s) |"
+    )
+    print(f"| time-lapse | {t['shape']}, {t['tracks']} tracks |")
+    for name in ("oracle", "model"):
+        s = t[name]
+        label = "linking exact instances" if name == "oracle" else "starter + linking"
+        print(
+            f"| (c) correct links, {label} | {s['fraction']:.3f} ({s['correct']} of "
+            f"{s['links']}; {s['fraction_detected']:.3f} of the {s['detected']} with both "
+            f"ends detected; {s['divisions']} division links) |"
+        )
+        print(f"| (c) ID switches, {label} | {s['id_switches']} |")
+    pf = t["model_f1_per_frame"]
+    print(f"| (c) starter per-frame object F1 @ 0.5 | {pf['f1']:.3f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,208 @@
+"""Prediction on stacks: every plane through a model's batched ``predict``, then linking.
+
+`predict_stack` takes any object with the public ``Model.predict`` interface (a list of
+images in, a list of `Instances` out; it never imports `labelassist.model`), sends the
+planes in batches of ``batch_size`` (one network forward each), turns a ``C`` axis into
+each plane's channels, and links the planes (`labelassist.stacks.link_planes`). Planes of
+lazy stacks (dask, zarr, memory-mapped) are read one batch at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..checks import check_int, check_number
+from ..instances import Instances
+from .link import link_planes
+from .stack_instances import StackInstances
+
+__all__ = ["predict_stack", "stack_planes"]
+
+_LETTERS = "TZCYX"
+
+
+def predict_stack(
+    model: Any,
+    stack: Any,
+    *,
+    axes: str,
+    score_threshold: float = 0.5,
+    tile_size: int | None = None,
+    stitch_threshold: float = 0.25,
+    batch_size: int = 8,
+    channels: int | Sequence[int] | None = None,
+    division_threshold: float = 0.5,
+    max_gap: int = 1,
+    progress: bool = True,
+) -> StackInstances:
+    """Predict the objects of a z-stack, time-lapse or both, linked into 3-D objects and tracks.
+
+    Parameters
+    ----------
+    model : labelassist.Model or alike
+        Anything whose ``predict(list_of_images, *, score_threshold, tile_size,
+        batch_size)`` returns a list of `Instances`.
+    stack : array-like
+        Numpy, dask, zarr or memory-mapped array with the axes ``axes``.
+    axes : str
+        One letter per axis of ``stack``, from ``T`` (time), ``Z`` (depth), ``C``
+        (channels), ``Y``, ``X``, in any order (``"ZYX"``, ``"TCYX"``, ``"ZYXC"``...).
+    score_threshold, tile_size : see ``Model.predict``
+    stitch_threshold : float
+        IoU at which instances of neighbouring planes (Z) and frames (T) are one object
+        (`labelassist.stacks.link_planes`).
+    batch_size : int
+        Planes per ``model.predict`` call (one network forward).
+    channels : int or sequence of int, optional
+        Channels (indices along ``C``) to give the model: one (gray) or three (RGB).
+        Default: all, which must be 1, 3 or 4 (RGBA).
+    division_threshold, max_gap : see `labelassist.stacks.link_planes`
+    progress : bool
+        Show a tqdm progress bar over the planes.
+
+    Returns
+    -------
+    StackInstances
+        Axes ``"ZYX"``, ``"TYX"``, ``"TZYX"`` or ``"YX"`` (the stack's, channels removed,
+        in that order); per plane the model's `Instances` with ``extra["object_id"]``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from labelassist import load_model
+    >>> model = load_model(None, classes=["nucleus"], device="cpu")
+    >>> stack = np.zeros((3, 64, 64), np.uint8)
+    >>> result = predict_stack(model, stack, axes="ZYX", score_threshold=0.99, progress=False)
+    >>> result.axes, result.shape, len(result)
+    ('ZYX', (3, 64, 64), 3)
+    """
+    if not callable(getattr(model, "predict", None)):
+        raise TypeError(
+            f"model must have a predict(images, ...) method (a labelassist.Model), got "
+            f"{type(model).__name__}"
+        )
+    check_number(score_threshold, "score_threshold", minimum=0, maximum=1)
+    batch = check_int(batch_size, "batch_size", minimum=1)
+    planes, layout, stack_shape = stack_planes(stack, axes=axes, channels=channels)
+    results: list[Instances] = []
+    with tqdm(total=len(planes), desc="predict", unit="plane", disable=not progress) as bar:
+        for start in range(0, len(planes), batch):
+            images = [plane() for plane in planes[start : start + batch]]
+            out = model.predict(
+                images, score_threshold=score_threshold, tile_size=tile_size, batch_size=batch
+            )
+            if not isinstance(out, list) or len(out) != len(images):
+                raise TypeError(
+                    f"model.predict returned {type(out).__name__} for a list of {len(images)} "
+                    "images; expected a list of Instances, one per image"
+                )
+            results.extend(out)
+            bar.update(len(images))
+    return link_planes(
+        results,
+        axes=layout,
+        stack_shape=stack_shape,
+        stitch_threshold=stitch_threshold,
+        division_threshold=division_threshold,
+        max_gap=max_gap,
+    )
+
+
+def stack_planes(
+    stack: Any, *, axes: str, channels: int | Sequence[int] | None = None
+) -> tuple[list[Any], str, tuple[int, ...]]:
+    """The planes of a stack as loaders, in C order over ``T`` then ``Z``.
+
+    Parameters
+    ----------
+    stack : array-like
+        Numpy, dask, zarr or memory-mapped array with the axes ``axes``.
+    axes : str
+        One letter per axis, from ``TZCYX``, in any order.
+    channels : int or sequence of int, optional
+        See `predict_stack`.
+
+    Returns
+    -------
+    planes : list of callables
+        ``planes[k]()`` reads plane ``k`` as an ndarray (H, W) or (H, W, C).
+    layout : str
+        The `StackInstances` axes: ``"YX"``, ``"ZYX"``, ``"TYX"`` or ``"TZYX"``.
+    stack_shape : tuple of int
+        The sizes of the stack axes, in the order of ``layout``.
+
+    Examples
+    --------
+    >>> planes, layout, shape = stack_planes(np.zeros((4, 2, 8, 8)), axes="ZCYX", channels=0)
+    >>> len(planes), layout, shape, planes[0]().shape
+    (4, 'ZYX', (4,), (8, 8))
+    """
+    shape = getattr(stack, "shape", None)
+    if shape is None or not hasattr(stack, "__getitem__"):
+        raise TypeError(f"stack must be an array (numpy, dask, zarr), got {type(stack).__name__}")
+    shape = tuple(int(n) for n in shape)
+    letters = _check_axes(axes, shape)
+    select = _channel_selection(channels, shape[letters.index("C")] if "C" in letters else None)
+    lead = [a for a in "TZ" if a in letters]
+    lead_shape = tuple(shape[letters.index(a)] for a in lead)
+    image_axes = [a for a in letters if a in "YXC"]  # their order in each indexed plane
+    perm = [image_axes.index(a) for a in "YXC" if a in image_axes]
+
+    def loader(index: tuple[int, ...]) -> Any:
+        key = tuple(index[lead.index(a)] if a in lead else slice(None) for a in letters)
+
+        def load() -> np.ndarray:
+            plane = np.asarray(stack[key]).transpose(perm)
+            if select is not None:
+                plane = plane[..., select]
+            return plane[..., 0] if plane.ndim == 3 and plane.shape[-1] == 1 else plane
+
+        return load
+
+    planes = [loader(index) for index in np.ndindex(*lead_shape)] if lead else [loader(())]
+    return planes, "".join(lead) + "YX", lead_shape
+
+
+def _check_axes(axes: Any, shape: tuple[int, ...]) -> str:
+    if not isinstance(axes, str):
+        raise ValueError(f"axes must be a str like 'ZYX', got {axes!r}")
+    letters = axes.upper()
+    if (
+        len(letters) != len(shape)
+        or set(letters) - set(_LETTERS)
+        or len(set(letters)) != len(letters)
+        or "Y" not in letters
+        or "X" not in letters
+    ):
+        raise ValueError(
+            f"axes={axes!r} does not fit a stack of shape {shape}: give {len(shape)} distinct "
+            f"letters of 'TZCYX' (Y and X included), one per axis, e.g. 'ZYX' or 'TCYX'"
+        )
+    if 0 in shape:
+        raise ValueError(f"the stack is empty (shape {shape})")
+    return letters
+
+
+def _channel_selection(channels: Any, n: int | None) -> list[int] | None:
+    if channels is None:
+        if n is not None and n not in (1, 3, 4):
+            raise ValueError(
+                f"the stack has {n} channels; models take 1 (gray), 3 (RGB) or 4 (RGBA): "
+                "pick them with channels=0 or channels=[0, 1, 2]"
+            )
+        return None
+    if n is None:
+        raise ValueError(f"channels={channels!r} needs a C axis in axes")
+    picked = [channels] if isinstance(channels, (int, np.integer)) else list(channels)
+    for c in picked:
+        if isinstance(c, bool) or not isinstance(c, (int, np.integer)) or not 0 <= c < n:
+            raise ValueError(f"channels must be indices in [0, {n - 1}], got {channels!r}")
+    if len(picked) not in (1, 3):
+        raise ValueError(
+            f"channels must pick 1 (gray) or 3 (RGB) channels, got {len(picked)}: {channels!r}"
+        )
+    return [int(c) for c in picked]
