@@ -54,6 +54,18 @@ _EXPORTS = {
     "rank_images": "active",
     "refine_edges": "refine",
     "Project": "project",
+    "read_stack": "io",
+    "StackInstances": "stacks",
+    "predict_stack": "stacks",
+    "link_planes": "stacks",
+    "write_label_volume": "stacks",
+    "read_label_volume": "stacks",
+    "write_ctc": "stacks",
+    "read_ctc": "stacks",
+    "write_coco_video": "stacks",
+    "read_coco_video": "stacks",
+    "synthetic_zstack": "synthetic_stacks",
+    "synthetic_timelapse": "synthetic_stacks",
     "ProjectConflictError": "project",
     "ProjectDamagedError": "project",
     "ProjectReadOnlyError": "project",
@@ -76,6 +88,7 @@ if TYPE_CHECKING:  # what the lazy exports resolve to, for IDEs and type checker
     from .geometry import polygons_to_masks as polygons_to_masks
     from .instances import Instances as Instances
     from .io import read_image as read_image
+    from .io import read_stack as read_stack
     from .model import Model as Model
     from .model import load_model as load_model
     from .project import Project as Project
@@ -87,6 +100,15 @@ if TYPE_CHECKING:  # what the lazy exports resolve to, for IDEs and type checker
     from .refine import refine_edges as refine_edges
     from .rounds import plot_learning_curve as plot_learning_curve
     from .rounds import run_round as run_round
+    from .stacks import StackInstances as StackInstances
+    from .stacks import link_planes as link_planes
+    from .stacks import predict_stack as predict_stack
+    from .stacks import read_coco_video as read_coco_video
+    from .stacks import read_ctc as read_ctc
+    from .stacks import read_label_volume as read_label_volume
+    from .stacks import write_coco_video as write_coco_video
+    from .stacks import write_ctc as write_ctc
+    from .stacks import write_label_volume as write_label_volume
     from .synthetic import synthetic_brightfield as synthetic_brightfield
     from .synthetic import synthetic_cells as synthetic_cells
     from .synthetic import synthetic_dataset as synthetic_dataset
@@ -96,6 +118,8 @@ if TYPE_CHECKING:  # what the lazy exports resolve to, for IDEs and type checker
     from .synthetic import synthetic_nuclei as synthetic_nuclei
     from .synthetic import synthetic_piles as synthetic_piles
     from .synthetic import synthetic_rods as synthetic_rods
+    from .synthetic_stacks import synthetic_timelapse as synthetic_timelapse
+    from .synthetic_stacks import synthetic_zstack as synthetic_zstack
     from .train import TrainConfig as TrainConfig
     from .train import TrainResult as TrainResult
     from .train import finetune as finetune

@@ -120,7 +120,7 @@ def synthetic_zstack(
             centre = (cz + rng.uniform(-0.5, 0.5) * r * z_scale, cy + dist * np.sin(phi),
                       cx + dist * np.cos(phi))  # fmt: skip
         else:
-            centre = tuple(rng.uniform(0, s) for s in zyx)
+            centre = (rng.uniform(0, zyx[0]), rng.uniform(0, zyx[1]), rng.uniform(0, zyx[2]))
         mask, box = _ellipsoid(centre, axes_len, rng.uniform(0, np.pi), zyx)
         if mask is None:
             continue
@@ -232,7 +232,14 @@ def synthetic_timelapse(
 class _Cells:
     """The nuclei of a movie: positions, velocities, shapes; moved, divided, painted."""
 
-    def __init__(self, rng, shape, radius, intensity, speed) -> None:  # fmt: skip
+    def __init__(
+        self,
+        rng: np.random.Generator,
+        shape: tuple[int, int],
+        radius: tuple[float, float],
+        intensity: tuple[float, float],
+        speed: float,
+    ) -> None:
         self.rng, self.shape, self.radius = rng, shape, radius
         self.intensity, self.speed = intensity, speed
         self.state: dict[int, dict[str, Any]] = {}
@@ -263,7 +270,8 @@ class _Cells:
 
     def step(self, division_rate: float, enter_rate: float) -> dict[int, int]:
         """Divide, move, separate, enter, leave; returns the new {daughter: mother}."""
-        rng, h, w = self.rng, *self.shape
+        rng = self.rng
+        h, w = self.shape
         parents: dict[int, int] = {}
         for oid in list(self.state):
             s = self.state[oid]

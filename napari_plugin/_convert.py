@@ -18,7 +18,8 @@ napari shapes have no holes and one ring each, so an instance is stored as:
 
 The per-shape ``features`` table holds ``instance`` (int, shapes of one instance share
 it), ``class`` (categorical class name), ``score`` (float) and ``provenance``
-(``"model"``, ``"corrected"`` or ``"human"``). Colours live in `._style`, the bookkeeping
+(``"model"``, ``"corrected"``, ``"human"`` or ``"prompted"``: added by a box or point
+prompt). Colours live in `._style`, the bookkeeping
 while the user edits in `._tracker`.
 """
 
@@ -49,7 +50,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 FEATURE_COLUMNS = ("instance", "class", "score", "provenance")
-PROVENANCES = ("model", "corrected", "human")
+PROVENANCES = ("model", "corrected", "human", "prompted")
 METADATA_KEY = "labelassist"  # layer.metadata[METADATA_KEY]: the plugin's link and settings
 
 
@@ -363,7 +364,7 @@ def _shapes_to_instances(
     prov = prov_col[lead].copy()
     corrected = np.zeros(len(order), dtype=bool)
     corrected[group[prov_col[rows] == "corrected"]] = True  # any corrected part
-    prov[corrected & (prov == "model")] = "corrected"
+    prov[corrected & np.isin(prov, ("model", "prompted"))] = "corrected"
     scores = np.clip(np.broadcast_to(scores, (len(order),)), 0.0, 1.0)
     extra = {"provenance": prov, "instance_id": ids[first[order]]}
     inst = Instances(merged, codes, scores, image_shape, extra=extra)

@@ -9,6 +9,10 @@ image with `labelassist.project.ActivityClock` (events: opening the image, edits
 and zooms, mouse moves over the canvas; each idle gap counts at most 60 s) and reports it
 with `Project.log_time` at each autosave and when leaving the image; it shows the image's
 and the project's effort (`Project.effort`) after each save.
+
+Its Assist panel (`._assist`) adds box and point prompts and edge refinement; the save
+passes each shape's provenance (``"prompted"`` objects are stored so) and marks refined
+outlines (``extra["refined"]``), so the effort log records those actions.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import numpy as np
 from magicgui.types import FileDialogMode
 from magicgui.widgets import (
     ComboBox,
@@ -34,13 +39,15 @@ from qtpy.QtCore import QTimer
 from labelassist.instances import Instances
 from labelassist.project import ActivityClock, ProjectConflictError, Revision
 
+from ._assist import AssistPanel
 from ._conflict import CONFLICT_CHOICES, instances_to_save
 from ._convert import METADATA_KEY, layer_to_instances
 from ._io import project_layer_data
+from ._prompts import sources_to_save
 from ._style import shape_colors
 from ._sync import restore_unchanged, sync_features
 from ._tracker import tracker_for
-from ._widgets import layer_link, path_value, report_error
+from ._widgets import find_linked_layer, layer_link, path_value, report_error
 
 __all__ = [
     "ACCEPT_KEY",
@@ -99,6 +106,8 @@ class ReviewWidget(Container):
         self.conflict: Conflict | None = None
         self._held: tuple[int, Revision] | None = None  # the last revision read or saved
         self.clock = ActivityClock()  # the active time at the current image
+        self._refined: set[int] = set()  # instance ids refined since the last save
+        self.assist = AssistPanel(napari_viewer, on_refined=self._refined.update)
         self.folder = FileEdit(label="project", mode=FileDialogMode.EXISTING_DIRECTORY)
         self.new_classes = LineEdit(label="classes (new project)", value="nucleus")
         self.open_button = PushButton(text="Open / create project")
@@ -134,6 +143,7 @@ class ReviewWidget(Container):
                 self.accept_button,
                 self.class_box,
                 self.low_score,
+                self.assist,
                 self.export_which,
                 self.export_path,
                 self.export_button,
@@ -200,6 +210,7 @@ class ReviewWidget(Container):
         self.folder.value = project.folder
         self.class_box.reset_choices()
         self.class_box.value = project.classes[0]
+        self.assist.set_project(project.latest_checkpoint())
         linked = [
             layer
             for layer in self.viewer.layers
@@ -229,6 +240,7 @@ class ReviewWidget(Container):
         self._save_or_stop()
         self._log_time(stop=True)
         self._detach()
+        self.assist.reset()
         if self.project is not None:
             self.project.close()
         self.project, self.record = None, None
@@ -309,6 +321,12 @@ class ReviewWidget(Container):
         self.tracker.on_change = self._schedule_save
         self.tracker.current_class = self.class_box.value
         self._hold(layer, self._revision_for(link))
+        image_layer = self.image_layer
+        if image_layer is None or layer_link(image_layer).get("image") != self.record["id"]:
+            folder = str(self.project.folder)
+            image_layer = find_linked_layer(self.viewer, "image", folder, self.record["id"])
+        key = (str(self.project.folder), int(self.record["id"]))
+        self.assist.attach(layer, image_layer, key, list(self.project.classes))
         self._set_enabled()
 
     def _revision_for(self, link: dict[str, Any]) -> Revision:
@@ -334,6 +352,8 @@ class ReviewWidget(Container):
     def _detach(self) -> None:
         self._timer.stop()
         self._dirty = False
+        self._refined.clear()
+        self.assist.detach()
         if self.tracker is not None:
             self.tracker.on_change = None
         self.shapes_layer, self.tracker = None, None
@@ -385,16 +405,23 @@ class ReviewWidget(Container):
         layer = self.shapes_layer
         mine = self._mine(layer)
         sent = mine.extra["instance_id"]
+        extra = {
+            "instance_id": sent,
+            # a prompted object keeps its provenance; refined outlines are marked
+            "source": sources_to_save(mine.extra["provenance"], sent, self._originals),
+            "refined": np.isin(sent, sorted(self._refined)),
+        }
         try:
             revision = self.project.save_instances(
                 self.record["id"],
-                mine.replace(extra={"instance_id": sent}),
+                mine.replace(extra=extra),
                 source="corrected",
                 expected_version=self.version,
             )
         except ProjectConflictError:
             self._enter_conflict(mine, layer)
             return
+        self._refined.clear()
         sync_features(layer, sent, revision.instances)
         self._hold(layer, revision)
         if self.tracker is not None:

@@ -16,7 +16,10 @@ from ._convert import METADATA_KEY, feature_defaults
 from ._napari_compat import set_edge_colors
 from ._style import NO_FACE, class_colors
 
-__all__ = ["EditTracker", "tracker_for"]
+__all__ = ["EDITED_PROVENANCES", "EditTracker", "tracker_for"]
+
+#: Provenances of shapes that become ``"corrected"`` when the user changes them.
+EDITED_PROVENANCES = ("model", "prompted")
 
 
 class EditTracker:
@@ -24,8 +27,8 @@ class EditTracker:
 
     * added shapes get a fresh ``instance`` id, provenance ``"human"``, score 1 and the
       current class (``layer.feature_defaults``) and its edge colour;
-    * a changed model shape becomes ``"corrected"``;
-    * `set_class` relabels shapes (a model shape becomes ``"corrected"``).
+    * a changed model or prompted shape becomes ``"corrected"``;
+    * `set_class` relabels shapes (a model or prompted shape becomes ``"corrected"``).
 
     Only the affected rows are touched, so one edit costs the same in a layer of 10 or
     10,000 shapes. ``on_change()`` is called after every finished edit (the review
@@ -129,7 +132,7 @@ class EditTracker:
         if not indices:
             return
         prov = features["provenance"].to_numpy()
-        rows = [i for i in indices if prov[i] == "model"]
+        rows = [i for i in indices if prov[i] in EDITED_PROVENANCES]
         if rows:
             features.iloc[rows, features.columns.get_loc("provenance")] = "corrected"
 
@@ -164,7 +167,7 @@ class EditTracker:
         rows = np.union1d(rows, picked)
         features.iloc[rows, features.columns.get_loc("class")] = name
         prov = features["provenance"].to_numpy()
-        model_rows = rows[prov[rows] == "model"]
+        model_rows = rows[np.isin(prov[rows], EDITED_PROVENANCES)]
         if model_rows.size:
             features.iloc[model_rows, features.columns.get_loc("provenance")] = "corrected"
         set_edge_colors(layer, rows, self.colors[name])

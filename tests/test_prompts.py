@@ -18,6 +18,7 @@ from labelassist.instances import Instances
 from labelassist.model import Model, load_model, to_tensor
 from labelassist.model.features import ImageFeatures, encode
 from labelassist.model.inference import detect, inference_setup
+from labelassist.model.prompts import segment
 from labelassist.model.roi_masks import rois_to_polygons
 from labelassist.synthetic import synthetic_nuclei
 
@@ -29,6 +30,11 @@ def _iou(a, b) -> float:
     if a.is_empty or b.is_empty:
         return 0.0
     return float(a.intersection(b).area / a.union(b).area)
+
+
+def _similar(a, b) -> bool:
+    """Equal up to how a crop's edge is simplified (traced alone or in a stack of crops)."""
+    return bool(a.equals(b) or _iou(a, b) >= 0.95)
 
 
 def _inside(polygon) -> tuple[float, float]:
@@ -171,17 +177,19 @@ def test_refine_box_is_torchvision_roi_heads_on_the_box(starter, nuclei):
     """``refine_box=True`` on a box does what torchvision's ``RoIHeads`` does to a proposal:
     the box head's regression for the class, then the mask head on the refined box."""
     image, truth = nuclei[1]
-    loose = torch.as_tensor(truth.boxes + np.array([-4, -4, 4, 4]), dtype=torch.float32)
+    loose = np.clip(truth.boxes + np.array([-4, -4, 4, 4]), 0, 128)  # segment clips them too
+    loose = torch.as_tensor(loose, dtype=torch.float32)
     result = starter.segment(image, boxes=loose.numpy(), refine_box=True, label=0)
     net = starter.net
     with inference_setup(net, 0.0):
         images, _ = net.transform([to_tensor(image)])
         features = net.backbone(images.tensors)
-        for k, box in enumerate(loose):
-            det = net.roi_heads(features, [box[None]], images.image_sizes)[0][0]
-            expected = rois_to_polygons(det["masks"], det["boxes"], image.shape)[0]
-            assert result.polygons[k].equals(expected)
-            assert result.scores[k] == pytest.approx(float(det["scores"][0]), abs=1e-4)
+        dets = [net.roi_heads(features, [box[None]], images.image_sizes)[0][0] for box in loose]
+    assert all(len(det["boxes"]) == 1 for det in dets)
+    np.testing.assert_allclose(result.scores, [float(d["scores"][0]) for d in dets], atol=1e-4)
+    masks = torch.cat([d["masks"] for d in dets])
+    expected = rois_to_polygons(masks, torch.cat([d["boxes"] for d in dets]), image.shape)
+    assert all(a.equals(b) for a, b in zip(result.polygons, expected, strict=True))
     ious = [_iou(t, p) for t, p in zip(truth.polygons, result.polygons, strict=True)]
     assert np.mean(np.array(ious) >= 0.8) >= 0.9
 
@@ -221,7 +229,7 @@ def test_one_instance_per_prompt_in_order(starter, nuclei):
     alone = [starter.segment(feats, boxes=[b]) for b in boxes]
     alone += [starter.segment(feats, points=[p]) for p in points]
     for k, single in enumerate(alone):
-        assert _iou(together.polygons[k], single.polygons[0]) >= 0.99, k
+        assert _similar(together.polygons[k], single.polygons[0])
         assert together.scores[k] == pytest.approx(single.scores[0], abs=1e-4)
         assert together.labels[k] == single.labels[0]
         # each prompt returns its own nucleus (the last point is on background)
@@ -229,7 +237,7 @@ def test_one_instance_per_prompt_in_order(starter, nuclei):
             assert _iou(together.polygons[k], truth.polygons[k]) >= 0.5
     reverse = starter.segment(feats, boxes=boxes[::-1])
     for a, b in zip(reverse.polygons, together.polygons[2::-1], strict=True):
-        assert _iou(a, b) >= 0.99
+        assert _similar(a, b)
 
 
 def test_encode_once_equals_prompting_the_image(starter, nuclei):
@@ -336,6 +344,7 @@ BAD_SEGMENT = [
     ({"points": [[1, 2]], "score_threshold": 2}, ValueError, r"score_threshold must be"),
     ({"points": [[1, 2]], "mask_threshold": 0.0}, ValueError, r"mask_threshold must be within"),
     ({"points": [[1, 2]], "tolerance": -1}, ValueError, r"tolerance must be"),
+    ({"boxes": [[1, 2, 5, 6]], "refine_box": "yes"}, ValueError, r"refine_box must be True or"),
 ]
 
 
@@ -367,6 +376,8 @@ def test_bad_images_and_foreign_features(tiny):
     other = tiny_model(["a", "b"], seed=1)
     with pytest.raises(ValueError, match=r"encoded by another model; encode the image with"):
         other.segment(tiny.encode(_IMAGE), points=[[1, 2]])
+    with pytest.raises(ValueError, match=r"image_or_features is on cpu but the model is on meta"):
+        segment(tiny.net, tiny.encode(_IMAGE), device="meta", points=[[1, 2]])
     tiled = tiny.encode(np.zeros((100, 100), np.uint8), tile_size=40)
     with pytest.raises(ValueError, match=r"these features are tiled .*features.window_for"):
         tiled.features  # noqa: B018 - the property raises

@@ -105,7 +105,7 @@ def test_lazy_reading_gives_a_dask_array_with_the_same_pixels(tmp_path, options)
 
 def test_stacks_above_lazy_bytes_are_lazy(tmp_path, monkeypatch):
     da = pytest.importorskip("dask.array")
-    data = _data((4, 16, 16))
+    data = _data((5, 16, 16))
     path = tmp_path / "s.tif"
     tifffile.imwrite(path, data, compression="zlib")
     assert isinstance(read_stack(path)[0], np.ndarray)
@@ -118,7 +118,7 @@ def test_stacks_above_lazy_bytes_are_lazy(tmp_path, monkeypatch):
 
 def test_lazy_read_without_dask_says_which_extra(tmp_path, monkeypatch):
     path = tmp_path / "s.tif"
-    tifffile.imwrite(path, _data((4, 16, 16)))
+    tifffile.imwrite(path, _data((5, 16, 16)))
     monkeypatch.setitem(sys.modules, "dask", None)
     monkeypatch.setitem(sys.modules, "dask.array", None)
     with pytest.raises(ImportError, match=r"pip install 'labelassist\[dask\]'.*lazy=False"):
@@ -128,7 +128,7 @@ def test_lazy_read_without_dask_says_which_extra(tmp_path, monkeypatch):
 def test_read_image_still_refuses_stacks(tmp_path):
     path = tmp_path / "stack.tif"
     tifffile.imwrite(path, _data((6, 16, 20)))
-    with pytest.raises(ValueError, match="is not a 2-D image"):
+    with pytest.raises(ValueError, match="is not a 2-D image; read stacks with labelassist.read_stack"):
         read_image(path)
 
 
@@ -142,6 +142,8 @@ def test_refusals_of_files(tmp_path, monkeypatch):
         read_stack(tmp_path / "missing.tif")
     with pytest.raises(ValueError, match="is a folder"):
         read_stack(tmp_path)
+    with pytest.raises(ValueError, match="cannot read stack .*: File name too long"):
+        read_stack(tmp_path / ("x" * 300 + ".tif"))
     fifo = tmp_path / "pipe.tif"
     os.mkfifo(fifo)
     with pytest.raises(ValueError, match="not a regular file"):
@@ -173,13 +175,26 @@ def test_refusals_of_contents(tmp_path, monkeypatch):
         read_stack(cplx)
     with pytest.raises(ValueError, match=r"has 1 series; series must be in \[0, 0\], got 3"):
         read_stack(plain, series=3)
-    unknown = _write(tmp_path / "qq.tif", _data((2, 3, 8, 8)), metadata={"axes": "QQYX"})
+    unknown = _write(
+        tmp_path / "qq.tif",
+        _data((2, 3, 8, 8)),
+        metadata={"axes": "QQYX"},
+        photometric="minisblack",
+    )
     with pytest.raises(ValueError, match="unknown meaning.*axes='TZYX'"):
         read_stack(unknown)
-    unknown_z = _write(tmp_path / "zq.tif", _data((2, 3, 8, 8)), metadata={"axes": "ZQYX"})
+    unknown_z = _write(
+        tmp_path / "zq.tif",
+        _data((2, 3, 8, 8)),
+        metadata={"axes": "ZQYX"},
+        photometric="minisblack",
+    )
     with pytest.raises(ValueError, match="unknown meaning"):
         read_stack(unknown_z)
-    angle = _write(tmp_path / "angle.tif", _data((2, 3, 8, 8)), metadata={"axes": "AZYX"})
+    angle = _write(
+        tmp_path / "angle.tif", _data((2, 3, 8, 8)), metadata={"axes": "AZYX"},
+        photometric="minisblack",
+    )  # fmt: skip
     with pytest.raises(ValueError, match=r"axes \['A'\] of 'AZYX'.*are not supported"):
         read_stack(angle)
     both = _write(

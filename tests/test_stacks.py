@@ -166,8 +166,8 @@ def test_polygon_overlaps_and_iou():
 
 
 # -- StackInstances --------------------------------------------------------------------------
-label_volumes = arrays(np.uint16, st.tuples(st.integers(1, 3), st.integers(1, 7), st.integers(1, 7)),
-                       elements=st.integers(0, 4))  # fmt: skip
+volume_shapes = st.tuples(st.integers(1, 3), st.integers(1, 7), st.integers(1, 7))
+label_volumes = arrays(np.uint16, volume_shapes, elements=st.integers(0, 4))
 
 
 @settings(max_examples=150, deadline=None)

@@ -51,10 +51,11 @@ def test_label_volume_round_trip(tmp_path, axes):
 
 
 def test_label_volume_from_other_tools(tmp_path):
-    volume = np.zeros((3, 8, 8), np.uint16)  # 3 planes, no metadata: tifffile says planar RGB
+    volume = np.zeros((3, 8, 8), np.uint16)
     volume[:, 2:6, 2:6] = 7
-    path = tmp_path / "cellpose_masks.tif"
-    tifffile.imwrite(path, volume)
+    path = tmp_path / "cellpose_masks.tif"  # 3 planes stored as planar RGB, as tifffile did
+    tifffile.imwrite(path, volume, photometric="rgb", planarconfig="separate")
+    assert read_stack(path)[1] == "CYX"
     stack = read_label_volume(path)
     assert stack.axes == "ZYX" and stack.object_ids.tolist() == [7]
     movie = tmp_path / "stardist.tif"

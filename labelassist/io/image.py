@@ -253,9 +253,10 @@ def _shape_problem(shape: tuple[int, ...], dtype: np.dtype) -> str | None:
     if len(shape) >= 3:
         return (
             f"a {len(shape)}-D stack of shape {shape} is not a 2-D image; "
-            "labelassist annotates 2-D planes: read the stack with tifffile and pass one plane "
-            "(e.g. stack[z]) or a projection (stack.max(axis=0)) as an array; for "
-            "channels-first color use np.moveaxis(image, 0, -1)"
+            "read stacks with labelassist.read_stack(path) (returns the array and its axes) "
+            "and predict them with labelassist.stacks.predict_stack, or pass one plane "
+            "(stack[z]) or a projection (stack.max(axis=0)) as an array; for channels-first "
+            "color use np.moveaxis(image, 0, -1)"
         )
     return f"expected a 2-D image, got shape {shape}"
 

@@ -27,11 +27,13 @@ series (``read_stack(path, axes="TYX")``).
 
 Lazy reading
 ------------
-Stacks larger than `LAZY_BYTES` (1 GiB; change ``labelassist.io.stack.LAZY_BYTES``) are not read into memory: the
-result is a dask array (``pip install 'labelassist[dask]'``) with one chunk per TIFF page
-(a plane), decoded only when computed (``stack[z].compute()`` or ``np.asarray(stack[z])``).
-Uncompressed contiguous files are memory-mapped; others keep the file open and decode the
-pages asked for. ``lazy=True`` or ``lazy=False`` chooses either way regardless of size.
+Stacks larger than `LAZY_BYTES` (1 GiB; set ``labelassist.io.stack.LAZY_BYTES`` to change
+it) are not read into memory: the result is a dask array (``pip install
+'labelassist[dask]'``) with one chunk per TIFF page (a plane), decoded only when computed
+(``stack[z].compute()`` or ``np.asarray(stack[z])``). Uncompressed contiguous files are
+memory-mapped; others keep the file open and decode the pages asked for. ``lazy=True`` or
+``lazy=False`` chooses either way regardless of size. tifffile's zarr store (``aszarr``)
+would need zarr 3, not a dependency of labelassist; dask wraps the pages directly.
 Each plane is checked against the pixel limit of `labelassist.io.read_image`
 (`labelassist.io.pixel_limit`) before anything is decoded.
 """
@@ -269,7 +271,8 @@ def _lazy(
         return array if dtype.isnative else array.astype(dtype.newbyteorder("="))
     pages = [page for page in s.pages if page is not None]
     if shape[len(lead) :] != page_shape or len(pages) != math.prod(lead):
-        # pages that do not map one-to-one onto the series: one chunk, decoded when used
+        # pages that do not map one-to-one onto the series (not seen with tifffile's ImageJ,
+        # OME, shaped or generic series; other writers may): one chunk, decoded when used
         from dask import delayed  # heavy, optional: the [dask] extra
 
         whole = delayed(lambda: s.asarray().reshape(shape).astype(dtype.newbyteorder("=")))

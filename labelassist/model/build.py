@@ -1,5 +1,7 @@
-"""Mask R-CNN architectures: `build_maskrcnn` (the light ResNet-18 FPN and torchvision's
-ResNet-50 models), their native-resolution transform, and `pick_device`.
+"""Mask R-CNN architectures, built untrained by `build_maskrcnn`.
+
+The light ResNet-18 FPN and torchvision's ResNet-50 models, their native-resolution
+transform, and `pick_device`.
 
 Nothing here knows checkpoints, class names or prediction: a builder returns an untrained
 torchvision ``MaskRCNN`` and the rest of `labelassist.model` wraps it.

@@ -281,6 +281,9 @@ def _encode_window(feats: ImageFeatures, window: Tile) -> EncodedWindow:
         maps = net.backbone(image_list.tensors)
     if isinstance(maps, torch.Tensor):
         maps = OrderedDict([("0", maps)])
+    # torchvision's roi_align copies a channels-last input to contiguous on every call
+    # (the whole map, for one box): make the copy once here
+    maps = OrderedDict((k, v.contiguous()) for k, v in maps.items())
     net_size = tuple(int(s) for s in image_list.image_sizes[0])
     padded = tuple(int(s) for s in image_list.tensors.shape[-2:])
     return EncodedWindow(window, maps, (net_size[0], net_size[1]), (padded[0], padded[1]))

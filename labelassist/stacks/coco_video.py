@@ -45,6 +45,8 @@ from .stack_instances import OBJECT_ID, STACK_LAYOUTS, StackInstances
 
 __all__ = ["read_coco_video", "stack_to_coco_video", "write_coco_video"]
 
+_CHUNK = 64  # instances rasterized at once
+
 
 def stack_to_coco_video(
     stack: StackInstances,
@@ -243,12 +245,14 @@ def _annotations(plane: Instances, image_id: int) -> list[dict | None]:
     out: list[dict | None] = []
     if not len(plane):
         return out
-    masks = polygons_to_masks(plane.polygons, plane.image_shape)
-    holes = shapely.get_num_interior_rings(shapely.get_parts(plane.polygons, return_index=True)[0])
-    owner = shapely.get_parts(plane.polygons, return_index=True)[1]
+    parts, owner = shapely.get_parts(plane.polygons, return_index=True)
+    holes = shapely.get_num_interior_rings(parts)
     has_holes = np.bincount(owner, weights=holes, minlength=len(plane)) > 0
+    masks = np.zeros((0, *plane.image_shape), dtype=bool)
     for k in range(len(plane)):
-        mask = masks[k]
+        if k % _CHUNK == 0:  # rasterized a few at a time: bounded memory on dense planes
+            masks = polygons_to_masks(plane.polygons[k : k + _CHUNK], plane.image_shape)
+        mask = masks[k % _CHUNK]
         area = int(mask.sum())
         if area == 0:
             out.append(None)

@@ -3,9 +3,9 @@
 The format (CTC "Naming and file content conventions"; the rules its validator checks,
 py-ctcmetrics ``valid``):
 
-- one label image per frame, ``mask000.tif``, ``mask001.tif``... (zero-based, three digits,
-  four from frame 1000 on, as in the CTC's long sequences), 16-bit (``uint16``), 0 = background; a 3-D
-  (``Z, Y, X``) image per frame for 3-D time-lapse;
+- one label image per frame, ``mask000.tif``, ``mask001.tif``... (zero-based, three
+  digits, four from frame 1000 on, as in the CTC's long sequences), 16-bit (``uint16``),
+  0 = background; a 3-D (``Z, Y, X``) image per frame for 3-D time-lapse;
 - ``res_track.txt``: one line ``L B E P`` per track: ``L`` its label (a positive 16-bit
   value, unique), ``B`` and ``E`` the first and last frame (zero-based, ``B <= E``),
   ``P`` the parent's label or 0;

@@ -85,7 +85,7 @@ def read_label_volume(
     --------
     >>> import tempfile, pathlib
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "cellpose_masks.tif"
-    >>> volume = np.zeros((4, 8, 8), np.uint16)
+    >>> volume = np.zeros((5, 8, 8), np.uint16)
     >>> volume[1:3, 2:5, 2:5] = 1
     >>> tifffile.imwrite(path, volume)
     >>> read_label_volume(path).tracks.tolist()

@@ -14,13 +14,14 @@ the planes): frame ``t`` to ``t + 1``, in this order,
 
 1. divisions: a mother in ``t`` whose two daughters in ``t + 1`` each lie at least
    ``division_threshold`` inside it (intersection / daughter size; the mother is each
-   daughter's largest overlap), that are alike in size (the smaller at least 40 % of the
-   larger) and do not overlap each other, and whose union matches the mother better than either daughter alone, ends; the daughters start new tracks with it as parent. Unless a
-   daughter matches a track lost in the frames before ``t`` (step 3): then two touching
-   objects were seen as one in ``t`` and separate again, which is no division. (On a
-   synthetic 50-frame time-lapse with 101 true daughter links, the starter model's
-   predictions gave 236 daughter links by coverage and union alone, 74 with these three
-   checks; its ID switches fell from 71 to 13.);
+   daughter's largest overlap), are alike in size (the smaller at least 40 % of the
+   larger), do not overlap each other, and together match the mother better than either
+   alone, ends; the daughters start new tracks with it as parent. Not when a daughter
+   matches a track lost in the frames before ``t`` (step 3): then two touching objects
+   were seen as one in ``t`` and separate again. (On a synthetic 50-frame time-lapse with
+   101 true daughter links, the starter model's predictions gave 236 daughter links by
+   coverage and union alone, 74 with the three other checks; its ID switches fell from 71
+   to 13.)
 2. continuation: the Hungarian matching by IoU >= ``stitch_threshold``;
 3. gap closing: an object still unmatched takes the id of a track last seen up to
    ``max_gap`` frames before ``t`` (missing in between) when they match by the same rule;

@@ -1,0 +1,450 @@
+"""The Assist panel of the Review widget: box and point prompts and edge refinement.
+
+When the Review widget shows an image, the panel loads the chosen model and encodes the
+image (`labelassist.model.Model.encode`) in a background worker, so the first prompt does
+not wait; a new image cancels and replaces that job (its result is dropped). Then:
+
+* **box prompt** (``Shift-B``): a rectangle drawn in the image's Shapes layer is replaced
+  by the object `Model.segment` finds in it, an editable polygon of provenance
+  ``"prompted"``;
+* **point prompt** (``Shift-C``): a click adds the object at the point; an Alt-click adds
+  a negative point (shown in a small Points layer) that excludes the candidates covering it
+  at the next click;
+* **Refine edges** (``Shift-R``): `labelassist.refine_edges` on the selected shapes in a
+  worker; their outlines are replaced and the save records a ``"refined"`` action.
+
+The shapes change through the layer's ordinary events, so the Review widget's tracker and
+autosave handle them like any edit. The conversions are in `._prompts` (no Qt).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from magicgui.types import FileDialogMode
+from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, PushButton
+from napari.utils import notifications
+from qtpy.QtCore import QTimer
+
+from ._prompts import (
+    add_object,
+    click_to_point,
+    rectangle_to_box,
+    replace_objects,
+    selected_instances,
+)
+from ._widgets import import_torch, path_value
+
+__all__ = [
+    "ASSIST_MODELS",
+    "BOX_KEY",
+    "POINT_KEY",
+    "REFINE_KEY",
+    "AssistPanel",
+    "assist_model_spec",
+    "encode_image",
+]
+
+BOX_KEY = "Shift-B"  # napari's Shapes layer already uses B, P and R
+POINT_KEY = "Shift-C"
+REFINE_KEY = "Shift-R"
+# label shown -> how the model is found
+ASSIST_MODELS = {
+    "project's latest round": "latest",
+    "starter (shipped)": "starter",
+    "checkpoint file": "checkpoint",
+}
+
+
+def assist_model_spec(
+    kind: str, *, latest: Path | None = None, checkpoint: Path | None = None
+) -> tuple[str, str]:
+    """``(source, note)`` for `labelassist.load_model`: the model the panel uses.
+
+    ``kind`` is a value of `ASSIST_MODELS`; ``latest`` the project's latest checkpoint
+    (None before the first round: the starter is used, and the note says so).
+
+    Examples
+    --------
+    >>> assist_model_spec("latest")
+    ('starter', 'the project has no trained round yet: using the starter')
+    >>> assist_model_spec("starter")
+    ('starter', '')
+    """
+    if kind == "latest":
+        if latest is None:
+            return "starter", "the project has no trained round yet: using the starter"
+        return str(latest), ""
+    if kind == "checkpoint":
+        if checkpoint is None or not Path(checkpoint).is_file():
+            raise ValueError(f"checkpoint {str(checkpoint)!r} is not a file; choose a .pt file")
+        return str(checkpoint), ""
+    if kind == "starter":
+        return "starter", ""
+    raise ValueError(f"model must be one of {list(ASSIST_MODELS.values())}, got {kind!r}")
+
+
+def encode_image(source: str, image: np.ndarray, cache: dict[str, Any]) -> tuple[Any, Any]:
+    """Load the model ``source`` (cached) and encode ``image``; returns ``(model, features)``."""
+    import labelassist as la
+
+    model = cache.get(source)
+    if model is None:
+        model = la.load_model(source)
+    return model, model.encode(image)
+
+
+def _image_data(layer: Any) -> np.ndarray:
+    data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+    return np.asarray(data)
+
+
+class AssistPanel(Container):
+    """Prompts and edge refinement for the Review widget's current image (see the module).
+
+    Parameters
+    ----------
+    viewer : napari.viewer.Viewer
+        The viewer (shortcuts are bound to it).
+    on_refined : callable
+        Called with the instance ids whose edges were refined (the review widget passes
+        ``extra["refined"]`` for them at the next save).
+    """
+
+    def __init__(self, viewer: Any, *, on_refined: Callable[[list[int]], None]) -> None:
+        self.viewer = viewer
+        self.on_refined = on_refined
+        self.model_box = ComboBox(label="prompt model", choices=list(ASSIST_MODELS))
+        self.model_box.value = "starter (shipped)"
+        self.checkpoint = FileEdit(
+            label="checkpoint", mode=FileDialogMode.EXISTING_FILE, filter="*.pt", visible=False
+        )
+        self.box_mode = CheckBox(text=f"Box prompt ({BOX_KEY})", value=False)
+        self.point_mode = CheckBox(text=f"Point prompt ({POINT_KEY}; Alt: exclude)", value=False)
+        self.refine_button = PushButton(text=f"Refine edges ({REFINE_KEY})")
+        self.assist_status = Label(value="")
+        super().__init__(
+            widgets=[
+                self.model_box,
+                self.checkpoint,
+                self.box_mode,
+                self.point_mode,
+                self.refine_button,
+                self.assist_status,
+            ],
+            labels=False,
+        )
+        self.model: Any = None
+        self.features: Any = None
+        self.layer: Any = None
+        self.image: np.ndarray | None = None
+        self.classes: list[str] = []
+        self.negatives: list[np.ndarray] = []  # napari (row, col) of Alt-clicks
+        self.points_layer: Any = None
+        self._latest: Path | None = None
+        self._key: tuple | None = None  # (model source, image key) of the features
+        self._image_key: tuple | None = None  # (project folder, image id) of self.image
+        self._tokens = itertools.count()
+        self._token = -1
+        self._pending: list[Callable[[], object]] = []
+        self._models: dict[str, Any] = {}
+        self.encode_worker: Any = None
+        self.refine_worker: Any = None
+        self.model_box.changed.connect(self._on_model)
+        self.checkpoint.changed.connect(self._on_model)
+        self.box_mode.changed.connect(self._on_box_mode)
+        self.point_mode.changed.connect(self._on_point_mode)
+        self.refine_button.changed.connect(lambda _v=None: self.refine())
+        viewer.bind_key(BOX_KEY, lambda _v: self._toggle(self.box_mode), overwrite=True)
+        viewer.bind_key(POINT_KEY, lambda _v: self._toggle(self.point_mode), overwrite=True)
+        viewer.bind_key(REFINE_KEY, lambda _v: self.refine(), overwrite=True)
+
+    # -- state ---------------------------------------------------------------------------
+    @property
+    def ready(self) -> bool:
+        """Whether the current image is encoded (prompts run at once)."""
+        return self.features is not None and self._key is not None
+
+    def set_project(self, latest: Path | None) -> None:
+        """A project was opened: default to its latest checkpoint (the starter before any)."""
+        self._latest = latest
+        self.model_box.value = "project's latest round" if latest else "starter (shipped)"
+
+    def attach(self, layer: Any, image_layer: Any, key: tuple, classes: list[str]) -> None:
+        """Work on ``layer`` (the Shapes layer of the image shown in ``image_layer``);
+        encode the image in the background unless it is encoded already (same ``key``)."""
+        self.detach()
+        self.layer, self.classes = layer, list(classes)
+        layer.events.data.connect(self._on_data)
+        layer.events.mode.connect(self._on_layer_mode)
+        layer.mouse_drag_callbacks.append(self._on_click)
+        if image_layer is None:
+            return
+        image = _image_data(image_layer)
+        if self.image is None or key != self._image_key or image.shape != self.image.shape:
+            self.image, self._image_key = image, key
+            self.start_encode()
+
+    def detach(self) -> None:
+        """Stop listening to the current layer (the encoded image is kept)."""
+        layer, self.layer = self.layer, None
+        if layer is None:
+            return
+        layer.events.data.disconnect(self._on_data)
+        layer.events.mode.disconnect(self._on_layer_mode)
+        if self._on_click in layer.mouse_drag_callbacks:
+            layer.mouse_drag_callbacks.remove(self._on_click)
+        self.box_mode.value = self.point_mode.value = False
+
+    def reset(self) -> None:
+        """Forget the image (a project was closed): drop its features and pending prompts."""
+        self.detach()
+        self._token = next(self._tokens)
+        self.features, self._key, self.image, self._pending = None, None, None, []
+        self._image_key = None
+        self._clear_negatives()
+
+    # -- encoding ------------------------------------------------------------------------
+    def start_encode(self) -> Any:
+        """Load the model and encode the current image in a worker (replacing any running
+        encode: its result is dropped); returns the worker."""
+        from napari.qt.threading import create_worker
+
+        if self.image is None:
+            return None
+        try:
+            source, note = self._source()
+        except ValueError as exc:
+            self._report(str(exc), error=True)
+            return None
+        self._token = token = next(self._tokens)
+        self.features, self._key = None, None
+        self._clear_negatives()
+        if self.encode_worker is not None:
+            self.encode_worker.quit()  # it cannot stop mid-call; its result is dropped
+        import_torch()
+        worker = create_worker(encode_image, source, self.image, self._models, _start_thread=False)
+        worker.returned.connect(lambda result: self._on_encoded(token, source, result))
+        worker.errored.connect(lambda exc: self._on_failed(token, "encoding", exc))
+        self.encode_worker = worker
+        self._set_status(f"{note + '; ' if note else ''}encoding the image for prompts...")
+        worker.start()
+        return worker
+
+    def _source(self) -> tuple[str, str]:
+        kind = ASSIST_MODELS[self.model_box.value]
+        checkpoint = path_value(self.checkpoint) if kind == "checkpoint" else None
+        return assist_model_spec(kind, latest=self._latest, checkpoint=checkpoint)
+
+    def _on_encoded(self, token: int, source: str, result: tuple[Any, Any]) -> None:
+        if token != self._token:
+            return  # the image or the model changed meanwhile
+        self.encode_worker = None
+        self.model, self.features = result
+        self._models = {source: self.model}  # keep one model in memory
+        self._key = (source, self._image_key)
+        self._set_status("ready for prompts")
+        pending, self._pending = self._pending, []
+        for prompt in pending:
+            prompt()
+
+    def _on_failed(self, token: int, what: str, exc: BaseException) -> None:
+        if token == self._token:
+            self.encode_worker = None
+            self._report(f"{what} failed: {exc}", error=True)
+
+    def _on_model(self, _value: Any = None) -> None:
+        self.checkpoint.visible = ASSIST_MODELS[self.model_box.value] == "checkpoint"
+        if self.image is not None:
+            self.start_encode()
+
+    def _when_ready(self, prompt: Callable[[], object]) -> None:
+        if self.ready:
+            prompt()
+        else:
+            self._pending.append(prompt)
+            self._set_status("the image is still being encoded; the prompt runs when ready")
+
+    # -- modes ---------------------------------------------------------------------------
+    def _toggle(self, box: CheckBox) -> None:
+        box.value = not box.value
+
+    def _on_box_mode(self, on: bool) -> None:
+        if on:
+            self.point_mode.value = False
+            if self.layer is not None:
+                self.layer.mode = "add_rectangle"
+                self.viewer.layers.selection.active = self.layer
+        elif self.layer is not None and self.layer.mode == "add_rectangle":
+            self.layer.mode = "select"
+
+    def _on_point_mode(self, on: bool) -> None:
+        if on:
+            self.box_mode.value = False
+            if self.layer is not None:
+                self.layer.mode = "pan_zoom"
+                self.viewer.layers.selection.active = self.layer
+        else:
+            self._clear_negatives()
+            if self.layer is not None and self.layer.mode == "pan_zoom":
+                self.layer.mode = "select"
+
+    def _on_layer_mode(self, event: Any) -> None:
+        mode = str(getattr(event, "mode", self.layer.mode if self.layer else ""))
+        if self.box_mode.value and mode != "add_rectangle":
+            self.box_mode.value = False
+        if self.point_mode.value and mode != "pan_zoom":
+            self.point_mode.value = False
+
+    # -- box prompts ---------------------------------------------------------------------
+    def _on_data(self, event: Any) -> None:
+        layer = self.layer
+        if not self.box_mode.value or layer is None or str(getattr(event, "action", "")) != "added":
+            return
+        index = len(layer.data) - 1
+        if index < 0 or layer.shape_type[index] != "rectangle":
+            return
+        corners = np.array(layer.data[index], dtype=np.float64)
+        # the layer is still emitting this event: change it once its listeners are done
+        QTimer.singleShot(0, lambda: self._take_rectangle(layer, index, corners))
+
+    def _take_rectangle(self, layer: Any, index: int, corners: np.ndarray) -> None:
+        if layer is not self.layer or index >= len(layer.data):
+            return
+        if layer.shape_type[index] != "rectangle" or not np.allclose(layer.data[index], corners):
+            return
+        layer.selected_data = {index}
+        layer.remove_selected()
+        try:
+            box = rectangle_to_box(corners)
+        except ValueError as exc:
+            self._report(str(exc), error=True)
+            return
+        self._when_ready(lambda: self.prompt(boxes=[box]))
+
+    # -- point prompts -------------------------------------------------------------------
+    def _on_click(self, layer: Any, event: Any) -> Any:
+        if not self.point_mode.value or layer is not self.layer:
+            return
+        position = np.asarray(event.position, dtype=np.float64)[-2:]
+        alt = "Alt" in event.modifiers
+        yield
+        moved = False
+        while event.type == "mouse_move":  # a drag pans: not a click
+            moved = True
+            yield
+        if not moved:
+            self.click(position, negative=alt)
+
+    def click(self, position: Any, *, negative: bool = False) -> None:
+        """A click at napari ``(row, col)``: a negative point, or the object at the point."""
+        rowcol = np.asarray(position, dtype=np.float64)[-2:]
+        if negative:
+            self.negatives.append(rowcol)
+            self._show_negatives()
+            return
+        point = click_to_point(rowcol)
+        negatives = [click_to_point(p) for p in self.negatives]
+        self._clear_negatives()
+        self._when_ready(lambda: self.prompt(points=[point], negative_points=negatives or None))
+
+    def _show_negatives(self) -> None:
+        data = np.array(self.negatives).reshape(-1, 2)
+        layer = self.points_layer
+        if layer is None or layer not in self.viewer.layers:
+            active = self.viewer.layers.selection.active
+            layer = self.points_layer = self.viewer.add_points(
+                data, name="negative points", face_color="red", size=5, symbol="x"
+            )
+            self.viewer.layers.selection.active = active  # keep clicking in the shapes
+        else:
+            layer.data = data
+
+    def _clear_negatives(self) -> None:
+        self.negatives = []
+        layer, self.points_layer = self.points_layer, None
+        if layer is not None and layer in self.viewer.layers:
+            self.viewer.layers.remove(layer)
+
+    # -- the prompt ----------------------------------------------------------------------
+    def prompt(
+        self, *, boxes: Any = None, points: Any = None, negative_points: Any = None
+    ) -> list[int]:
+        """Segment one box or point prompt on the encoded image and add the object to the
+        layer as a ``"prompted"`` shape; returns its rows (none when nothing was found)."""
+        layer = self.layer
+        if layer is None or not self.ready:
+            raise ValueError("open a project image and wait until it is encoded")
+        class_name = str(layer.feature_defaults["class"].iloc[0])
+        label = class_name if class_name in self.model.classes else None
+        found = self.model.segment(
+            self.features,
+            boxes=boxes,
+            points=points,
+            negative_points=negative_points,
+            label=label,
+        )
+        if len(found) == 0 or found.polygons[0].is_empty:
+            self._report("nothing found at this prompt; draw it by hand or try again")
+            return []
+        rows = add_object(layer, found, provenance="prompted", class_name=class_name)
+        self._set_status(f"added a {class_name} (score {float(found.scores[0]):.2f})")
+        return rows
+
+    # -- refinement ----------------------------------------------------------------------
+    def refine(self) -> Any:
+        """Refine the edges of the selected shapes in a worker; returns it (or None)."""
+        from napari.qt.threading import create_worker
+
+        import labelassist as la
+
+        layer = self.layer
+        if layer is None or self.image is None:
+            self._report("open a project image first", error=True)
+            return None
+        if self.refine_worker is not None:
+            self._report("edges are being refined already")
+            return None
+        chosen = selected_instances(layer, self.classes)
+        if len(chosen) == 0:
+            self._report("select the shapes to refine first")
+            return None
+        normalization = self.model.normalization if self.model is not None else None
+        worker = create_worker(
+            la.refine_edges, self.image, chosen, normalization=normalization, _start_thread=False
+        )
+        worker.returned.connect(lambda refined: self._on_refined(layer, refined))
+        worker.errored.connect(lambda exc: self._report(f"refinement failed: {exc}", error=True))
+        worker.finished.connect(self._refine_finished)
+        self.refine_worker = worker
+        self._set_status(f"refining {len(chosen)} outlines...")
+        worker.start()
+        return worker
+
+    def _refine_finished(self) -> None:
+        self.refine_worker = None
+
+    def _on_refined(self, layer: Any, refined: Any) -> None:
+        if layer is not self.layer:
+            return  # the image changed meanwhile
+        ids = replace_objects(layer, refined)
+        self.on_refined(ids)
+        kept = len(refined) - len(ids)
+        self._set_status(
+            f"refined {len(ids)} outlines" + (f" ({kept} kept as they were)" if kept else "")
+        )
+
+    # -- helpers -------------------------------------------------------------------------
+    def _set_status(self, text: str) -> None:
+        self.assist_status.value = text
+
+    def _report(self, text: str, *, error: bool = False) -> None:
+        self._set_status(text)
+        if error:
+            notifications.show_error(f"labelassist: {text}")
+        else:
+            notifications.show_info(f"labelassist: {text}")

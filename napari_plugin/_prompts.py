@@ -1,0 +1,189 @@
+"""Turn napari prompts (a drawn rectangle, a click) into model prompts and their objects into shapes.
+
+The Assist panel of the Review widget (`._assist`) is a thin Qt layer over these functions:
+they convert a rectangle's corners or a click from napari ``(row, col)`` to library
+``(x, y)`` (with `._convert`'s one conversion), add a prompted or refined object to a Shapes
+layer with the right features, and find the instances of the selected shapes. None of them
+needs a viewer or Qt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from labelassist.instances import Instances
+
+from ._convert import instances_to_layer_data, layer_to_instances, rowcol_to_xy
+from ._tracker import EDITED_PROVENANCES
+
+__all__ = [
+    "add_object",
+    "click_to_point",
+    "rectangle_to_box",
+    "replace_objects",
+    "selected_instances",
+    "sources_to_save",
+]
+
+
+def rectangle_to_box(vertices: Any) -> np.ndarray:
+    """The box ``x0, y0, x1, y1`` (COCO pixel coordinates) of a napari rectangle.
+
+    The rectangle's area as drawn, converted like any shape (`rowcol_to_xy`).
+
+    Parameters
+    ----------
+    vertices : array-like of shape (4, 2) or (4, D)
+        The rectangle's corners as napari ``(row, col)`` (the last two coordinates).
+
+    Examples
+    --------
+    >>> rectangle_to_box([[2, 3], [2, 9], [5, 9], [5, 3]]).tolist()
+    [3.5, 2.5, 9.5, 5.5]
+    """
+    rowcol = np.asarray(vertices, dtype=np.float64)
+    if rowcol.ndim != 2 or rowcol.shape[0] < 2 or rowcol.shape[1] < 2:
+        raise ValueError(f"a rectangle needs (4, 2) corners, got shape {rowcol.shape}")
+    corners = rowcol[:, -2:]
+    (x0, y0), (x1, y1) = rowcol_to_xy(np.array([corners.min(axis=0), corners.max(axis=0)]))
+    return np.array([x0, y0, x1, y1])
+
+
+def click_to_point(position: Any) -> np.ndarray:
+    """The library ``(x, y)`` of a click at napari data position ``(..., row, col)``.
+
+    Examples
+    --------
+    >>> click_to_point((4.0, 7.0)).tolist()
+    [7.5, 4.5]
+    """
+    rowcol = np.asarray(position, dtype=np.float64).reshape(-1)[-2:]
+    return rowcol_to_xy(rowcol[None, :])[0]
+
+
+def _set_rows(features: pd.DataFrame, rows: Any, column: str, value: Any) -> None:
+    features.iloc[rows, features.columns.get_loc(column)] = value
+
+
+def add_object(
+    layer: Any,
+    instance: Instances,
+    *,
+    provenance: str = "prompted",
+    instance_id: int | None = None,
+    class_name: str | None = None,
+) -> list[int]:
+    """Add one object (the first instance of ``instance``) to a Shapes layer; return its rows.
+
+    The shapes are added as polygons (one per part) the way a drawing tool adds them (an
+    ``"added"`` data event, so the layer's `EditTracker` gives them an instance id and the
+    review widget autosaves them); then all parts get one ``instance`` id (``instance_id``
+    when given), the object's score, ``provenance`` and ``class_name`` (default: the
+    layer's current class, ``layer.feature_defaults``). An empty polygon adds nothing.
+
+    Examples
+    --------
+    >>> import shapely
+    >>> from napari.layers import Shapes
+    >>> from labelassist_napari._style import shapes_layer_kwargs
+    >>> from labelassist_napari._tracker import tracker_for
+    >>> layer = Shapes(**shapes_layer_kwargs(Instances.empty((8, 8)), classes=["cell"]))
+    >>> _ = tracker_for(layer)
+    >>> add_object(layer, Instances([shapely.box(1, 1, 4, 4)], [0], [0.8], (8, 8)))
+    [0]
+    >>> layer.features[["instance", "provenance"]].values.tolist()
+    [[0, 'prompted']]
+    """
+    if len(instance) == 0:
+        return []
+    one = instance[[0]]
+    classes = [str(c) for c in layer.features["class"].cat.categories]
+    if class_name is None:
+        class_name = str(layer.feature_defaults["class"].iloc[0])
+    data, _ = instances_to_layer_data(one.replace(labels=np.zeros(1, np.int64)), classes=classes)
+    if not data:
+        return []
+    start = len(layer.data)
+    layer.add(data, shape_type="polygon")
+    rows = list(range(start, start + len(data)))
+    features = layer.features
+    if instance_id is None:
+        instance_id = int(features["instance"].iloc[start])
+    _set_rows(features, rows, "instance", int(instance_id))
+    _set_rows(features, rows, "class", class_name)
+    _set_rows(features, rows, "score", float(one.scores[0]))
+    _set_rows(features, rows, "provenance", provenance)
+    return rows
+
+
+def selected_instances(layer: Any, classes: list[str]) -> Instances:
+    """The instances of the selected shapes (every part of them), with ``instance_id``."""
+    picked = sorted(layer.selected_data)
+    if not picked:
+        return Instances.empty(
+            tuple(layer.metadata["labelassist"]["image_shape"]),
+            extra_keys=("provenance", "instance_id"),
+        )
+    ids = layer.features["instance"].to_numpy()[picked]
+    instances = layer_to_instances(layer, classes=classes)
+    keep = np.isin(instances.extra["instance_id"], ids)
+    return instances[keep]
+
+
+def replace_objects(layer: Any, refined: Instances) -> list[int]:
+    """Replace the geometry of the layer's instances by ``refined``'s; return their ids.
+
+    Only instances with ``extra["refined"]`` True (as `labelassist.refine_edges` marks
+    them) and still in the layer are replaced: their shapes are removed and the new outline
+    added with the same ``instance`` id, class and score; a ``"model"`` or ``"prompted"``
+    one becomes ``"corrected"``. Returns the instance ids replaced.
+    """
+    flags = np.asarray(refined.extra.get("refined", np.zeros(len(refined), bool)), dtype=bool)
+    done: list[int] = []
+    for k in np.flatnonzero(flags):
+        instance_id = int(refined.extra["instance_id"][k])
+        features = layer.features
+        rows = np.flatnonzero(features["instance"].to_numpy() == instance_id)
+        if rows.size == 0:  # deleted meanwhile
+            continue
+        lead = int(rows[0])
+        class_name = str(features["class"].iloc[lead])
+        provenance = str(features["provenance"].iloc[lead])
+        if provenance in EDITED_PROVENANCES:
+            provenance = "corrected"
+        layer.selected_data = set(rows.tolist())
+        layer.remove_selected()
+        add_object(
+            layer,
+            refined[[int(k)]],
+            provenance=provenance,
+            instance_id=instance_id,
+            class_name=class_name,
+        )
+        done.append(instance_id)
+    layer.selected_data = set()
+    return done
+
+
+def sources_to_save(
+    provenance: Iterable[str], instance_ids: Iterable[int], stored: Iterable[int]
+) -> np.ndarray:
+    """The ``extra["source"]`` a save passes: each shape's provenance, where a
+    ``"corrected"`` shape the project never stored (a prompted object edited before its
+    first save) is still ``"prompted"``.
+
+    Examples
+    --------
+    >>> sources_to_save(["corrected", "corrected", "human"], [3, 9, 10], {3}).tolist()
+    ['corrected', 'prompted', 'human']
+    """
+    prov = np.asarray(list(provenance), dtype=object)
+    ids = np.asarray(list(instance_ids), dtype=np.int64)
+    known = np.isin(ids, np.asarray(list(stored), dtype=np.int64))
+    out = prov.copy()
+    out[(prov == "corrected") & ~known] = "prompted"
+    return out

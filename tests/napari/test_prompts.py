@@ -1,0 +1,220 @@
+"""Box and point prompts and edge refinement in the Review widget, with the shipped starter.
+
+The prompts are driven by napari's own mouse-event path (``mouse_press_callbacks`` with
+read-only mouse events, as napari's tests do); the objects must match the synthetic truth,
+be autosaved with provenance ``"prompted"`` and show up in the effort log.
+Run under ``xvfb-run -a``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import shapely
+from labelassist_napari._assist import assist_model_spec
+from labelassist_napari._convert import layer_to_instances, rowcol_to_xy, xy_to_rowcol
+from labelassist_napari._prompts import click_to_point, rectangle_to_box, sources_to_save
+from napari.utils._test_utils import read_only_mouse_event
+from napari.utils.interactions import (
+    mouse_move_callbacks,
+    mouse_press_callbacks,
+    mouse_release_callbacks,
+)
+from review_helpers import wait_saved
+
+import labelassist as la
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+# -- Qt-free conversions -------------------------------------------------------------------
+def test_rectangle_and_click_use_the_plugins_one_conversion():
+    box = np.array([3.25, 4.5, 17.0, 12.75])  # x0, y0, x1, y1
+    corners = xy_to_rowcol(np.array([[box[0], box[1]], [box[2], box[1]], [box[2], box[3]]]))
+    corners = np.vstack([corners, xy_to_rowcol(np.array([[box[0], box[3]]]))])
+    assert rectangle_to_box(corners).tolist() == box.tolist()
+    assert rectangle_to_box(corners[::-1]).tolist() == box.tolist()  # any drag direction
+    assert click_to_point((2.0, 5.0, 7.0)).tolist() == rowcol_to_xy([[5.0, 7.0]])[0].tolist()
+
+
+@pytest.mark.parametrize(
+    ("vertices", "match"),
+    [(np.zeros((4,)), "rectangle needs"), (np.zeros((1, 2)), "rectangle needs")],
+)
+def test_rectangle_bad_input(vertices, match):
+    with pytest.raises(ValueError, match=match):
+        rectangle_to_box(vertices)
+
+
+def test_sources_keep_prompted_until_the_first_save():
+    # an unsaved prompted object edited before its first save is still prompted
+    out = sources_to_save(["corrected", "corrected", "human", "model"], [3, 9, 10, 4], {3, 4})
+    assert out.tolist() == ["corrected", "prompted", "human", "model"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "kwargs", "error", "match"),
+    [
+        ("checkpoint", {"checkpoint": None}, ValueError, "choose a .pt file"),
+        ("checkpoint", {"checkpoint": Path("/no/such.pt")}, ValueError, "is not a file"),
+        ("bogus", {}, ValueError, "model must be one of"),
+    ],
+)
+def test_model_spec_bad_input(kind, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        assist_model_spec(kind, **kwargs)
+
+
+# -- in the viewer -------------------------------------------------------------------------
+@pytest.fixture
+def prompt_project(tmp_path):
+    """A project with one synthetic 96 x 96 image without annotations, and its truth."""
+    import imageio.v3 as iio
+
+    image, truth = la.synthetic_nuclei((96, 96), n=5, seed=3)[:2]
+    iio.imwrite(tmp_path / "img.png", image)
+    folder = tmp_path / "proj"
+    with la.Project.create(folder, classes=["nucleus", "debris"]) as project:
+        project.add_images(tmp_path / "img.png")
+    return folder, truth
+
+
+def _open(make_napari_viewer, folder, qtbot, *, show=False):
+    from labelassist_napari._review import ReviewWidget
+
+    viewer = make_napari_viewer(show=show)
+    widget = ReviewWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.open_project(folder)
+    qtbot.waitUntil(lambda: widget.assist.ready, timeout=120_000)  # encoded in a worker
+    return viewer, widget
+
+
+def _drag(layer, start, end):
+    mouse_press_callbacks(layer, read_only_mouse_event(type="mouse_press", position=start))
+    move = read_only_mouse_event(type="mouse_move", is_dragging=True, position=end)
+    mouse_move_callbacks(layer, move)
+    mouse_release_callbacks(layer, read_only_mouse_event(type="mouse_release", position=end))
+
+
+def _click(layer, position, modifiers=()):
+    kwargs = {"position": position, "modifiers": list(modifiers)}
+    mouse_press_callbacks(layer, read_only_mouse_event(type="mouse_press", **kwargs))
+    mouse_release_callbacks(layer, read_only_mouse_event(type="mouse_release", **kwargs))
+
+
+def _iou(a, b):
+    return shapely.area(shapely.intersection(a, b)) / shapely.area(shapely.union(a, b))
+
+
+def _prompted(widget):
+    inst = layer_to_instances(widget.shapes_layer, classes=widget.project.classes)
+    return inst[inst.extra["provenance"] == "prompted"]
+
+
+@pytest.mark.gui
+def test_box_prompt_adds_the_object_saved_as_prompted(make_napari_viewer, prompt_project, qtbot):
+    folder, truth = prompt_project
+    viewer, widget = _open(make_napari_viewer, folder, qtbot, show=True)
+    layer = widget.shapes_layer
+    widget.assist.box_mode.value = True
+    assert layer.mode == "add_rectangle"
+    k = int(np.argmax(truth.areas))
+    x0, y0, x1, y1 = truth.boxes[k] + np.array([-2, -2, 2, 2])  # a loose box, as users drag
+    start, end = xy_to_rowcol(np.array([[x0, y0], [x1, y1]]))
+    _drag(layer, start, end)  # napari's rectangle tool, driven by mouse events
+    qtbot.waitUntil(lambda: len(_prompted(widget)) == 1, timeout=30_000)
+    assert "rectangle" not in list(layer.shape_type)  # the rectangle became the object
+    [polygon] = _prompted(widget).polygons
+    assert _iou(polygon, truth.polygons[k]) >= 0.7
+
+    wait_saved(qtbot, widget)
+    stored = widget.project.instances(widget.record["id"])
+    assert stored.extra["source"].tolist() == ["prompted"]
+    assert _iou(stored.polygons[0], truth.polygons[k]) >= 0.7
+    actions = widget.project.effort(image=widget.record["id"])["rows"][0]["actions"]
+    assert actions["prompted"] == 1 and actions["drawn"] == 0 and actions["deleted"] == 0
+
+    if os.environ.get("LABELASSIST_SCREENSHOTS"):  # regenerate docs/napari_prompts.png
+        import imageio.v3 as iio
+
+        viewer.reset_view()
+        qtbot.wait(200)
+        iio.imwrite(DOCS / "napari_prompts.png", viewer.screenshot(canvas_only=False, flash=False))
+
+
+@pytest.mark.gui
+def test_point_prompts_and_negative_points(make_napari_viewer, prompt_project, qtbot):
+    folder, truth = prompt_project
+    viewer, widget = _open(make_napari_viewer, folder, qtbot)
+    layer = widget.shapes_layer
+    widget.assist.point_mode.value = True
+    assert layer.mode == "pan_zoom"
+    order = np.argsort(truth.areas)[::-1]
+    inside = [shapely.point_on_surface(truth.polygons[k]) for k in order[:2]]
+    # a click on the biggest nucleus adds it
+    _click(layer, xy_to_rowcol(np.array([[inside[0].x, inside[0].y]]))[0])
+    qtbot.waitUntil(lambda: len(_prompted(widget)) == 1, timeout=30_000)
+    assert _iou(_prompted(widget).polygons[0], truth.polygons[order[0]]) >= 0.7
+
+    # an Alt-click is a negative point, shown until the next click uses it
+    negative = xy_to_rowcol(np.array([[inside[1].x, inside[1].y]]))[0]
+    _click(layer, negative, modifiers=["Alt"])
+    assert widget.assist.points_layer is not None
+    np.testing.assert_allclose(widget.assist.points_layer.data, [negative])
+    assert viewer.layers.selection.active is layer  # clicks still go to the shapes
+    _click(layer, negative)  # the same spot: the candidate covering it is excluded
+    assert widget.assist.points_layer is None and widget.assist.negatives == []
+    for polygon in _prompted(widget).polygons:
+        assert not polygon.covers(inside[1])
+
+    wait_saved(qtbot, widget)
+    sources = widget.project.instances(widget.record["id"]).extra["source"]
+    assert set(sources.tolist()) == {"prompted"}
+
+
+@pytest.mark.gui
+def test_refine_edges_replaces_the_outline_and_records_it(
+    make_napari_viewer, prompt_project, qtbot
+):
+    folder, truth = prompt_project
+    viewer, widget = _open(make_napari_viewer, folder, qtbot)
+    layer = widget.shapes_layer
+    k = int(np.argmax(truth.areas))
+    widget.assist.prompt(boxes=[truth.boxes[k] + np.array([-2, -2, 2, 2])])
+    wait_saved(qtbot, widget)
+    [before] = _prompted(widget).polygons
+    ids_before = set(layer.features["instance"].tolist())
+
+    layer.selected_data = {0}
+    assert widget.assist.refine() is not None
+    qtbot.waitUntil(lambda: widget.assist.refine_worker is None, timeout=60_000)
+    inst = layer_to_instances(layer, classes=widget.project.classes)
+    [after] = inst.polygons
+    assert not after.equals(before)  # the outline moved
+    assert set(layer.features["instance"].tolist()) == ids_before  # same instance
+    assert inst.extra["provenance"].tolist() == ["corrected"]
+
+    wait_saved(qtbot, widget)
+    actions = widget.project.effort(image=widget.record["id"])["rows"][0]["actions"]
+    assert actions["refined"] == 1 and actions["edited"] == 0 and actions["prompted"] == 1
+    stored = widget.project.instances(widget.record["id"])
+    assert stored.extra["source"].tolist() == ["corrected"]
+    assert stored.polygons[0].equals_exact(after, 1e-3)
+
+
+@pytest.mark.gui
+def test_empty_prompt_adds_nothing_and_says_so(make_napari_viewer, prompt_project, qtbot):
+    folder, truth = prompt_project
+    viewer, widget = _open(make_napari_viewer, folder, qtbot)
+    background = np.ones((96, 96), bool)
+    for polygon in truth.polygons:
+        x0, y0, x1, y1 = np.asarray(polygon.bounds).astype(int)
+        background[max(y0 - 4, 0) : y1 + 4, max(x0 - 4, 0) : x1 + 4] = False
+    ys, xs = np.nonzero(background)
+    assert widget.assist.prompt(points=[[xs[0] + 0.5, ys[0] + 0.5]]) == []
+    assert len(widget.shapes_layer.data) == 0
+    assert "nothing found" in widget.assist.assist_status.value

@@ -1,0 +1,94 @@
+"""`predict_stack`: planes batched through ``Model.predict``, channels, linking, lazy stacks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import shapely
+from tiny_models import one_thread, tiny_model  # noqa: F401 (autouse fixture)
+
+from labelassist import Instances
+from labelassist.stacks import predict_stack, stack_planes
+
+
+class BoxModel:
+    """A real object with the public ``predict`` interface: one box per bright region's
+    bounding box, so the expected ids follow from the pixels. Records its calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, dict]] = []
+
+    def predict(self, images, **options):
+        self.calls.append((len(images), options))
+        out = []
+        for image in images:
+            gray = image if image.ndim == 2 else image[..., 0]
+            rows, cols = np.nonzero(gray > 100)
+            polygons = []
+            if len(rows):
+                polygons = [shapely.box(cols.min(), rows.min(), cols.max() + 1, rows.max() + 1)]
+            out.append(Instances(polygons, None, None, gray.shape))
+        return out
+
+
+@pytest.mark.filterwarnings("ignore:.*reached the model's limit")
+def test_predict_stack_with_a_tiny_untrained_model():
+    model = tiny_model()
+    stack = np.random.default_rng(0).integers(0, 255, (3, 64, 64)).astype(np.uint8)
+    result = predict_stack(model, stack, axes="ZYX", score_threshold=0.0, progress=False)
+    assert (result.axes, result.shape, len(result)) == ("ZYX", (3, 64, 64), 3)
+    expected = model.predict(list(stack), score_threshold=0.0)
+    for got, want in zip(result.planes, expected, strict=True):
+        assert got.replace(extra={}) == want  # the model's own instances, plus ids
+        assert got.extra["object_id"].dtype == np.int64
+
+
+def test_batches_of_planes_go_to_one_predict_call_each():
+    model = BoxModel()
+    stack = np.zeros((5, 16, 16), np.uint8)
+    stack[1:4, 4:8, 4:8] = 200
+    result = predict_stack(model, stack, axes="ZYX", batch_size=2, progress=False)
+    assert [n for n, _ in model.calls] == [2, 2, 1]
+    assert model.calls[0][1] == {"score_threshold": 0.5, "tile_size": None, "batch_size": 2}
+    assert [p.extra["object_id"].tolist() for p in result.planes] == [[], [1], [1], [1], []]
+
+
+def test_time_and_channels_in_any_order():
+    model = BoxModel()
+    stack = np.zeros((16, 3, 2, 16), np.uint8)  # Y, T, C, X
+    stack[2:6, 0, 0, 2:6] = 200  # channel 0 at t = 0
+    stack[2:6, 2, 0, 3:7] = 200  # moved by one pixel at t = 2; nothing at t = 1
+    stack[10:14, :, 1, 10:14] = 200  # only in channel 1
+    result = predict_stack(model, stack, axes="YTCX", channels=0, progress=False)
+    assert (result.axes, result.shape) == ("TYX", (3, 16, 16))
+    assert [p.extra["object_id"].tolist() for p in result.planes] == [[1], [], [1]]
+    result = predict_stack(model, stack, axes="YTCX", channels=1, progress=False)
+    assert [p.extra["object_id"].tolist() for p in result.planes] == [[1], [1], [1]]
+
+
+def test_tz_stack_with_rgb_channels_last():
+    model = BoxModel()
+    stack = np.zeros((2, 2, 12, 12, 3), np.uint8)
+    stack[:, :, 2:6, 2:6, :] = 200
+    result = predict_stack(model, stack, axes="TZYXC", progress=False)
+    assert (result.axes, result.shape) == ("TZYX", (2, 2, 12, 12))
+    assert [p.extra["object_id"].tolist() for p in result.planes] == [[1], [1], [1], [1]]
+
+
+def test_lazy_dask_stack_is_read_a_batch_at_a_time():
+    da = pytest.importorskip("dask.array")
+    stack = np.zeros((4, 16, 16), np.uint8)
+    stack[:, 3:9, 3:9] = 200
+    lazy = da.from_array(stack, chunks=(1, 16, 16))
+    result = predict_stack(BoxModel(), lazy, axes="ZYX", progress=False)
+    assert [p.extra["object_id"].tolist() for p in result.planes] == [[1]] * 4
+
+
+def test_stack_planes_loaders():
+    stack = np.arange(2 * 3 * 4 * 5).reshape(2, 3, 4, 5)  # C, Z, Y, X
+    planes, layout, shape = stack_planes(stack, axes="CZYX", channels=[1])
+    assert (len(planes), layout, shape) == (3, "ZYX", (3,))
+    np.testing.assert_array_equal(planes[2](), stack[1, 2])
+    planes, layout, shape = stack_planes(stack[0, 0], axes="YX")
+    assert (len(planes), layout, shape) == (1, "YX", ())
+    np.testing.assert_array_equal(planes[0](), stack[0, 0])
