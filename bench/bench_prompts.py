@@ -34,7 +34,6 @@ Run (the machine is shared: two threads, a few minutes)::
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 from collections.abc import Callable
 
@@ -57,14 +56,15 @@ from labelassist.synthetic import synthetic_nuclei
 
 
 def _time(fn: Callable[[], object], repeat: int) -> float:
-    """Median seconds of ``repeat`` calls (after one warm-up call)."""
+    """Fastest of ``repeat`` calls in seconds, after one warm-up call: the least disturbed
+    run (the machine is shared; the median swung by 2x between runs here)."""
     fn()
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return min(times)
 
 
 def _sam_encoder_seconds(image_size: int) -> tuple[float, str]:
@@ -77,7 +77,7 @@ def _sam_encoder_seconds(image_size: int) -> tuple[float, str]:
     sam = sam_model_registry["vit_b"](checkpoint=None).eval()
     x = torch.randn(1, 3, image_size, image_size)
     with torch.inference_mode():
-        seconds = _time(lambda: sam.image_encoder(x), repeat=1)
+        seconds = _time(lambda: sam.image_encoder(x), repeat=2)
     return seconds, "segment-anything build_sam_vit_b, random weights"
 
 
@@ -94,8 +94,8 @@ def speed(model: Model, size: int, sam: bool) -> None:
             detect(net, [tensor], model.device, limits=limits)
 
     t_forward = _time(forward, repeat=3)
-    t_predict = _time(lambda: model.predict(image), repeat=2)
-    t_encode = _time(lambda: model.encode(image), repeat=3)
+    t_predict = _time(lambda: model.predict(image), repeat=3)
+    t_encode = _time(lambda: model.encode(image), repeat=5)
     feats = model.encode(image)
     boxes = truth.boxes
     k = iter(range(10**9))
@@ -106,7 +106,7 @@ def speed(model: Model, size: int, sam: bool) -> None:
     def first_point() -> None:
         model.segment(model.encode(image), points=[(click.x, click.y)])
 
-    t_first_point = _time(first_point, repeat=2) - t_encode
+    t_first_point = _time(first_point, repeat=3) - t_encode
     t_point = _time(lambda: model.segment(feats, points=[(click.x, click.y)]), repeat=10)
     print(f"predict (all)                 {t_predict * 1e3:8.0f} ms")
     print(f"  its network forward         {t_forward * 1e3:8.0f} ms")
@@ -253,12 +253,19 @@ def rules(model: Model, data: dict[str, list[tuple[np.ndarray, Instances]]]) -> 
                     missed = max([_iou(t, p) for p in pred.polygons] or [0.0]) < 0.5
                     point = click(t) if click is not None else _uniform(t, rng)
                     cands = _covering(model, feats, point)
-                    for rule, key in RULES.items():
-                        iou = _iou(t, max(cands, key=lambda c: key(*c[:3]))[3]) if cands else 0.0
+                    ious = {
+                        rule: _iou(t, max(cands, key=lambda c: key(*c[:3]))[3]) if cands else 0.0
+                        for rule, key in RULES.items()
+                    }
+                    ious["(best candidate: an upper bound)"] = max(
+                        [_iou(t, c[3]) for c in cands] or [0.0]
+                    )
+                    ious["(no candidate under the click)"] = 0.0 if cands else 1.0
+                    for rule, iou in ious.items():
                         for group in ("all", "missed") if missed else ("all",):
                             results.setdefault((rule, name, group), []).append(iou)
         print(f"clicks at the {click_name}")
-        for rule in RULES:
+        for rule in [*RULES, "(best candidate: an upper bound)", "(no candidate under the click)"]:
             cells = []
             for name in data:
                 for group in ("all", "missed"):

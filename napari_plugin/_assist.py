@@ -138,6 +138,7 @@ class AssistPanel(Container):
             ],
             labels=False,
         )
+        self._alive = True  # False once the Qt widgets are deleted
         self.model: Any = None
         self.features: Any = None
         self.layer: Any = None
@@ -162,6 +163,12 @@ class AssistPanel(Container):
         viewer.bind_key(BOX_KEY, lambda _v: self._toggle(self.box_mode), overwrite=True)
         viewer.bind_key(POINT_KEY, lambda _v: self._toggle(self.point_mode), overwrite=True)
         viewer.bind_key(REFINE_KEY, lambda _v: self.refine(), overwrite=True)
+        self.native.destroyed.connect(self._on_destroyed)
+
+    def _on_destroyed(self, *_args: Any) -> None:
+        """The panel's Qt widgets are gone (viewer closed): drop any result still coming."""
+        self._alive = False
+        self._token = next(self._tokens)
 
     # -- state ---------------------------------------------------------------------------
     @property
@@ -429,8 +436,8 @@ class AssistPanel(Container):
         self.refine_worker = None
 
     def _on_refined(self, layer: Any, refined: Any) -> None:
-        if layer is not self.layer:
-            return  # the image changed meanwhile
+        if layer is not self.layer or not self._alive:
+            return  # the image changed meanwhile, or the viewer was closed
         ids = replace_objects(layer, refined)
         self.on_refined(ids)
         kept = len(refined) - len(ids)
@@ -440,9 +447,12 @@ class AssistPanel(Container):
 
     # -- helpers -------------------------------------------------------------------------
     def _set_status(self, text: str) -> None:
-        self.assist_status.value = text
+        if self._alive:
+            self.assist_status.value = text
 
     def _report(self, text: str, *, error: bool = False) -> None:
+        if not self._alive:
+            return
         self._set_status(text)
         if error:
             notifications.show_error(f"labelassist: {text}")

@@ -218,3 +218,24 @@ def test_empty_prompt_adds_nothing_and_says_so(make_napari_viewer, prompt_projec
     assert widget.assist.prompt(points=[[xs[0] + 0.5, ys[0] + 0.5]]) == []
     assert len(widget.shapes_layer.data) == 0
     assert "nothing found" in widget.assist.assist_status.value
+
+
+def test_an_edited_or_relabelled_prompted_shape_becomes_corrected():
+    from labelassist_napari._prompts import add_object
+    from labelassist_napari._style import shapes_layer_kwargs
+    from labelassist_napari._tracker import tracker_for
+    from napari.layers import Shapes
+    from review_helpers import edit_shape
+
+    layer = Shapes(**shapes_layer_kwargs(la.Instances.empty((32, 32)), classes=["a", "b"]))
+    tracker = tracker_for(layer)
+    box = la.Instances(
+        [shapely.box(2, 2, 9, 9), shapely.box(12, 12, 20, 20)], [0, 0], [0.9, 0.8], (32, 32)
+    )
+    add_object(layer, box[[0]])
+    add_object(layer, box[[1]])
+    assert layer.features["provenance"].tolist() == ["prompted", "prompted"]
+    edit_shape(layer, 0, layer.data[0] + 1.0)
+    tracker.set_class([1], "b")
+    assert layer.features["provenance"].tolist() == ["corrected", "corrected"]
+    assert layer.features["class"].tolist() == ["a", "b"]

@@ -1,0 +1,180 @@
+"""Tests of the scripted annotator's cost rules in bench/bench_effort.py, on hand-made cases.
+
+The bench script is loaded by path (it is not part of the library). No model runs: the
+proposals and prompt results are hand-built polygons; every expected number is worked out
+by hand from the cost model (vertex 1 s, drag 1 s, box 7 s, accept 0.5 s, delete 1.5 s,
+refine 1 s).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+import shapely
+
+_PATH = Path(__file__).resolve().parents[1] / "bench" / "bench_effort.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_effort", _PATH)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_effort"] = module  # dataclasses resolve their module by name
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop("bench_effort", None)
+
+
+SHAPE = (64, 64)
+SQUARE = shapely.box(10, 10, 30, 30)  # 20 x 20 px, 400 pixels, 4 vertices
+OTHER = shapely.box(40, 40, 50, 50)  # far from SQUARE
+
+
+def test_cost_model_is_the_documented_one(bench):
+    assert bench.COST == {
+        "vertex": 1.0,
+        "drag": 1.0,
+        "box": 7.0,
+        "accept": 0.5,
+        "delete": 1.5,
+        "refine": 1.0,
+    }
+
+
+def test_manual_draws_every_vertex_at_least_four(bench):
+    triangle = shapely.Polygon([(0, 0), (20, 0), (0, 20)])
+    octagon = shapely.Point(32, 32).buffer(15, quad_segs=2)  # 8 vertices, well apart
+    assert bench.vertex_count(SQUARE) == 4
+    assert bench.vertex_count(triangle) == 4  # 3 vertices, the rule's minimum is 4
+    assert bench.vertex_count(octagon) == 8
+    assert bench.manual([SQUARE, octagon]).seconds == 4 + 8
+
+
+def test_perfect_proposal_costs_one_glance(bench):
+    out = bench.annotate([SQUARE], [SQUARE], SHAPE)
+    assert dict(out.tally.actions) == {"delete": 0, "accept": 1}
+    assert out.tally.seconds == 0.5
+    assert out.accepted_unchanged == 1 and out.missed == 0
+
+
+def test_missing_object_is_drawn(bench):
+    out = bench.annotate([SQUARE], [], SHAPE)
+    assert out.tally.seconds == 4 * 1.0  # four vertex clicks
+    assert out.missed == 1
+
+
+def test_false_positive_is_deleted(bench):
+    out = bench.annotate([SQUARE], [SQUARE, OTHER], SHAPE)
+    assert out.tally.seconds == 0.5 + 1.5  # accept the square, delete the other
+
+
+def test_proposal_at_085_is_fixed_by_one_insert_greedy_or_two_exact(bench, monkeypatch):
+    # The proposal misses the square's bottom 3 rows: IoU = 340 / 400 = 0.85. Its own
+    # vertices all lie on the true outline ((30, 27) and (10, 27) on the sides), so no move
+    # helps. Greedy: inserting the true corner (30, 30) between (30, 27) and (10, 27) adds
+    # a triangle of 3 * 20 / 2 = 30 px: IoU 370 / 400 = 0.925 >= 0.9 after one drag (1 s).
+    # Exact: both true corners (10, 30) and (30, 30) are 3 px off: two drags (2 s). Both
+    # are cheaper than a redraw (delete 1.5 + 4 clicks).
+    short = shapely.box(10, 10, 30, 27)
+    iou = bench.mask_iou([SQUARE], [short], SHAPE)[0, 0]
+    assert iou == pytest.approx(0.85)
+    assert bench.edit_count(short, SQUARE) == 1
+    out = bench.annotate([SQUARE], [short], SHAPE)
+    assert dict(out.tally.actions) == {"delete": 0, "drag": 1}
+    assert out.tally.seconds == 1.0
+    monkeypatch.setattr(bench, "EDIT_RULE", "exact")
+    assert bench.edit_count(short, SQUARE) == 2
+    assert bench.annotate([SQUARE], [short], SHAPE).tally.seconds == 2.0
+
+
+def test_fix_redraws_what_cannot_be_edited(bench):
+    # An empty polygon has no vertex to drag: delete (1.5) + draw the square (4 clicks).
+    tally = bench.fix(shapely.Polygon(), SQUARE)
+    assert dict(tally.actions) == {"delete": 1, "vertex": 4}
+    assert tally.seconds == 5.5
+
+
+def test_half_an_object_is_rebuilt_by_two_inserts(bench):
+    # The proposal is the top half of a 40 x 40 square (IoU 800 / 1600 = 0.5); its vertices
+    # lie on the true outline. Inserting a far corner, (50, 50) or (10, 50), into the
+    # proposal's bottom edge adds a 20 x 40 / 2 = 400 px triangle (IoU 0.75), the other one
+    # completes the square (IoU 1): 2 drags, 2 s, against a redraw of 1.5 + 4 = 5.5 s.
+    big = shapely.box(10, 10, 50, 50)
+    sliver = shapely.box(10, 10, 50, 30)  # half the square: IoU 0.5
+    assert bench.edit_count(sliver, big) == 2
+    assert bench.fix(sliver, big).seconds == 2.0
+
+
+def test_low_overlap_proposal_is_a_false_positive_and_a_miss(bench):
+    # IoU below 0.5: no match, so the proposal is deleted and the object drawn.
+    corner = shapely.box(10, 10, 20, 20)  # 100 / 400 = 0.25
+    out = bench.annotate([SQUARE], [corner], SHAPE)
+    assert out.tally.seconds == 1.5 + 4
+    assert out.missed == 1 and out.accepted_unchanged == 0
+
+
+def test_hungarian_matching_is_one_to_one(bench):
+    # Two proposals on one object: the better is accepted, the duplicate deleted.
+    out = bench.annotate([SQUARE], [shapely.box(10, 10, 30, 28), SQUARE], SHAPE)
+    assert out.tally.seconds == 0.5 + 1.5
+    assert out.accepted_unchanged == 1
+
+
+def test_workflow_c_refines_then_prompts(bench):
+    short = shapely.box(10, 10, 30, 27)  # 0.85: refine (1 s) fixes it -> accept (0.5 s)
+    missed_good = OTHER  # the box prompt returns it exactly: box 7 s + accept 0.5 s
+    missed_bad = shapely.box(2, 40, 22, 60)  # prompt returns nothing: box 7 s + draw 4 s
+
+    def refine(j):
+        assert j == 0
+        return SQUARE
+
+    def box_prompt(missed):
+        assert missed == [1, 2]
+        return [OTHER, shapely.Polygon()]
+
+    out = bench.annotate(
+        [SQUARE, missed_good, missed_bad],
+        [short],
+        SHAPE,
+        refine=refine,
+        box_prompt=box_prompt,
+        refine_prompted=lambda missed, polygons: polygons,
+    )
+    assert out.tally.seconds == (1 + 0.5) + (7 + 0.5) + (7 + 4)
+    assert out.missed == 2 and out.box_ok == 1
+
+
+def test_workflow_c_box_prompt_partly_right_is_refined_then_fixed(bench):
+    # The prompt returns the 0.85 polygon; refinement leaves it; one insert fixes it.
+    short = shapely.box(10, 10, 30, 27)
+    out = bench.annotate(
+        [SQUARE],
+        [],
+        SHAPE,
+        refine=lambda j: pytest.fail("no proposal to refine"),
+        box_prompt=lambda missed: [short],
+        refine_prompted=lambda missed, polygons: polygons,
+    )
+    assert dict(out.tally.actions) == {"delete": 0, "box": 1, "refine": 1, "drag": 1}
+    assert out.tally.seconds == 7 + 1 + 1
+    assert out.box_ok == 1  # 0.85 >= 0.8
+
+
+def test_economical_draw_rule_drops_pixel_steps(bench, monkeypatch):
+    # A 20 x 20 square with a 4 x 1 px notch in its top edge: 8 vertices, kept at the default
+    # tolerance (the notch is 1 px > 0.49 deep). The economical rule simplifies at 2 px to
+    # the plain square (IoU 396 / 400 = 0.99 >= 0.95): 4 clicks.
+    notched = shapely.Polygon(
+        [(10, 10), (18, 10), (18, 11), (22, 11), (22, 10), (30, 10), (30, 30), (10, 30)]
+    )
+    assert bench.vertex_count(notched) == 8
+    monkeypatch.setattr(bench, "DRAW_RULE", "economical")
+    assert bench.vertex_count(notched) == 4
+    assert bench.manual([notched]).seconds == 4.0
