@@ -76,6 +76,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeAlias
 
 import numpy as np
 import shapely
@@ -101,7 +102,7 @@ DRAW_RULE = "exact"  # or "economical" (--draw-rule)
 EDIT_RULE = "greedy"  # or "exact" (--edit-rule)
 ECONOMICAL_TOLERANCES = (2.0, 1.5, 1.0, 0.75)
 
-Polygon = shapely.Geometry
+Polygon: TypeAlias = shapely.Geometry
 Refiner = Callable[[int], Polygon]  # index -> refined polygon
 
 
@@ -109,9 +110,9 @@ Refiner = Callable[[int], Polygon]  # index -> refined polygon
 class Tally:
     """Actions by kind; seconds follow from `COST`."""
 
-    actions: Counter = field(default_factory=Counter)
+    actions: Counter[str] = field(default_factory=Counter)
 
-    def add(self, kind: str, count: float = 1) -> None:
+    def add(self, kind: str, count: int = 1) -> None:
         self.actions[kind] += count
 
     def __iadd__(self, other: Tally) -> Tally:
