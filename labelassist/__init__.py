@@ -41,6 +41,7 @@ _EXPORTS = {
     "synthetic_piles": "synthetic",
     "Model": "model",
     "load_model": "model",
+    "ImageFeatures": "model",
     "preannotate": "bulk",
     "PreannotateResult": "bulk",
     "PreannotateWarning": "bulk",
@@ -89,6 +90,7 @@ if TYPE_CHECKING:  # what the lazy exports resolve to, for IDEs and type checker
     from .instances import Instances as Instances
     from .io import read_image as read_image
     from .io import read_stack as read_stack
+    from .model import ImageFeatures as ImageFeatures
     from .model import Model as Model
     from .model import load_model as load_model
     from .project import Project as Project

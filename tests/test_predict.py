@@ -771,3 +771,21 @@ def test_dense_field_keeps_every_object_beyond_the_old_cap():
     # the old behaviour, an explicit cap of 300, loses objects and says so
     with pytest.warns(UserWarning, match="reached max_detections=300"):
         assert len(starter.predict(image, score_threshold=0.5, max_detections=300)) == 300
+
+
+def test_roi_polygon_does_not_depend_on_the_other_rois_in_the_call():
+    """A crop reaching its right/bottom edge must trace the same alone and when stacked
+    with larger crops (simplification treats array-edge pixels differently)."""
+    from labelassist.model.roi_masks import _trace_crops
+
+    mask = np.zeros((20, 9), bool)
+    mask[3:15, 2:9] = True
+    mask[14, 2] = False
+    alone = _trace_crops([mask], np.array([[5.0, 7.0]]), 0.5)[0]
+    stacked = _trace_crops(
+        [mask, np.ones((30, 14), bool)], np.array([[5.0, 7.0], [0.0, 0.0]]), 0.5
+    )[0]
+    assert alone.equals(stacked)
+    exact = _trace_crops([mask], np.array([[5.0, 7.0]]), 0.0)[0]
+    assert exact.area == mask.sum()
+    assert exact.bounds == (7.0, 10.0, 14.0, 22.0)

@@ -22,6 +22,8 @@ from torch import nn
 
 from ..checks import check_choice, check_classes
 from ..instances import Instances
+from ..stacks import StackInstances
+from ..stacks import predict_stack as _predict_stack
 from .build import ARCHITECTURES, pick_device
 from .checkpoint import jsonable, make_checkpoint, save_checkpoint
 from .features import DEFAULT_MAX_TILES, ImageFeatures, encode
@@ -203,6 +205,50 @@ class Model:
                 tolerance=tolerance,
                 max_detections=max_detections,
             )
+
+    def predict_stack(
+        self,
+        stack: Any,
+        *,
+        axes: str,
+        score_threshold: float = 0.5,
+        tile_size: int | None = None,
+        stitch_threshold: float = 0.25,
+        batch_size: int = 8,
+        channels: int | Sequence[int] | None = None,
+        division_threshold: float = 0.5,
+        max_gap: int = 1,
+        progress: bool = True,
+    ) -> StackInstances:
+        """Predict every plane of a z-stack or time-lapse and link them into objects and tracks.
+
+        Planes go through the network in batches of ``batch_size``; instances of
+        neighbouring planes are linked by mask IoU (Hungarian matching at
+        ``stitch_threshold``): one ``extra["object_id"]`` per 3-D object (Z) or track (T).
+        See `labelassist.stacks.predict_stack` for every parameter.
+
+        Examples
+        --------
+        >>> import numpy as np, labelassist as la
+        >>> model = la.load_model(None, classes=["nucleus"])
+        >>> result = model.predict_stack(np.zeros((2, 32, 32), np.uint8), axes="ZYX",
+        ...                              progress=False)
+        >>> len(result.planes)
+        2
+        """
+        return _predict_stack(
+            self,
+            stack,
+            axes=axes,
+            score_threshold=score_threshold,
+            tile_size=tile_size,
+            stitch_threshold=stitch_threshold,
+            batch_size=batch_size,
+            channels=channels,
+            division_threshold=division_threshold,
+            max_gap=max_gap,
+            progress=progress,
+        )
 
     def encode(
         self,
