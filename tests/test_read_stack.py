@@ -128,7 +128,9 @@ def test_lazy_read_without_dask_says_which_extra(tmp_path, monkeypatch):
 def test_read_image_still_refuses_stacks(tmp_path):
     path = tmp_path / "stack.tif"
     tifffile.imwrite(path, _data((6, 16, 20)))
-    with pytest.raises(ValueError, match="is not a 2-D image; read stacks with labelassist.read_stack"):
+    with pytest.raises(
+        ValueError, match="is not a 2-D image; read stacks with labelassist.read_stack"
+    ):
         read_image(path)
 
 
