@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .instances import Instances
+from .io import read_image
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .model.model import Model
+    from .model import Model
 
 __all__ = ["rank_images", "image_uncertainty"]
 
@@ -163,8 +164,6 @@ def image_uncertainty(prediction: Instances, mirrored: Instances | None = None) 
 
 def _load(image: Any) -> np.ndarray:
     if isinstance(image, (str, os.PathLike)):
-        from .io.image import read_image
-
         return read_image(image)
     return np.asarray(image)
 

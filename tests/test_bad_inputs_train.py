@@ -291,8 +291,12 @@ def test_finetune_rejects_bad_data(tmp, build, error, match):
 def finished_run(tmp_path_factory):
     """A run folder after one epoch: last.pt and last.state.pt."""
     out = tmp_path_factory.mktemp("run") / "run"
-    torch.set_num_threads(1)
-    finetune(tiny_model(), _pairs(), epochs=1, out=out, progress=False, config=fast_config())
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # restored: later tests compare results across processes
+    try:
+        finetune(tiny_model(), _pairs(), epochs=1, out=out, progress=False, config=fast_config())
+    finally:
+        torch.set_num_threads(threads)
     return out
 
 

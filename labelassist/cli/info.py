@@ -6,6 +6,7 @@ import argparse
 import importlib.metadata
 import platform
 
+from .._version import __version__
 from . import CliError
 
 _PACKAGES = (
@@ -57,8 +58,6 @@ def run(args: argparse.Namespace) -> int:
     versions are printed. Without ``--model`` a missing starter is only noted.
     """
     import torch  # heavy: torch
-
-    from .._version import __version__
 
     rows = [("labelassist", __version__), ("python", platform.python_version())]
     for name in _PACKAGES:

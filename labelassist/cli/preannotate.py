@@ -146,6 +146,7 @@ def _image_argument(images: list[str]) -> str | list[str]:
 def run(args: argparse.Namespace) -> int:
     """Run ``labelassist preannotate``; return the exit code."""
     # heavy: the bulk and COCO stack, and torch for the model; --help stays quick
+    # heavy: bulk and model import torch; deferred so `labelassist --help` stays quick
     from ..bulk import PreannotateWarning, collect_sources, preannotate
     from ..model import load_model
 
