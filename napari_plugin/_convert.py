@@ -43,6 +43,9 @@ __all__ = [
     "feature_defaults",
     "instances_to_layer_data",
     "layer_to_instances",
+    "plane_instances",
+    "planes_to_layer_data",
+    "shape_planes",
     "rowcol_to_xy",
     "xy_to_rowcol",
 ]
@@ -231,6 +234,126 @@ def _parts_to_rings(parts: np.ndarray) -> list[np.ndarray]:
     for k in np.flatnonzero(shapely.get_num_interior_rings(parts) > 0):
         rings[k] = xy_to_rowcol(_keyhole(parts[k]))
     return rings
+
+
+def planes_to_layer_data(
+    planes: Sequence[Instances],
+    stack_shape: tuple[int, ...],
+    *,
+    classes: Sequence[str] | None = None,
+) -> tuple[list[np.ndarray], pd.DataFrame]:
+    """nD Shapes layer data and features for the planes of a stack.
+
+    Parameters
+    ----------
+    planes : sequence of Instances
+        One per plane, in C order over ``stack_shape`` (as
+        `labelassist.stacks.StackInstances.planes`); ``extra["object_id"]`` when present.
+    stack_shape : tuple of int
+        The sizes of the stack axes, e.g. ``(Z,)`` or ``(T, Z)``.
+    classes : sequence of str, optional
+        Class names.
+
+    Returns
+    -------
+    data : list of ndarray of shape (K, len(stack_shape) + 2), float64
+        Each shape's vertices with the plane's index over the stack axes first, then
+        ``(row, col)``: napari shows a shape on the slice its leading coordinates name,
+        so the sliders show each plane's objects.
+    features : pandas.DataFrame
+        The columns of `instances_to_layer_data` plus ``object`` (int64, the object or
+        track id; 0 when an instance has none).
+
+    Examples
+    --------
+    >>> import shapely
+    >>> from labelassist import Instances
+    >>> planes = [Instances.empty((4, 4)),
+    ...           Instances([shapely.box(0, 0, 2, 1)], [0], [0.9], (4, 4),
+    ...                     extra={"object_id": [7]})]
+    >>> data, features = planes_to_layer_data(planes, (2,), classes=["cell"])
+    >>> data[0][:, 0].tolist(), features["object"].tolist()
+    ([1.0, 1.0, 1.0, 1.0], [7])
+    """
+    lead = tuple(int(n) for n in stack_shape)
+    if len(planes) != int(np.prod(lead)):
+        raise ValueError(f"planes has {len(planes)} entries for stack shape {lead}")
+    data: list[np.ndarray] = []
+    tables = []
+    for k, plane in enumerate(planes):
+        rings, features = instances_to_layer_data(plane, classes=classes)
+        if not rings:
+            continue
+        index = np.asarray(np.unravel_index(k, lead), dtype=np.float64)
+        data.extend(np.column_stack([np.tile(index, (len(r), 1)), r]) for r in rings)
+        objects = plane.extra.get("object_id")
+        if objects is None:
+            objects = np.zeros(len(plane), dtype=np.int64)
+        parts, owner = shapely.get_parts(plane.polygons, return_index=True)
+        owner = owner[~shapely.is_empty(parts)]
+        features["object"] = np.asarray(objects, dtype=np.int64)[owner]
+        tables.append(features)
+    if not tables:
+        empty = instances_to_layer_data(Instances.empty((1, 1)), classes=classes or ["class 0"])
+        features = empty[1].assign(object=np.zeros(0, dtype=np.int64))
+        return [], features
+    return data, pd.concat(tables, ignore_index=True)
+
+
+def shape_planes(data: Sequence[np.ndarray], stack_shape: tuple[int, ...]) -> np.ndarray:
+    """The plane (position in C order over ``stack_shape``) of each nD shape, from its
+    first vertex's leading coordinates (rounded); -1 outside the stack.
+
+    Examples
+    --------
+    >>> shape_planes([np.array([[1.0, 2.0, 0.0, 0.0]])], (2, 3)).tolist()
+    [5]
+    """
+    lead = tuple(int(n) for n in stack_shape)
+    if not len(data):
+        return np.zeros(0, dtype=np.int64)
+    index = np.rint([np.asarray(v)[0, : len(lead)] for v in data]).astype(np.int64)
+    inside = np.all((index >= 0) & (index < np.asarray(lead)), axis=1)
+    out = np.full(len(data), -1, dtype=np.int64)
+    if inside.any():
+        out[inside] = np.ravel_multi_index(tuple(index[inside].T), lead)
+    return out
+
+
+def plane_instances(
+    layer: Any,
+    plane: int,
+    stack_shape: tuple[int, ...],
+    *,
+    image_shape: tuple[int, int],
+    classes: Sequence[str],
+) -> tuple[Instances, np.ndarray]:
+    """The instances of one plane of an nD Shapes layer (see `planes_to_layer_data`).
+
+    Returns
+    -------
+    instances : Instances
+        As `layer_to_instances` makes them from the shapes on ``plane``, with
+        ``extra["object_id"]`` (the ``object`` feature; 0 where a shape has none).
+    rows : ndarray of int
+        The layer's rows (shape indices) on that plane.
+    """
+    on_plane = np.flatnonzero(shape_planes(list(layer.data), stack_shape) == plane)
+    features = layer.features.iloc[on_plane].reset_index(drop=True)
+    data = [np.asarray(layer.data[k])[:, -2:] for k in on_plane]
+    kinds = [layer.shape_type[k] for k in on_plane]
+    inst = _shapes_to_instances(
+        data, kinds, features, (int(image_shape[0]), int(image_shape[1])), list(classes)
+    )
+    objects = np.zeros(len(inst), dtype=np.int64)
+    if "object" in features and len(inst):
+        by_instance = dict(
+            zip(_instance_ids(features, len(features)).tolist(), features["object"], strict=True)
+        )
+        objects = np.array(
+            [int(by_instance.get(int(i), 0)) for i in inst.extra["instance_id"]], dtype=np.int64
+        )
+    return inst.replace(extra={**inst.extra, "object_id": objects}), on_plane
 
 
 # -- layer -> Instances ---------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import shapely
 from labelassist.cli import main
 from labelassist.instances import Instances
 from labelassist.project import Project, ProjectDamagedError, check_folder
+from labelassist.project.schema import SCHEMA_VERSION
 
 SHAPE = (64, 64)
 
@@ -45,7 +46,8 @@ def _damage(folder) -> None:
     size = db.stat().st_size
     assert size > 100_000
     with open(db, "r+b") as f:
-        f.seek(size // 2)
+        f.seek(size * 2 // 5)  # a page of the instances (schema 4 moved size // 2 onto one
+        # that stops integrity_check itself)
         f.write(np.random.default_rng(1).integers(0, 256, 4096, dtype=np.uint8).tobytes())
 
 
@@ -120,7 +122,7 @@ def test_check_reports_schema_problems(folder):
     con = sqlite3.connect(folder / "project.db")
     con.execute("DROP TABLE rounds")
     con.execute("UPDATE meta SET value = '[\"cell\", \"background\"]' WHERE key = 'classes'")
-    con.execute("PRAGMA user_version = 3")
+    con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     con.commit()
     con.close()
     problems = check_folder(folder)
@@ -131,7 +133,8 @@ def test_check_reports_schema_problems(folder):
     con.commit()
     con.close()
     assert check_folder(folder) == [
-        "schema version 9 is newer than this labelassist reads (3): pip install -U labelassist"
+        f"schema version 9 is newer than this labelassist reads ({SCHEMA_VERSION}): pip "
+        "install -U labelassist"
     ]
 
 

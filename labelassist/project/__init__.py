@@ -2,8 +2,9 @@
 
 `Project` is the facade; each job has its module: `store` (database, lock, transactions),
 `schema`, `images`, `files`, `annotations`, `exchange` (COCO and label images), `queue`
-(next image), `rounds`, `stats`, `actions`, `activity` and `effort` (the effort log) and
-`integrity` (``labelassist project check``).
+(next image), `rounds`, `stats`, `actions`, `activity` and `effort` (the effort log),
+`integrity` (``labelassist project check``) and `stacks` (z-stacks and time-lapse, planes
+as images; `Project`'s stack methods are in `stack_methods`).
 """
 
 from .activity import IDLE_CAP_S, ActivityClock, active_seconds

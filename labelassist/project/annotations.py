@@ -8,6 +8,10 @@ points at the current one and `undo` moves it back. Each instance keeps a stable
 nobody saved the image since it was read (`ProjectConflictError` otherwise). An edit save
 (source ``"corrected"`` or ``"prompted"``) records the person's actions in the effort log
 in the same transaction (`labelassist.project.actions`).
+
+The planes of a stack are images too (`labelassist.project.stacks`); their instances
+also keep an ``extra["object_id"]`` column (the 3-D object or track, ints >= 1), stored
+with each instance and returned for planes only.
 """
 
 from __future__ import annotations
@@ -75,6 +79,7 @@ def save_instances(
             f"{len(store.classes)} classes {store.classes} (labels are 0-based indices)"
         )
     _flags(instances, "refined")  # checked before the transaction
+    object_ids(instances)
     number = image_id(image)
     with store.write("save instances") as con:
         version = write_instances(
@@ -134,11 +139,22 @@ def write_instances(
         (image, version, current, source, model_id, n, stamp),
     )
     labels, scores = instances.labels.tolist(), instances.scores.tolist()
-    con.executemany(
-        "INSERT INTO annotations (image_id, version, instance_id, label, score, source,"
-        " geometry) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [(image, version, ids[k], labels[k], scores[k], sources[k], wkb[k]) for k in range(n)],
-    )
+    objects = object_ids(instances)
+    if objects is None:  # 2-D images: the statement of schema 3
+        con.executemany(
+            "INSERT INTO annotations (image_id, version, instance_id, label, score, source,"
+            " geometry) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(image, version, ids[k], labels[k], scores[k], sources[k], wkb[k]) for k in range(n)],
+        )
+    else:
+        con.executemany(
+            "INSERT INTO annotations (image_id, version, instance_id, label, score, source,"
+            " geometry, object_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (image, version, ids[k], labels[k], scores[k], sources[k], wkb[k], objects[k])
+                for k in range(n)
+            ],
+        )
     if None in ids:
         con.execute(
             "UPDATE annotations SET instance_id = id WHERE image_id = ? AND version = ?"
@@ -246,6 +262,21 @@ def _record_edit(
     record_actions(con, image, version, pairs)
 
 
+def object_ids(instances: Instances) -> list[int | None] | None:
+    """The ``extra["object_id"]`` column as ints, 0 as None (no object yet); None when
+    there is no such column. ValueError unless every value is an integer >= 0."""
+    column = instances.extra.get("object_id")
+    if column is None:
+        return None
+    values = np.asarray(column)
+    if len(values) and (values.dtype.kind not in "ui" or int(values.min()) < 0):
+        raise ValueError(
+            "instances.extra['object_id'] must hold integer object ids >= 1 (the 3-D object "
+            f"or track of each instance; 0: none yet), got {values[:5].tolist()!r}"
+        )
+    return [int(v) or None for v in values]
+
+
 def _flags(instances: Instances, key: str) -> np.ndarray:
     """The bool column ``extra[key]`` (all False when missing)."""
     column = instances.extra.get(key)
@@ -305,24 +336,30 @@ def _update_counts(con: sqlite3.Connection, pairs: Iterable[tuple[int, str]], si
 def read_version(
     con: sqlite3.Connection, image: int, version: int, shape: tuple[int, int]
 ) -> Instances:
-    """One stored version of an image's instances, with ``source`` and ``instance_id``."""
+    """One stored version of an image's instances, with ``source`` and ``instance_id``
+    (and ``object_id`` for a plane of a stack: 0 where an instance has none yet)."""
+    (stack,) = con.execute("SELECT stack_id FROM images WHERE id = ?", (image,)).fetchone()
     rows = con.execute(
-        "SELECT instance_id, label, score, source, geometry FROM annotations"
-        " WHERE image_id = ? AND version = ? ORDER BY id",
+        "SELECT instance_id, label, score, source, geometry, coalesce(object_id, 0)"
+        " FROM annotations WHERE image_id = ? AND version = ? ORDER BY id",
         (image, version),
     ).fetchall()
+    keys = ("source", "instance_id") if stack is None else ("source", "instance_id", "object_id")
     if not rows:
-        return Instances.empty(shape, extra_keys=("source", "instance_id"))
-    ids, labels, scores, sources, wkb = zip(*rows, strict=True)
+        return Instances.empty(shape, extra_keys=keys)
+    ids, labels, scores, sources, wkb, objects = zip(*rows, strict=True)
+    extra = {
+        "source": np.array(sources, dtype=str),
+        "instance_id": np.array(ids, dtype=np.int64),
+    }
+    if stack is not None:
+        extra["object_id"] = np.array(objects, dtype=np.int64)
     return Instances(
         shapely.from_wkb(np.array(wkb, dtype=object)),
         np.array(labels, dtype=np.int64),
         np.array(scores, dtype=np.float32),
         shape,
-        extra={
-            "source": np.array(sources, dtype=str),
-            "instance_id": np.array(ids, dtype=np.int64),
-        },
+        extra=extra,
     )
 
 

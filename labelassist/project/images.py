@@ -42,11 +42,15 @@ __all__ = [
     "record",
     "set_split",
     "set_status",
+    "stack_id",
     "stored_sizes",
 ]
 
 #: Columns of an image record, in the order `record` reads them.
-IMAGE_COLUMNS = "id, file_name, path, height, width, status, split, n_instances, updated, version"
+IMAGE_COLUMNS = (
+    "id, file_name, path, height, width, status, split, n_instances, updated, version,"
+    " stack_id, plane"
+)
 #: SQLite's limit on ``?`` parameters is far above this; chunks keep statements small.
 _CHUNK = 500
 
@@ -67,6 +71,17 @@ def image_id(image: Any) -> int:
     return int(image)
 
 
+def stack_id(stack: Any) -> int:
+    """The id of ``stack`` (an int, or a stack record with ``"id"``)."""
+    if isinstance(stack, Mapping):
+        stack = stack.get("id")
+    if isinstance(stack, (bool, np.bool_)) or not isinstance(stack, (int, np.integer)):
+        raise TypeError(
+            f"stack must be a stack id (int) or a record from Project.stacks(), got {stack!r}"
+        )
+    return int(stack)
+
+
 def image_row(con: sqlite3.Connection, image: Any, columns: str = IMAGE_COLUMNS) -> tuple:
     """The ``columns`` of one image's row; ValueError when it is not in the project."""
     number = image_id(image)
@@ -77,9 +92,10 @@ def image_row(con: sqlite3.Connection, image: Any, columns: str = IMAGE_COLUMNS)
 
 
 def record(store: Store, row: Sequence[Any]) -> dict:
-    """An image record (see `Project.images`) from a row of `IMAGE_COLUMNS`."""
-    number, file_name, path, height, width, status, split, n, updated, version = row
-    return {
+    """An image record (see `Project.images`) from a row of `IMAGE_COLUMNS`; a plane of a
+    stack also has ``stack`` (its id) and ``plane`` (its index in the stack)."""
+    number, file_name, path, height, width, status, split, n, updated, version = row[:10]
+    out = {
         "id": number,
         "file_name": file_name,
         "path": store.absolute_str(path),
@@ -91,6 +107,9 @@ def record(store: Store, row: Sequence[Any]) -> dict:
         "updated": updated,
         "version": version,
     }
+    if len(row) > 10 and row[10] is not None:
+        out.update(stack=row[10], plane=row[11])
+    return out
 
 
 def list_images(store: Store, *, status: Any = None, split: Any = None) -> list[dict]:
@@ -156,16 +175,23 @@ def assign_splits(
     seed = check_int(seed, "seed", minimum=0)
     with store.write("assign splits") as con:
         where = "" if overwrite else " WHERE split IS NULL"
-        ids = np.array([r[0] for r in con.execute(f"SELECT id FROM images{where} ORDER BY id")])
-        order = np.random.default_rng(seed).permutation(len(ids))
-        n_val = int(round(val_fraction * len(ids)))
-        val = set(ids[order[:n_val]].tolist())
+        rows = con.execute(f"SELECT id, stack_id FROM images{where} ORDER BY id").fetchall()
+        # the unit of the split: an image, or a whole stack (its planes are alike: a plane
+        # in val next to its neighbours in train would not be held out)
+        units: dict[tuple[str, int], list[int]] = {}
+        for number, stack in rows:
+            key = ("image", number) if stack is None else ("stack", stack)
+            units.setdefault(key, []).append(number)
+        groups = list(units.values())
+        order = np.random.default_rng(seed).permutation(len(groups))
+        n_val = int(round(val_fraction * len(groups)))
+        val = {i for k in order[:n_val].tolist() for i in groups[k]}
         stamp = _schema.now()
         con.executemany(
             "UPDATE images SET split = ?, updated = ? WHERE id = ?",
-            [("val" if i in val else "train", stamp, int(i)) for i in ids],
+            [("val" if i in val else "train", stamp, i) for i, _ in rows],
         )
-    return {"train": len(ids) - n_val, "val": n_val}
+    return {"train": len(rows) - len(val), "val": len(val)}
 
 
 # -- adding files ----------------------------------------------------------------------------
@@ -295,16 +321,24 @@ def place_files(
 
 
 def insert_images(
-    con: sqlite3.Connection, rows: Iterable[Placed], *, split: str | None = None
+    con: sqlite3.Connection,
+    rows: Iterable[Placed],
+    *,
+    split: str | None = None,
+    stack: int | None = None,
 ) -> list[int]:
-    """Insert `Placed` rows (inside the caller's write transaction); return their ids."""
+    """Insert `Placed` rows (inside the caller's write transaction); return their ids.
+
+    With ``stack``, the rows are that stack's planes 0, 1, ... in order.
+    """
     ids = []
     stamp = _schema.now()
-    for file_name, path, origin, (height, width) in rows:
+    for k, (file_name, path, origin, (height, width)) in enumerate(rows):
+        plane = None if stack is None else k
         cur = con.execute(
-            "INSERT INTO images (file_name, path, origin, height, width, split, updated)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (file_name, path, origin, height, width, split, stamp),
+            "INSERT INTO images (file_name, path, origin, height, width, split, updated,"
+            " stack_id, plane) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (file_name, path, origin, height, width, split, stamp, stack, plane),
         )
         ids.append(int(cur.lastrowid or 0))
     return ids

@@ -20,8 +20,9 @@ splits), `files` (checking and copying image files), `annotations` (saving versi
 provenance, history, undo), `exchange` (COCO and label images in and out), `queue`
 (which image next), `rounds` (training rounds), `stats` (counts), `actions`,
 `activity` and `effort` (the effort log: what people did, for how long), `integrity`
-(the health check). `Project` checks nothing and stores nothing itself: each method is one
-call into those modules.
+(the health check), `stacks` (z-stacks and time-lapse: each plane an image; the methods
+are in `stack_methods`). `Project` checks nothing and stores nothing itself: each method
+is one call into those modules.
 
 Geometry is in COCO's continuous pixel coordinates ``(x, y)``: the pixel at row ``i``,
 column ``j`` covers the square ``[j, j+1] x [i, i+1]``.
@@ -53,6 +54,7 @@ from . import stats as _stats
 from ._util import listed
 from .annotations import UNCERTAIN_BAND, Revision
 from .errors import UnreadableImagesWarning
+from .stack_methods import StackMethods
 from .store import DB_NAME, Store, create_database
 
 __all__ = ["DB_NAME", "SOURCES", "STATUSES", "UNCERTAIN_BAND", "Project"]
@@ -63,7 +65,7 @@ SOURCES = _schema.SOURCES
 ImageRef = int | Mapping[str, Any]
 
 
-class Project:
+class Project(StackMethods):
     """A labeling project: images, their instances with history, and training rounds.
 
     Create one with `Project.create` or open one with `Project.open`; use it as a context
@@ -327,7 +329,9 @@ class Project:
         list of dict
             ``id, file_name, path`` (absolute, str), ``height, width, status, split``
             (``"train"``, ``"val"`` or None), ``n_instances, updated`` (ISO 8601 UTC) and
-            ``version`` (the current annotation version, 0 before the first save).
+            ``version`` (the current annotation version, 0 before the first save). The
+            planes of a stack (`add_stack`) are images too; their records also have
+            ``stack`` (the stack id) and ``plane`` (the plane's index in the stack).
 
         Examples
         --------
@@ -800,6 +804,7 @@ class Project:
         strategy: str = "uncertainty",
         model: Any = None,
         exclude: Iterable[ImageRef] = (),
+        stack: int | Mapping[str, Any] | None = None,
     ) -> dict | None:
         """The image to label next, or None when every image is reviewed or skipped.
 
@@ -814,6 +819,9 @@ class Project:
             Rank candidates by running this model (slow: it predicts every candidate).
         exclude : iterable of int or dict
             Images not to return (for example the one on screen).
+        stack : int or dict, optional
+            Only the planes of this stack (the queue by plane; `next_stack` is the queue
+            by stack); ``"order"`` then goes by plane index.
 
         Examples
         --------
@@ -822,7 +830,9 @@ class Project:
         ...     project.next_image() is None
         True
         """
-        return _queue.next_image(self._store, strategy=strategy, model=model, exclude=exclude)
+        return _queue.next_image(
+            self._store, strategy=strategy, model=model, exclude=exclude, stack=stack
+        )
 
     # -- training rounds -----------------------------------------------------------------
     def add_round(

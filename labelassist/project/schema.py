@@ -19,6 +19,12 @@ Schema history
    stamp and the round it counts for; see `labelassist.project.actions`) and
    ``active_time`` (seconds of active work per image); the provenance ``"prompted"``
    (an instance added by a box or point prompt) in ``edits`` and ``annotations``.
+4. Stacks (z-stacks, time-lapse): table ``stacks`` (layout, shape, divisions); each
+   plane is a row of ``images`` (its pixels a 2-D file under ``planes/``) with
+   ``stack_id`` and ``plane`` (its index in C order over the stack axes), so versions,
+   provenance, undo, status and the effort log work per plane unchanged; the 3-D object
+   or track id of each instance in ``annotations.object_id`` (see
+   `labelassist.project.stacks`). Added columns only: 2-D projects are untouched.
 """
 
 from __future__ import annotations
@@ -41,7 +47,7 @@ __all__ = [
     "now",
 ]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 #: Value of ``meta.format``: marks a SQLite file as a labelassist project.
 FORMAT = "labelassist-project"
 STATUSES = ("new", "pre-annotated", "in-review", "reviewed", "skipped")
@@ -159,6 +165,26 @@ CREATE TABLE active_time (
 CREATE INDEX active_time_image ON active_time (image_id);
 """
 
+#: Stacks (schema 4): added by `_migrate_3_to_4`, run by `create_schema` too, so that a
+#: new project and a migrated one have the same tables, column for column.
+_STACK_TABLES = """
+CREATE TABLE stacks (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    origin TEXT NOT NULL UNIQUE,
+    axes TEXT NOT NULL CHECK (axes IN ('ZYX', 'TYX', 'TZYX')),
+    shape TEXT NOT NULL,
+    source_axes TEXT NOT NULL,
+    channels TEXT,
+    parents TEXT NOT NULL DEFAULT '{}',
+    created TEXT NOT NULL
+);
+ALTER TABLE images ADD COLUMN stack_id INTEGER REFERENCES stacks (id);
+ALTER TABLE images ADD COLUMN plane INTEGER CHECK (plane >= 0);
+CREATE UNIQUE INDEX images_stack ON images (stack_id, plane) WHERE stack_id IS NOT NULL;
+ALTER TABLE annotations ADD COLUMN object_id INTEGER CHECK (object_id >= 1)
+"""
+
 #: Schema 2 as it was (its migration from 1 creates exactly this; 2 -> 3 follows).
 _SCHEMA_V2 = _tables(("model", "corrected", "human"))
 _SCHEMA = _tables(SOURCES) + _EFFORT_TABLES
@@ -179,6 +205,7 @@ def now() -> str:
 def create_schema(con: sqlite3.Connection, meta: dict[str, str]) -> None:
     """Create the current schema and the ``meta`` rows (inside the caller's transaction)."""
     _execute_all(con, _SCHEMA)
+    _migrate_3_to_4(con, Path())
     con.executemany(
         "INSERT INTO meta (key, value) VALUES (?, ?)",
         [("format", FORMAT), *sorted(meta.items())],
@@ -249,6 +276,11 @@ def _migrate_2_to_3(con: sqlite3.Connection, folder: Path) -> None:
     _execute_all(con, _EFFORT_TABLES)
 
 
+def _migrate_3_to_4(con: sqlite3.Connection, folder: Path) -> None:
+    """Add stacks: table ``stacks``, plane columns of ``images``, ``annotations.object_id``."""
+    _execute_all(con, _STACK_TABLES)
+
+
 def _statement(script: str, start: str) -> str:
     """The one statement of ``script`` that starts with ``start``."""
     [statement] = [s for s in script.split(";") if s.strip().startswith(start)]
@@ -260,6 +292,7 @@ def _statement(script: str, start: str) -> str:
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection, Path], None]] = {
     1: _migrate_1_to_2,
     2: _migrate_2_to_3,
+    3: _migrate_3_to_4,
 }
 
 

@@ -27,13 +27,14 @@ def test_manifest_validates_and_every_python_name_imports():
 
     manifest = npe2.PluginManifest.from_file(MANIFEST)
     names = [c.python_name for c in manifest.contributions.commands]
-    assert len(names) == 8
+    assert len(names) == 9
     for name in names:
         module, attr = name.split(":")
         assert callable(getattr(importlib.import_module(module), attr)), name
     assert {w.display_name for w in manifest.contributions.widgets} == {
         "Pre-annotate",
         "Review",
+        "Review stacks",
         "Train rounds",
     }
 
