@@ -1,7 +1,9 @@
 """The `Instances` type: one image's objects as parallel arrays.
 
 Geometry is in COCO's continuous pixel coordinates ``(x, y)``: the pixel at row ``i``,
-column ``j`` covers the square ``[j, j+1] x [i, i+1]``.
+column ``j`` covers the square ``[j, j+1] x [i, i+1]``. Optional keypoints (landmarks) use
+the same coordinates, with COCO's visibility flags; their names and skeleton are checked
+by `check_keypoint_names` and `check_skeleton`.
 """
 
 from __future__ import annotations
@@ -12,12 +14,12 @@ from typing import Any
 import numpy as np
 import shapely
 
-from .checks import check_shape
+from .checks import check_int, check_shape
 
 # geometry is the layer below (it never imports this module): a plain top-level import
 from .geometry import polygons_to_masks
 
-__all__ = ["Instances"]
+__all__ = ["Instances", "check_keypoint_names", "check_skeleton"]
 
 _POLYGON = 3
 _MULTIPOLYGON = 6
@@ -58,6 +60,98 @@ def _column(name: str, values: Any, n: int, dtype: Any | None = None) -> np.ndar
     return arr
 
 
+def check_keypoint_names(names: Any, name: str = "keypoints") -> list[str]:
+    """Keypoint names: a non-empty sequence of unique, non-empty str (returned as a list).
+
+    Examples
+    --------
+    >>> check_keypoint_names(("head", "tail"))
+    ['head', 'tail']
+    >>> check_keypoint_names(["head", "head"])
+    Traceback (most recent call last):
+    ...
+    ValueError: keypoints must be unique names, got 'head' twice
+    """
+    if isinstance(names, str) or not isinstance(names, Iterable):
+        raise TypeError(
+            f"{name} must be a list of keypoint names like ['head', 'tail'], got {names!r}"
+        )
+    out = list(names)
+    if not out:
+        raise ValueError(f"{name} must name at least one keypoint, got an empty list")
+    seen: set[str] = set()
+    for k, value in enumerate(out):
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"{name}[{k}] must be a non-empty str, got {value!r}")
+        if value in seen:
+            raise ValueError(f"{name} must be unique names, got {value!r} twice")
+        seen.add(value)
+    return out
+
+
+def check_skeleton(
+    skeleton: Any, n_keypoints: int, name: str = "skeleton"
+) -> list[tuple[int, int]]:
+    """A skeleton: pairs of 0-based keypoint indices ``(a, b)``, ``a != b``, no repeats.
+
+    ``None`` is no skeleton (``[]``). COCO files store it 1-based; `labelassist.coco`
+    converts.
+
+    Examples
+    --------
+    >>> check_skeleton([(0, 1)], 2)
+    [(0, 1)]
+    >>> check_skeleton([(0, 2)], 2)
+    Traceback (most recent call last):
+    ...
+    ValueError: skeleton[0] = (0, 2) must join two different keypoint indices in [0, 2) (0-based)
+    """
+    if skeleton is None:
+        return []
+    if isinstance(skeleton, (str, bytes)) or not isinstance(skeleton, Iterable):
+        raise TypeError(f"{name} must be a list of (a, b) index pairs, got {skeleton!r}")
+    out: list[tuple[int, int]] = []
+    for k, pair in enumerate(skeleton):
+        ok = (
+            isinstance(pair, (tuple, list, np.ndarray))
+            and len(pair) == 2
+            and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in pair)
+        )
+        if not ok:
+            raise ValueError(f"{name}[{k}] must be a pair of int indices (a, b), got {pair!r}")
+        a, b = int(pair[0]), int(pair[1])
+        if a == b or not (0 <= a < n_keypoints and 0 <= b < n_keypoints):
+            raise ValueError(
+                f"{name}[{k}] = {(a, b)} must join two different keypoint indices in "
+                f"[0, {n_keypoints}) (0-based)"
+            )
+        if (a, b) in out:
+            raise ValueError(f"{name} lists the edge {(a, b)} twice")
+        out.append((a, b))
+    return out
+
+
+def _as_keypoints(values: Any, n: int) -> np.ndarray | None:
+    """``values`` as a float64 (N, K, 3) keypoint array, validated; None stays None."""
+    if values is None:
+        return None
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.ndim != 3 or arr.shape[0] != n or arr.shape[2] != 3 or arr.shape[1] < 1:
+        raise ValueError(
+            f"keypoints must have shape ({n}, K, 3) (x, y, visibility per keypoint, K >= 1) "
+            f"to match {n} polygons, got shape {arr.shape}"
+        )
+    if not np.isfinite(arr[..., :2]).all():
+        raise ValueError("keypoints x, y must be finite; mark a missing keypoint with v=0")
+    if not np.isin(arr[..., 2], (0.0, 1.0, 2.0)).all():
+        bad = arr[..., 2][~np.isin(arr[..., 2], (0.0, 1.0, 2.0))][0]
+        raise ValueError(
+            f"keypoint visibility must be 0 (not labelled), 1 (labelled, hidden) or 2 "
+            f"(visible), as COCO defines it, got {bad!r}"
+        )
+    return arr
+
+
 class Instances:
     """Instances (objects) of one image, stored as parallel arrays.
 
@@ -75,6 +169,13 @@ class Instances:
     extra : mapping of str to array-like of length N, optional
         Additional per-instance columns (for example provenance). They stay aligned
         with the geometry under indexing and concatenation.
+    keypoints : array-like of shape (N, K, 3), optional
+        Landmarks of each instance: ``x, y`` in COCO pixel coordinates (the centre of
+        pixel ``(i, j)`` is ``(j + 0.5, i + 0.5)``) and the visibility ``v`` as COCO
+        defines it (0: not labelled, then x = y = 0; 1: labelled but not visible; 2:
+        labelled and visible). Stored as float64; None (default) when there are none.
+        The keypoint names live with the dataset or model (``Dataset.keypoints``,
+        ``model.meta["keypoints"]``).
 
     Examples
     --------
@@ -85,15 +186,20 @@ class Instances:
     (1, [12.0], [[0.0, 0.0, 4.0, 3.0]])
     >>> inst[inst.scores > 0.95]
     Instances(n=0, image_shape=(10, 10), extra=[])
+    >>> worm = la.Instances([shapely.box(2, 4, 20, 8)], [0], [1.0], (32, 32),
+    ...                     keypoints=[[[2.5, 6.5, 2], [19.5, 5.5, 2]]])
+    >>> worm.keypoints.shape, worm
+    ((1, 2, 3), Instances(n=1, image_shape=(32, 32), extra=[], keypoints=2))
     """
 
-    __slots__ = ("polygons", "labels", "scores", "image_shape", "extra")
+    __slots__ = ("polygons", "labels", "scores", "image_shape", "extra", "keypoints")
 
     polygons: np.ndarray
     labels: np.ndarray
     scores: np.ndarray
     image_shape: tuple[int, int]
     extra: dict[str, np.ndarray]
+    keypoints: np.ndarray | None
 
     def __init__(
         self,
@@ -103,6 +209,7 @@ class Instances:
         image_shape: tuple[int, int],
         *,
         extra: Mapping[str, Any] | None = None,
+        keypoints: Any = None,
     ) -> None:
         shape = check_shape(image_shape, "image_shape", minimum=1)
         geoms = _as_geometry_array(polygons)
@@ -131,23 +238,40 @@ class Instances:
             if key in self.__slots__:
                 raise ValueError(f"extra column name {key!r} is reserved; choose another name")
             columns[str(key)] = _column(f"extra[{key!r}]", values, n)
+        points = _as_keypoints(keypoints, n)
         object.__setattr__(self, "polygons", geoms)
         object.__setattr__(self, "labels", labels_arr)
         object.__setattr__(self, "scores", scores_arr)
         object.__setattr__(self, "image_shape", shape)
         object.__setattr__(self, "extra", columns)
+        object.__setattr__(self, "keypoints", points)
 
     # -- constructors ---------------------------------------------------------------
     @classmethod
-    def empty(cls, image_shape: tuple[int, int], *, extra_keys: Iterable[str] = ()) -> Instances:
+    def empty(
+        cls,
+        image_shape: tuple[int, int],
+        *,
+        extra_keys: Iterable[str] = (),
+        keypoints: int | None = None,
+    ) -> Instances:
         """No instances for an image of ``image_shape``.
+
+        ``keypoints=K`` gives an empty (0, K, 3) keypoint array (an image without objects
+        of a dataset with K keypoint names); None (default) gives no keypoints.
 
         Examples
         --------
         >>> len(Instances.empty((32, 32)))
         0
+        >>> Instances.empty((32, 32), keypoints=2).keypoints.shape
+        (0, 2, 3)
         """
-        return cls([], None, None, image_shape, extra={k: [] for k in extra_keys})
+        points = None
+        if keypoints is not None:
+            k = check_int(keypoints, "keypoints", minimum=1)
+            points = np.zeros((0, k, 3))
+        return cls([], None, None, image_shape, extra={k: [] for k in extra_keys}, keypoints=points)
 
     @classmethod
     def _trusted(
@@ -157,13 +281,15 @@ class Instances:
         scores: np.ndarray,
         image_shape: tuple[int, int],
         extra: dict[str, np.ndarray],
+        keypoints: np.ndarray | None = None,
     ) -> Instances:
         """Instances from arrays that already are what `__init__` makes (private: no checks).
 
         For data that went through `Instances` before (a project's stored rows):
         ``polygons`` an (N,) object array of Polygon/MultiPolygon, ``labels`` (N,) int64
         >= 0, ``scores`` (N,) float32 in [0, 1], ``image_shape`` a tuple of two positive
-        ints, ``extra`` a dict of str to (N,) arrays. The arrays are kept, not copied.
+        ints, ``extra`` a dict of str to (N,) arrays, ``keypoints`` None or (N, K, 3)
+        float64. The arrays are kept, not copied.
         """
         self = object.__new__(cls)
         object.__setattr__(self, "polygons", polygons)
@@ -171,11 +297,15 @@ class Instances:
         object.__setattr__(self, "scores", scores)
         object.__setattr__(self, "image_shape", image_shape)
         object.__setattr__(self, "extra", extra)
+        object.__setattr__(self, "keypoints", keypoints)
         return self
 
     @classmethod
     def concat(cls, items: Sequence[Instances]) -> Instances:
         """Concatenate instances of the same image (same ``image_shape`` and extra columns).
+
+        Keypoints: all items with keypoints must have the same K; an item without
+        keypoints is accepted only when it is empty (no objects).
 
         Examples
         --------
@@ -208,11 +338,12 @@ class Instances:
             np.concatenate([it.scores for it in items]),
             shape,
             extra={key: np.concatenate([it.extra[key] for it in items]) for key in keys},
+            keypoints=_concat_keypoints(items),
         )
 
     def replace(self, **changes: Any) -> Instances:
         """A copy with some fields replaced (``polygons``, ``labels``, ``scores``,
-        ``image_shape``, ``extra``).
+        ``image_shape``, ``extra``, ``keypoints``).
 
         Examples
         --------
@@ -232,6 +363,7 @@ class Instances:
             fields["scores"],
             fields["image_shape"],
             extra=fields["extra"],
+            keypoints=fields["keypoints"],
         )
 
     # -- container protocol ------------------------------------------------------------
@@ -263,6 +395,7 @@ class Instances:
             self.scores[key],
             self.image_shape,
             extra={k: v[key] for k, v in self.extra.items()},
+            keypoints=None if self.keypoints is None else self.keypoints[key],
         )
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -283,6 +416,12 @@ class Instances:
             return False
         if not all(np.array_equal(v, other.extra[k]) for k, v in self.extra.items()):
             return False
+        mine, theirs = self.keypoints, other.keypoints
+        if mine is None or theirs is None:
+            if (mine is None) != (theirs is None):
+                return False
+        elif not np.array_equal(mine, theirs):
+            return False
         if len(self) == 0:
             return True
         a = shapely.normalize(self.polygons)
@@ -295,12 +434,21 @@ class Instances:
         # immutable slots: rebuild through __init__ (pickle, multiprocessing, dask)
         return (
             _rebuild,
-            (list(self.polygons), self.labels, self.scores, self.image_shape, self.extra),
+            (
+                list(self.polygons),
+                self.labels,
+                self.scores,
+                self.image_shape,
+                self.extra,
+                self.keypoints,
+            ),
         )
 
     def __repr__(self) -> str:
+        points = "" if self.keypoints is None else f", keypoints={self.keypoints.shape[1]}"
         return (
-            f"Instances(n={len(self)}, image_shape={self.image_shape}, extra={sorted(self.extra)})"
+            f"Instances(n={len(self)}, image_shape={self.image_shape}, "
+            f"extra={sorted(self.extra)}{points})"
         )
 
     # -- derived --------------------------------------------------------------------------
@@ -321,5 +469,26 @@ class Instances:
         return polygons_to_masks(self.polygons, self.image_shape)
 
 
-def _rebuild(polygons, labels, scores, image_shape, extra) -> Instances:
-    return Instances(polygons, labels, scores, image_shape, extra=extra)
+def _concat_keypoints(items: Sequence[Instances]) -> np.ndarray | None:
+    """The keypoints of concatenated ``items`` (see `Instances.concat`), or None."""
+    ks = {it.keypoints.shape[1] for it in items if it.keypoints is not None}
+    if not ks:
+        return None
+    if len(ks) > 1:
+        raise ValueError(
+            f"cannot concatenate instances with different numbers of keypoints {sorted(ks)}"
+        )
+    k = ks.pop()
+    for j, it in enumerate(items):
+        if it.keypoints is None and len(it):
+            raise ValueError(
+                f"items[{j}] has no keypoints but others have {k}; give it keypoints (v=0 "
+                "for unlabelled ones) or drop the keypoints of the others"
+            )
+    return np.concatenate(
+        [it.keypoints if it.keypoints is not None else np.zeros((0, k, 3)) for it in items]
+    )
+
+
+def _rebuild(polygons, labels, scores, image_shape, extra, keypoints=None) -> Instances:
+    return Instances(polygons, labels, scores, image_shape, extra=extra, keypoints=keypoints)

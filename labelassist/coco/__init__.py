@@ -23,6 +23,12 @@ All COCO rules of labelassist are stated here:
   (pycocotools counts only the pixels inside) with a warning.
 - ``file_name`` is relative to the image root: absolute names and ``..`` steps are refused
   on read and write.
+- keypoints (landmarks, `Dataset.keypoints`): every category is written with the
+  ``keypoints`` names and COCO's 1-based ``skeleton``; every annotation with its flat
+  ``keypoints`` list ``[x1, y1, v1, ...]`` (x, y in the same pixel coordinates as the
+  outlines, v 0/1/2 as COCO defines it) and ``num_keypoints`` (the count with v > 0).
+  On read, categories' names are joined (union in category id order) and keypoint
+  annotations without segmentation get their ``bbox`` as outline, with a warning.
 
 Geometry is in COCO's continuous pixel coordinates ``(x, y)``: the pixel at row ``i``,
 column ``j`` covers the square ``[j, j+1] x [i, i+1]``.
@@ -30,7 +36,7 @@ column ``j`` covers the square ``[j, j+1] x [i, i+1]``.
 Modules: `read` (files in), `dataset` (`Dataset`), `write` (files out), `errors`
 (`CocoFormatError`); private: `_decode` (a segmentation to geometry), `_convert`
 (`Instances` to annotation columns), `_emit` (the JSON text), `_pool` (worker
-processes), `_rules` (shared checks).
+processes), `_rules` (shared checks), `_keypoints` (keypoints of files read).
 """
 
 from .dataset import Dataset

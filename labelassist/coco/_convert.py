@@ -186,15 +186,17 @@ def _convert_chunk(
 
 
 def _chunk_columns(chunk: Sequence[tuple[int, Instances]]) -> tuple:
-    """A chunk as columns ``(image_ids, shapes, lengths, geoms, labels, scores, crowd)``:
-    list of int, (M, 2) int64, (M,) int64, and (N,) arrays of the N instances in image
-    order; ``crowd`` is None when no instance has ``extra["iscrowd"]``."""
+    """A chunk as columns ``(image_ids, shapes, lengths, geoms, labels, scores, crowd,
+    keypoints)``: list of int, (M, 2) int64, (M,) int64, and (N,) arrays of the N
+    instances in image order; ``crowd`` is None when no instance has
+    ``extra["iscrowd"]``, ``keypoints`` an (N, K, 3) array or None when no instance has
+    keypoints (the writer has checked that all or none do)."""
     lengths = np.array([len(inst) for _, inst in chunk], dtype=np.int64)
     shapes = np.array([inst.image_shape for _, inst in chunk], dtype=np.int64).reshape(-1, 2)
     image_ids = [image_id for image_id, _ in chunk]
     if not chunk:
         no = np.zeros(0)
-        return image_ids, shapes, lengths, no.astype(object), no.astype(np.int64), no, None
+        return image_ids, shapes, lengths, no.astype(object), no.astype(np.int64), no, None, None
     geoms = np.concatenate([inst.polygons for _, inst in chunk])
     labels = np.concatenate([inst.labels for _, inst in chunk])
     scores = np.concatenate([inst.scores for _, inst in chunk])
@@ -204,15 +206,21 @@ def _chunk_columns(chunk: Sequence[tuple[int, Instances]]) -> tuple:
             [np.asarray(inst.extra.get("iscrowd", np.zeros(len(inst))), dtype=bool)
              for _, inst in chunk]
         )  # fmt: skip
-    return image_ids, shapes, lengths, geoms, labels, scores, crowd
+    keypoints = None
+    if any(inst.keypoints is not None for _, inst in chunk):
+        keypoints = np.concatenate(
+            [inst.keypoints for _, inst in chunk if inst.keypoints is not None]
+        )
+    return image_ids, shapes, lengths, geoms, labels, scores, crowd, keypoints
 
 
 def _convert_columns(columns: tuple, first_id: int, segmentation: str) -> tuple[_Converted, int]:
     """`_convert_chunk` of a chunk as `_chunk_columns`."""
-    image_ids, shapes, lengths, geoms, labels, scores, crowd = columns
+    image_ids, shapes, lengths, geoms, labels, scores, crowd, keypoints = columns
     n = int(lengths.sum())
     out = _Converted()
     out.first_id = first_id
+    out.keypoints = None
     if n == 0:
         no_int = np.zeros(0, dtype=np.int64)
         out.image_ids, out.shapes, out.counts, out.scores = [], [], [], []
@@ -268,6 +276,8 @@ def _convert_columns(columns: tuple, first_id: int, segmentation: str) -> tuple[
     out.bboxes = mask_utils.toBbox(kept_rles)[covered] if kept_rles else np.zeros((0, 4))
     out.crowd = crowd[idx].astype(int)
     out.scores = _floats32(scores[idx])
+    if keypoints is not None:
+        out.keypoints = keypoints[idx]
     return out, n - len(idx)
 
 

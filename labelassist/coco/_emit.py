@@ -83,12 +83,15 @@ class _Converted:
     Annotation ``j`` (id ``first_id + j``) belongs to image ``image_ids[pos[j]]`` of size
     ``shapes[pos[j]]``. A polygon annotation has the rings ``ring_first[j]:ring_stop[j]``
     into ``begins`` / ``ends`` (ranges of ``values``); an RLE one has ``ring_first[j] ==
-    -1`` and the compressed ``counts[j]``.
+    -1`` and the compressed ``counts[j]``. With ``keypoints`` (an (N, K, 3) array, else
+    None) every annotation also gets COCO's flat ``keypoints`` list ``[x1, y1, v1, ...]``
+    (x, y floats, v an int) and ``num_keypoints`` (the count with ``v > 0``), after
+    ``score``.
     """
 
     __slots__ = ("first_id", "image_ids", "shapes", "pos", "categories", "ring_first",
                  "ring_stop", "counts", "values", "begins", "ends", "areas", "bboxes", "crowd",
-                 "scores")  # fmt: skip
+                 "scores", "keypoints")  # fmt: skip
 
     first_id: int
     image_ids: list[int]
@@ -105,6 +108,7 @@ class _Converted:
     bboxes: np.ndarray  # (N, 4) float64
     crowd: np.ndarray  # (N,) int 0/1
     scores: list[float]
+    keypoints: np.ndarray | None  # (N, K, 3) float64, or None
 
     def _segmentations(self, rings: list, rle: Callable[..., Any]) -> list:
         """Per annotation: its list of ``rings`` (polygon) or ``rle(h, w, counts)``."""
@@ -120,7 +124,7 @@ class _Converted:
         values = self.values.tolist()
         rings = [values[a:b] for a, b in zip(self.begins.tolist(), self.ends.tolist(), strict=True)]
         segs = self._segmentations(rings, lambda h, w, c: {"size": [h, w], "counts": c})
-        return [
+        out = [
             {
                 "id": self.first_id + j,
                 "image_id": self.image_ids[p],
@@ -144,6 +148,11 @@ class _Converted:
                 )
             )
         ]
+        if self.keypoints is not None:
+            for ann, flat, count in zip(out, *_keypoint_lists(self.keypoints), strict=True):
+                ann["keypoints"] = flat
+                ann["num_keypoints"] = count
+        return out
 
     def json(self) -> str:
         """``",\n".join`` of the compact JSON of `dicts` (same text), built directly.
@@ -188,7 +197,34 @@ class _Converted:
         table[:, 17] = list(map(repr, self.scores))
         table[:, 18] = "},\n"
         table[-1, 18] = "}"
+        if self.keypoints is not None:
+            ends = table[:, 18].tolist()
+            table[:, 18] = [
+                text + end for text, end in zip(_keypoint_texts(self.keypoints), ends, strict=True)
+            ]
         return "".join(table.ravel().tolist())
+
+
+def _keypoint_lists(keypoints: np.ndarray) -> tuple[list[list[float | int]], list[int]]:
+    """COCO's flat ``[x1, y1, v1, ...]`` (v as int) and ``num_keypoints`` per annotation."""
+    flat: list[list[float | int]] = []
+    for row in keypoints.tolist():
+        flat.append([v for x, y, vis in row for v in (x, y, int(vis))])
+    counts = np.count_nonzero(keypoints[:, :, 2] > 0, axis=1).tolist()
+    return flat, counts
+
+
+def _keypoint_texts(keypoints: np.ndarray) -> list[str]:
+    """``,"keypoints":[...],"num_keypoints":n`` per annotation, as `_keypoint_lists` dumps."""
+    n, k, _ = keypoints.shape
+    coords = np.array(_float_texts(keypoints[:, :, :2].ravel()), dtype=object).reshape(n, k, 2)
+    vis = keypoints[:, :, 2].astype(np.int64).astype(str).astype(object).reshape(n, k, 1)
+    parts = np.concatenate([coords, vis], axis=2).reshape(n, 3 * k)
+    counts = np.count_nonzero(keypoints[:, :, 2] > 0, axis=1).tolist()
+    return [
+        ',"keypoints":[' + ",".join(row) + '],"num_keypoints":' + str(c)
+        for row, c in zip(parts.tolist(), counts, strict=True)
+    ]
 
 
 def _pick(mask: np.ndarray, no: str, yes: str) -> np.ndarray:

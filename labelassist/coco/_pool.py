@@ -108,18 +108,18 @@ def _wkb_columns(chunk: list[tuple[int, Instances]]) -> tuple:
     Instances whose ``polygons`` already hold WKB bytes (a project's stored rows, see
     `labelassist.project.exchange`) are sent as they are.
     """
-    image_ids, shapes, lengths, geoms, labels, scores, crowd = _chunk_columns(chunk)
+    image_ids, shapes, lengths, geoms, labels, scores, crowd, points = _chunk_columns(chunk)
     if len(geoms) and not isinstance(geoms[0], bytes):
         geoms = shapely.to_wkb(geoms)
-    return image_ids, shapes, lengths, geoms, labels, scores, crowd
+    return image_ids, shapes, lengths, geoms, labels, scores, crowd, points
 
 
 def _convert_wkb(columns: tuple, first_id: int, segmentation: str) -> tuple[bytes, int, int]:
     """Worker side of `_ParallelAnnotations`: a chunk of `_wkb_columns` to
     ``(JSON text as UTF-8, annotations written, instances skipped)``."""
-    image_ids, shapes, lengths, wkb, labels, scores, crowd = columns
+    image_ids, shapes, lengths, wkb, labels, scores, crowd, points = columns
     geoms = shapely.from_wkb(wkb)
     converted, skipped = _convert_columns(
-        (image_ids, shapes, lengths, geoms, labels, scores, crowd), first_id, segmentation
+        (image_ids, shapes, lengths, geoms, labels, scores, crowd, points), first_id, segmentation
     )
     return converted.json().encode("utf-8"), len(converted.categories), skipped

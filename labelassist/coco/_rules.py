@@ -103,8 +103,11 @@ def _check_record(record: Any, where: str) -> dict:
 
 
 def _check_item_instances(
-    instances: Any, record: dict, n_categories: int, where: str
+    instances: Any, record: dict, n_categories: int, where: str, n_keypoints: int | None = None
 ) -> Instances | None:
+    """``instances`` checked against its image record, the categories and the keypoint
+    names (``n_keypoints``: how many, None for none); an empty `Instances` without
+    keypoints gets an empty (0, K, 3) array when the dataset has keypoints."""
     if instances is None:
         return None
     if not isinstance(instances, Instances):
@@ -120,4 +123,19 @@ def _check_item_instances(
             f"{where} has label {int(instances.labels.max())}, but there are only "
             f"{n_categories} categories (labels index into categories)"
         )
+    points = instances.keypoints
+    if n_keypoints is None and points is not None:
+        raise ValueError(
+            f"{where} has keypoints ({points.shape[1]} per instance) but no keypoint names "
+            "were given; pass keypoints=[...names] (and skeleton=) too"
+        )
+    if n_keypoints is not None:
+        if points is None and len(instances) == 0:
+            return instances.replace(keypoints=np.zeros((0, n_keypoints, 3)))
+        if points is None or points.shape[1] != n_keypoints:
+            got = "none" if points is None else f"{points.shape[1]} per instance"
+            raise ValueError(
+                f"{where} has keypoints {got}, but {n_keypoints} keypoint names were given; "
+                "give every instance (N, K, 3) keypoints, v=0 where not labelled"
+            )
     return instances

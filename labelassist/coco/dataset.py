@@ -18,7 +18,7 @@ import numpy as np
 
 from ..checks import check_classes
 from ..geometry import masks_to_polygons
-from ..instances import Instances
+from ..instances import Instances, check_keypoint_names, check_skeleton
 from ..io import read_image
 from ._rules import _check_item_instances, _check_record, _escapes_root, _is_int
 from .write import write_coco
@@ -59,6 +59,13 @@ class Dataset:
     image_root : str or os.PathLike, optional
         The folder ``file_name`` is relative to (see `image_path`). `to_coco` refuses
         absolute file names and names with ``..``, which `read_coco` would refuse.
+    keypoints : sequence of str, optional
+        Keypoint (landmark) names shared by all categories; every non-empty `Instances`
+        then carries (N, K, 3) ``keypoints`` in this order (an empty one without
+        keypoints gets an empty (0, K, 3) array). None (default): no keypoints.
+    skeleton : sequence of (int, int), optional
+        Edges between keypoints, 0-based indices into ``keypoints`` (COCO files store
+        them 1-based; `read_coco` and `to_coco` convert).
 
     Attributes
     ----------
@@ -66,6 +73,8 @@ class Dataset:
     images : list of dict
     instances : dict of int to Instances
     image_root : Path or None
+    keypoints : list of str or None
+    skeleton : list of (int, int)
 
     Examples
     --------
@@ -84,8 +93,17 @@ class Dataset:
         instances: Mapping[int, Instances] | None = None,
         *,
         image_root: str | os.PathLike | None = None,
+        keypoints: Sequence[str] | None = None,
+        skeleton: Sequence[tuple[int, int]] | None = None,
     ) -> None:
         self.categories = check_classes(categories, "categories", allow_empty=True)
+        if keypoints is None and skeleton:
+            raise ValueError("skeleton needs keypoints=[...names] to index into")
+        self.keypoints = None if keypoints is None else check_keypoint_names(keypoints)
+        self.skeleton = (
+            [] if self.keypoints is None else check_skeleton(skeleton, len(self.keypoints))
+        )
+        n_keypoints = None if self.keypoints is None else len(self.keypoints)
         if isinstance(images, Mapping) or not isinstance(images, Iterable):
             raise TypeError("images must be a list of image records (dicts)")
         self.images = [_check_record(r, f"images[{k}]") for k, r in enumerate(images)]
@@ -106,7 +124,7 @@ class Dataset:
                 raise ValueError(f"instances has key {key!r}, which is not an image id")
             record = by_id[int(key)]
             checked = _check_item_instances(
-                inst, record, len(self.categories), f"instances[{key!r}]"
+                inst, record, len(self.categories), f"instances[{key!r}]", n_keypoints
             )
             if checked is None:
                 raise TypeError(f"instances[{key!r}] is None; leave the image out instead")
@@ -120,17 +138,21 @@ class Dataset:
 
     def __repr__(self) -> str:
         n = sum(len(v) for v in self.instances.values())
+        points = "" if self.keypoints is None else f", keypoints={self.keypoints}"
         return (
             f"Dataset(images={len(self.images)}, annotated={len(self.instances)}, "
-            f"instances={n}, categories={self.categories})"
+            f"instances={n}, categories={self.categories}{points})"
         )
 
     def __eq__(self, other: object) -> bool:
-        """Same categories, image records and instances (``image_root`` is not compared)."""
+        """Same categories, keypoints, image records and instances (``image_root`` is not
+        compared)."""
         if not isinstance(other, Dataset):
             return NotImplemented
         return (
             self.categories == other.categories
+            and self.keypoints == other.keypoints
+            and self.skeleton == other.skeleton
             and self.images == other.images
             and self.instances.keys() == other.instances.keys()
             and all(v == other.instances[k] for k, v in self.instances.items())
@@ -198,6 +220,8 @@ class Dataset:
             [self._by_id[i] for i in ids],
             {i: self.instances[i] for i in ids if i in self.instances},
             image_root=self.image_root,
+            keypoints=self.keypoints,
+            skeleton=self.skeleton,
         )
 
     def to_coco(
@@ -221,7 +245,15 @@ class Dataset:
         >>> read_coco(out) == ds  # the donut went through RLE, holes kept
         True
         """
-        return write_coco(path, self.categories, self.items(), segmentation=segmentation, info=info)
+        return write_coco(
+            path,
+            self.categories,
+            self.items(),
+            segmentation=segmentation,
+            info=info,
+            keypoints=self.keypoints,
+            skeleton=self.skeleton,
+        )
 
     @classmethod
     def from_label_images(

@@ -21,9 +21,16 @@ from typing import Any
 
 import numpy as np
 
-from ..checks import BACKGROUND_NAMES, check_classes
+from ..checks import BACKGROUND_NAMES, check_classes, check_int
 from ..instances import Instances
 from ._decode import segmentation_geometry
+from ._keypoints import (
+    _annotation_keypoints,
+    _box_outline,
+    _category_keypoints,
+    _Keypoints,
+    _no_mask,
+)
 from ._rules import _MAX_SIDE, _brief, _escapes_root, _is_id, _is_int, _positive_int
 from .dataset import Dataset
 from .errors import CocoFormatError
@@ -39,6 +46,8 @@ MAX_MASK_PIXELS = 1 << 26
 
 
 _CLIPPED = "clipped {} polygon annotation(s) to their image (the parts outside it dropped)"
+_BOX_OUTLINE = "used the bbox as the outline of {} keypoint annotation(s) without a segmentation"
+_DROPPED_KEYPOINTS = "dropped the keypoints of {} annotation(s) whose category names no keypoints"
 
 
 def _annotations_to_instances(
@@ -47,15 +56,19 @@ def _annotations_to_instances(
     category_index: Mapping[int, int],
     crowd_column: bool,
     src: str,
+    keypoints: _Keypoints | None = None,
 ) -> tuple[Instances, Counter[str]]:
     """One image's annotations to `Instances`; the Counter holds the reasons of what was
-    skipped or changed (for `_warn_read`)."""
+    skipped or changed (for `_warn_read`). With ``keypoints`` every instance gets the
+    file's keypoints (an annotation without keypoints: v=0 throughout); a keypoint
+    annotation without segmentation gets its ``bbox`` as outline."""
     shape = (record["height"], record["width"])
-    geoms, labels, scores, crowd = [], [], [], []
+    geoms, labels, scores, crowd, points = [], [], [], [], []
     notes: Counter[str] = Counter()
+    n_points = len(keypoints.names) if keypoints is not None else 0
     for ann in anns:
         where = f"{src}: annotation {_brief(ann.get('id'))} (image {record['id']})"
-        if "segmentation" not in ann:
+        if "segmentation" not in ann and not ann.get("keypoints"):
             raise CocoFormatError(f"{where}: missing 'segmentation' (instance masks are needed)")
         category: Any = ann.get("category_id")
         if not _is_int(category) or int(category) not in category_index:
@@ -68,9 +81,19 @@ def _annotations_to_instances(
         iscrowd = ann.get("iscrowd", 0)
         if not isinstance(iscrowd, int) or iscrowd not in (0, 1):
             raise CocoFormatError(f"{where}: iscrowd must be 0 or 1, got {_brief(iscrowd)}")
-        geom, reason, clipped = segmentation_geometry(
-            ann["segmentation"], shape, where, MAX_MASK_PIXELS
-        )
+        kp = None
+        if keypoints is not None:
+            kp, dropped = _annotation_keypoints(
+                ann, keypoints.columns.get(int(category)), n_points, where
+            )
+            notes[_DROPPED_KEYPOINTS] += dropped
+        seg = ann.get("segmentation", [])
+        geom, reason, clipped = segmentation_geometry(seg, shape, where, MAX_MASK_PIXELS)
+        if reason is not None and kp is not None and (kp[:, 2] > 0).any() and _no_mask(seg):
+            geom = _box_outline(ann, shape)  # a keypoint-only annotation (CVAT, Label Studio)
+            if geom is not None:
+                reason = None
+                notes[_BOX_OUTLINE] += 1
         if clipped and reason is None:
             notes[_CLIPPED] += 1
         if reason is not None:
@@ -80,8 +103,14 @@ def _annotations_to_instances(
         labels.append(category_index[int(category)])
         scores.append(score)
         crowd.append(bool(iscrowd))
+        if kp is not None:
+            points.append(kp)
     extra = {"iscrowd": np.asarray(crowd, dtype=bool)} if crowd_column else None
-    return Instances(geoms, labels, scores, shape, extra=extra), notes
+    array = None
+    if keypoints is not None:
+        array = np.asarray(points, dtype=np.float64).reshape(len(points), n_points, 3)
+    notes = +notes  # drop zero counts
+    return Instances(geoms, labels, scores, shape, extra=extra, keypoints=array), notes
 
 
 def _number(value: Any, default: float) -> float | None:
@@ -104,6 +133,8 @@ def coco_to_instances(
     annotations: Sequence[Mapping[str, Any]],
     image_record: Mapping[str, Any],
     category_index: Mapping[int, int],
+    *,
+    keypoints: int | None = None,
 ) -> Instances:
     """Convert one image's COCO annotations to `Instances`.
 
@@ -118,6 +149,10 @@ def coco_to_instances(
         The image's record with ``id``, ``height`` and ``width``.
     category_index : mapping of int to int
         COCO ``category_id`` -> 0-based label.
+    keypoints : int, optional
+        The number K of keypoints every category has (the length of its ``keypoints``
+        names): the annotations' flat ``keypoints`` lists become an (N, K, 3) array (v=0
+        throughout where an annotation has none). None (default): keypoints are not read.
 
     Returns
     -------
@@ -159,7 +194,12 @@ def coco_to_instances(
         if not isinstance(ann, Mapping):
             raise CocoFormatError(f"annotations[{k}] must be a dict, got {type(ann).__name__}")
     crowd = any(ann.get("iscrowd") == 1 for ann in anns)
-    instances, notes = _annotations_to_instances(anns, record, category_index, crowd, src)
+    layout = None
+    if keypoints is not None:
+        layout = _Keypoints()
+        layout.names = [str(k) for k in range(check_int(keypoints, "keypoints", minimum=1))]
+        layout.columns = {i: np.arange(keypoints) for i in category_index}
+    instances, notes = _annotations_to_instances(anns, record, category_index, crowd, src, layout)
     _warn_read(notes, src, stacklevel=2)
     return instances
 
@@ -223,14 +263,18 @@ def _check_new_id(value: Any, kind: str, seen: set[int], where: str, src: str) -
     seen.add(value)
 
 
-def _read_categories(data: dict, src: str) -> tuple[list[str], dict[int, int], set[int]]:
-    """(names in id order, category id -> label, ids of background categories).
+def _read_categories(
+    data: dict, src: str
+) -> tuple[list[str], dict[int, int], set[int], _Keypoints | None]:
+    """(names in id order, category id -> label, ids of background categories, the
+    keypoints of the categories or None when none names any).
 
     Categories named like background (`labelassist.checks.BACKGROUND_NAMES`, any case) are
     other tools' "no object" class: they are dropped, the rest must pass
     `labelassist.checks.check_classes`.
     """
     by_id: dict[int, str] = {}
+    own: dict[int, tuple[list[str], list[tuple[int, int]]]] = {}
     for k, cat in enumerate(_records(data, "categories", src)):
         where = f"{src}: category {_brief(cat.get('id', f'categories[{k}]'))}"
         _require(cat, ("id", "name"), where)
@@ -243,6 +287,7 @@ def _read_categories(data: dict, src: str) -> tuple[list[str], dict[int, int], s
         if cat["id"] in by_id:
             raise CocoFormatError(f"{src}: duplicate category id {cat['id']}")
         by_id[cat["id"]] = cat["name"]
+        own[cat["id"]] = _category_keypoints(cat, where)
     background = {i for i, name in by_id.items() if name.strip().lower() in BACKGROUND_NAMES}
     ids = sorted(i for i in by_id if i not in background)
     names = [by_id[i] for i in ids]
@@ -253,7 +298,20 @@ def _read_categories(data: dict, src: str) -> tuple[list[str], dict[int, int], s
         names = check_classes(names, "categories", allow_empty=True)
     except (TypeError, ValueError) as exc:
         raise CocoFormatError(f"{src}: {exc}") from None
-    return names, {i: label for label, i in enumerate(ids)}, background
+    layout = None
+    if any(own[i][0] for i in ids):
+        layout = _Keypoints()
+        for i in ids:  # the union of the names, in category id order
+            layout.names += [n for n in own[i][0] if n not in layout.names]
+        for i in ids:
+            cat_names, edges = own[i]
+            cols = np.array([layout.names.index(n) for n in cat_names], dtype=np.intp)
+            layout.columns[i] = cols if len(cols) else None
+            for a, b in edges:
+                edge = (int(cols[a]), int(cols[b]))
+                if edge not in layout.skeleton:
+                    layout.skeleton.append(edge)
+    return names, {i: label for label, i in enumerate(ids)}, background, layout
 
 
 def _read_images(data: dict, src: str) -> list[dict]:
@@ -295,7 +353,9 @@ def _group_annotations(
     crowd = False
     for k, ann in enumerate(_records(data, "annotations", src)):
         where = f"{src}: annotation {_brief(ann.get('id', f'annotations[{k}]'))}"
-        _require(ann, ("id", "image_id", "category_id", "segmentation"), where)
+        # a keypoint annotation may come without segmentation (its bbox is the outline)
+        needed = ("id", "image_id", "category_id", "segmentation")
+        _require(ann, needed[:3] if ann.get("keypoints") else needed, where)
         _check_new_id(ann["id"], "annotation", seen, where, src)
         if not _is_int(ann["image_id"]) or ann["image_id"] not in image_ids:
             raise CocoFormatError(f"{where}: unknown image_id {_brief(ann['image_id'])}")
@@ -331,6 +391,13 @@ def read_coco(path: str | os.PathLike, image_root: str | os.PathLike | None = No
         has ``iscrowd=1`` annotations, every `Instances` has an ``extra["iscrowd"]`` bool
         column. Polygons reaching outside their image are clipped to it (pycocotools
         counts only the pixels inside), with a warning; those wholly outside are skipped.
+        Keypoints: when a category names ``keypoints``, the dataset's `Dataset.keypoints`
+        is the union of all categories' names (in category id order; usually they all
+        share one list) and `Dataset.skeleton` the union of their edges (0-based); every
+        instance gets (N, K, 3) ``keypoints`` (v=0 for a keypoint its category lacks, or
+        an annotation without keypoints). A keypoint annotation without segmentation
+        (``[]``, as CVAT and Label Studio export skeletons) gets its ``bbox`` as outline,
+        with a warning; keypoints of categories naming none are dropped with a warning.
 
     Raises
     ------
@@ -365,7 +432,7 @@ def read_coco(path: str | os.PathLike, image_root: str | os.PathLike | None = No
     if not isinstance(data, dict):
         raise CocoFormatError(f"{src}: expected a JSON object, got {type(data).__name__}")
     _require(data, ("images", "annotations", "categories"), src)
-    names, category_index, background = _read_categories(data, src)
+    names, category_index, background, layout = _read_categories(data, src)
     images = _read_images(data, src)
     groups, n_background, crowd = _group_annotations(
         data, {r["id"] for r in images}, set(category_index), background, src
@@ -374,7 +441,7 @@ def read_coco(path: str | os.PathLike, image_root: str | os.PathLike | None = No
     instances = {}
     for record in images:
         inst, counts = _annotations_to_instances(
-            groups.get(record["id"], []), record, category_index, crowd, src
+            groups.get(record["id"], []), record, category_index, crowd, src, layout
         )
         instances[record["id"]] = inst
         notes += counts
@@ -382,4 +449,13 @@ def read_coco(path: str | os.PathLike, image_root: str | os.PathLike | None = No
         notes["skipped {} annotation(s) with a background category (dropped)"] = n_background
     _warn_read(notes, src, stacklevel=2)
     root = Path(image_root) if image_root is not None else path.parent
-    return Dataset(names, images, instances, image_root=root)
+    if layout is None:
+        return Dataset(names, images, instances, image_root=root)
+    return Dataset(
+        names,
+        images,
+        instances,
+        image_root=root,
+        keypoints=layout.names,
+        skeleton=layout.skeleton,
+    )

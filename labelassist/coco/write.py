@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..checks import check_classes
-from ..instances import Instances
+from ..instances import Instances, check_keypoint_names, check_skeleton
 from ..io import TempFile
 from ._convert import _convert
 from ._emit import _dumps
@@ -62,6 +62,8 @@ def instances_to_coco(
     instances : Instances
         The image's instances; ``labels`` become ``category_id = label + 1``. An
         ``extra["iscrowd"]`` bool column marks crowd regions (written as ``iscrowd=1`` RLE).
+        Its ``keypoints``, when present, are written as COCO's flat ``keypoints`` list
+        ``[x1, y1, v1, ...]`` with ``num_keypoints``.
     image_id : int
         The ``image_id`` of every annotation.
     first_id : int, optional
@@ -108,6 +110,8 @@ def write_coco(
     segmentation: str = "polygon",
     info: Mapping[str, Any] | None = None,
     workers: int = 1,
+    keypoints: Sequence[str] | None = None,
+    skeleton: Sequence[tuple[int, int]] | None = None,
 ) -> Path:
     """Write a COCO instance-segmentation file, streaming images and annotations.
 
@@ -139,6 +143,14 @@ def write_coco(
         this process reads ``items`` and writes the file while the others convert (started
         with "spawn", which takes about a second: worth it from some 50,000 instances).
         The file is the same whatever the number; an error in a worker is raised here.
+    keypoints : sequence of str, optional
+        Keypoint names (landmarks), written into every category as COCO's
+        ``keypoints``; every non-empty `Instances` must then carry (N, K, 3)
+        ``keypoints``, written per annotation as the flat ``keypoints`` list and
+        ``num_keypoints``. None (default): no keypoints (instances must have none).
+    skeleton : sequence of (int, int), optional
+        Edges between keypoints, 0-based indices into ``keypoints``; written 1-based as
+        COCO's ``skeleton`` (``[[1, 2]]`` for ``[(0, 1)]``).
 
     Returns
     -------
@@ -174,6 +186,10 @@ def write_coco(
     if not _is_int(workers) or workers < 1:
         raise ValueError(f"workers must be an int >= 1, got {workers!r}")
     workers = int(workers)
+    if keypoints is None and skeleton:
+        raise ValueError("skeleton needs keypoints=[...names] to index into")
+    names_k = None if keypoints is None else check_keypoint_names(keypoints)
+    edges = [] if names_k is None else check_skeleton(skeleton, len(names_k))
     if info is None:
         info = {
             "description": "written by labelassist",
@@ -181,19 +197,21 @@ def write_coco(
         }
     elif not isinstance(info, Mapping):
         raise TypeError(f"info must be a dict, got {type(info).__name__}")
-    head = {
-        "info": dict(info),
-        "licenses": [],
-        "categories": [
-            {"id": k + 1, "name": name, "supercategory": ""} for k, name in enumerate(names)
-        ],
-    }
+    records: list[dict[str, Any]] = [
+        {"id": k + 1, "name": name, "supercategory": ""} for k, name in enumerate(names)
+    ]
+    if names_k is not None:
+        for cat in records:
+            cat["keypoints"] = list(names_k)
+            cat["skeleton"] = [[a + 1, b + 1] for a, b in edges]
+    head = {"info": dict(info), "licenses": [], "categories": records}
     main = TempFile(path)  # creates the folder; removes temp files of killed writers
     side = None
     try:
         side = TempFile(path)
         main.file.write((_dumps(head)[:-1] + ',\n"images":[\n').encode("utf-8"))
-        skipped = _stream(main.file, side.file, names, items, segmentation, workers)
+        n_keypoints = None if names_k is None else len(names_k)
+        skipped = _stream(main.file, side.file, names, items, segmentation, workers, n_keypoints)
         main.file.write(b'\n],\n"annotations":[\n')
         side.file.seek(0)
         shutil.copyfileobj(side.file, main.file, 1 << 16)
@@ -221,6 +239,7 @@ def _stream(
     items: Iterable[tuple[Mapping[str, Any], Instances | None]],
     segmentation: str,
     workers: int = 1,
+    n_keypoints: int | None = None,
 ) -> int:
     """Write image records to ``main`` and annotations to ``side``; return skipped count.
 
@@ -258,7 +277,9 @@ def _stream(
             if record["id"] in seen:
                 raise ValueError(f"{where}: duplicate image id {record['id']}")
             seen.add(record["id"])
-            instances = _check_item_instances(item[1], record, len(names), f"{where} instances")
+            instances = _check_item_instances(
+                item[1], record, len(names), f"{where} instances", n_keypoints
+            )
             records.append(("" if k == 0 else ",\n") + _dumps(record))
             if instances is None:
                 continue
