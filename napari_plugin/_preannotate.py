@@ -1,4 +1,11 @@
-"""The Pre-annotate dock widget: a model's proposals for an image layer as editable polygons."""
+"""The Pre-annotate dock widget: a model's proposals for an image layer as editable polygons.
+
+Besides the model and thresholds it sets the input options of `labelassist.Model.predict`:
+the objects' size (the model's default, ``"auto"`` or a number of pixels; images are
+rescaled to the model's object size and the proposals come back on the image's pixels)
+and, for RGB layers, the channels to use (one: gray; two, e.g. cytoplasm + nucleus; see
+docs/object_size.md).
+"""
 
 from __future__ import annotations
 
@@ -23,7 +30,7 @@ from ._widgets import (
     report_error,
 )
 
-__all__ = ["MODEL_SOURCES", "PreannotateWidget", "predict_job"]
+__all__ = ["CHANNEL_CHOICES", "MODEL_SOURCES", "SIZE_MODES", "PreannotateWidget", "predict_job"]
 
 # label shown -> how the model is found
 MODEL_SOURCES = {
@@ -34,6 +41,19 @@ MODEL_SOURCES = {
     "untrained (testing)": "untrained",
 }
 
+# object size: label shown -> mode
+SIZE_MODES = {
+    "model's default": "default",
+    "auto (measure it)": "auto",
+    "set (px)": "set",
+}
+#: channels of an RGB layer: label shown -> ``channels`` (None: the model's, else as it is)
+CHANNEL_CHOICES: dict[str, tuple[int, ...] | None] = {
+    "model's default / as is": None,
+    **{f"{c} (gray)": (c,) for c in range(3)},
+    **{f"{a},{b}": (a, b) for a in range(3) for b in range(3) if a != b},
+}
+
 
 def predict_job(
     spec: tuple,
@@ -42,12 +62,14 @@ def predict_job(
     score_threshold: float,
     tile_size: int | None,
     cache: dict[tuple, Any],
+    object_size: float | str | None = None,
+    channels: tuple[int, ...] | None = None,
 ) -> Generator[Progress, None, tuple[Any, Any]]:
     """Load the model (cached by ``spec``) and predict ``image``; yields progress.
 
     ``spec`` is ``(source, classes, device)`` with ``source`` a path, ``"starter"``,
-    ``"torchvision-coco"`` or None (untrained, needs ``classes``). Returns
-    ``(model, instances)``.
+    ``"torchvision-coco"`` or None (untrained, needs ``classes``). ``object_size`` and
+    ``channels`` go to `labelassist.Model.predict`. Returns ``(model, instances)``.
     """
     import labelassist as la
 
@@ -57,7 +79,13 @@ def predict_job(
         source, classes, device = spec
         model = la.load_model(source, classes=classes, device=device)
     yield (0, 0, f"predicting a {image.shape[0]} x {image.shape[1]} image...")
-    instances = model.predict(image, score_threshold=score_threshold, tile_size=tile_size)
+    instances = model.predict(
+        image,
+        score_threshold=score_threshold,
+        tile_size=tile_size,
+        object_size=object_size,
+        channels=channels,
+    )
     yield (1, 1, f"{len(instances)} instances")
     return model, instances
 
@@ -88,6 +116,15 @@ class PreannotateWidget(JobWidget):
         )
         self.low_score = FloatSpinBox(label="flag below", value=0.7, min=0.0, max=1.0, step=0.05)
         self.tile_size = SpinBox(label="tile size (0: off)", value=0, min=0, max=16384, step=256)
+        self.size_mode = ComboBox(
+            label="object size", choices=list(SIZE_MODES), value="model's default"
+        )
+        self.object_size = FloatSpinBox(
+            label="object size (px)", value=30.0, min=1.0, max=2000.0, step=1.0, visible=False
+        )
+        self.channels = ComboBox(
+            label="channels", choices=list(CHANNEL_CHOICES), value="model's default / as is"
+        )
         self.device = ComboBox(label="device", choices=["auto", "cpu", "cuda"], value="auto")
         self.run_button = PushButton(text="Pre-annotate")
         self._models: dict[tuple, Any] = {}
@@ -101,12 +138,16 @@ class PreannotateWidget(JobWidget):
                 self.threshold,
                 self.low_score,
                 self.tile_size,
+                self.size_mode,
+                self.object_size,
+                self.channels,
                 self.device,
                 self.run_button,
             ],
             name="pre-annotation",
         )
         self.model.changed.connect(self._on_model_changed)
+        self.size_mode.changed.connect(self._on_size_mode_changed)
         self.run_button.changed.connect(self.run)
         events = napari_viewer.layers.events
         for event in (events.inserted, events.removed, events.reordered):
@@ -131,6 +172,15 @@ class PreannotateWidget(JobWidget):
         kind = MODEL_SOURCES[self.model.value]
         self.checkpoint.visible = kind == "checkpoint"
         self.classes.visible = kind == "untrained"
+
+    def _on_size_mode_changed(self, _value: Any = None) -> None:
+        self.object_size.visible = SIZE_MODES[self.size_mode.value] == "set"
+
+    def input_options(self) -> dict[str, Any]:
+        """``object_size`` and ``channels`` for `labelassist.Model.predict` from the inputs."""
+        mode = SIZE_MODES[self.size_mode.value]
+        size = {"default": None, "auto": "auto"}.get(mode, float(self.object_size.value))
+        return {"object_size": size, "channels": CHANNEL_CHOICES[self.channels.value]}
 
     def _set_enabled(self, enabled: bool) -> None:
         self.run_button.enabled = enabled
@@ -176,6 +226,12 @@ class PreannotateWidget(JobWidget):
         try:
             spec = self.model_spec(layer)
             image = _image_array(layer)
+            options = self.input_options()
+            if options["channels"] is not None and image.ndim != 3:
+                raise ValueError(
+                    f"channels {self.channels.value} need an RGB image layer; "
+                    f'{layer.name!r} is gray: choose "model\'s default / as is"'
+                )
         except ValueError as exc:
             report_error(self.status, str(exc))
             return None
@@ -187,6 +243,10 @@ class PreannotateWidget(JobWidget):
             score_threshold=float(self.threshold.value),
             tile_size=int(self.tile_size.value) or None,
             cache=self._models,
+            # the job's errors go to the status line (JobWidget._on_error), not re-raised
+            # in the Qt event loop (create_worker's default without an errored handler)
+            _ignore_errors=True,
+            **options,
             on_done=lambda result: self._show(layer, spec, result),
         )
 

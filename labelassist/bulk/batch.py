@@ -32,6 +32,10 @@ class Options:
     tile_size: int | None
     batch_size: int
     tile_overlap: int | None = None
+    #: the objects' size in the images (px) or "auto" (`Model.predict`'s ``object_size``)
+    object_size: float | str | None = None
+    #: the channels in effect (the run's, else the model's); None: images as they are
+    channels: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,8 @@ def _predict(model: Model, images: list[np.ndarray], options: Options) -> list[I
         tile_size=options.tile_size,
         tile_overlap=options.tile_overlap,
         batch_size=options.batch_size,
+        object_size=options.object_size,
+        channels=options.channels,
     )
     return [result] if isinstance(result, Instances) else result
 

@@ -81,7 +81,8 @@ def _predict_on_worker(
     key: str, checkpoint: bytes, chunk: list[ImageSource], options: Options
 ) -> list[Packed]:
     model = _worker_model(key, checkpoint)
-    loaded = [(src, *load_source(src)) for src in chunk]
+    any_channels = options.channels is not None
+    loaded = [(src, *load_source(src, any_channels=any_channels)) for src in chunk]
     return [_pack(o) for o in predict_batch(model, loaded, options)]
 
 

@@ -24,15 +24,16 @@ __all__ = ["default_num_workers", "run_local"]
 class _Decoding(Dataset[Loaded]):
     """The sources as a map-style dataset: item ``k`` is source ``k``, decoded."""
 
-    def __init__(self, sources: Sequence[ImageSource]) -> None:
+    def __init__(self, sources: Sequence[ImageSource], *, any_channels: bool = False) -> None:
         self.sources = list(sources)
+        self.any_channels = any_channels
 
     def __len__(self) -> int:
         return len(self.sources)
 
     def __getitem__(self, k: int) -> Loaded:
         source = self.sources[k]
-        return (source, *load_source(source))
+        return (source, *load_source(source, any_channels=self.any_channels))
 
 
 def _collate(batch: list[Loaded]) -> list[Loaded]:
@@ -60,7 +61,7 @@ def run_local(
     """Predict ``sources`` in batches of ``options.batch_size``; ``emit`` each batch's
     outcomes (in input order)."""
     loader: DataLoader[Loaded] = DataLoader(
-        _Decoding(sources),
+        _Decoding(sources, any_channels=options.channels is not None),
         batch_size=options.batch_size,
         shuffle=False,
         num_workers=num_workers,

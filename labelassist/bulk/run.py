@@ -59,6 +59,8 @@ def preannotate(
     score_threshold: float = 0.5,
     tile_size: int | None = None,
     tile_overlap: int | None = None,
+    object_size: float | str | None = None,
+    channels: int | Sequence[int] | None = None,
     batch_size: int = 4,
     num_workers: int | None = None,
     client: Any = None,
@@ -100,6 +102,16 @@ def preannotate(
     tile_overlap : int, optional
         Overlap of neighbouring tiles in pixels (default: `Model.predict`'s,
         ``min(192, tile_size * 3 // 8)``).
+    object_size : float or "auto", optional
+        The objects' median diameter in these images, in pixels: each image is rescaled
+        so that its objects have the size the model was trained at (``model.object_size``)
+        and the results come back on its own pixels. ``"auto"``: estimated per image. None:
+        the model's ``data_object_size`` (no rescaling when the model knows no sizes). See
+        `Model.predict` and docs/object_size.md.
+    channels : int or sequence of int, optional
+        Channels of (H, W, C) images to use, in order (one: gray; two, e.g. cytoplasm
+        and nucleus: green and blue; three: RGB). None: ``model.channels`` (images as they
+        are when that is None). Arrays may then have any number of channels.
     batch_size : int, default 4
         Images per forward pass (and per Dask task).
     num_workers : int, optional
@@ -156,6 +168,13 @@ def preannotate(
     [('array_0000', 64, 64), ('array_0001', 48, 80)]
     >>> ds.failed
     []
+    >>> model.set_input(object_size=20)  # doctest: +ELLIPSIS
+    Model(...)
+    >>> two = np.zeros((60, 60, 2), np.uint16)  # e.g. cytoplasm + nucleus
+    >>> ds = la.preannotate([two], model, object_size=40, channels=[0, 1], score_threshold=0.99,
+    ...                     progress=False)
+    >>> ds.images[0]["height"], ds.failed
+    (60, [])
     """
     score_threshold = check_number(score_threshold, "score_threshold", minimum=0, maximum=1)
     tile_size = check_int(tile_size, "tile_size", minimum=1, allow_none=True)
@@ -170,6 +189,11 @@ def preannotate(
     sources, root = collect_sources(
         images, prefer_root=out_path.parent if out_path is not None else None
     )
+    if isinstance(object_size, (list, tuple)):
+        raise ValueError(
+            "object_size must be one size for all images (a number, 'auto' or None), got a "
+            f"{type(object_size).__name__}"
+        )
     model = _as_model(model)
     # let Model.predict validate its options once, before any work
     model.predict(
@@ -178,6 +202,8 @@ def preannotate(
         tile_size=tile_size,
         tile_overlap=tile_overlap,
         batch_size=batch_size,
+        object_size=object_size,
+        channels=channels,
     )
     previous = Previous()
     if out_path is not None:
@@ -185,7 +211,17 @@ def preannotate(
         check_out_writable(out_path)
     pending = previous.left_to_do(sources, retry_failed=bool(retry_failed))
     pending_names = {s.name for s in pending}
-    options = Options(score_threshold, tile_size, batch_size, tile_overlap)
+    from ..model.normalize import check_channels  # heavy: imports torch (loaded by now)
+
+    picked = check_channels(channels)
+    options = Options(
+        score_threshold,
+        tile_size,
+        batch_size,
+        tile_overlap,
+        None if object_size is None else object_size,
+        picked if picked is not None else model.channels,
+    )
 
     start = time.perf_counter()
     with tqdm(

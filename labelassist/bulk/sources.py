@@ -179,11 +179,15 @@ def _not_regular(mode: int) -> str:
     return f"not a regular file ({kind}); give image files only"
 
 
-def load_source(source: ImageSource) -> tuple[np.ndarray | None, str | None]:
+def load_source(
+    source: ImageSource, *, any_channels: bool = False
+) -> tuple[np.ndarray | None, str | None]:
     """Decode one source: ``(image, None)``, or ``(None, reason)`` when it cannot be read.
 
     Only regular files are opened: a FIFO or a device named like an image is reported,
-    never read (reading it could block forever).
+    never read (reading it could block forever). With ``any_channels`` (a run that picks
+    ``channels``), arrays of shape (H, W, C) are accepted whatever ``C``; the channels
+    are picked at prediction.
 
     Examples
     --------
@@ -193,7 +197,11 @@ def load_source(source: ImageSource) -> tuple[np.ndarray | None, str | None]:
     """
     try:
         if source.array is not None:
-            return check_image(source.array, name=source.name), None
+            array = np.asarray(source.array)
+            if any_channels and array.ndim == 3 and array.shape[-1] > 1:
+                check_image(array[..., 0], name=source.name)  # dtype, emptiness
+                return array, None
+            return check_image(array, name=source.name), None
         if source.path is None:
             return None, "no path and no array"
         mode = os.stat(source.path).st_mode

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 import warnings
@@ -30,6 +31,13 @@ examples:
 
   # a glob pattern (quote it), your fine-tuned checkpoint, large images in tiles
   labelassist preannotate "scans/**/*.tif" --model round3.pt --tile-size 1024 --out preds.json
+
+  # objects about 60 px across (the model rescales the images to its own object size;
+  # results come back in the images' own pixels); or let it measure them: --object-size auto
+  labelassist preannotate images/ --out preds.json --object-size 60
+
+  # two-channel images (cytoplasm in channel 1, nucleus in channel 0)
+  labelassist preannotate cells/ --model cells.pt --channels 1,0 --out preds.json
 
   # keep only confident proposals, 4 decoding processes, on the GPU
   labelassist preannotate images/ --out preds.json --score-threshold 0.7 --workers 4 --device cuda
@@ -86,6 +94,25 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "less faithful to untiled prediction near seams)",
     )
     parser.add_argument(
+        "--object-size",
+        type=_object_size,
+        default=None,
+        metavar="PX|auto",
+        help="the objects' typical diameter in the images, in pixels: images are rescaled so "
+        "that objects have the size the model was trained at, results come back in the "
+        "images' pixels; 'auto' measures it per image (more passes); default: the size "
+        "stored with the model (fine-tuning stores it), else no rescaling",
+    )
+    parser.add_argument(
+        "--channels",
+        type=_channels,
+        default=None,
+        metavar="C[,C[,C]]",
+        help="channels of multichannel images to use, 0-based, in order: one (gray), two "
+        "(e.g. 1,0 for cytoplasm + nucleus) or three (RGB); default: those stored with the "
+        "model, else the images as they are",
+    )
+    parser.add_argument(
         "--batch-size",
         type=int,
         default=4,
@@ -126,6 +153,35 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(func=run)
     return parser
+
+
+def _object_size(text: str) -> float | str:
+    """``--object-size``: a positive number of pixels or ``auto``."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(
+            f"must be a positive number of pixels (the objects' diameter) or auto, got {text!r}"
+        )
+    return value
+
+
+def _channels(text: str) -> tuple[int, ...]:
+    """``--channels``: 1 to 3 distinct comma-separated channel indices, e.g. ``1,0``."""
+    parts = [p.strip() for p in text.split(",")]
+    if (
+        not 1 <= len(parts) <= 3
+        or not all(p.isdigit() for p in parts)
+        or len(set(parts)) != len(parts)
+    ):
+        raise argparse.ArgumentTypeError(
+            f"must be 1 to 3 distinct comma-separated channel indices such as 0 or 1,0, got {text!r}"
+        )
+    return tuple(int(p) for p in parts)
 
 
 def _connect(address: str) -> Any:
@@ -169,6 +225,8 @@ def run(args: argparse.Namespace) -> int:
                 score_threshold=args.score_threshold,
                 tile_size=args.tile_size,
                 tile_overlap=args.tile_overlap,
+                object_size=args.object_size,
+                channels=args.channels,
                 batch_size=args.batch_size,
                 num_workers=args.workers,
                 client=client,

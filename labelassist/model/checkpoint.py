@@ -8,7 +8,9 @@ A checkpoint is a plain, safe dictionary (no pickled Python objects)::
 written with ``torch.save`` (atomically, `save_checkpoint`) and read only with
 ``torch.load(..., map_location="cpu", weights_only=True)`` (`read_checkpoint`). ``meta`` holds
 ``arch``, ``options``, ``num_classes``, ``classes``, ``label_ids``, ``normalization``,
-``history`` and provenance (``created``, ``labelassist_version``, ``stored_half``).
+``history``, ``input`` (`labelassist.model.inputs.check_input_meta`: the object size and channels the network
+expects; absent in older checkpoints, which read as None) and provenance (``created``,
+``labelassist_version``, ``stored_half``).
 
 `checkpoint_to_bytes` gives the same format in memory (for shipping a model to Dask workers);
 `labelassist.model.model_from_bytes` reads it back. Every unreadable input is a `ValueError`
@@ -34,6 +36,7 @@ from .._version import __version__
 from ..checks import check_classes, check_int
 from ..io.atomic import atomic_write
 from .build import ARCHITECTURES
+from .inputs import check_input_meta
 
 __all__ = [
     "FORMAT",
@@ -330,6 +333,7 @@ def _check_meta(meta: dict[str, Any], state: dict[str, Any], where: str) -> None
                 f"meta['normalization'] must be a dict or a mode name, got "
                 f"{meta['normalization']!r}"
             )
+        check_input_meta(meta.get("input"))
         if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
             raise ValueError("state_dict must map names to tensors")
     except (TypeError, ValueError) as exc:

@@ -27,14 +27,15 @@ from ..stacks import predict_stack as _predict_stack
 from .build import ARCHITECTURES, pick_device
 from .checkpoint import jsonable, make_checkpoint, save_checkpoint
 from .features import DEFAULT_MAX_TILES, ImageFeatures, encode
-from .normalize import DEFAULT_NORMALIZATION
-from .predict import predict
+from .inputs import InputOptions, check_input_meta
+from .normalize import DEFAULT_NORMALIZATION, select_channels
+from .predict import estimate_object_sizes, predict
 from .prompts import DEFAULT_SCORE_THRESHOLD, segment
 
 __all__ = ["Model"]
 
 
-class Model:
+class Model(InputOptions):
     """A Mask R-CNN with its class names and metadata.
 
     Parameters
@@ -58,7 +59,8 @@ class Model:
     ----------
     net, classes, arch, device, meta
         ``meta`` holds everything written into checkpoints: ``arch``, ``options``,
-        ``num_classes``, ``classes``, ``label_ids``, ``normalization``, ``history``.
+        ``num_classes``, ``classes``, ``label_ids``, ``normalization``, ``history``,
+        ``input`` (`object_size`, `data_object_size`, `channels`).
 
     Examples
     --------
@@ -94,6 +96,10 @@ class Model:
             )
         meta.setdefault("normalization", copy.deepcopy(DEFAULT_NORMALIZATION))
         meta.setdefault("history", [])
+        try:
+            meta["input"] = check_input_meta(meta.get("input"))
+        except ValueError as exc:
+            raise ValueError(f"meta: {exc}") from None
         meta.update(
             arch=arch,
             options=jsonable(dict(options or meta.get("options") or {}), "options"),
@@ -143,6 +149,8 @@ class Model:
         batch_size: int = ...,
         tolerance: float | None = ...,
         max_detections: int | None = ...,
+        object_size: float | str | Sequence[float | str | None] | None = ...,
+        channels: int | Sequence[int] | None = ...,
     ) -> Instances: ...
 
     @overload
@@ -157,6 +165,8 @@ class Model:
         batch_size: int = ...,
         tolerance: float | None = ...,
         max_detections: int | None = ...,
+        object_size: float | str | Sequence[float | str | None] | None = ...,
+        channels: int | Sequence[int] | None = ...,
     ) -> list[Instances]: ...
 
     def predict(
@@ -170,12 +180,21 @@ class Model:
         batch_size: int = 4,
         tolerance: float | None = None,
         max_detections: int | None = None,
+        object_size: float | str | Sequence[float | str | None] | None = None,
+        channels: int | Sequence[int] | None = None,
     ) -> Instances | list[Instances]:
         """Predict instances on one image or a list of images.
 
         See `labelassist.model.predict.predict` for the parameters. Dense fields keep every
         object: the detection limit grows with the image area unless ``max_detections``
         caps it (a warning says when an image reaches its limit).
+
+        ``object_size`` (px, the objects' median diameter in these images, or ``"auto"``)
+        rescales each image by `object_size` / ``object_size`` so that its objects have
+        the size the network was trained at; None uses `data_object_size` (no rescaling
+        when the model knows no sizes). ``channels`` picks the channels of (H, W, C)
+        images (`labelassist.model.normalize.select_channels`); None uses `channels`.
+        Results are always on the original pixels (see docs/object_size.md).
 
         Returns
         -------
@@ -189,6 +208,9 @@ class Model:
         >>> model = load_model(None, classes=["nucleus"], device="cpu")
         >>> model.predict(np.zeros((64, 64), np.uint8), score_threshold=0.99).image_shape
         (64, 64)
+        >>> model.set_input(object_size=20).predict(
+        ...     np.zeros((60, 80), np.uint8), object_size=40, score_threshold=0.99).image_shape
+        (60, 80)
         """
         with self._lock:
             return predict(
@@ -204,7 +226,55 @@ class Model:
                 batch_size=batch_size,
                 tolerance=tolerance,
                 max_detections=max_detections,
+                object_size=object_size,
+                channels=self.channels if channels is None else channels,
+                net_object_size=self.object_size,
+                default_object_size=self.data_object_size,
             )
+
+    def estimate_object_size(
+        self,
+        image_or_list: np.ndarray | Sequence[np.ndarray],
+        *,
+        channels: int | Sequence[int] | None = None,
+        tile_size: int | None = None,
+        batch_size: int = 4,
+    ) -> float | None | list[float | None]:
+        """The objects' median size (px) in an image, measured on the model's detections.
+
+        What ``predict(..., object_size="auto")`` uses: a pass at native scale, re-measured
+        at the scale it implies when the model knows its `object_size`
+        (`labelassist.model.predict.estimate_object_sizes`).
+
+        Returns
+        -------
+        float or None, or a list of them
+            None where nothing was found.
+
+        Examples
+        --------
+        >>> from labelassist.model import load_model
+        >>> model = load_model("starter", device="cpu")
+        >>> from labelassist.synthetic import synthetic_image
+        >>> image, truth = synthetic_image("nuclei", (192, 192), size=30, seed=9001)
+        >>> 20 < model.estimate_object_size(image) < 45
+        True
+        """
+        single = not isinstance(image_or_list, (list, tuple))
+        images: list[Any] = [image_or_list] if single else list(image_or_list)
+        with self._lock:
+            sizes = estimate_object_sizes(
+                self.net,
+                images,
+                net_object_size=self.object_size,
+                label_ids=self.meta["label_ids"],
+                normalization=self.meta.get("normalization"),
+                device=self.device,
+                channels=self.channels if channels is None else channels,
+                tile_size=tile_size,
+                batch_size=batch_size,
+            )
+        return sizes[0] if single else sizes
 
     def predict_stack(
         self,
@@ -257,8 +327,12 @@ class Model:
         tile_size: int | None = None,
         tile_overlap: int | None = None,
         max_tiles: int = DEFAULT_MAX_TILES,
+        channels: int | Sequence[int] | None = None,
     ) -> ImageFeatures:
         """Run the backbone + FPN once, for many `segment` prompts on the same image.
+
+        ``channels`` (default `channels`) picks the channels of an (H, W, C) image as in
+        `predict`; the image is not rescaled (prompts work at its own scale).
 
         Parameters
         ----------
@@ -285,6 +359,7 @@ class Model:
         >>> feats.image_shape, feats.net_size
         ((64, 80), (64, 80))
         """
+        image = self._pick_channels(image, channels)
         with self._lock:
             return encode(
                 self.net,
@@ -317,7 +392,8 @@ class Model:
         Parameters
         ----------
         image_or_features : ndarray or ImageFeatures
-            An image (encoded whole now) or `encode`'s result (encode once, prompt many).
+            An image (encoded whole now, its channels picked by `channels` if set) or
+            `encode`'s result (encode once, prompt many).
         boxes : array-like of shape (N, 4), optional
             ``x0, y0, x1, y1`` in COCO pixel coordinates (pixel ``j`` covers ``[j, j+1]``),
             ``x1 > x0``, ``y1 > y0``; parts outside the image are clipped, a box wholly
@@ -357,6 +433,8 @@ class Model:
         >>> len(result), result.image_shape
         (2, (64, 64))
         """
+        if not isinstance(image_or_features, ImageFeatures):
+            image_or_features = self._pick_channels(image_or_features, None)
         with self._lock:
             return segment(
                 self.net,
@@ -374,6 +452,16 @@ class Model:
                 mask_threshold=mask_threshold,
                 tolerance=tolerance,
             )
+
+    def _pick_channels(self, image: Any, channels: Any) -> Any:
+        """``image`` with ``channels`` (default `channels`) picked, or as it is."""
+        channels = self.channels if channels is None else channels
+        if channels is None:
+            return image
+        try:
+            return select_channels(image, channels)
+        except ValueError as exc:
+            raise ValueError(f"image: {exc}") from None
 
     def checkpoint(self, *, half: bool = False) -> dict[str, Any]:
         """The checkpoint dictionary `save` writes (tensors on CPU; fp16 if ``half``); see

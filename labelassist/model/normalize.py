@@ -9,7 +9,7 @@ arrays (e.g. ``np.asarray(PIL.Image.open(...))``) convert without warnings.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -17,7 +17,14 @@ import torch
 
 from ..io.image import check_image
 
-__all__ = ["DEFAULT_NORMALIZATION", "NORMALIZATION_MODES", "intensity_range", "to_tensor"]
+__all__ = [
+    "DEFAULT_NORMALIZATION",
+    "NORMALIZATION_MODES",
+    "check_channels",
+    "intensity_range",
+    "select_channels",
+    "to_tensor",
+]
 
 #: Image normalisation recorded in new models (see `to_tensor`).
 DEFAULT_NORMALIZATION: dict[str, Any] = {"mode": "auto", "percentiles": [1.0, 99.8]}
@@ -37,6 +44,100 @@ def check_array_image(image: Any, name: str = "image") -> np.ndarray:
     if not hasattr(image, "shape") or not hasattr(image, "dtype"):
         raise TypeError(f"{name} must be a numpy array (H, W[, C]), got {type(image).__name__}")
     return check_image(image, name=name)
+
+
+def check_channels(channels: Any, name: str = "channels") -> tuple[int, ...] | None:
+    """``channels`` as a tuple of 1, 2 or 3 distinct channel indices (or None).
+
+    Examples
+    --------
+    >>> check_channels(1), check_channels([1, 0]), check_channels(None)
+    ((1,), (1, 0), None)
+    >>> check_channels([0, 0])
+    Traceback (most recent call last):
+    ...
+    ValueError: channels must be 1, 2 or 3 distinct channel indices >= 0 (e.g. 0, or 1,2 for cytoplasm + nucleus), got [0, 0]
+    """
+    if channels is None:
+        return None
+    message = (
+        f"{name} must be 1, 2 or 3 distinct channel indices >= 0 (e.g. 0, or 1,2 for "
+        f"cytoplasm + nucleus), got {channels!r}"
+    )
+    if isinstance(channels, (str, bytes)):
+        raise ValueError(message)
+    picked = [channels] if isinstance(channels, (int, np.integer)) else channels
+    try:
+        picked = list(picked)
+    except TypeError:
+        raise ValueError(message) from None
+    if not 1 <= len(picked) <= 3 or len(set(map(str, picked))) != len(picked):
+        raise ValueError(message)
+    for c in picked:
+        if isinstance(c, (bool, np.bool_)) or not isinstance(c, (int, np.integer)) or c < 0:
+            raise ValueError(message)
+    return tuple(int(c) for c in picked)
+
+
+def select_channels(image: Any, channels: int | Sequence[int]) -> np.ndarray:
+    """Pick and order the channels of an (H, W, C) image for the network's 3 input channels.
+
+    Parameters
+    ----------
+    image : ndarray of shape (H, W, C)
+        Any number of channels ``C`` (2-channel and many-channel microscopy included).
+    channels : int or sequence of 1, 2 or 3 distinct ints
+        Indices into the last axis:
+
+        - one channel: a gray (H, W) image (repeated to the 3 inputs by `to_tensor`);
+        - two channels, e.g. ``(cytoplasm, nucleus)``: an (H, W, 3) image with red 0,
+          green the first and blue the second (Cellpose's ``channels=[2, 3]`` layout,
+          and that of ``labelassist.synthetic`` "cells" images, where ``(1, 2)`` keeps
+          the image as it is);
+        - three channels: (H, W, 3) in that order as red, green, blue.
+
+    Returns
+    -------
+    ndarray of shape (H, W) or (H, W, 3), the image's dtype
+        A view for one channel, a new array otherwise; the image is never modified.
+
+    Examples
+    --------
+    >>> image = np.stack([np.full((2, 2), v, np.uint8) for v in (10, 20, 30, 40)], axis=-1)
+    >>> select_channels(image, 2)[0, 0], select_channels(image, [3, 0])[0, 0].tolist()
+    (np.uint8(30), [0, 40, 10])
+    >>> select_channels(image, 4)
+    Traceback (most recent call last):
+    ...
+    ValueError: channels=4 is out of range: the image has 4 channels (indices 0-3)
+    """
+    picked = check_channels(channels)
+    if picked is None:
+        raise ValueError("channels must be given (an int or a sequence of ints), got None")
+    if isinstance(image, torch.Tensor) or not hasattr(image, "shape"):
+        raise TypeError(f"image must be a numpy array (H, W, C), got {type(image).__name__}")
+    arr = np.asarray(image)
+    if arr.ndim == 2:
+        raise ValueError(
+            f"channels={channels!r} needs a multichannel (H, W, C) image, but the image is "
+            f"gray, shape {arr.shape}; leave channels out (None) for gray images"
+        )
+    if arr.ndim != 3:
+        raise ValueError(f"channels={channels!r} needs an (H, W, C) image, got shape {arr.shape}")
+    n = int(arr.shape[2])
+    if max(picked) >= n:
+        raise ValueError(
+            f"channels={channels!r} is out of range: the image has {n} channels (indices 0-{n - 1})"
+        )
+    if len(picked) == 1:
+        return arr[..., picked[0]]
+    out = np.zeros(arr.shape[:2] + (3,), dtype=arr.dtype)
+    if len(picked) == 2:
+        out[..., 1] = arr[..., picked[0]]
+        out[..., 2] = arr[..., picked[1]]
+    else:
+        out[...] = arr[..., list(picked)]
+    return out
 
 
 def _mode(normalization: Mapping[str, Any] | str | None) -> tuple[str, tuple[float, float]]:

@@ -6,15 +6,22 @@ classes, the image normalisation, the device), never the `labelassist.model.Mode
 inside its box (`labelassist.model.roi_masks`). Large images can be cut into overlapping
 tiles (`labelassist.model.tiling`); each object is taken from the tile that holds it
 whole. The per-image detection limits grow with the image area
-(`labelassist.model.inference.detection_limits`), so dense fields keep every object.
+(`labelassist.model.inference.detection_limits`), so dense fields keep every object. The
+passes themselves are `labelassist.model.passes`.
+
+Input options (`labelassist.model.scale`, `labelassist.model.normalize.select_channels`):
+``channels`` picks and orders an image's channels first; ``object_size`` then rescales
+each image by ``net_object_size / object_size`` so that its objects have the size the
+network was trained at (``"auto"``: estimated from a first pass at native scale). Tiling
+works in the rescaled image; the RoI masks are placed on the ORIGINAL pixels
+(`labelassist.model.roi_masks.boxes_to_original`), so the polygons are exact
+pixel-boundary polygons of the original grid and ``image_shape`` is the original one.
 """
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,34 +29,40 @@ from torch import nn
 
 from ..checks import check_int, check_number
 from ..instances import Instances
-from .inference import DetectionLimits, detect, detection_limits, inference_setup
-from .normalize import check_array_image, intensity_range, to_tensor
-from .roi_masks import rois_to_polygons
-from .tiling import (
-    Tile,
-    default_overlap,
-    edge_distance,
-    merge_tiles,
-    select_candidates,
-    tile_grid,
+from .normalize import (
+    check_array_image,
+    check_channels,
+    intensity_range,
+    select_channels,
+    to_tensor,
 )
+from .passes import Runner, _collect, _finish, _Pending  # noqa: F401 (tests reach them here)
+from .roi_masks import rois_to_polygons
+from .scale import check_object_size, median_object_size, scale_factor
+from .tiling import default_overlap, tile_grid
 
-__all__ = ["predict", "to_tensor", "intensity_range", "tile_grid", "rois_to_polygons"]
+__all__ = [
+    "AUTO_MIN_SCORE",
+    "AUTO_ROUNDS",
+    "AUTO_TOLERANCE",
+    "estimate_object_sizes",
+    "predict",
+    "to_tensor",
+    "intensity_range",
+    "tile_grid",
+    "rois_to_polygons",
+]
 
-_T = TypeVar("_T")
-
-
-@dataclass
-class _Pending:
-    """Per-image accumulator of detections (in image coordinates)."""
-
-    shape: tuple[int, int]
-    tiled: bool
-    polygons: list[np.ndarray] = field(default_factory=list)
-    labels: list[np.ndarray] = field(default_factory=list)
-    scores: list[np.ndarray] = field(default_factory=list)
-    boxes: list[np.ndarray] = field(default_factory=list)
-    interior: list[np.ndarray] = field(default_factory=list)
+#: ``object_size="auto"``: the detections of the first pass that scores at least this
+#: (or the caller's ``score_threshold`` if higher) give the objects' median size.
+AUTO_MIN_SCORE = 0.5
+#: ``object_size="auto"``: a pass whose detections give a scale factor within this
+#: fraction of the one it ran at is kept (no further pass).
+AUTO_TOLERANCE = 0.1
+#: ``object_size="auto"``: passes after the native-scale one, at most (each at the scale
+#: the previous pass measured: objects far off the network's size come out fragmented or
+#: merged at first, so one estimate is not enough; measured in docs/object_size.md).
+AUTO_ROUNDS = 2
 
 
 def _check_args(
@@ -80,33 +93,47 @@ def _check_args(
             ) from None
 
 
-def _as_list(image_or_list: Any) -> tuple[list[np.ndarray], bool]:
-    if isinstance(image_or_list, (list, tuple)):
-        return [check_array_image(im, f"images[{i}]") for i, im in enumerate(image_or_list)], False
-    return [check_array_image(image_or_list)], True
+def _as_list(image_or_list: Any, channels: Any = None) -> tuple[list[np.ndarray], bool]:
+    picked = check_channels(channels)
+    single = not isinstance(image_or_list, (list, tuple))
+    raw = [image_or_list] if single else list(image_or_list)
+    out = []
+    for i, image in enumerate(raw):
+        name = "image" if single else f"images[{i}]"
+        if picked is not None:
+            try:
+                image = select_channels(image, channels)
+            except ValueError as exc:
+                raise ValueError(f"{name}: {exc}") from None
+        out.append(check_array_image(image, name))
+    return out, single
 
 
-def _jobs(
-    images: list[np.ndarray], tile_size: int | None, tile_overlap: int
-) -> Iterator[tuple[int, Tile, tuple[int, int] | None]]:
-    for idx, image in enumerate(images):
-        h, w = image.shape[:2]
-        if tile_size is None or (h <= tile_size and w <= tile_size):
-            yield idx, Tile(0, 0, h, w, (0.0, 0.0, float(w), float(h))), None
-        else:
-            for tile in tile_grid((h, w), tile_size, tile_overlap):
-                yield idx, tile, (h, w)
-
-
-def _batches(iterable: Iterable[_T], size: int) -> Iterator[list[_T]]:
-    batch: list[_T] = []
-    for item in iterable:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+def _object_sizes(
+    object_size: Any, n: int, single: bool, net_object_size: float | None
+) -> list[Any]:
+    """Per image: a size in pixels, ``"auto"`` or None (validated)."""
+    if isinstance(object_size, (list, tuple)) and not single:
+        if len(object_size) != n:
+            raise ValueError(
+                f"object_size has {len(object_size)} entries for {n} images; give one size "
+                "(or None, or 'auto') per image, or a single one for all"
+            )
+        sizes = [
+            check_object_size(s, f"object_size[{i}]", allow_auto=True)
+            for i, s in enumerate(object_size)
+        ]
+        given = next((s for s in sizes if s is not None), None)
+    else:
+        sizes = [check_object_size(object_size, "object_size", allow_auto=True)] * n
+        given = object_size
+    if given is not None and net_object_size is None:
+        raise ValueError(
+            f"object_size={given!r} needs the object size the model was trained at, which "
+            "this model does not know: set it with model.set_input(object_size=...) or "
+            "fine-tune it (or leave object_size out)"
+        )
+    return sizes
 
 
 def _label_lookup(net: nn.Module, label_ids: Sequence[int] | None) -> np.ndarray:
@@ -138,6 +165,10 @@ def predict(
     batch_size: int = 4,
     tolerance: float | None = None,
     max_detections: int | None = None,
+    object_size: float | str | Sequence[float | str | None] | None = None,
+    channels: int | Sequence[int] | None = None,
+    net_object_size: float | None = None,
+    default_object_size: float | None = None,
 ) -> Instances | list[Instances]:
     """Predict instances with a torchvision Mask R-CNN.
 
@@ -148,7 +179,8 @@ def predict(
     net : torch.nn.Module
         A torchvision ``MaskRCNN``; left in its original mode, threshold and limits.
     image_or_list : ndarray or list of ndarray
-        Images of shape (H, W), (H, W, 3) or (H, W, 4), any dtype `to_tensor` takes.
+        Images of shape (H, W), (H, W, 3) or (H, W, 4), any dtype `to_tensor` takes
+        (with ``channels``: (H, W, C), any ``C``).
     label_ids : sequence of int, optional
         Network label of each class: class ``k`` is network label ``label_ids[k]``; other
         network labels are dropped. Default: every non-background label, in order.
@@ -162,9 +194,11 @@ def predict(
         Mask probability above which a pixel belongs to the object, within (0, 1).
     tile_size : int, optional
         Cut images larger than this into overlapping ``tile_size`` tiles (memory bounded,
-        intensities normalised with one range per image). None: whole images.
+        intensities normalised with one range per image). None: whole images. With
+        ``object_size``, in the rescaled image's pixels.
     tile_overlap : int, optional
-        Overlap of neighbouring tiles in pixels; must exceed the largest object. Default
+        Overlap of neighbouring tiles in pixels (of the rescaled image, with
+        ``object_size``); must exceed the largest object. Default
         `labelassist.model.tiling.default_overlap` (``min(192, tile_size * 3 // 8)``).
     batch_size : int
         Images or tiles per network forward.
@@ -175,13 +209,32 @@ def predict(
         px, scaled up with the area of larger images or tiles (with the RPN proposals,
         `labelassist.model.inference.detection_limits`), so dense fields keep every
         object. A warning says when an image or tile reaches its limit.
+    object_size : float, "auto", None, or a list of them (one per image)
+        The objects' median diameter in this image, in its pixels
+        (`labelassist.model.scale.object_sizes`). The image is rescaled by
+        ``net_object_size / object_size`` (clipped to [1/8, 8]) before the network and
+        the results come back on the original pixels. ``"auto"``: estimated per image
+        from a first pass at native scale (`estimate_object_sizes`), refined by up to
+        `AUTO_ROUNDS` passes at the estimated scale, each re-measuring the size, until a
+        pass agrees with its scale within `AUTO_TOLERANCE` (10 %). None:
+        ``default_object_size`` (no rescaling when that is None too). Needs
+        ``net_object_size``.
+    channels : int or sequence of int, optional
+        Channels of (H, W, C) images to use, in order
+        (`labelassist.model.normalize.select_channels`: 1 gray, 2 into green and blue,
+        3 RGB). None: images as they are.
+    net_object_size : float, optional
+        The object size the network was trained at (`labelassist.model.Model.object_size`).
+    default_object_size : float, optional
+        The ``object_size`` used when it is None (`labelassist.model.Model.data_object_size`).
 
     Returns
     -------
     Instances or list of Instances
         An `Instances` for a single image, a list for a list. Labels are 0-based class
         indices (positions in ``label_ids``); detections whose mask is empty after
-        thresholding are dropped; sorted by decreasing score.
+        thresholding are dropped; sorted by decreasing score. Coordinates and
+        ``image_shape`` are the original image's, whatever the rescaling.
 
     Examples
     --------
@@ -189,116 +242,181 @@ def predict(
     >>> net = build_maskrcnn(num_classes=2)
     >>> predict(net, [np.zeros((64, 64), np.uint8)], score_threshold=0.99)
     [Instances(n=0, image_shape=(64, 64), extra=[])]
+    >>> two = np.zeros((50, 70, 2), np.uint16)  # e.g. cytoplasm + nucleus
+    >>> predict(net, two, object_size=40, net_object_size=20, channels=[0, 1],
+    ...         score_threshold=0.99).image_shape
+    (50, 70)
     """
+    run, images, single = _prepare(
+        net,
+        image_or_list,
+        label_ids=label_ids,
+        normalization=normalization,
+        device=device,
+        score_threshold=score_threshold,
+        mask_threshold=mask_threshold,
+        tile_size=tile_size,
+        tile_overlap=tile_overlap,
+        batch_size=batch_size,
+        tolerance=tolerance,
+        max_detections=max_detections,
+        channels=channels,
+    )
+    if net_object_size is not None:
+        net_object_size = check_object_size(net_object_size, "net_object_size")
+    default_object_size = check_object_size(default_object_size, "default_object_size")
+    sizes = _object_sizes(object_size, len(images), single, net_object_size)
+    results: list[Instances | None] = [None] * len(images)
+    auto = [i for i, s in enumerate(sizes) if s == "auto"]
+    if auto:
+        floor = max(AUTO_MIN_SCORE, float(score_threshold))
+        found, _ = _auto_passes(run, [images[i] for i in auto], net_object_size, floor)
+        for i, one in zip(auto, found, strict=True):
+            results[i] = one
+    todo = [i for i in range(len(images)) if results[i] is None]
+    factors = [
+        scale_factor(net_object_size, default_object_size if sizes[i] is None else sizes[i])
+        for i in todo
+    ]
+    for i, one in zip(todo, run([images[i] for i in todo], factors), strict=True):
+        results[i] = one
+    out = [r for r in results if r is not None]
+    return out[0] if single else out
+
+
+def _prepare(
+    net: nn.Module, image_or_list: Any, **options: Any
+) -> tuple[Runner, list[np.ndarray], bool]:
+    """Check the options; the runner, the images (channels picked) and whether it was one."""
+    tile_size, tile_overlap = options["tile_size"], options["tile_overlap"]
     if tile_overlap is None and tile_size is not None:
         tile_overlap = default_overlap(tile_size) if isinstance(tile_size, int) else 0
     _check_args(
-        score_threshold, mask_threshold, tile_size, tile_overlap, batch_size, max_detections
+        options["score_threshold"],
+        options["mask_threshold"],
+        tile_size,
+        tile_overlap,
+        options["batch_size"],
+        options["max_detections"],
     )
-    overlap = int(tile_overlap or 0)
-    images, single = _as_list(image_or_list)
-    lookup = _label_lookup(net, label_ids)
+    images, single = _as_list(image_or_list, options["channels"])
+    lookup = _label_lookup(net, options["label_ids"])
+    device = options["device"]
     if device is None:
         device = next(net.parameters()).device
-    device = torch.device(device)
-    limits: dict[int, tuple[float, float]] = {}
-    pending = [_Pending((int(im.shape[0]), int(im.shape[1])), False) for im in images]
-    saturated: list[int] = []
-    with inference_setup(net, score_threshold):
-        for batch in _batches(_jobs(images, tile_size, overlap), batch_size):
-            tensors = []
-            for idx, tile, tiled_shape in batch:
-                if tiled_shape is not None and idx not in limits:
-                    limits[idx] = intensity_range(images[idx], normalization=normalization)
-                window = images[idx][tile.y0 : tile.y1, tile.x0 : tile.x1]
-                tensors.append(
-                    to_tensor(window, normalization=normalization, limits=limits.get(idx))
-                )
-            area = max((t.y1 - t.y0) * (t.x1 - t.x0) for _, t, _ in batch)
-            cap = detection_limits(net, area, max_detections=max_detections)
-            for (idx, tile, tiled_shape), det in zip(
-                batch, detect(net, tensors, device, limits=cap), strict=True
-            ):
-                if len(det["boxes"]) >= cap.detections:
-                    saturated.append(cap.detections)
-                _collect(
-                    pending[idx], det, tile, tiled_shape, lookup, mask_threshold, tolerance, overlap
-                )
-    if saturated:
-        _warn_saturated(saturated, max_detections, DetectionLimits.of(net).detections)
-    results = [_finish(p) for p in pending]
-    return results[0] if single else results
-
-
-def _warn_saturated(caps: list[int], max_detections: int | None, configured: int) -> None:
-    where = f"{len(caps)} image(s) or tile(s) reached"
-    if max_detections is not None:
-        message = (
-            f"{where} max_detections={max_detections}, so objects may be missing: raise it "
-            "or leave it out (the limit then grows with the image area)"
-        )
-    else:
-        message = (
-            f"{where} the model's limit of {max(caps)} detections ({configured} per 512 x 512 "
-            "px, scaled with the area), so objects may be missing: pass a larger "
-            "max_detections or a smaller tile_size (e.g. 512)"
-        )
-    warnings.warn(message, stacklevel=4)
-
-
-def _collect(
-    pending: _Pending,
-    det: dict[str, torch.Tensor],
-    tile: Tile,
-    tiled_shape: tuple[int, int] | None,
-    lookup: np.ndarray,
-    mask_threshold: float,
-    tolerance: float | None,
-    overlap: int,
-) -> None:
-    """Add one image's or tile's detections (tile coordinates) to ``pending``."""
-    boxes = det["boxes"].cpu()
-    labels = lookup[det["labels"].cpu().numpy()]
-    keep = labels >= 0
-    if tiled_shape is not None:
-        pending.tiled = True
-        keep &= select_candidates(boxes.numpy(), tile, tiled_shape, overlap)
-    idx = np.flatnonzero(keep)
-    if idx.size == 0:
-        return
-    sel = torch.from_numpy(idx)
-    boxes_t = boxes[sel]
-    polygons = rois_to_polygons(
-        det["masks"][sel.to(det["masks"].device)],
-        boxes_t,
-        (tile.y1 - tile.y0, tile.x1 - tile.x0),
-        mask_threshold=mask_threshold,
-        tolerance=tolerance,
-        offset=(tile.x0, tile.y0),
+    run = Runner(
+        net,
+        lookup,
+        normalization=options["normalization"],
+        device=torch.device(device),
+        score_threshold=float(options["score_threshold"]),
+        mask_threshold=float(options["mask_threshold"]),
+        tile_size=tile_size,
+        overlap=int(tile_overlap or 0),
+        batch_size=int(options["batch_size"]),
+        tolerance=options["tolerance"],
+        max_detections=options["max_detections"],
     )
-    arr = np.empty(len(polygons), dtype=object)
-    arr[:] = polygons
-    nonempty = np.array([not p.is_empty for p in polygons], dtype=bool)
-    if not nonempty.any():
-        return
-    boxes_np = boxes_t.numpy()[nonempty]
-    pending.polygons.append(arr[nonempty])
-    pending.labels.append(labels[idx][nonempty])
-    pending.scores.append(det["scores"].cpu().numpy()[idx][nonempty].astype(np.float32))
-    if tiled_shape is not None:
-        pending.interior.append(edge_distance(boxes_np, tile, tiled_shape).astype(np.float32))
-        pending.boxes.append(boxes_np + np.array([tile.x0, tile.y0, tile.x0, tile.y0], np.float32))
+    return run, images, single
 
 
-def _finish(pending: _Pending) -> Instances:
-    """One image's `Instances`: tiled copies merged, sorted by decreasing score."""
-    if not pending.polygons:
-        return Instances.empty(pending.shape)
-    polygons = np.concatenate(pending.polygons)
-    labels = np.concatenate(pending.labels)
-    scores = np.concatenate(pending.scores)
-    if pending.tiled and len(polygons) > 1:
-        keep = merge_tiles(np.concatenate(pending.boxes), np.concatenate(pending.interior), labels)
-        polygons, labels, scores = polygons[keep], labels[keep], scores[keep]
-    order = np.argsort(-scores, kind="stable")
-    return Instances(list(polygons[order]), labels[order], scores[order], pending.shape)
+def _median_size(found: Instances, floor: float) -> float | None:
+    """The median size of the detections scoring at least ``floor`` (all if none does)."""
+    confident = found[found.scores >= floor]
+    return median_object_size(confident if len(confident) else found)
+
+
+def _auto_passes(
+    run: Runner, images: list[np.ndarray], net_object_size: float | None, floor: float
+) -> tuple[list[Instances], list[float | None]]:
+    """``object_size="auto"``: per image the last pass's results and the size it measured.
+
+    A first pass at native scale; then, up to `AUTO_ROUNDS` times, the images whose
+    measured size calls for a scale more than `AUTO_TOLERANCE` off the one they ran at
+    run again at that scale (one pass without ``net_object_size``).
+    """
+    factors = [1.0] * len(images)
+    results: list[Instances | None] = [None] * len(images)
+    sizes: list[float | None] = [None] * len(images)
+    todo = list(range(len(images)))
+    found = run(images, factors)
+    for round_ in range(AUTO_ROUNDS + 1):
+        redo = []
+        for i, one in zip(todo, found, strict=True):
+            results[i], sizes[i] = one, _median_size(one, floor)
+            factor = scale_factor(net_object_size, sizes[i])
+            if round_ < AUTO_ROUNDS and abs(factor / factors[i] - 1.0) > AUTO_TOLERANCE:
+                redo.append(i)
+                factors[i] = factor
+        todo = redo
+        if not todo:
+            break
+        found = run([images[i] for i in todo], [factors[i] for i in todo])
+    return [r for r in results if r is not None], sizes
+
+
+def estimate_object_sizes(
+    net: nn.Module,
+    images: Sequence[np.ndarray],
+    *,
+    net_object_size: float | None = None,
+    score_threshold: float = AUTO_MIN_SCORE,
+    label_ids: Sequence[int] | None = None,
+    normalization: Mapping[str, Any] | str | None = None,
+    device: torch.device | str | None = None,
+    channels: int | Sequence[int] | None = None,
+    tile_size: int | None = None,
+    batch_size: int = 4,
+) -> list[float | None]:
+    """The objects' median size (px) in each image, measured on the network's detections.
+
+    What ``object_size="auto"`` does: the median `labelassist.model.scale.object_sizes`
+    of the detections scoring at least ``score_threshold`` (all detections where none
+    does) in a pass at native scale; with ``net_object_size``, re-measured on passes at
+    the scale each measure implies, until one agrees within `AUTO_TOLERANCE` (at most
+    `AUTO_ROUNDS` more passes: objects far off the network's size are found fragmented
+    or merged at native scale).
+
+    Parameters
+    ----------
+    net : torch.nn.Module
+        A torchvision ``MaskRCNN``.
+    images : sequence of ndarray
+        Images (see `predict`).
+    net_object_size : float, optional
+        The object size the network was trained at (`labelassist.model.Model.object_size`).
+    score_threshold : float
+        Detections counted.
+    label_ids, normalization, device, channels, tile_size, batch_size
+        As in `predict`.
+
+    Returns
+    -------
+    list of float or None
+        In each image's own pixels; None for an image where nothing was found.
+
+    Examples
+    --------
+    >>> from labelassist.model import build_maskrcnn
+    >>> net = build_maskrcnn(num_classes=2)  # untrained
+    >>> estimate_object_sizes(net, [np.zeros((64, 64), np.uint8)], score_threshold=0.99)
+    [None]
+    """
+    if net_object_size is not None:
+        net_object_size = check_object_size(net_object_size, "net_object_size")
+    run, prepared, _ = _prepare(
+        net,
+        list(images),
+        label_ids=label_ids,
+        normalization=normalization,
+        device=device,
+        score_threshold=score_threshold,
+        mask_threshold=0.5,
+        tile_size=tile_size,
+        tile_overlap=None,
+        batch_size=batch_size,
+        tolerance=None,
+        max_detections=None,
+        channels=channels,
+    )
+    return _auto_passes(run, prepared, net_object_size, float(score_threshold))[1]
