@@ -39,9 +39,13 @@ _EXPORTS = {
     "synthetic_histology": "synthetic",
     "synthetic_rods": "synthetic",
     "synthetic_piles": "synthetic",
+    "synthetic_landmarks": "synthetic",
+    "landmark_dataset": "synthetic",
     "Model": "model",
     "load_model": "model",
     "ImageFeatures": "model",
+    "select_channels": "model",
+    "median_object_size": "model",
     "preannotate": "bulk",
     "PreannotateResult": "bulk",
     "PreannotateWarning": "bulk",
@@ -93,6 +97,8 @@ if TYPE_CHECKING:  # what the lazy exports resolve to, for IDEs and type checker
     from .model import ImageFeatures as ImageFeatures
     from .model import Model as Model
     from .model import load_model as load_model
+    from .model import median_object_size as median_object_size
+    from .model import select_channels as select_channels
     from .project import Project as Project
     from .project import ProjectConflictError as ProjectConflictError
     from .project import ProjectDamagedError as ProjectDamagedError
@@ -111,12 +117,14 @@ if TYPE_CHECKING:  # what the lazy exports resolve to, for IDEs and type checker
     from .stacks import write_coco_video as write_coco_video
     from .stacks import write_ctc as write_ctc
     from .stacks import write_label_volume as write_label_volume
+    from .synthetic import landmark_dataset as landmark_dataset
     from .synthetic import synthetic_brightfield as synthetic_brightfield
     from .synthetic import synthetic_cells as synthetic_cells
     from .synthetic import synthetic_dataset as synthetic_dataset
     from .synthetic import synthetic_epithelium as synthetic_epithelium
     from .synthetic import synthetic_histology as synthetic_histology
     from .synthetic import synthetic_image as synthetic_image
+    from .synthetic import synthetic_landmarks as synthetic_landmarks
     from .synthetic import synthetic_nuclei as synthetic_nuclei
     from .synthetic import synthetic_piles as synthetic_piles
     from .synthetic import synthetic_rods as synthetic_rods

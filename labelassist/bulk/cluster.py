@@ -64,7 +64,14 @@ def _pack(outcome: Outcome) -> Packed:
     inst = outcome.instances
     fields = None
     if inst is not None:
-        fields = (list(inst.polygons), inst.labels, inst.scores, inst.image_shape, inst.extra)
+        fields = (
+            list(inst.polygons),
+            inst.labels,
+            inst.scores,
+            inst.image_shape,
+            inst.extra,
+            inst.keypoints,
+        )
     return (outcome.source.index, outcome.shape, fields, outcome.error)
 
 
@@ -72,8 +79,10 @@ def _unpack(packed: Packed, sources: dict[int, ImageSource]) -> Outcome:
     index, shape, fields, error = packed
     instances = None
     if fields is not None:
-        polygons, labels, scores, image_shape, extra = fields
-        instances = Instances(polygons, labels, scores, image_shape, extra=extra)
+        polygons, labels, scores, image_shape, extra, keypoints = fields
+        instances = Instances(
+            polygons, labels, scores, image_shape, extra=extra, keypoints=keypoints
+        )
     return Outcome(sources[index], shape, instances, error)
 
 

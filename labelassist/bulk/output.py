@@ -70,8 +70,17 @@ class PreannotateResult(Dataset):
         *,
         image_root: str | os.PathLike | None = None,
         failed: Sequence[tuple[str, str]] = (),
+        keypoints: Sequence[str] | None = None,
+        skeleton: Sequence[tuple[int, int]] | None = None,
     ) -> None:
-        super().__init__(categories, images, instances, image_root=image_root)
+        super().__init__(
+            categories,
+            images,
+            instances,
+            image_root=image_root,
+            keypoints=keypoints,
+            skeleton=skeleton,
+        )
         self.failed: list[tuple[str, str]] = list(failed)
 
 
@@ -211,8 +220,13 @@ class Collector:
         out: Path | None,
         flush_every: int,
         bar: Any,
+        *,
+        keypoints: Sequence[str] | None = None,
+        skeleton: Sequence[tuple[int, int]] | None = None,
     ) -> None:
         self.classes = list(classes)
+        self.keypoints = None if keypoints is None else list(keypoints)
+        self.skeleton = None if skeleton is None else [tuple(pair) for pair in skeleton]
         self.root = root
         self.ids = ids
         self.order = dict(order)
@@ -281,6 +295,8 @@ class Collector:
             {i: self.instances[i] for i in ids},
             image_root=self.root,
             failed=self.failures(),
+            keypoints=self.keypoints,
+            skeleton=self.skeleton,
         )
 
     def flush(self) -> None:

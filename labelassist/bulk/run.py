@@ -240,6 +240,8 @@ def preannotate(
             out_path,
             flush_every,
             bar,
+            keypoints=model.meta.get("keypoints"),
+            skeleton=model.meta.get("skeleton"),
         )
         try:
             if pending and client is not None:

@@ -220,7 +220,10 @@ def detect(
         ``labels`` (N,) network labels and ``masks`` (N, 1, M, M) RoI mask probabilities
         (not pasted).
     """
-    from torchvision.models.detection.transform import resize_boxes  # heavy: torchvision
+    from torchvision.models.detection.transform import (  # heavy: torchvision
+        resize_boxes,
+        resize_keypoints,
+    )
 
     detector: Any = net
 
@@ -251,7 +254,9 @@ def detect(
                 "boxes": resize_boxes(det["boxes"].float(), net_size, size),
                 "scores": det["scores"].float(),
                 "labels": det["labels"],
-                "masks": det["masks"].float(),
+                "masks": det["masks"].float() if "masks" in det else None,
             }
         )
+        if "keypoints" in det:  # the pose variant: mapped like the boxes
+            out[-1]["keypoints"] = resize_keypoints(det["keypoints"].float(), net_size, size)
     return out

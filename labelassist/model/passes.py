@@ -21,6 +21,7 @@ from torch import nn
 from ..instances import Instances
 from ..io.image import MAX_PIXELS_ENV, pixel_limit
 from .inference import DetectionLimits, detect, detection_limits, inference_setup
+from .keypoints import box_outlines, keypoints_to_image, num_keypoints
 from .normalize import intensity_range, to_tensor
 from .roi_masks import boxes_to_original, original_window, rois_to_polygons
 from .scale import rescale_image
@@ -43,6 +44,8 @@ class _Pending:
     scores: list[np.ndarray] = field(default_factory=list)
     boxes: list[np.ndarray] = field(default_factory=list)
     interior: list[np.ndarray] = field(default_factory=list)
+    keypoints: list[np.ndarray] = field(default_factory=list)
+    n_keypoints: int | None = None
 
 
 def _jobs(
@@ -114,6 +117,8 @@ class Runner:
             )
             for orig, im in zip(originals, images, strict=True)
         ]
+        for p in pending:
+            p.n_keypoints = num_keypoints(net)
         saturated: list[int] = []
         with inference_setup(net, self.score_threshold):
             for batch in _batches(_jobs(images, tile_size, overlap), self.batch_size):
@@ -185,8 +190,17 @@ def _collect(
         return
     sel = torch.from_numpy(idx)
     boxes_t = boxes[sel]
-    masks = det["masks"][sel.to(det["masks"].device)]
-    if pending.scaled is None:
+    masks = det["masks"]
+    if masks is None:  # a keypoints-only model: the boxes are the outlines
+        shift = np.array([tile.x0, tile.y0, tile.x0, tile.y0], np.float64)
+        boxes_img = boxes_t.numpy().astype(np.float64) + shift
+        if pending.scaled is not None:
+            fx = pending.scaled[1] / pending.shape[1]
+            fy = pending.scaled[0] / pending.shape[0]
+            boxes_img = boxes_img / np.array([fx, fy, fx, fy])
+        polygons = list(box_outlines(boxes_img))
+    elif pending.scaled is None:
+        masks = masks[sel.to(masks.device)]
         polygons = rois_to_polygons(
             masks,
             boxes_t,
@@ -196,6 +210,7 @@ def _collect(
             offset=(tile.x0, tile.y0),
         )
     else:  # masks placed on the original pixels (see roi_masks)
+        masks = masks[sel.to(masks.device)]
         shift = np.array([tile.x0, tile.y0, tile.x0, tile.y0], np.float64)
         factors = (
             pending.scaled[1] / pending.shape[1],
@@ -221,6 +236,12 @@ def _collect(
     pending.polygons.append(arr[nonempty])
     pending.labels.append(labels[idx][nonempty])
     pending.scores.append(det["scores"].cpu().numpy()[idx][nonempty].astype(np.float32))
+    if "keypoints" in det:
+        points = keypoints_to_image(det["keypoints"][sel], offset=(tile.x0, tile.y0))
+        if pending.scaled is not None:  # continuous coordinates: scaled, no half-pixel shift
+            points[:, :, 0] *= pending.shape[1] / pending.scaled[1]
+            points[:, :, 1] *= pending.shape[0] / pending.scaled[0]
+        pending.keypoints.append(points[nonempty])
     if tiled_shape is not None:
         pending.interior.append(edge_distance(boxes_np, tile, tiled_shape).astype(np.float32))
         pending.boxes.append(boxes_np + np.array([tile.x0, tile.y0, tile.x0, tile.y0], np.float32))
@@ -229,12 +250,20 @@ def _collect(
 def _finish(pending: _Pending) -> Instances:
     """One image's `Instances`: tiled copies merged, sorted by decreasing score."""
     if not pending.polygons:
-        return Instances.empty(pending.shape)
+        return Instances.empty(pending.shape, keypoints=pending.n_keypoints)
     polygons = np.concatenate(pending.polygons)
     labels = np.concatenate(pending.labels)
     scores = np.concatenate(pending.scores)
+    points = np.concatenate(pending.keypoints) if pending.keypoints else None
     if pending.tiled and len(polygons) > 1:
         keep = merge_tiles(np.concatenate(pending.boxes), np.concatenate(pending.interior), labels)
         polygons, labels, scores = polygons[keep], labels[keep], scores[keep]
+        points = None if points is None else points[keep]
     order = np.argsort(-scores, kind="stable")
-    return Instances(list(polygons[order]), labels[order], scores[order], pending.shape)
+    return Instances(
+        list(polygons[order]),
+        labels[order],
+        scores[order],
+        pending.shape,
+        keypoints=None if points is None else points[order],
+    )

@@ -16,6 +16,7 @@ module              holds
 ``transmitted``     `synthetic_brightfield`: brightfield and phase contrast
 ``histology``       `synthetic_histology`: H&E-like nuclei on stroma
 ``rods``            `synthetic_rods`, `WORMS`: bacteria and worms
+``landmarks``       `synthetic_landmarks`, `landmark_dataset`: rods and worms with head and tail
 ``piles``           `synthetic_piles`: occluding grains, the visible part of each
 ``kinds``           `synthetic_image`, `KINDS`
 ``dataset``         `synthetic_dataset`
@@ -34,6 +35,7 @@ from .dataset import synthetic_dataset
 from .epithelium import synthetic_epithelium
 from .histology import synthetic_histology
 from .kinds import KINDS, synthetic_image
+from .landmarks import LANDMARK_NAMES, landmark_dataset, mask_ends, synthetic_landmarks
 from .nuclei import DOMAIN_SHIFT, synthetic_nuclei
 from .params import BACKGROUNDS
 from .piles import synthetic_piles
@@ -54,4 +56,8 @@ __all__ = [
     "synthetic_histology",
     "synthetic_rods",
     "synthetic_piles",
+    "synthetic_landmarks",
+    "landmark_dataset",
+    "mask_ends",
+    "LANDMARK_NAMES",
 ]
