@@ -35,7 +35,7 @@ def run_round(
     project: Project,
     *,
     base_model: Model | str | os.PathLike | None = None,
-    epochs: int = 10,
+    epochs: int | None = None,
     config: TrainConfig | None = None,
     val_fraction: float = 0.2,
     progress: bool = True,
@@ -50,10 +50,13 @@ def run_round(
     base_model : Model, "starter", checkpoint path or None
         Where round 1 starts (default: the shipped starter model). Later rounds start
         from the latest round's checkpoint unless this is given.
-    epochs : int
-        Epochs of this round (overrides ``config.epochs``).
+    epochs : int, optional
+        None (default): the few-shot step recipe of `TrainConfig` (a budget of
+        optimizer steps on crops around the reviewed objects, however few images there
+        are). An int selects the epoch recipe with that many passes over the images
+        (overrides ``config.epochs``; the behaviour of labelassist 1.x).
     config : TrainConfig, optional
-        Other training settings.
+        Other training settings (``TrainConfig()``: the defaults).
     val_fraction : float
         Images without a split yet are split into train/val with this fraction (once:
         an image keeps its split in later rounds, so validation stays held out).
@@ -78,7 +81,7 @@ def run_round(
     --------
     >>> from labelassist import Project  # doctest: +SKIP
     >>> with Project.open("myproject") as project:  # doctest: +SKIP
-    ...     run_round(project, epochs=5)["metrics"]["segm_AP50"]
+    ...     run_round(project)["metrics"]["segm_AP50"]
     """
     from .train import finetune  # heavy: imports torch
 
@@ -96,7 +99,12 @@ def run_round(
     run_dir = project.checkpoint_dir / f"round_{number:03d}"
     result = finetune(model, train, epochs=epochs, out=run_dir, progress=progress, config=config)
     model = result.model
-    metrics: dict[str, Any] = {"train_loss": result.history[-1]["loss"], "epochs": epochs}
+    last = result.history[-1] if result.history else {}
+    metrics: dict[str, Any] = {"train_loss": last.get("loss", float("nan"))}
+    if epochs is not None or (config is not None and config.epochs is not None):
+        metrics["epochs"] = len(result.history)
+    else:
+        metrics["steps"] = last.get("step", 0)
     n_val = sum(1 for i in val.images if len(val.instances.get(i["id"], ())) > 0)
     if n_val:
         metrics.update(evaluate(model, val, progress=progress))

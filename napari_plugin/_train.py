@@ -23,26 +23,44 @@ __all__ = ["TrainWidget", "plot_rounds", "train_round_job"]
 REANNOTATE_STATUSES = ("new", "pre-annotated")  # images no person has edited
 
 
-def _run_round(project: Any, *, epochs: int) -> dict:
+def _run_round(
+    project: Any, *, steps: int | None, max_minutes: float | None, epochs: int | None
+) -> dict:
     """`labelassist.rounds.run_round` without data-loading processes (forking a Qt
-    application from a worker thread can hang) and without console progress bars."""
+    application from a worker thread can hang) and without console progress bars; the
+    library's few-shot step recipe unless ``epochs`` is given."""
     from labelassist.rounds import run_round
     from labelassist.train import TrainConfig
 
-    config = TrainConfig(epochs=epochs, num_workers=0)
-    return run_round(project, epochs=epochs, config=config, progress=False)
+    options: dict[str, Any] = {"num_workers": 0, "max_minutes": max_minutes, "epochs": epochs}
+    if steps is not None:
+        options["steps"] = steps
+    config = TrainConfig(**options)
+    return run_round(project, config=config, progress=False)
+
+
+def _budget(steps: int | None, max_minutes: float | None, epochs: int | None) -> str:
+    if epochs is not None:
+        return f"{epochs} epochs"
+    from labelassist.train.config import TrainConfig
+
+    text = f"{steps if steps is not None else TrainConfig().steps} steps"
+    return text + (f", at most {max_minutes:g} min" if max_minutes else "")
 
 
 def train_round_job(
     folder: str | Path,
     *,
-    epochs: int,
+    steps: int | None = None,
+    max_minutes: float | None = None,
+    epochs: int | None = None,
     device: str | None = None,
     reannotate: bool = True,
     score_threshold: float = 0.5,
 ) -> Generator[Progress, None, dict]:
-    """Train the next round of the project in ``folder`` (`labelassist.rounds.run_round`),
-    then pre-annotate the images no person has edited (status ``new`` /
+    """Train the next round of the project in ``folder`` (`labelassist.rounds.run_round`:
+    ``steps`` optimizer steps of the few-shot recipe, capped at ``max_minutes``; or
+    ``epochs`` passes of the epoch recipe), then pre-annotate the images no person has edited (status ``new`` /
     ``pre-annotated``) with the new model on ``device``.
 
     Each re-annotation is saved with the version the image had when the list was made
@@ -53,8 +71,9 @@ def train_round_job(
     import labelassist as la
 
     with la.Project.open(folder) as project:  # this thread's own connection
-        yield (0, 0, f"training round {len(project.rounds()) + 1} ({epochs} epochs)...")
-        result = _run_round(project, epochs=epochs)
+        budget = _budget(steps, max_minutes, epochs)
+        yield (0, 0, f"training round {len(project.rounds()) + 1} ({budget})...")
+        result = _run_round(project, steps=steps, max_minutes=max_minutes, epochs=epochs)
         summary = {
             "round": result["round"],
             "metrics": result["metrics"],
@@ -126,7 +145,12 @@ class TrainWidget(JobWidget):
     def __init__(self, napari_viewer: Any) -> None:
         self.viewer = napari_viewer
         self.folder = FileEdit(label="project", mode=FileDialogMode.EXISTING_DIRECTORY)
-        self.epochs = SpinBox(label="epochs", value=10, min=1, max=1000)
+        from labelassist.train.config import TrainConfig  # the library's defaults
+
+        self.steps = SpinBox(label="steps", value=TrainConfig().steps, min=1, max=100_000)
+        self.max_minutes = FloatSpinBox(
+            label="max minutes (0: none)", value=0.0, min=0.0, max=10_000.0, step=1.0
+        )
         self.device = ComboBox(label="device", choices=["auto", "cpu", "cuda"], value="auto")
         self.reannotate = CheckBox(label="re-annotate untouched images", value=True)
         self.threshold = FloatSpinBox(
@@ -138,7 +162,8 @@ class TrainWidget(JobWidget):
             napari_viewer,
             [
                 self.folder,
-                self.epochs,
+                self.steps,
+                self.max_minutes,
                 self.device,
                 self.reannotate,
                 self.threshold,
@@ -187,7 +212,8 @@ class TrainWidget(JobWidget):
         return self.start_job(
             train_round_job,
             folder,
-            epochs=int(self.epochs.value),
+            steps=int(self.steps.value),
+            max_minutes=float(self.max_minutes.value) or None,
             device=None if self.device.value == "auto" else self.device.value,
             reannotate=bool(self.reannotate.value),
             score_threshold=float(self.threshold.value),

@@ -41,9 +41,9 @@ def one_line(exc_info: pytest.ExceptionInfo[BaseException]) -> str:
 @pytest.mark.parametrize(
     ("changes", "match"),
     [
-        ({"epochs": 0}, r"^epochs must be an integer >= 1, got 0$"),
-        ({"epochs": 1.5}, r"^epochs must be an integer >= 1, got 1.5$"),
-        ({"epochs": True}, r"^epochs must be an integer >= 1, got True$"),
+        ({"epochs": 0}, r"^epochs must be an integer >= 1 or None, got 0$"),
+        ({"epochs": 1.5}, r"^epochs must be an integer >= 1 or None, got 1.5$"),
+        ({"epochs": True}, r"^epochs must be an integer >= 1 or None, got True$"),
         ({"batch_size": 0}, r"^batch_size must be an integer >= 1, got 0$"),
         ({"batch_size": "4"}, r"^batch_size must be an integer >= 1, got '4'$"),
         ({"lr": 0.0}, r"^lr must be a positive finite number, got 0.0$"),
@@ -57,7 +57,10 @@ def one_line(exc_info: pytest.ExceptionInfo[BaseException]) -> str:
         ({"warmup_iters": -1}, r"^warmup_iters must be an integer >= 0, got -1$"),
         ({"warmup_factor": 1.5}, r"^warmup_factor must be a finite number in \[0, 1\]"),
         ({"final_lr_factor": -0.5}, r"^final_lr_factor must be a finite number in \[0, 1\]"),
-        ({"freeze": "everything"}, r"^freeze must be one of \['none', 'backbone', 'features'"),
+        (
+            {"freeze": "everything"},
+            r"^freeze must be one of \['auto', 'none', 'backbone', 'features'",
+        ),
         ({"freeze": None}, r"^freeze must be one of .*, got None$"),
         ({"augment": 2.0}, r"^augment must be within \[0, 1\] \(or a bool\), got 2.0$"),
         ({"augment": -0.1}, r"^augment must be within \[0, 1\]"),
@@ -78,6 +81,21 @@ def one_line(exc_info: pytest.ExceptionInfo[BaseException]) -> str:
         ({"val_score_threshold": 1.5}, r"^val_score_threshold must be a finite number in \[0, 1\]"),
         ({"roi_samples": 0}, r"^roi_samples must be an integer >= 1 or None, got 0$"),
         ({"rpn_proposals": 0}, r"^rpn_proposals must be an integer >= 1 or None, got 0$"),
+        ({"steps": 0}, r"^steps must be an integer >= 1, got 0$"),
+        ({"steps": None}, r"^steps must be an integer >= 1, got None$"),
+        ({"max_minutes": 0}, r"^max_minutes must be a positive finite number or None, got 0$"),
+        ({"chunk_steps": 0}, r"^chunk_steps must be an integer >= 1, got 0$"),
+        ({"crop_size": 16}, r"^crop_size must be an integer >= 32 or None, got 16$"),
+        ({"crop_on_objects": 1.5}, r"^crop_on_objects must be a finite number in \[0, 1\]"),
+        ({"crop_region": "all"}, r"^crop_region must be one of \['annotated', 'image'\]"),
+        ({"copy_paste": -0.1}, r"^copy_paste must be a finite number in \[0, 1\]"),
+        ({"paste_max": 0}, r"^paste_max must be an integer >= 1, got 0$"),
+        ({"size_norm": "yes"}, r"^size_norm must be True or False, got 'yes'$"),
+        ({"channels": [0, 0]}, r"^channels must be 1, 2 or 3 distinct channel indices"),
+        ({"channels": "1,2"}, r"^channels must be 1, 2 or 3 distinct .* got '1,2'$"),
+        ({"channels": (0, 1, 2, 3)}, r"^channels must be 1, 2 or 3 distinct"),
+        ({"channels": -1}, r"^channels must be 1, 2 or 3 distinct .* got -1$"),
+        ({"select": "first"}, r"^select must be one of \['last', 'best'\], got 'first'$"),
     ],
     ids=lambda value: repr(value)[:40] if isinstance(value, dict) else "",
 )
@@ -512,10 +530,30 @@ def cli_args(tmp):
         (
             ["--epochs", "0"],
             None,
-            r"^labelassist train: error: epochs must be an integer >= 1, got 0$",
+            r"^labelassist train: error: epochs must be an integer >= 1 or None, got 0$",
+        ),
+        (
+            ["--channels", "a,b"],
+            None,
+            r"^labelassist train: error: --channels must be comma-separated channel indices "
+            r"such as 1,2, got 'a,b'$",
+        ),
+        (
+            ["--steps", "0"],
+            None,
+            r"^labelassist train: error: steps must be an integer >= 1, got 0$",
         ),
     ],
-    ids=["image root missing", "image root empty", "text as png", "no state", "empty state", "0"],
+    ids=[
+        "image root missing",
+        "image root empty",
+        "text as png",
+        "no state",
+        "empty state",
+        "0",
+        "channels",
+        "steps",
+    ],
 )
 def test_cli_train_bad_inputs_one_line(tmp, cli_args, extra, prepare, match, capsys):
     from labelassist.cli import main

@@ -20,12 +20,20 @@ the train split (replay), evaluates on the reviewed val split, and records the c
 the metrics and the learning curve (learning_curve.png) in the project.
 
 With --train: fine-tune --model on a COCO json and write checkpoints to --out
-(last.pt after every epoch; --resume continues a stopped run).
+(last.pt after every chunk of steps; --resume continues a stopped run).
+
+The default is the few-shot step recipe: --steps optimizer steps (however few images
+there are) on random crops around the reviewed objects, with copy-paste and flips,
+rotations, scale and intensity jitter, at the model's object size; the freezing is
+chosen from the amount of data. --epochs N selects the epoch recipe of labelassist 1.x
+(N passes over the whole images).
 """
 
 _TRAIN_EPILOG = """\
 examples:
-  labelassist train --project myproj --epochs 10
+  labelassist train --project myproj
+  labelassist train --project myproj --steps 300 --max-minutes 5
+  labelassist train --project cells --channels 1,2
   labelassist train --train reviewed.json --val heldout.json --model starter --out runs/1
   labelassist train --train reviewed.json --model runs/1/last.pt --out runs/2 --freeze backbone
   torchrun --nproc-per-node 4 "$(which labelassist)" train --train big.json --out runs/ddp
@@ -62,14 +70,41 @@ def register(subparsers: Any) -> None:
     )
     train.add_argument("--out", metavar="DIR", help="checkpoint folder (required with --train)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out")
-    train.add_argument("--epochs", type=int, default=10, help="epochs (default: 10)")
-    train.add_argument("--batch-size", type=int, default=4, help="images per step (default: 4)")
-    train.add_argument("--lr", type=float, default=0.02, help="peak learning rate (default: 0.02)")
+    train.add_argument("--steps", type=int, default=None, help="optimizer steps (default: 200)")
+    train.add_argument(
+        "--max-minutes", type=float, default=None, help="time cap of the steps (default: none)"
+    )
+    train.add_argument(
+        "--epochs", type=int, default=None, help="epoch recipe: passes over the whole images"
+    )
+    train.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="images per step (default: 2)",
+    )
+    train.add_argument("--lr", type=float, default=None, help="peak learning rate (default: 0.005)")
     train.add_argument(
         "--freeze",
-        default="none",
-        choices=("none", "backbone", "features", "heads"),
-        help="parts not trained (default: none)",
+        default=None,
+        choices=("auto", "none", "backbone", "features", "heads"),
+        help="parts not trained (default: auto, from the amount of data)",
+    )
+    train.add_argument(
+        "--crop-size",
+        type=int,
+        default=None,
+        help="side of the training crops (default: 192)",
+    )
+    train.add_argument(
+        "--channels",
+        default=None,
+        metavar="C[,C...]",
+        help="input channels of multichannel images, e.g. 1,2 for cytoplasm + nucleus",
+    )
+    train.add_argument("--no-copy-paste", action="store_true", help="no copy-paste augmentation")
+    train.add_argument(
+        "--no-size-norm", action="store_true", help="train at the data's own object size"
     )
     train.add_argument("--no-augment", action="store_true", help="no data augmentation")
     train.add_argument("--workers", type=int, default=None, help="data loading processes")
@@ -101,15 +136,39 @@ def register(subparsers: Any) -> None:
 def _config(args: argparse.Namespace) -> Any:
     from ..train import TrainConfig  # heavy: imports torch
 
-    return TrainConfig(
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        freeze=args.freeze,
-        augment=0.0 if args.no_augment else 1.0,
-        num_workers=args.workers,
-        seed=args.seed,
-    )
+    options = {
+        "steps": args.steps,
+        "max_minutes": args.max_minutes,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "freeze": args.freeze,
+        "crop_size": args.crop_size,
+        "channels": _channels(args.channels),
+        "num_workers": args.workers,
+    }
+    changes = {k: v for k, v in options.items() if v is not None}
+    if args.no_copy_paste:
+        changes["copy_paste"] = 0.0
+    if args.no_size_norm:
+        changes["size_norm"] = False
+    if args.no_augment:
+        changes["augment"] = 0.0
+    try:
+        return TrainConfig(seed=args.seed, **changes)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _channels(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(int(c) for c in text.split(","))
+    except ValueError:
+        raise CliError(
+            f"--channels must be comma-separated channel indices such as 1,2, got {text!r}"
+        ) from None
 
 
 def _load(source: str | None, device: str | None) -> Any:
@@ -138,7 +197,6 @@ def _train_round(args: argparse.Namespace, config: Any) -> int:
         result = run_round(
             project,
             base_model=base,
-            epochs=args.epochs,
             config=config,
             progress=not args.no_progress,
         )
@@ -171,7 +229,8 @@ def _train_coco(args: argparse.Namespace, config: Any) -> int:
         config=config,
     )
     last = result.history[-1] if result.history else {}
-    print(f"trained {len(result.history)} epoch(s) -> {result.checkpoint}")
+    unit = "epoch(s)" if config.epochs is not None else f"chunk(s), {last.get('step', 0)} steps"
+    print(f"trained {len(result.history)} {unit} -> {result.checkpoint}")
     _print_metrics({k: v for k, v in last.items() if k != "epoch"})
     return 0
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["augment"]
+__all__ = ["augment", "intensity_jitter"]
 
 Target = dict[str, Any]
 
@@ -62,7 +62,7 @@ def augment(
         aff = _random_affine(tuple(sample[0].shape[-2:]), strength, scale_range)
         sample = aff(sample[0]), _map_target(sample[1], aff)
     out, target = sample
-    return _intensity_jitter(out.as_subclass(torch.Tensor), strength), target
+    return intensity_jitter(out.as_subclass(torch.Tensor), strength), target
 
 
 def _random_affine(
@@ -92,7 +92,7 @@ def _map_target(target: Target, fn: Callable[[Any], Any]) -> Target:
     return out
 
 
-def _intensity_jitter(image: torch.Tensor, strength: float) -> torch.Tensor:
+def intensity_jitter(image: torch.Tensor, strength: float) -> torch.Tensor:
     """Gamma, contrast, brightness and noise jitter for a float image in about [0, 1]."""
     if torch.rand(()) < 0.8 * strength:
         gamma = math.exp(float(torch.empty(()).uniform_(-0.4, 0.4)) * strength)

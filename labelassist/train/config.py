@@ -16,24 +16,64 @@ from ..checks import check_choice, check_int, check_number
 if TYPE_CHECKING:  # pragma: no cover - the model package imports torch
     from ..model import Model
 
-__all__ = ["FREEZE_CHOICES", "TrainConfig", "TrainResult", "json_config", "merge_config"]
+__all__ = [
+    "AUTO_FREEZE_INSTANCES",
+    "FREEZE_CHOICES",
+    "REGION_CHOICES",
+    "SELECT_CHOICES",
+    "TrainConfig",
+    "TrainResult",
+    "auto_freeze",
+    "json_config",
+    "merge_config",
+]
 
-#: Values of `TrainConfig.freeze`: which part of the network is not trained.
-FREEZE_CHOICES = ("none", "backbone", "features", "heads")
+#: Values of `TrainConfig.freeze`: which part of the network is not trained (``"auto"``:
+#: chosen from the amount of training data, see `auto_freeze`).
+FREEZE_CHOICES = ("auto", "none", "backbone", "features", "heads")
+
+#: Values of `TrainConfig.crop_region`: where the crops of the step recipe may lie.
+REGION_CHOICES = ("annotated", "image")
+
+#: Values of `TrainConfig.select`: which weights a run returns.
+SELECT_CHOICES = ("last", "best")
+
+#: `auto_freeze`: with fewer training instances than this, the backbone body is frozen.
+AUTO_FREEZE_INSTANCES = 0
 
 
 @dataclass
 class TrainConfig:
     """Settings of `finetune`; every field is JSON-able and stored in the checkpoint.
 
+    Two recipes share these settings. The default, the **step recipe** for few-shot
+    rounds, trains a budget of optimizer ``steps`` on random crops around the annotated
+    objects (with copy-paste, flips, 90° rotations, scale and intensity jitter), at the
+    model's object size. Giving ``epochs`` selects the **epoch recipe** of labelassist
+    1.x: passes over the whole images with the `augment` pipeline, no crops, no
+    copy-paste, no rescaling (two images are then only a few steps: use it for large
+    datasets or to repeat an old run; labelassist 1.x also used ``batch_size=4, lr=0.02``).
+
     Parameters
     ----------
-    epochs : int
-        Passes over the training images.
+    epochs : int or None
+        None (default): the step recipe. An int: that many passes over the whole images
+        (the epoch recipe).
+    steps : int
+        Optimizer steps of the step recipe, however many images there are (two images
+        still get hundreds of steps).
+    max_minutes : float or None
+        Time cap of the step recipe: after each chunk of ``chunk_steps``, when the chunks
+        left would end after this many minutes, the schedule is shortened so the run ends
+        in time (cosine decay finished). None: no cap (a run then repeats exactly).
+    chunk_steps : int
+        Steps per history record, checkpoint and callback call of the step recipe (an
+        "epoch" of the step recipe; ``steps`` is rounded up to whole equal chunks).
     batch_size : int
-        Images per optimizer step (per process under DDP).
+        Images (crops) per optimizer step (per process under DDP).
     lr : float
-        Peak learning rate of SGD (reached after ``warmup_iters``).
+        Peak learning rate of SGD (reached after ``warmup_iters``). 0.005 for batches of 2
+        (torchvision's 0.02 for 16 images, scaled; 0.02 made the starter forget nuclei).
     momentum, weight_decay : float
         SGD settings (weight decay is not applied to norm layers and biases).
     warmup_iters : int
@@ -43,19 +83,53 @@ class TrainConfig:
         Start of the warm-up as a fraction of ``lr``.
     final_lr_factor : float
         The cosine schedule ends at ``lr * final_lr_factor``.
-    freeze : {"none", "backbone", "features", "heads"}
+    freeze : {"auto", "none", "backbone", "features", "heads"}
         ``"backbone"`` freezes the backbone body (the FPN still trains), ``"features"``
         the whole backbone including the FPN, ``"heads"`` everything except the box and
-        mask predictors.
+        mask predictors; ``"auto"`` chooses from the number of training instances
+        (`auto_freeze`).
     augment : float
         Augmentation strength, 0 (off) to 1 (full); ``True`` means 1.
     scale_range : tuple of float
         Scale jitter range at full strength.
+    crop_size : int or None
+        Side of the square training crops of the step recipe, in the network's pixels
+        (after size normalisation). None: whole images.
+    crop_on_objects : float
+        Fraction of crops centred on a random annotated object (jittered by up to a
+        quarter crop); the others are placed uniformly in the crop region.
+    crop_region : {"annotated", "image"}
+        Where crops may lie. ``"annotated"``: within the bounding box of the image's
+        annotated instances grown by one median object size on each side, because the
+        rest of a partly annotated image was not reviewed and must not be learnt as
+        background; an image reviewed as empty (no instances) is used whole.
+        ``"image"``: anywhere in the image.
+    copy_paste : float
+        Probability that a crop receives copy-paste augmentation (Ghiasi et al., "Simple
+        Copy-Paste", CVPR 2021): annotated instances of any training image pasted with
+        their exact masks (the parts they hide are removed from the masks below). 0: off.
+    paste_max : int
+        Most instances pasted into one crop.
+    size_norm : bool
+        Train at the model's object size: images and instances are rescaled by
+        ``model.object_size / median object size of the training instances`` (clipped,
+        `labelassist.model.scale.scale_factor`). The trained model stores that median as
+        ``data_object_size``. A model without ``object_size`` is not rescaled; it gets the
+        data's median as both sizes. The epoch recipe never rescales.
+    channels : tuple of int or None
+        Input channels picked from multichannel images (see
+        `labelassist.model.normalize.select_channels`), stored with the trained model as
+        ``model.channels``. None: the model's ``channels`` (if any), else the image as it is.
+    select : {"last", "best"}
+        Which weights the run returns. ``"best"``: with ``val`` given to `finetune`, the
+        weights of the chunk (epoch) with the best validation mask AP50; without ``val``
+        the last (see `finetune` for why no training instances are held out).
     num_workers : int or None
-        Data loading processes; None means ``min(2, cpu count)``.
+        Data loading processes; None means ``min(2, cpu count)`` for the epoch recipe and
+        0 for the step recipe (its images are prepared in memory once).
     seed : int
-        Seeds weights of new heads, shuffling, augmentation and sampling. Every epoch is
-        re-seeded from ``(seed, epoch)`` so a resumed run repeats a straight one.
+        Seeds weights of new heads, shuffling, augmentation and sampling. Every epoch
+        (chunk) is re-seeded from ``(seed, epoch)`` so a resumed run repeats a straight one.
     amp : bool
         Mixed precision with a gradient scaler (CUDA only; ignored on CPU).
     clip_grad_norm : float or None
@@ -76,35 +150,51 @@ class TrainConfig:
 
     Examples
     --------
-    >>> TrainConfig(epochs=2, lr=0.01).batch_size
-    4
+    >>> config = TrainConfig()
+    >>> config.epochs is None, config.steps, config.freeze
+    (True, 200, 'auto')
     >>> TrainConfig(freeze="all")
     Traceback (most recent call last):
     ...
-    ValueError: freeze must be one of ['none', 'backbone', 'features', 'heads'], got 'all'
+    ValueError: freeze must be one of ['auto', 'none', 'backbone', 'features', 'heads'], got 'all'
     """
 
-    epochs: int = 10
-    batch_size: int = 4
-    lr: float = 0.02
+    epochs: int | None = None
+    steps: int = 200
+    max_minutes: float | None = None
+    chunk_steps: int = 50
+    batch_size: int = 2
+    lr: float = 0.005
     momentum: float = 0.9
     weight_decay: float = 1e-4
-    warmup_iters: int = 100
+    warmup_iters: int = 50
     warmup_factor: float = 0.001
     final_lr_factor: float = 0.05
-    freeze: str = "none"
+    freeze: str = "auto"
     augment: float = 1.0
     scale_range: tuple[float, float] = (0.75, 1.33)
+    crop_size: int | None = 192
+    crop_on_objects: float = 0.8
+    crop_region: str = "annotated"
+    copy_paste: float = 0.5
+    paste_max: int = 8
+    size_norm: bool = True
+    channels: tuple[int, ...] | None = None
+    select: str = "best"
     num_workers: int | None = None
     seed: int = 0
     amp: bool = True
     clip_grad_norm: float | None = 10.0
     val_score_threshold: float = 0.05
-    roi_samples: int | None = None
-    rpn_proposals: int | None = None
+    roi_samples: int | None = 64
+    rpn_proposals: int | None = 300
 
     def __post_init__(self) -> None:
-        self.epochs = check_int(self.epochs, "epochs", minimum=1)
+        self.epochs = check_int(self.epochs, "epochs", minimum=1, allow_none=True)
+        self.steps = check_int(self.steps, "steps", minimum=1)
+        if self.max_minutes is not None:
+            self.max_minutes = _positive(self.max_minutes, "max_minutes", none=True)
+        self.chunk_steps = check_int(self.chunk_steps, "chunk_steps", minimum=1)
         self.batch_size = check_int(self.batch_size, "batch_size", minimum=1)
         self.lr = _positive(self.lr, "lr")
         self.momentum = check_number(self.momentum, "momentum", minimum=0, maximum=1)
@@ -117,10 +207,19 @@ class TrainConfig:
         check_choice(self.freeze, "freeze", FREEZE_CHOICES)
         self.augment = _strength(self.augment)
         self.scale_range = _scale_range(self.scale_range)
+        self.crop_size = check_int(self.crop_size, "crop_size", minimum=32, allow_none=True)
+        self.crop_on_objects = check_number(
+            self.crop_on_objects, "crop_on_objects", minimum=0, maximum=1
+        )
+        check_choice(self.crop_region, "crop_region", REGION_CHOICES)
+        self.copy_paste = check_number(self.copy_paste, "copy_paste", minimum=0, maximum=1)
+        self.paste_max = check_int(self.paste_max, "paste_max", minimum=1)
+        self.size_norm = _flag(self.size_norm, "size_norm")
+        self.channels = _channels(self.channels)
+        check_choice(self.select, "select", SELECT_CHOICES)
         self.num_workers = check_int(self.num_workers, "num_workers", minimum=0, allow_none=True)
         self.seed = check_int(self.seed, "seed")
-        if not isinstance(self.amp, bool):
-            raise ValueError(f"amp must be True or False, got {self.amp!r}")
+        self.amp = _flag(self.amp, "amp")
         if self.clip_grad_norm is not None:
             self.clip_grad_norm = _positive(self.clip_grad_norm, "clip_grad_norm", none=True)
         self.val_score_threshold = check_number(
@@ -130,6 +229,56 @@ class TrainConfig:
         self.rpn_proposals = check_int(
             self.rpn_proposals, "rpn_proposals", minimum=1, allow_none=True
         )
+
+    @property
+    def by_steps(self) -> bool:
+        """True for the step recipe (``epochs`` is None).
+
+        Examples
+        --------
+        >>> TrainConfig().by_steps, TrainConfig(epochs=3).by_steps
+        (True, False)
+        """
+        return self.epochs is None
+
+
+def auto_freeze(n_instances: int) -> str:
+    """The ``freeze`` mode ``"auto"`` stands for, given the number of training instances.
+
+    With fewer than `AUTO_FREEZE_INSTANCES` instances the backbone body is frozen (too
+    little data to move features learnt on many images); otherwise nothing is frozen.
+
+    Examples
+    --------
+    >>> auto_freeze(10_000)
+    'none'
+    """
+    return "backbone" if n_instances < AUTO_FREEZE_INSTANCES else "none"
+
+
+def _flag(value: Any, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
+def _channels(channels: Any) -> tuple[int, ...] | None:
+    """1 to 3 distinct channel indices >= 0 as a tuple (an int is one channel), or None."""
+    if channels is None:
+        return None
+    message = (
+        "channels must be 1, 2 or 3 distinct channel indices >= 0 (e.g. (1, 2) for "
+        f"cytoplasm + nucleus) or None, got {channels!r}"
+    )
+    picked = (
+        [channels] if isinstance(channels, int) and not isinstance(channels, bool) else channels
+    )
+    if isinstance(picked, (str, bytes)) or not isinstance(picked, Sequence):
+        raise ValueError(message)
+    ok = all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in picked)
+    if not (ok and 1 <= len(picked) <= 3 and len(set(picked)) == len(picked)):
+        raise ValueError(message)
+    return tuple(int(c) for c in picked)
 
 
 def _positive(value: Any, name: str, *, none: bool = False) -> float:
@@ -198,8 +347,8 @@ def merge_config(config: TrainConfig | None, **overrides: Any) -> TrainConfig:
 
     Examples
     --------
-    >>> merge_config(TrainConfig(lr=0.01), epochs=3, lr=None).epochs
-    3
+    >>> merge_config(TrainConfig(lr=0.01), steps=30, lr=None).steps
+    30
     """
     if config is not None and not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
@@ -213,9 +362,10 @@ def json_config(config: TrainConfig) -> dict[str, Any]:
 
     Examples
     --------
-    >>> json_config(TrainConfig())["scale_range"]
-    [0.75, 1.33]
+    >>> json_config(TrainConfig(channels=(1, 2)))["channels"]
+    [1, 2]
     """
     out = asdict(config)
     out["scale_range"] = list(config.scale_range)
+    out["channels"] = None if config.channels is None else list(config.channels)
     return out

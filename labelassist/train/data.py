@@ -24,6 +24,7 @@ from ..coco import Dataset, read_coco
 from ..geometry import polygons_to_masks
 from ..instances import Instances
 from ..io import check_image, read_image
+from ..model.normalize import select_channels
 from ..model.predict import to_tensor
 from .augment import augment
 from .state import mix_seed
@@ -37,6 +38,7 @@ __all__ = [
     "instances_to_target",
     "resolve_data",
     "resolve_val",
+    "sanitize",
 ]
 
 #: An image (array, or path of an image file) and its instances.
@@ -214,8 +216,10 @@ class TrainImages(TorchDataset[tuple[torch.Tensor, Target]]):
         augment: float = 0.0,
         scale_range: tuple[float, float] = (0.75, 1.33),
         seed: int = 0,
+        channels: tuple[int, ...] | None = None,
     ) -> None:
         self.pairs = list(pairs)
+        self.channels = channels
         self.normalization = normalization
         self.label_ids = torch.as_tensor(list(label_ids), dtype=torch.int64)
         self.augment = float(augment)
@@ -228,7 +232,7 @@ class TrainImages(TorchDataset[tuple[torch.Tensor, Target]]):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, Target]:
         source, instances = self.pairs[index]
-        image = _load_tensor(source, self.normalization)
+        image = _load_tensor(source, self.normalization, self.channels)
         if tuple(image.shape[-2:]) != tuple(instances.image_shape):
             raise ValueError(
                 f"training image {index} ({_describe(source)}) has shape "
@@ -241,14 +245,20 @@ class TrainImages(TorchDataset[tuple[torch.Tensor, Target]]):
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(mix_seed(self.seed, self.epoch, index))
                 image, target = augment(image, target, self.augment, self.scale_range)
-        return image, _sanitize(target)
+        return image, sanitize(target)
 
 
-def _load_tensor(source: Any, normalization: Any) -> torch.Tensor:
-    """Read (if a path) and convert exactly as prediction does (`predict.to_tensor`)."""
+def _load_tensor(
+    source: Any, normalization: Any, channels: tuple[int, ...] | None = None
+) -> torch.Tensor:
+    """Read (if a path), pick ``channels`` and convert exactly as prediction does
+    (`predict.to_tensor`)."""
     if isinstance(source, (str, os.PathLike)):
         source = read_image(source)
-    return to_tensor(np.asarray(source), normalization=normalization)
+    image = np.asarray(source)
+    if channels is not None:
+        image = select_channels(image, channels)
+    return to_tensor(image, normalization=normalization)
 
 
 def instances_to_target(instances: Instances, label_ids: torch.Tensor) -> Target:
@@ -272,7 +282,7 @@ def instances_to_target(instances: Instances, label_ids: torch.Tensor) -> Target
     }
 
 
-def _sanitize(target: dict[str, Any], min_pixels: int = 4) -> Target:
+def sanitize(target: dict[str, Any], min_pixels: int = 4) -> Target:
     """Boxes recomputed from the (augmented) masks, in continuous pixel coordinates; masks
     with fewer than ``min_pixels`` pixels (cropped away, slivers) are dropped; plain tensors
     for torchvision's model."""
@@ -296,7 +306,7 @@ def collate(
 
 
 def epoch_loader(
-    dataset: TrainImages,
+    dataset: Any,
     *,
     batch_size: int,
     num_workers: int,
@@ -305,7 +315,8 @@ def epoch_loader(
     sampler: Any = None,
     pin_memory: bool = False,
 ) -> DataLoader[tuple[torch.Tensor, Target]]:
-    """The DataLoader of one epoch; its shuffling (and the dataset's augmentation) is
+    """The DataLoader of one epoch of ``dataset`` (a `TrainImages` or the step recipe's
+    `labelassist.train.crops.CropImages`); its shuffling (and the dataset's augmentation) is
     seeded from ``(seed, epoch)``, so a resumed run sees the same batches."""
     dataset.epoch = epoch
     if sampler is not None:

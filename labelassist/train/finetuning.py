@@ -1,16 +1,16 @@
 """`finetune`: fine-tune a Mask R-CNN on annotated images, from the data to the checkpoint.
 
-The orchestration only: the data (`data`, `augment`), the heads (`heads`), the epoch and
-the schedule (`engine`), checkpoints and resuming (`state`) and DDP (`distributed`) live
-in their own modules. SGD with linear warm-up and a cosine schedule, augmentation for
-microscopy, mixed precision on CUDA, atomic per-epoch checkpoints with exact resume, and
-DistributedDataParallel when run under ``torchrun``.
+The orchestration only: the plan (`recipe`), the data (`data`, `crops`, `augment`), the
+heads (`heads`), the epoch and the schedule (`engine`), checkpoints and resuming (`state`)
+and DDP (`distributed`) live in their own modules. SGD with linear warm-up and a cosine
+schedule, the few-shot step recipe (crops around objects, copy-paste, object-size
+normalisation) or the epoch recipe, mixed precision on CUDA, atomic checkpoints with
+exact resume, and DistributedDataParallel when run under ``torchrun``.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -24,6 +24,7 @@ from ..coco import Dataset
 from ..instances import Instances
 from ..model import Model
 from .config import TrainConfig, TrainResult, merge_config
+from .crops import CropImages
 from .data import Pair, TrainImages, check_images, epoch_loader, resolve_data, resolve_val
 from .distributed import Group, distributed_sampler, process_group, stop_requested, sync_buffers
 from .distributed import wrap as wrap_ddp
@@ -36,6 +37,15 @@ from .engine import (
     validate,
 )
 from .heads import class_mapping, freeze, relabel, with_classes
+from .recipe import (
+    Plan,
+    fit_time,
+    keep_best,
+    num_workers,
+    plan_run,
+    record_input,
+    training_dataset,
+)
 from .state import (
     CHECKPOINT,
     STATE,
@@ -63,10 +73,12 @@ def finetune(
     *,
     val: Dataset | str | os.PathLike[str] | None = None,
     image_root: str | os.PathLike[str] | None = None,
+    steps: int | None = None,
     epochs: int | None = None,
     batch_size: int | None = None,
     lr: float | None = None,
     freeze: str | None = None,
+    channels: int | Sequence[int] | None = None,
     out: str | os.PathLike[str] | None = None,
     resume: bool = False,
     progress: bool = True,
@@ -75,13 +87,30 @@ def finetune(
 ) -> TrainResult:
     """Fine-tune ``model`` on annotated images.
 
+    By default this is the few-shot **step recipe** (`TrainConfig`): ``steps`` optimizer
+    steps on random crops around the annotated objects, with copy-paste, flips, 90°
+    rotations, scale and intensity jitter, at the model's object size, the freezing chosen
+    from the amount of data. Two corrected images get as many steps as two hundred. Crops
+    stay inside the annotated region of each image (`TrainConfig.crop_region`), so the
+    unreviewed rest of a partly annotated image is never learnt as background. Giving
+    ``epochs`` selects the epoch recipe of labelassist 1.x (whole images, no crops, no
+    rescaling).
+
+    Why no training instances are held out to stop early when there is no ``val``: in
+    Mask R-CNN, an object left out of the targets is a *background* example, so holding
+    out instances of the one or two training images would teach the model to miss them,
+    and the few left would give a noisy AP. The step budget and the cosine schedule are
+    instead fixed by the domain benchmark (``bench/bench_domains.py``: AP no longer rises
+    past the default budget). With ``val``, ``select="best"`` keeps the best chunk.
+
     Parameters
     ----------
     model : Model
         The starting point (``load_model("starter")``, a checkpoint, or
         ``load_model(None, classes=[...])`` for training from scratch). It is not
         modified: a copy is trained (with extended heads when the data brings new
-        classes) and returned in the result.
+        classes; a one-class model is renamed to one-class data, see
+        `labelassist.train.heads.class_mapping`) and returned in the result.
     train : Dataset, COCO json path, or list of (image, Instances)
         Training images with their instances. Images are read with
         `labelassist.read_image` and converted like `Model.predict` does. In a list of
@@ -89,16 +118,19 @@ def finetune(
         Every image is read once before training starts, so a missing or damaged file
         fails at once.
     val : Dataset or COCO json path, optional
-        Held-out images; evaluated after every epoch (mask and box AP via COCOeval).
+        Held-out images; evaluated after every epoch or chunk (mask and box AP via
+        COCOeval); with ``select="best"`` the best chunk's weights are returned.
     image_root : str or os.PathLike, optional
         Folder the ``file_name`` of ``train`` (and ``val``) resolve against; default: next
         to the json file.
-    epochs, batch_size, lr, freeze : optional
-        Shortcuts overriding the same fields of ``config``.
+    steps, epochs, batch_size, lr, freeze, channels : optional
+        Shortcuts overriding the same fields of ``config`` (``epochs`` selects the epoch
+        recipe).
     out : str or os.PathLike, optional
         Folder for checkpoints: ``last.pt`` (the model, history in its metadata) and
         ``last.state.pt`` (optimizer, scheduler, scaler, epoch, RNG states; tensors and
-        primitives only), both written atomically after every epoch.
+        primitives only), both written atomically after every epoch or chunk; ``best.pt``
+        when ``select="best"`` returned an earlier chunk.
     resume : bool
         Continue the run stored in ``out`` where it stopped (the model and optimizer state
         come from the checkpoint; ``model`` only supplies the device).
@@ -107,14 +139,15 @@ def finetune(
     config : TrainConfig, optional
         All other settings.
     callback : callable, optional
-        Called on rank 0 with each epoch's history record after its checkpoint is
-        written; returning ``False`` stops training there (a GUI's cancel button). The
+        Called on rank 0 with each epoch's (chunk's) history record after its checkpoint
+        is written; returning ``False`` stops training there (a GUI's cancel button). The
         run can be continued later with ``resume=True``.
 
     Returns
     -------
     TrainResult
-        The trained model, the per-epoch history and the checkpoint path.
+        The trained model (with ``object_size``, ``data_object_size`` and ``channels``
+        set, see `TrainConfig.size_norm`), the per-epoch history and the checkpoint path.
 
     Raises
     ------
@@ -132,12 +165,20 @@ def finetune(
     >>> from labelassist import load_model, synthetic_nuclei
     >>> model = load_model(None, classes=["nucleus"], device="cpu")  # or "starter"
     >>> pairs = [synthetic_nuclei((64, 64), n=3, seed=0)]  # or a COCO json path
-    >>> config = TrainConfig(num_workers=0, roi_samples=32, rpn_proposals=100)
-    >>> result = finetune(model, pairs, epochs=1, progress=False, config=config)
-    >>> len(result.history), result.model.classes, result.model is model
-    (1, ['nucleus'], False)
+    >>> config = TrainConfig(steps=2, crop_size=64, roi_samples=32, rpn_proposals=100)
+    >>> result = finetune(model, pairs, progress=False, config=config)
+    >>> len(result.history), result.history[-1]["step"], result.model is model
+    (1, 2, False)
     """
-    config = merge_config(config, epochs=epochs, batch_size=batch_size, lr=lr, freeze=freeze)
+    config = merge_config(
+        config,
+        steps=steps,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        freeze=freeze,
+        channels=channels,
+    )
     _check_model(model)
     out_dir = _run_folder(out, resume)
     pairs, data_classes, val_data = _read_data(train, val, image_root)
@@ -150,9 +191,8 @@ def finetune(
         first, prior, history = _first_epoch(run, state, out_dir)
         limits = {"roi_samples": config.roi_samples, "rpn_proposals": config.rpn_proposals}
         with training_sampling(run.net, **limits):
-            epochs_left = range(first, config.epochs)
             checkpoint = _train_epochs(
-                run, epochs_left, (prior, history), val_data, out_dir, callback, progress
+                run, first, (prior, history), val_data, out_dir, callback, progress
             )
     set_history(model, prior + history, config)
     if checkpoint is None and out_dir is not None and (out_dir / CHECKPOINT).exists():
@@ -212,7 +252,7 @@ def _first_epoch(
     prior: History = list(run.model.meta.get("history") or [])
     history: History = []
     if state is not None and out_dir is not None:
-        first, prior, history = restore(state, run.optimisation, out_dir / STATE, run.config.epochs)
+        first, prior, history = restore(state, run.optimisation, out_dir / STATE, run.plan.epochs)
     if out_dir is not None and run.group.main:
         out_dir.mkdir(parents=True, exist_ok=True)
     return first, prior, history
@@ -221,81 +261,101 @@ def _first_epoch(
 @dataclass
 class _Run:
     """What one training run works on: the model, its network (DDP-wrapped for training),
-    the frozen modules, optimizer/scheduler/scaler and the data."""
+    the frozen modules, optimizer/scheduler/scaler, the data and the plan."""
 
     model: Model
     net: MaskRCNN
     train_net: torch.nn.Module
     frozen: list[torch.nn.Module]
     optimisation: Optimisation
-    dataset: TrainImages
+    dataset: TrainImages | CropImages
     sampler: Any
     config: TrainConfig
     group: Group
+    plan: Plan
 
     @classmethod
     def start(cls, model: Model, pairs: list[Pair], config: TrainConfig, group: Group) -> _Run:
         """Everything set up for epoch 0 (or for `restore`)."""
+        world = max(group.world, 1)
+        plan = plan_run(model, pairs, config, world)
+        record_input(model, plan)
+        if config.freeze == "auto":
+            logger.info("freeze='auto': %r for %d instances", plan.freeze, plan.n_instances)
         # contiguous weights: prediction leaves them channels-last on the CPU (faster there
         # for inference, not for training)
         net = model.net.to(group.device).to(memory_format=torch.contiguous_format)
-        frozen = freeze(net, config.freeze)
+        frozen = freeze(net, plan.freeze)
         optimizer = build_optimizer(net, config)
-        dataset = TrainImages(
-            pairs,
-            normalization=model.meta.get("normalization"),
-            label_ids=model.meta["label_ids"],
-            augment=config.augment,
-            scale_range=config.scale_range,
-            seed=config.seed,
-        )
+        dataset = training_dataset(model, pairs, config, plan, world)
         sampler = distributed_sampler(dataset, group, config.seed)
-        n_images = len(sampler) if sampler is not None else len(dataset)
-        per_epoch = math.ceil(n_images / config.batch_size)
-        scheduler = build_scheduler(optimizer, config, per_epoch * config.epochs)
+        scheduler = build_scheduler(optimizer, config, plan.iterations)
         amp = bool(config.amp and group.device.type == "cuda")
         scaler = torch.amp.GradScaler(group.device.type, enabled=amp)
         train_net = wrap_ddp(net, group)
         optimisation = (optimizer, scheduler, scaler)
-        return cls(model, net, train_net, frozen, optimisation, dataset, sampler, config, group)
+        return cls(
+            model, net, train_net, frozen, optimisation, dataset, sampler, config, group, plan
+        )
 
 
 def _train_epochs(
     run: _Run,
-    epochs: range,
+    first: int,
     histories: tuple[History, History],
     val: Dataset | None,
     out_dir: Path | None,
     callback: Callable[[dict[str, Any]], bool | None] | None,
     progress: bool,
 ) -> Path | None:
-    """Train ``epochs``, validate and checkpoint after each; return the last checkpoint.
+    """Train the epochs (chunks) from ``first`` on, validate and checkpoint after each;
+    return the checkpoint of the returned weights.
 
-    Appends each epoch's record to ``histories[1]``; leaves the network in eval mode."""
+    Appends each epoch's record to ``histories[1]``; leaves the network in eval mode with
+    the weights `TrainConfig.select` chose."""
     prior, history = histories
     main = run.group.main
     checkpoint = None
+    best: tuple[float, int, dict[str, torch.Tensor]] | None = None
+    planned = run.plan.epochs
+    t0 = time.perf_counter()
     try:
-        for epoch in epochs:
+        epoch = first
+        while epoch < planned:
             record = _train_epoch(run, epoch, progress=progress and main)
             if val is not None and main:
                 record.update(validate(run.model, val, run.config))
+                best = keep_best(run.net, run.config, record, epoch, best)
             history.append(record)
             logger.info("epoch %d: %s", epoch + 1, format_record(record))
             if out_dir is not None and main:
                 checkpoint = write_checkpoint(
                     out_dir, run.model, (prior, history), run.config, epoch + 1, run.optimisation
                 )
+            epoch += 1
             if stop_requested(callback, record, run.group):
-                logger.info("training stopped by the callback after epoch %d", epoch + 1)
+                logger.info("training stopped by the callback after epoch %d", epoch)
                 break
+            if run.config.by_steps and run.group.world == 1:  # ranks must agree: no cap
+                elapsed = time.perf_counter() - t0
+                planned = fit_time(
+                    run.optimisation[1], planned, epoch - first, elapsed, run.config.max_minutes
+                )
     finally:
         run.net.eval()
+    if best is not None and best[1] != epoch - 1:
+        run.net.load_state_dict(best[2])
+        run.model.meta["selected_epoch"] = best[1] + 1
+        logger.info("select='best': the weights of epoch %d (chunk) are returned", best[1] + 1)
+        if out_dir is not None and main:
+            set_history(run.model, prior + history, run.config)
+            checkpoint = out_dir / "best.pt"
+            run.model.save(checkpoint)
     return checkpoint
 
 
 def _train_epoch(run: _Run, epoch: int, *, progress: bool) -> dict[str, Any]:
-    """One epoch; its history record (without validation metrics)."""
+    """One epoch (chunk); its history record (without validation metrics)."""
     t0 = time.perf_counter()
     config, device = run.config, run.group.device
     # every epoch is seeded from (seed, epoch): a resumed run repeats a straight one
@@ -303,7 +363,7 @@ def _train_epoch(run: _Run, epoch: int, *, progress: bool) -> dict[str, Any]:
     loader = epoch_loader(
         run.dataset,
         batch_size=config.batch_size,
-        num_workers=_num_workers(config),
+        num_workers=num_workers(config),
         seed=config.seed,
         epoch=epoch,
         sampler=run.sampler,
@@ -323,12 +383,12 @@ def _train_epoch(run: _Run, epoch: int, *, progress: bool) -> dict[str, Any]:
         progress=progress,
     )
     sync_buffers(run.net, run.group)
-    record: dict[str, Any] = {"epoch": epoch + 1, **stats, "n_train_images": len(run.dataset)}
+    record: dict[str, Any] = {
+        "epoch": epoch + 1,
+        "step": (epoch + 1) * run.plan.per_epoch,
+        **stats,
+        "n_train_images": run.plan.n_images,
+        "freeze": run.plan.freeze,
+    }
     record["time_s"] = round(time.perf_counter() - t0, 3)
     return record
-
-
-def _num_workers(config: TrainConfig) -> int:
-    if config.num_workers is not None:
-        return config.num_workers
-    return min(2, os.cpu_count() or 1)

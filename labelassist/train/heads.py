@@ -3,6 +3,11 @@
 Classes are matched by name: data classes the model lacks get new predictor heads for the
 union of both class lists (torchvision's fine-tuning idiom, extended so that the rows of
 the classes the model already knew are kept); all other weights stay as they are.
+
+One exception: a one-class model meeting one-class data of another name (the one-class
+starter, "nucleus", fine-tuned on "cell" annotations) is **renamed**: the data's class
+takes over the model's class rows, which already detect "an object", instead of fresh
+rows being added next to a class the data never shows.
 """
 
 from __future__ import annotations
@@ -36,10 +41,17 @@ def class_mapping(
     >>> classes, mapping = class_mapping(["nucleus"], ["debris", "nucleus"])
     >>> classes, mapping.tolist()
     (['nucleus', 'debris'], [1, 0])
+    >>> class_mapping(["nucleus"], ["cell"])[0]  # one class each: renamed, rows reused
+    ['cell']
     """
     classes = [str(c) for c in model_classes]
     if data_classes is None:
         return classes, np.arange(len(classes))
+    if len(classes) == 1 and len(data_classes) == 1 and str(data_classes[0]) != classes[0]:
+        logger.info(
+            "one-class model %r renamed to the data's class %r", classes[0], data_classes[0]
+        )
+        return [str(data_classes[0])], np.zeros(1, dtype=np.int64)
     for name in data_classes:
         if name not in classes:
             classes.append(name)
@@ -91,7 +103,9 @@ def extend_heads(net: MaskRCNN, n_old: int, n_new: int) -> None:
 
 def with_classes(model: Model, classes: list[str]) -> Model:
     """A copy of ``model`` to train (the input stays as it is), with predictor heads for
-    ``classes``: classes it lacks get new network label ids after the existing ones.
+    ``classes``: classes it lacks get new network label ids after the existing ones. As
+    many ``classes`` as the model has (a rename, see `class_mapping`): the model's rows
+    are kept under the new names.
 
     New rows are drawn from torch's global random generator (seed it first).
     """
@@ -104,6 +118,8 @@ def with_classes(model: Model, classes: list[str]) -> Model:
         meta["label_ids"] = list(meta["label_ids"]) + list(range(n_out, n_out + added))
         meta["classes"] = list(classes)
         logger.info("new classes %s: predictor heads extended", classes[len(model.classes) :])
+    elif list(classes) != list(model.classes):
+        meta["classes"] = list(classes)
     return Model(
         net, classes, arch=model.arch, options=meta.get("options"), meta=meta, device=model.device
     )

@@ -35,7 +35,7 @@ def widget(make_napari_viewer, project_folder):
     w = TrainWidget(viewer)
     viewer.window.add_dock_widget(w)
     w.folder.value = project_folder
-    w.epochs.value = 1
+    w.steps.value = 2
     w.device.value = "cpu"
     w.threshold.value = 0.0
     return w
@@ -63,7 +63,7 @@ def test_train_round_runs_in_background_and_reannotates(widget, qtbot, project_f
 @pytest.mark.slow
 def test_reannotation_keeps_an_image_a_person_saved_meanwhile(project_folder):
     """The job saves with the version it listed: a correction saved meanwhile stays."""
-    job = train_round_job(project_folder, epochs=1, device="cpu", score_threshold=0.0)
+    job = train_round_job(project_folder, steps=2, device="cpu", score_threshold=0.0)
     message = ""
     while not message.startswith("re-annotating 1/1"):
         _, _, message = next(job)
