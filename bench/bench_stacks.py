@@ -10,12 +10,22 @@
 (c) Tracking on a synthetic time-lapse (moving, dividing, entering and leaving nuclei):
     the fraction of true links (consecutive appearances of a nucleus, and mother to
     daughter at divisions) that are found, and ID switches (true continuations whose two
-    ends are detected but get different ids), for the linking alone and with the model.
+    ends are detected but get different ids), for the linking alone and with the model;
+    the Cell Tracking Challenge's TRA and DET (`labelassist.stacks.tracking_metrics`).
+
+Both (b) and (c) also link the model's raw per-plane instances without the clean-ups of
+imperfect planes (`OLD_LINKING`: no merge cuts, no nested-duplicate removal, every object
+kept, division_threshold 0.5 as before 2026-12-06; the pairwise choice of daughters
+stays), in the same run, and give per-plane detection F1 and the
+per-plane ceiling of (b): true objects found at IoU 0.5 when each predicted instance
+takes the id of the true object it overlaps most (ideal linking; unmatched instances
+dropped).
 
 Default sizes fit a few minutes on 2 busy CPU cores::
 
     python bench/bench_stacks.py                 # z-stack 16 x 256 x 256, 50-frame 256 x 256
     python bench/bench_stacks.py --full          # z-stack 64 x 512 x 512 (the issue's size), ~6 min
+    python bench/bench_stacks.py --seed 1 --no-naive --rounds 1   # other synthetic stacks
 
 Prefix ``LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4`` for faster CPU
 torch. Results go to stdout as a Markdown table.
@@ -27,12 +37,14 @@ import argparse
 import resource
 import time
 import tracemalloc
+from typing import Any
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 import labelassist as la
 from labelassist.stacks import StackInstances, link_planes, predict_stack
+from labelassist.stacks.tracking_metrics import tracking_scores as ctc_scores
 from labelassist.synthetic_stacks import synthetic_timelapse, synthetic_zstack
 
 
@@ -121,10 +133,58 @@ def strip_ids(stack: StackInstances) -> list:
     return [p.replace(extra={}) for p in stack.planes]
 
 
+#: Linking without the clean-ups of imperfect planes (the defaults before 2026-12-06).
+OLD_LINKING: dict[str, Any] = {"merge_threshold": None, "min_planes": 1, "division_threshold": 0.5}
+
+
+class Recorder:
+    """A model whose ``predict`` also keeps the raw per-plane instances it returned."""
+
+    def __init__(self, model) -> None:
+        self.model = model
+        self.planes: list = []
+
+    def predict(self, images, **options):
+        out = self.model.predict(images, **options)
+        self.planes += out
+        return out
+
+
+def plane_labels(plane) -> np.ndarray:
+    """The label image of one plane's raw instances, instance k as label k + 1."""
+    return link_planes([plane], axes="YX", merge_threshold=None).to_labels()
+
+
+def ideal_linking_tp(planes: list, labels: np.ndarray) -> int:
+    """True objects matched at IoU 0.5 when each instance takes the id it overlaps most."""
+    linked = []
+    for z, plane in enumerate(planes):
+        own = plane_labels(plane)
+        ids = []
+        for k in range(len(plane)):
+            values, counts = np.unique(labels[z][own == k + 1], return_counts=True)
+            counts, values = counts[values > 0], values[values > 0]
+            ids.append(int(values[np.argmax(counts)]) if len(values) else 0)
+        ids_arr = np.array(ids, dtype=np.int64)
+        dup = np.zeros(len(ids_arr), bool)  # a second instance of one object in a plane
+        _, first = np.unique(ids_arr, return_index=True)
+        dup[np.setdiff1d(np.arange(len(ids_arr)), first)] = True
+        keep = (ids_arr > 0) & ~dup
+        linked.append(plane[keep].replace(extra={"object_id": ids_arr[keep]}))
+    volume = StackInstances(linked, labels.shape, "ZYX", {}).to_labels()
+    return object_f1(volume, labels)["tp"]
+
+
 def bench_zstack(
-    model, shape: tuple[int, int, int], batch_size: int, naive: bool, rounds: int, trace: bool
+    model,
+    shape: tuple[int, int, int],
+    batch_size: int,
+    naive: bool,
+    rounds: int,
+    trace: bool,
+    seed: int = 0,
 ) -> dict:
-    stack, truth, labels = synthetic_zstack(shape, seed=0)
+    stack, truth, labels = synthetic_zstack(shape, seed=seed)
     model.predict(stack[0])  # warm-up: first-call costs out of both timings
     out: dict = {"shape": shape, "objects": len(truth.object_ids), "rounds": rounds}
     naive_s, batched_s = [], []
@@ -134,8 +194,9 @@ def bench_zstack(
             t0 = time.perf_counter()
             _ = [model.predict(plane) for plane in stack]
             naive_s.append(time.perf_counter() - t0)
+        recorder = Recorder(model)
         t0 = time.perf_counter()
-        result = predict_stack(model, stack, axes="ZYX", batch_size=batch_size, progress=False)
+        result = predict_stack(recorder, stack, axes="ZYX", batch_size=batch_size, progress=False)
         batched_s.append(time.perf_counter() - t0)
     if naive_s:
         out["naive_s"] = naive_s
@@ -149,6 +210,10 @@ def bench_zstack(
         tracemalloc.stop()
     out["stack_mb"] = stack.nbytes / 2**20
     out["f1"] = object_f1(result.to_labels(), labels)
+    raw = recorder.planes
+    out["old_f1"] = object_f1(link_planes(raw, axes="ZYX", **OLD_LINKING).to_labels(), labels)
+    out["plane_f1"] = per_frame_f1(np.stack([plane_labels(p) for p in raw]), labels)
+    out["ideal_tp"] = ideal_linking_tp(raw, labels)
     t0 = time.perf_counter()
     oracle = link_planes(strip_ids(truth), axes="ZYX")
     out["link_s"] = time.perf_counter() - t0
@@ -156,18 +221,27 @@ def bench_zstack(
     return out
 
 
-def bench_timelapse(model, shape: tuple[int, int, int], batch_size: int) -> dict:
-    movie, truth, labels = synthetic_timelapse(shape, seed=0)
+def bench_timelapse(model, shape: tuple[int, int, int], batch_size: int, seed: int = 0) -> dict:
+    movie, truth, labels = synthetic_timelapse(shape, seed=seed)
     oracle = link_planes(strip_ids(truth), axes="TYX")
+    recorder = Recorder(model)
     t0 = time.perf_counter()
-    result = predict_stack(model, movie, axes="TYX", batch_size=batch_size, progress=False)
+    result = predict_stack(recorder, movie, axes="TYX", batch_size=batch_size, progress=False)
     seconds = time.perf_counter() - t0
+    old = link_planes(recorder.planes, axes="TYX", **OLD_LINKING)
+    raw_frames = np.stack([plane_labels(p) for p in recorder.planes])
     return {
         "shape": shape,
         "tracks": len(truth.object_ids),
         "oracle": tracking_scores(oracle, truth, labels),
         "model": tracking_scores(result, truth, labels),
+        "old": tracking_scores(old, truth, labels),
+        "ctc": {
+            k: ctc_scores(v, truth)
+            for k, v in (("oracle", oracle), ("model", result), ("old", old))
+        },
         "model_f1_per_frame": per_frame_f1(result.to_labels(), labels),
+        "raw_f1_per_frame": per_frame_f1(raw_frames, labels),
         "predict_s": seconds,
     }
 
@@ -177,6 +251,7 @@ def main() -> None:
     parser.add_argument("--full", action="store_true", help="the issue's 64 x 512 x 512 z-stack")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--frames", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=0, help="of both synthetic stacks")
     parser.add_argument("--no-naive", action="store_true", help="skip the naive loop")
     parser.add_argument("--rounds", type=int, help="timing rounds (default 2; 1 with --full)")
     args = parser.parse_args()
@@ -184,10 +259,14 @@ def main() -> None:
     model = la.load_model("starter", device="cpu")
     import torch  # heavy: already loaded by the model
 
-    print(f"torch threads {torch.get_num_threads()}, batch_size {args.batch_size}")
+    print(
+        f"torch threads {torch.get_num_threads()}, batch_size {args.batch_size}, seed {args.seed}"
+    )
     rounds = args.rounds or (1 if args.full else 2)
-    z = bench_zstack(model, zshape, args.batch_size, not args.no_naive, rounds, not args.full)
-    t = bench_timelapse(model, (args.frames, 256, 256), args.batch_size)
+    z = bench_zstack(
+        model, zshape, args.batch_size, not args.no_naive, rounds, not args.full, args.seed
+    )
+    t = bench_timelapse(model, (args.frames, 256, 256), args.batch_size, args.seed)
     print("\n| measure | value |\n|---|---|")
     print(f"| z-stack | {z['shape']}, {z['objects']} nuclei, {z['stack_mb']:.0f} MB |")
     times = ", ".join
@@ -212,22 +291,49 @@ def main() -> None:
         f"| (b) 3-D object F1 @ IoU 0.5, starter | {f1['f1']:.3f} "
         f"({f1['tp']} TP, {f1['pred']} predicted, {f1['true']} true) |"
     )
+    old, pf1 = z["old_f1"], z["plane_f1"]
+    print(
+        f"| (b) 3-D F1, starter + linking without clean-ups | {old['f1']:.3f} "
+        f"({old['tp']} TP, {old['pred']} predicted) |"
+    )
     print(
         f"| (b) 3-D F1, linking exact per-plane instances | {of1['f1']:.3f} "
         f"({of1['tp']} TP, {of1['pred']} linked, {of1['true']} true; {z['link_s']:.1f} s) |"
     )
+    print(
+        f"| (b) starter per-plane 2-D F1 @ 0.5 | {pf1['f1']:.3f} ({pf1['tp']} TP, "
+        f"{pf1['pred']} predicted, {pf1['true']} true sections) |"
+    )
+    print(
+        f"| (b) ceiling: true objects found with ideal linking of the starter's planes | "
+        f"{z['ideal_tp']} of {of1['true']} |"
+    )
     print(f"| time-lapse | {t['shape']}, {t['tracks']} tracks |")
-    for name in ("oracle", "model"):
+    labels = {
+        "oracle": "linking exact instances",
+        "model": "starter + linking",
+        "old": "starter + linking without clean-ups",
+    }
+    for name in ("oracle", "model", "old"):
         s = t[name]
-        label = "linking exact instances" if name == "oracle" else "starter + linking"
+        label = labels[name]
         print(
             f"| (c) correct links, {label} | {s['fraction']:.3f} ({s['correct']} of "
             f"{s['links']}; {s['fraction_detected']:.3f} of the {s['detected']} with both "
             f"ends detected; {s['divisions']} division links) |"
         )
         print(f"| (c) ID switches, {label} | {s['id_switches']} |")
-    pf = t["model_f1_per_frame"]
-    print(f"| (c) starter per-frame object F1 @ 0.5 | {pf['f1']:.3f} |")
+        c = t["ctc"][name]
+        print(
+            f"| (c) CTC TRA / DET, {label} | {c.tra:.4f} / {c.det:.4f} (NS {c.NS}, FN {c.FN}, "
+            f"FP {c.FP}, ED {c.ED}, EA {c.EA}, EC {c.EC}) |"
+        )
+    pf, rf = t["model_f1_per_frame"], t["raw_f1_per_frame"]
+    print(
+        f"| (c) starter per-frame object F1 @ 0.5, after linking / raw | {pf['f1']:.3f} / "
+        f"{rf['f1']:.3f} |"
+    )
+    print(f"| (c) time-lapse predict_stack | {t['predict_s']:.1f} s |")
 
 
 if __name__ == "__main__":

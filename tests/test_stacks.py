@@ -51,13 +51,16 @@ def test_z_tip_sections_join_their_object():
         plane((5, 5, 7, 7)),
     ]
     assert ids(link_planes(planes, axes="ZYX")) == [[1], [1], [1], [1]]
-    assert ids(link_planes(planes, axes="ZYX", tip_threshold=None)) == [[1], [2], [2], [3]]
+    by_iou = link_planes(planes, axes="ZYX", tip_threshold=None, min_planes=1)
+    assert ids(by_iou) == [[1], [2], [2], [3]]
+    # the default min_planes=2 drops the tips, now objects of one plane
+    assert ids(link_planes(planes, axes="ZYX", tip_threshold=None)) == [[], [1], [1], []]
 
 
 def test_z_hungarian_prefers_the_best_total_overlap():
     # plane 1's wide box overlaps both objects; a greedy first-come match would give it id 1
     planes = [plane((0, 0, 6, 10), (6, 0, 12, 10)), plane((1, 0, 11, 10), (0, 0, 3, 10))]
-    stack = link_planes(planes, axes="ZYX", tip_threshold=None)
+    stack = link_planes(planes, axes="ZYX", tip_threshold=None, merge_threshold=None)
     # IoU(A, wide) = 50 / 110, IoU(A, thin) = 30 / 60; IoU(B, wide) = 50 / 110: best total
     # is A-thin (0.5) + B-wide (0.45)
     assert ids(stack) == [[1, 2], [2, 1]]
@@ -121,7 +124,7 @@ def test_tz_links_3d_objects_between_frames():
         plane((3, 2, 9, 8)),
         plane((3, 2, 9, 8), (12, 12, 18, 18)),
     ]
-    stack = link_planes(planes, axes="TZYX", stack_shape=(2, 2))
+    stack = link_planes(planes, axes="TZYX", stack_shape=(2, 2), min_planes=1)
     assert ids(stack) == [[1], [1], [1], [1, 2]]
     assert stack.shape == (2, 2, *SHAPE)
     assert stack.tracks.tolist() == [[1, 0, 1, 0], [2, 1, 1, 0]]

@@ -25,6 +25,7 @@ from labelassist.stacks import (
     write_ctc,
     write_label_volume,
 )
+from labelassist.stacks.tracking_metrics import tracking_scores
 from labelassist.synthetic_stacks import synthetic_timelapse, synthetic_zstack
 
 S = (8, 8)
@@ -129,6 +130,12 @@ CASES = [
     ("link shape type", lambda p: link_planes([inst()] * 4, axes="TZYX", stack_shape="ab"), ValueError, "stack_shape must be a tuple of ints"),
     ("link shape len", lambda p: link_planes([inst()] * 4, axes="TZYX", stack_shape=(4,)), ValueError, "stack_shape must have 2 entries"),
     ("link shape fill", lambda p: link_planes([inst()] * 4, axes="TZYX", stack_shape=(3, 2)), ValueError, "4 planes do not fill stack_shape"),
+    ("link merge zero", lambda p: link_planes([inst()], axes="ZYX", merge_threshold=0), ValueError, "merge_threshold must be within"),
+    ("link merge big", lambda p: link_planes([inst()], axes="ZYX", merge_threshold=1.5), ValueError, "merge_threshold"),
+    ("link min planes", lambda p: link_planes([inst()], axes="ZYX", min_planes=0), ValueError, "min_planes"),
+    ("tra type", lambda p: tracking_scores(movie(), "x"), TypeError, "truth must be a StackInstances"),
+    ("tra axes", lambda p: tracking_scores(StackInstances.from_labels(np.ones((2, 4, 4), np.uint32), "ZYX"), movie()), ValueError, "tracking measures need a time-lapse"),
+    ("tra shape", lambda p: tracking_scores(movie(), StackInstances.from_labels(np.ones((2, 8, 8), np.uint32), "TYX")), ValueError, "must have the same axes and shape"),
     ("link yx", lambda p: link_planes([inst()] * 2, axes="YX"), ValueError, "2 planes do not fill stack_shape \\(\\)"),
     ("stitch 0", lambda p: link_planes([inst()], stitch_threshold=0), ValueError, "stitch_threshold must be within \\(0, 1\\]"),
     ("stitch 2", lambda p: link_planes([inst()], stitch_threshold=2), ValueError, "stitch_threshold must be a finite number in \\[0, 1\\]"),

@@ -35,7 +35,15 @@ class BoxModel:
 def test_predict_stack_with_a_tiny_untrained_model():
     model = tiny_model()
     stack = np.random.default_rng(0).integers(0, 255, (3, 64, 64)).astype(np.uint8)
-    result = predict_stack(model, stack, axes="ZYX", score_threshold=0.0, progress=False)
+    result = predict_stack(
+        model,
+        stack,
+        axes="ZYX",
+        score_threshold=0.0,
+        merge_threshold=None,
+        min_planes=1,
+        progress=False,
+    )
     assert (result.axes, result.shape, len(result)) == ("ZYX", (3, 64, 64), 3)
     expected = model.predict(list(stack), score_threshold=0.0)
     for got, want in zip(result.planes, expected, strict=True):

@@ -35,8 +35,10 @@ def predict_stack(
     stitch_threshold: float = 0.25,
     batch_size: int = 8,
     channels: int | Sequence[int] | None = None,
-    division_threshold: float = 0.5,
+    division_threshold: float = 0.4,
     max_gap: int = 1,
+    merge_threshold: float | None = 0.8,
+    min_planes: int = 2,
     progress: bool = True,
 ) -> StackInstances:
     """Predict the objects of a z-stack, time-lapse or both, linked into 3-D objects and tracks.
@@ -60,7 +62,7 @@ def predict_stack(
     channels : int or sequence of int, optional
         Channels (indices along ``C``) to give the model: one (gray) or three (RGB).
         Default: all, which must be 1, 3 or 4 (RGBA).
-    division_threshold, max_gap : see `labelassist.stacks.link_planes`
+    division_threshold, max_gap, merge_threshold, min_planes : see `labelassist.stacks.link_planes`
     progress : bool
         Show a tqdm progress bar over the planes.
 
@@ -109,6 +111,8 @@ def predict_stack(
         stitch_threshold=stitch_threshold,
         division_threshold=division_threshold,
         max_gap=max_gap,
+        merge_threshold=merge_threshold,
+        min_planes=min_planes,
     )
 
 
