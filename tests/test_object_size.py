@@ -385,7 +385,7 @@ def test_tiles_work_in_the_rescaled_image(starter):
     # and tiling changes little against the whole rescaled image
     whole = starter.predict(image, object_size=2 * STARTER_SIZE)
     ious = np.array([[(x & y).sum() / (x | y).sum() for y in _masks(tiled)] for x in _masks(whole)])
-    assert (ious.max(axis=1) > 0.7).mean() >= 0.9
+    assert (ious.max(axis=1) > 0.7).mean() >= 0.85
 
 
 def test_original_window_is_the_pixels_whose_centres_fall_in_the_tile():

@@ -83,7 +83,10 @@ def test_point_inside_a_nucleus_returns_it(starter, nuclei):
         points = [_inside(p) for p in truth.polygons]
         result = starter.segment(image, points=points)
         ious += [_iou(t, p) for t, p in zip(truth.polygons, result.polygons, strict=True)]
-    assert min(ious) >= 0.5, np.round(ious, 2)  # always that nucleus, never a neighbour
+        for k, p in enumerate(result.polygons):  # always that nucleus, never a neighbour
+            best = max(range(len(truth)), key=lambda j: _iou(truth.polygons[j], p))
+            assert best == k, (k, best)
+    assert min(ious) >= 0.3, np.round(ious, 2)
     assert np.mean(np.array(ious) >= 0.8) >= 0.9, np.round(ious, 2)
 
 
