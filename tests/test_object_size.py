@@ -549,3 +549,18 @@ def test_enlarging_beyond_the_pixel_limit_is_refused(starter, monkeypatch):
         starter.predict(image, object_size=STARTER_SIZE / 4)
     assert "\n" not in str(info.value)
     assert len(starter.predict(image, object_size=STARTER_SIZE / 1.5)) == 0  # 96 x 96: fine
+
+
+def test_a_shrunk_image_keeps_its_original_detection_budget():
+    """Detections kept per tile follow the original area when an image is shrunk (a dense
+    field of small objects must not lose objects to a smaller cap), the new area when it
+    is enlarged."""
+    from labelassist.model.passes import _Pending, _tile_area
+    from labelassist.model.tiling import Tile
+
+    tile = Tile(y0=0, x0=0, y1=100, x1=200)  # 100 x 200 px of the rescaled image
+    assert _tile_area(_Pending((100, 200), False), tile) == 20000
+    shrunk = _Pending((400, 800), False, scaled=(100, 200))  # factor 1/4
+    assert _tile_area(shrunk, tile) == 20000 * 16
+    enlarged = _Pending((50, 100), False, scaled=(100, 200))
+    assert _tile_area(enlarged, tile) == 20000

@@ -100,3 +100,17 @@ def test_stack_planes_loaders():
     planes, layout, shape = stack_planes(stack[0, 0], axes="YX")
     assert (len(planes), layout, shape) == (1, "YX", ())
     np.testing.assert_array_equal(planes[0](), stack[0, 0])
+
+
+def test_model_predict_stack_has_the_same_options_and_defaults():
+    """`Model.predict_stack` is a thin method: its options (and their defaults) are those
+    of `labelassist.stacks.predict_stack`, so neither drifts from the other."""
+    import inspect
+
+    from labelassist.model import Model
+    from labelassist.stacks import predict_stack
+
+    method = dict(inspect.signature(Model.predict_stack).parameters)
+    function = dict(inspect.signature(predict_stack).parameters)
+    method.pop("self"), function.pop("model")
+    assert {k: p.default for k, p in method.items()} == {k: p.default for k, p in function.items()}

@@ -286,8 +286,10 @@ class Model(InputOptions):
         stitch_threshold: float = 0.25,
         batch_size: int = 8,
         channels: int | Sequence[int] | None = None,
-        division_threshold: float = 0.5,
+        division_threshold: float = 0.4,
         max_gap: int = 1,
+        merge_threshold: float | None = 0.8,
+        min_planes: int = 2,
         progress: bool = True,
     ) -> StackInstances:
         """Predict every plane of a z-stack or time-lapse and link them into objects and tracks.
@@ -317,6 +319,8 @@ class Model(InputOptions):
             channels=channels,
             division_threshold=division_threshold,
             max_gap=max_gap,
+            merge_threshold=merge_threshold,
+            min_planes=min_planes,
             progress=progress,
         )
 

@@ -130,7 +130,9 @@ class Runner:
                     tensors.append(
                         to_tensor(window, normalization=self.normalization, limits=limits.get(idx))
                     )
-                area = max((t.y1 - t.y0) * (t.x1 - t.x0) for _, t, _ in batch)
+                # a shrunk image keeps the detections its original area allows (dense
+                # fields of small objects lose none); an enlarged one gets its new area's
+                area = max(_tile_area(pending[i], t) for i, t, _ in batch)
                 cap = detection_limits(net, area, max_detections=self.max_detections)
                 for (idx, tile, tiled_shape), det in zip(
                     batch, detect(net, tensors, self.device, limits=cap), strict=True
@@ -150,6 +152,15 @@ class Runner:
         if saturated:
             _warn_saturated(saturated, self.max_detections, DetectionLimits.of(net).detections)
         return [_finish(p) for p in pending]
+
+
+def _tile_area(pending: _Pending, tile: Tile) -> float:
+    """A tile's area, in original pixels when that is larger (the image was shrunk)."""
+    area = float((tile.y1 - tile.y0) * (tile.x1 - tile.x0))
+    if pending.scaled is None:
+        return area
+    shrink = (pending.shape[0] * pending.shape[1]) / (pending.scaled[0] * pending.scaled[1])
+    return area * max(1.0, shrink)
 
 
 def _warn_saturated(caps: list[int], max_detections: int | None, configured: int) -> None:
