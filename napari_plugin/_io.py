@@ -1,9 +1,11 @@
 """Reader and writer contributions.
 
 The reader opens a labelassist project folder (the image next in the review queue) or a
-COCO ``.json`` with its images (an image layer and one Shapes layer per image). The writer
-saves Shapes layers as one COCO file. Both are thin: the work is `labelassist.Project`,
-`labelassist.read_coco` and `labelassist.Dataset.to_coco`.
+COCO ``.json`` with its images (an image layer and one Shapes layer per image; with
+keypoints also a Points layer and a skeleton layer, `._keypoints_layer`). The writer
+saves Shapes layers, and the Points layers of their keypoints, as one COCO file. Both are
+thin: the work is `labelassist.Project`, `labelassist.read_coco` and
+`labelassist.Dataset.to_coco`.
 """
 
 from __future__ import annotations
@@ -17,6 +19,12 @@ from typing import Any
 import numpy as np
 
 from ._convert import METADATA_KEY, layer_to_instances, rowcol_to_xy
+from ._keypoints_layer import (
+    points_layer_kwargs,
+    points_to_keypoints,
+    skeleton_layer_kwargs,
+    skeleton_lines,
+)
 from ._style import image_layer_kwargs, shapes_layer_kwargs
 
 __all__ = ["MAX_COCO_IMAGES", "get_reader", "project_layer_data", "read_coco_layers", "write_coco"]
@@ -69,7 +77,12 @@ def _read_project(path: Any) -> list[LayerData]:
 
 
 def project_layer_data(
-    project: Any, record: dict, *, low_score: float = 0.5, revision: Any = None
+    project: Any,
+    record: dict,
+    *,
+    low_score: float = 0.5,
+    revision: Any = None,
+    keypoints: bool = True,
 ) -> list[LayerData]:
     """Image and Shapes layer data of one project image (linked by layer metadata).
 
@@ -84,13 +97,18 @@ def project_layer_data(
     revision : labelassist.project.Revision, optional
         The instances to show and their version; default: the current ones, read in one
         transaction (``project.instances(record, with_version=True)``).
+    keypoints : bool
+        Also the keypoint layers when the project names keypoints.
 
     Returns
     -------
     list of (data, kwargs, layer_type)
         The image layer and its Shapes layer; both carry ``metadata["labelassist"]`` with
         ``project`` (folder, str) and ``image`` (id); the Shapes layer's also holds
-        ``version``, the image's version its shapes show (what a save must expect).
+        ``version``, the image's version its shapes show (what a save must expect). In a
+        project with keypoints (and ``keypoints=True``) then the Points layer of the
+        keypoints (linked the same way, ``kind="keypoints"``) and the skeleton's Shapes
+        layer (``kind="skeleton"``, linked by ``skeleton_of`` only).
     """
     import labelassist as la
 
@@ -106,7 +124,34 @@ def project_layer_data(
         name=f"{name} instances",
         metadata={**link, "file_name": record["file_name"], "version": revision.version},
     )
-    return [_image_data(image, name, link), _shapes_data(shapes)]
+    layers = [_image_data(image, name, link), _shapes_data(shapes)]
+    names = project.keypoints if keypoints else None
+    if names is not None:
+        meta = {**link, "file_name": record["file_name"], "version": revision.version}
+        layers += _keypoint_data(revision.instances, names, project.skeleton, name, meta)
+    return layers
+
+
+def _keypoint_data(
+    instances: Any, names: list[str], skeleton: list, name: str, link: dict[str, Any]
+) -> list[LayerData]:
+    """The Points layer of ``instances``' keypoints and the skeleton layer."""
+    kwargs = points_layer_kwargs(
+        instances, names, skeleton=skeleton, name=f"{name} keypoints", metadata=link
+    )
+    kwargs.pop("feature_defaults")
+    data = kwargs.pop("data")
+
+    class _View:  # skeleton_lines reads the data and features of a layer
+        pass
+
+    view = _View()
+    view.data, view.features = data, kwargs["features"]  # type: ignore[attr-defined]
+    lines = skeleton_lines(view, skeleton)
+    bones = skeleton_layer_kwargs(
+        lines, name=f"{name} skeleton", metadata={"skeleton_of": dict(link)}
+    )
+    return [(bones.pop("data"), bones, "shapes"), (data, kwargs, "points")]
 
 
 def _image_data(image: np.ndarray, name: str, link: dict[str, Any]) -> LayerData:
@@ -178,15 +223,25 @@ def read_coco_layers(
         )
         kwargs["visible"] = k == 0
         layers.append((data, kwargs, kind))
+        if dataset.keypoints is not None:
+            for data, kwargs, kind in _keypoint_data(
+                instances, dataset.keypoints, dataset.skeleton, name, link
+            ):
+                kwargs["visible"] = k == 0
+                layers.append((data, kwargs, kind))
     return layers
 
 
 def write_coco(path: str, layer_data: list[LayerData]) -> list[str]:
-    """Write Shapes layers as one COCO file (one image per layer).
+    """Write Shapes layers as one COCO file (one image per layer), with keypoints.
 
     The image size, file name and class names come from the layer metadata the plugin
     writes; for a layer drawn from scratch the size is the shapes' extent, the file name
-    the layer name and the classes the ``class`` feature (or ``"object"``).
+    the layer name and the classes the ``class`` feature (or ``"object"``). A Points
+    layer of keypoints (`._keypoints_layer`) goes with the Shapes layer linked to the same
+    image (or the only one); its names and skeleton are written as COCO keypoints, and
+    each point counts for its instance (see `points_to_keypoints`). Skeleton layers are
+    skipped.
 
     Parameters
     ----------
@@ -202,15 +257,19 @@ def write_coco(path: str, layer_data: list[LayerData]) -> list[str]:
     """
     import labelassist as la
 
-    shapes = [(d, a) for d, a, kind in layer_data if kind == "shapes"]
+    shapes = [(d, a) for d, a, kind in layer_data if kind == "shapes" and _kind(a) != "skeleton"]
     if not shapes:
         raise ValueError("write_coco needs at least one Shapes layer")
+    points = [(d, a) for d, a, kind in layer_data if kind == "points"]
+    names, skeleton = _keypoint_names(points)
     classes = _merged_classes(a for _, a in shapes)
     images, instances = [], {}
     for image_id, (data, attrs) in enumerate(shapes, start=1):
         layer = _LayerView(data, attrs, classes)
         meta = layer.metadata[METADATA_KEY]
         inst = layer_to_instances(layer, image_shape=meta["image_shape"], classes=classes)
+        if names is not None:
+            inst = _with_keypoints(inst, _points_of(attrs, points, len(shapes)), names)
         images.append(
             {
                 "id": image_id,
@@ -220,8 +279,62 @@ def write_coco(path: str, layer_data: list[LayerData]) -> list[str]:
             }
         )
         instances[image_id] = inst.replace(extra={})
-    out = la.Dataset(classes, images, instances).to_coco(path)
-    return [str(out)]
+    data = la.Dataset(classes, images, instances, keypoints=names, skeleton=skeleton)
+    return [str(data.to_coco(path))]
+
+
+def _kind(attrs: dict[str, Any]) -> Any:
+    return ((attrs.get("metadata") or {}).get(METADATA_KEY) or {}).get("kind")
+
+
+def _keypoint_names(points: list[tuple[Any, dict]]) -> tuple[list[str] | None, list]:
+    """The keypoint names and skeleton of the Points layers (None: no keypoint layer)."""
+    found = [
+        (meta["keypoints"], [tuple(e) for e in meta.get("skeleton", [])])
+        for _, attrs in points
+        if (meta := (attrs.get("metadata") or {}).get(METADATA_KEY) or {}).get("keypoints")
+    ]
+    if not found:
+        return None, []
+    if any(f[0] != found[0][0] for f in found):
+        raise ValueError(
+            "the Points layers name different keypoints "
+            f"({[f[0] for f in found]}); save the layers of one project or file together"
+        )
+    return list(found[0][0]), found[0][1]
+
+
+def _points_of(
+    attrs: dict[str, Any], points: list[tuple[Any, dict]], n_shapes: int
+) -> tuple[Any, dict] | None:
+    """The Points layer linked to the same image as a Shapes layer (or the only one)."""
+    link = (attrs.get("metadata") or {}).get(METADATA_KEY) or {}
+    for item in points:
+        other = (item[1].get("metadata") or {}).get(METADATA_KEY) or {}
+        same_image = other.get("image") is not None and other.get("image") == link.get("image")
+        if same_image and other.get("project", other.get("coco")) == link.get(
+            "project", link.get("coco")
+        ):
+            return item
+    return points[0] if len(points) == 1 and n_shapes == 1 else None
+
+
+def _with_keypoints(inst: Any, item: tuple[Any, dict] | None, names: list[str]) -> Any:
+    """``inst`` with the keypoints of the Points layer data ``item`` (none: v = 0)."""
+    import pandas as pd
+
+    if item is None:
+        return inst.replace(keypoints=np.zeros((len(inst), len(names), 3)))
+
+    class _Points:
+        pass
+
+    view = _Points()
+    view.data = np.asarray(item[0], dtype=np.float64).reshape(-1, 2)  # type: ignore[attr-defined]
+    features = item[1].get("features")
+    view.features = pd.DataFrame(features if features is not None else {})  # type: ignore[attr-defined]
+    keypoints, _, _ = points_to_keypoints(view, inst, names)
+    return inst.replace(keypoints=keypoints)
 
 
 def _merged_classes(attrs_list: Any) -> list[str]:

@@ -263,7 +263,12 @@ class PreannotateWidget(JobWidget):
             if old is not None:
                 self.viewer.layers.remove(old)
             revision, classes = _save_to_project(
-                link, instances, list(model.classes), model_id=str(spec[0])
+                link,
+                instances,
+                list(model.classes),
+                model_id=str(spec[0]),
+                keypoints=model.meta.get("keypoints"),
+                skeleton=model.meta.get("skeleton"),
             )
             instances = revision.instances
             metadata.update(project=link["project"], image=link["image"], version=revision.version)
@@ -295,14 +300,25 @@ def _image_array(layer: Any) -> np.ndarray:
 
 
 def _save_to_project(
-    link: dict[str, Any], instances: Any, model_classes: list[str], *, model_id: str
+    link: dict[str, Any],
+    instances: Any,
+    model_classes: list[str],
+    *,
+    model_id: str,
+    keypoints: list[str] | None = None,
+    skeleton: list[Any] | None = None,
 ) -> tuple[Any, list[str]]:
     """Save model output to the project (a new version, whatever was there: the history
-    keeps it); return the saved revision (instances with ids, version) and the classes."""
+    keeps it); return the saved revision (instances with ids, version) and the classes.
+
+    Keypoints of a keypoint model name the project's keypoints when it has none, else go
+    to the project's columns of the same names (names it lacks are appended)."""
     import labelassist as la
 
     with la.Project.open(link["project"]) as project:
         instances = _to_project_classes(instances, model_classes, project.classes)
+        if instances.keypoints is not None and keypoints:
+            instances = _to_project_keypoints(project, instances, keypoints, skeleton)
         revision = project.save_instances(
             link["image"], instances, source="model", model_id=model_id
         )
@@ -321,3 +337,19 @@ def _to_project_classes(instances: Any, model_classes: list[str], classes: list[
             f"dropped {int((~keep).sum())} instances of classes {missing} that the project lacks"
         )
     return instances[keep].replace(labels=labels[keep])
+
+
+def _to_project_keypoints(
+    project: Any, instances: Any, names: list[str], skeleton: list[Any] | None
+) -> Any:
+    """``instances``' keypoints (columns ``names``) in the project's keypoint columns."""
+    if project.keypoints is None:
+        project.set_keypoints(names, skeleton=[tuple(p) for p in skeleton or []])
+    missing = [n for n in names if n not in project.keypoints]
+    if missing:
+        project.set_keypoints(list(project.keypoints) + missing, skeleton=project.skeleton)
+    order = list(project.keypoints)
+    points = np.zeros((len(instances), len(order), 3))
+    for j, name in enumerate(names):
+        points[:, order.index(name)] = instances.keypoints[:, j]
+    return instances.replace(keypoints=points)

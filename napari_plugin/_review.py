@@ -13,6 +13,12 @@ and the project's effort (`Project.effort`) after each save.
 Its Assist panel (`._assist`) adds box and point prompts and edge refinement; the save
 passes each shape's provenance (``"prompted"`` objects are stored so) and marks refined
 outlines (``extra["refined"]``), so the effort log records those actions.
+
+In a project that names keypoints (`labelassist.Project.keypoints`) the image's keypoints
+are a Points layer next to its Shapes layer, with the skeleton drawn as lines
+(`._keypoints_edit`): points can be moved, added (of the name in the keypoint box, to the
+outline they fall in), deleted, and hidden or shown (``Shift-H`` on the selected points);
+every such edit is autosaved with the outlines, in the same version.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ from ._assist import AssistPanel
 from ._conflict import CONFLICT_CHOICES, instances_to_save
 from ._convert import METADATA_KEY, layer_to_instances
 from ._io import project_layer_data
+from ._keypoints_edit import KeypointEditor
 from ._prompts import sources_to_save
 from ._style import shape_colors
 from ._sync import restore_unchanged, sync_features
@@ -53,6 +60,7 @@ __all__ = [
     "ACCEPT_KEY",
     "AUTOSAVE_MS",
     "CONFLICT_CHOICES",
+    "HIDE_KEY",
     "Conflict",
     "ReviewWidget",
     "effort_text",
@@ -61,6 +69,7 @@ __all__ = [
 AUTOSAVE_MS = 300  # edits are saved this long after the last one
 ACCEPT_KEY = "Shift-Enter"  # accept the image (reviewed) and open the next one
 NEXT_KEY = "Shift-N"  # open the next image without changing the status
+HIDE_KEY = "Shift-H"  # hide (or show again) the selected keypoints
 _EXPORT_CHOICES = {"reviewed images": "reviewed", "all images": None}
 
 
@@ -108,6 +117,9 @@ class ReviewWidget(Container):
         self.clock = ActivityClock()  # the active time at the current image
         self._refined: set[int] = set()  # instance ids refined since the last save
         self.assist = AssistPanel(napari_viewer, on_refined=self._refined.update)
+        self.keypoints = KeypointEditor(napari_viewer, on_change=self._schedule_save)
+        self._owners = np.zeros(0, dtype=np.int64)  # the instance of each point saved
+        self._dropped = 0  # points of the last save that lie in no outline
         self.folder = FileEdit(label="project", mode=FileDialogMode.EXISTING_DIRECTORY)
         self.new_classes = LineEdit(label="classes (new project)", value="nucleus")
         self.open_button = PushButton(text="Open / create project")
@@ -121,6 +133,11 @@ class ReviewWidget(Container):
         self.accept_button = PushButton(text=f"Accept and next ({ACCEPT_KEY})")
         # a callable: napari calls reset_choices() on dock widgets when layers change
         self.class_box = ComboBox(label="class", choices=self._class_choices)
+        self.keypoint_box = ComboBox(
+            label="keypoint", choices=self._keypoint_choices, visible=False
+        )
+        self.hide_button = PushButton(text=f"Hide / show selected points ({HIDE_KEY})")
+        self.hide_button.visible = False
         self.low_score = FloatSpinBox(label="flag below", value=0.7, min=0.0, max=1.0, step=0.05)
         self.export_which = ComboBox(label="export", choices=list(_EXPORT_CHOICES))
         self.export_path = FileEdit(label="to", mode=FileDialogMode.OPTIONAL_FILE, filter="*.json")
@@ -142,6 +159,8 @@ class ReviewWidget(Container):
                 self.next_button,
                 self.accept_button,
                 self.class_box,
+                self.keypoint_box,
+                self.hide_button,
                 self.low_score,
                 self.assist,
                 self.export_which,
@@ -168,6 +187,8 @@ class ReviewWidget(Container):
         ):
             button.changed.connect(partial(self._on_choice, choice))
         self.class_box.changed.connect(self._on_class)
+        self.keypoint_box.changed.connect(self._on_keypoint)
+        self.hide_button.changed.connect(lambda: self._guard(self.toggle_hidden))
         self.low_score.changed.connect(self._recolor)
         napari_viewer.layers.events.removed.connect(self._on_removed)
         # pan, zoom (napari >= 0.9 moved the camera to viewer.scene)
@@ -179,11 +200,16 @@ class ReviewWidget(Container):
             ACCEPT_KEY, lambda _v: self._guard(self.accept_and_next), overwrite=True
         )
         napari_viewer.bind_key(NEXT_KEY, lambda _v: self._guard(self.next_image), overwrite=True)
+        napari_viewer.bind_key(HIDE_KEY, lambda _v: self._guard(self.toggle_hidden), overwrite=True)
         self._set_enabled()
 
     def _class_choices(self, _widget: Any = None) -> list[str]:
         project = getattr(self, "project", None)
         return list(project.classes) if project is not None else []
+
+    def _keypoint_choices(self, _widget: Any = None) -> list[str]:
+        editor = getattr(self, "keypoints", None)
+        return list(editor.names) if editor is not None else []
 
     # -- project ---------------------------------------------------------------------------
     def open_project(
@@ -282,7 +308,11 @@ class ReviewWidget(Container):
         self._log_time(stop=True)  # the time at the image shown until now
         self._remove_own_layers()
         (image, image_kwargs, _), (data, shapes_kwargs, _) = project_layer_data(
-            self.project, record, low_score=float(self.low_score.value), revision=revision
+            self.project,
+            record,
+            low_score=float(self.low_score.value),
+            revision=revision,
+            keypoints=False,  # the keypoint layers are made by self.keypoints in _adopt
         )
         self.image_layer = self.viewer.add_image(image, **image_kwargs)
         self.record = record
@@ -320,7 +350,9 @@ class ReviewWidget(Container):
         self.tracker = tracker_for(layer)
         self.tracker.on_change = self._schedule_save
         self.tracker.current_class = self.class_box.value
-        self._hold(layer, self._revision_for(link))
+        revision = self._revision_for(link)
+        self._hold(layer, revision)
+        self._show_keypoints(revision, link)
         image_layer = self.image_layer
         if image_layer is None or layer_link(image_layer).get("image") != self.record["id"]:
             folder = str(self.project.folder)
@@ -349,10 +381,45 @@ class ReviewWidget(Container):
         self._held = (int(self.record["id"]), revision)
         layer.metadata.setdefault(METADATA_KEY, {})["version"] = revision.version
 
+    def _show_keypoints(self, revision: Revision, link: dict[str, Any]) -> None:
+        """Show the keypoints of the adopted layer's revision (when the project has any)."""
+        names = self.project.keypoints
+        if names is None:
+            self.keypoints.remove()
+        else:
+            assert self.record is not None
+            link = {
+                "project": str(self.project.folder),
+                "image": int(self.record["id"]),
+                "file_name": self.record["file_name"],
+                "version": revision.version,
+            }
+            self.keypoints.show(revision.instances, names, self.project.skeleton, link)
+            self.keypoint_box.reset_choices()
+        for widget in (self.keypoint_box, self.hide_button):
+            widget.visible = names is not None
+
+    def _on_keypoint(self, name: str) -> None:
+        if name:
+            self.keypoints.current_keypoint = name
+
+    def toggle_hidden(self) -> int:
+        """Hide the selected keypoints (visibility 1), or show them again when all are
+        hidden already; return how many changed."""
+        layer = self.keypoints.points_layer
+        if layer is None:
+            raise ValueError("this project has no keypoints; see Project.set_keypoints")
+        rows = sorted(layer.selected_data)
+        if not rows:
+            raise ValueError("select keypoints first (in the keypoints layer's select mode)")
+        hidden = layer.features["visibility"].to_numpy()[rows] == 1
+        return self.keypoints.set_visibility(2 if hidden.all() else 1, rows)
+
     def _detach(self) -> None:
         self._timer.stop()
         self._dirty = False
         self._refined.clear()
+        self.keypoints.remove()
         self.assist.detach()
         if self.tracker is not None:
             self.tracker.on_change = None
@@ -423,16 +490,25 @@ class ReviewWidget(Container):
             return
         self._refined.clear()
         sync_features(layer, sent, revision.instances)
+        if self.keypoints.active:
+            self.keypoints.after_save(self._owners, sent, revision.instances)
         self._hold(layer, revision)
         if self.tracker is not None:
             self.tracker.reserve_ids(layer.features["instance"])
-        self._set_status(f"saved {len(revision.instances)} instances (version {revision.version})")
+        dropped, self._dropped = self._dropped, 0
+        lost = f"; {dropped} keypoint(s) lie in no outline: removed" if dropped else ""
+        self._set_status(
+            f"saved {len(revision.instances)} instances (version {revision.version}){lost}"
+        )
         self._log_time(stop=False)
         self._update_effort()
 
     def _mine(self, layer: Any) -> Instances:
         instances = layer_to_instances(layer, classes=self.project.classes)
-        return restore_unchanged(instances, self._originals)
+        instances = restore_unchanged(instances, self._originals)
+        if self.keypoints.active:  # the points' keypoints; self._owners: where each went
+            instances, self._owners, self._dropped = self.keypoints.keypoints_for(instances)
+        return instances
 
     def _save_or_stop(self) -> None:
         """Save pending edits; raise when a conflict waits for the user's choice."""

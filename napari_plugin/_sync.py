@@ -15,7 +15,7 @@ import shapely
 
 from labelassist.instances import Instances
 
-__all__ = ["restore_unchanged", "sync_features"]
+__all__ = ["restore_unchanged", "restore_unchanged_points", "sync_features"]
 
 
 def restore_unchanged(
@@ -84,3 +84,38 @@ def sync_features(layer: Any, sent: np.ndarray, saved: Instances) -> None:
     provenance[ok] = np.asarray(saved.extra["source"], dtype=object)[rows[ok]]
     features.iloc[:, features.columns.get_loc("instance")] = new_ids
     features.iloc[:, features.columns.get_loc("provenance")] = provenance
+
+
+def restore_unchanged_points(
+    keypoints: np.ndarray, ids: np.ndarray, originals: dict[int, np.ndarray], *, tolerance=1e-6
+) -> np.ndarray:
+    """Put back the stored keypoints of instances whose points the user did not change.
+
+    The round trip to napari's ``(row, col)`` and back may move a point by a rounding
+    error; within ``tolerance`` (pixels) of its stored points an instance gets them back.
+
+    Parameters
+    ----------
+    keypoints : ndarray of shape (N, K, 3)
+        From the Points layer (`._keypoints_layer.points_to_keypoints`).
+    ids : ndarray of int, shape (N,)
+        The instance id of each row.
+    originals : dict of int to ndarray of shape (K, 3)
+        Stored keypoints by instance id.
+
+    Examples
+    --------
+    >>> stored = np.array([[22.3, 4.1, 2.0]])
+    >>> moved = (stored + [[1e-9, 0, 0]])[None]
+    >>> restore_unchanged_points(moved, np.array([7]), {7: stored})[0].tolist() == stored.tolist()
+    True
+    """
+    out = np.array(keypoints, dtype=np.float64, copy=True)
+    for row, instance in enumerate(np.asarray(ids).tolist()):
+        stored = originals.get(int(instance))
+        if stored is None or stored.shape != out[row].shape:
+            continue
+        same_v = np.array_equal(stored[:, 2], out[row, :, 2])
+        if same_v and np.allclose(stored[:, :2], out[row, :, :2], rtol=0, atol=tolerance):
+            out[row] = stored
+    return out

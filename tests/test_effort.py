@@ -394,7 +394,7 @@ def test_open_migrates_a_version_2_project(tmp_path):
     con.close()
 
     with Project.open(tmp_path) as p:
-        assert p.con.execute("PRAGMA user_version").fetchone() == (4,)  # 2 -> 3 -> 4
+        assert p.con.execute("PRAGMA user_version").fetchone() == (5,)  # 2 -> 3 -> 4 -> 5
         inst = p.instances(1)
         assert inst.extra["instance_id"].tolist() == [1, 2]
         assert inst.extra["source"].tolist() == ["model", "corrected"]

@@ -206,7 +206,7 @@ def test_open_migrates_a_version_1_project(tmp_path):
     con.close()
 
     with Project.open(tmp_path) as p:
-        assert p.con.execute("PRAGMA user_version").fetchone()[0] == 4  # 1 -> 2 -> 3 -> 4
+        assert p.con.execute("PRAGMA user_version").fetchone()[0] == 5  # 1 -> 2 -> ... -> 5
         assert p.classes == ["cell", "junk"]
         records = p.images()
         assert [r["status"] for r in records] == ["reviewed", "new"]

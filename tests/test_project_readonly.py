@@ -273,7 +273,7 @@ def test_an_old_schema_in_a_read_only_project_says_it_needs_write_access(tmp_pat
     try:
         with pytest.raises(
             ProjectReadOnlyError,
-            match=r"^project .* has schema version 1 and must be upgraded to 4, which needs "
+            match=r"^project .* has schema version 1 and must be upgraded to 5, which needs "
             r"write access \(no write access to .*project.db\); open it once where it can be "
             "written$",
         ):

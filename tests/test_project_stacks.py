@@ -46,7 +46,7 @@ def test_a_schema_3_project_opens_migrated_and_unchanged(tmp_path):
     assert con.execute("PRAGMA user_version").fetchone() == (3,)
     con.close()
     with Project.open(folder) as p:
-        assert p.con.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,) == (4,)
+        assert p.con.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,) == (5,)
         assert p.check() == []
         records = p.images()
         assert [r["id"] for r in records] == [1, 2, 3]

@@ -226,7 +226,7 @@ class Collector:
     ) -> None:
         self.classes = list(classes)
         self.keypoints = None if keypoints is None else list(keypoints)
-        self.skeleton = None if skeleton is None else [tuple(pair) for pair in skeleton]
+        self.skeleton = None if skeleton is None else [(int(a), int(b)) for a, b in skeleton]
         self.root = root
         self.ids = ids
         self.order = dict(order)

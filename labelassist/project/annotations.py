@@ -9,6 +9,11 @@ nobody saved the image since it was read (`ProjectConflictError` otherwise). An 
 (source ``"corrected"`` or ``"prompted"``) records the person's actions in the effort log
 in the same transaction (`labelassist.project.actions`).
 
+In a project that names keypoints (`labelassist.project.keypoints`) every instance also
+keeps its ``(K, 3)`` points per version: a save whose `Instances` have no keypoints
+(``keypoints=None``) keeps the points of the instances it keeps (by ``instance_id``), and
+a changed point makes the instance ``"corrected"`` like a changed outline.
+
 The planes of a stack are images too (`labelassist.project.stacks`); their instances
 also keep an ``extra["object_id"]`` column (the 3-D object or track, ints >= 1), stored
 with each instance and returned for planes only.
@@ -29,6 +34,13 @@ from . import schema as _schema
 from .actions import EDIT_SOURCES, Change, actions_of, record_actions
 from .errors import ProjectConflictError
 from .images import image_id, image_row
+from .keypoints import (
+    check_instance_keypoints,
+    encode_points,
+    read_names,
+    same_points,
+    stack_points,
+)
 from .store import Store
 
 __all__ = [
@@ -120,13 +132,19 @@ def write_instances(
             f"instances have image_shape {instances.image_shape}, but image {image} is "
             f"(height, width) = ({height}, {width})"
         )
+    names, _ = read_names(con)
+    check_instance_keypoints(instances, names)
     wkb = shapely.to_wkb(instances.polygons) if len(instances) else []
     previous = con.execute(
-        "SELECT instance_id, label, source, geometry FROM annotations"
+        "SELECT instance_id, label, source, geometry, keypoints FROM annotations"
         " WHERE image_id = ? AND version = ?",
         (image, current),
     ).fetchall()
-    ids, sources, changes = _provenance(con, image, instances, source, previous)
+    points = encode_points(instances)
+    if names is not None and instances.keypoints is None:  # kept instances keep theirs
+        before = {r[0]: r[4] for r in previous}
+        points = [before.get(i) for i in _instance_ids_of(instances)]
+    ids, sources, changes = _provenance(con, image, instances, source, previous, points)
     (latest,) = con.execute(
         "SELECT coalesce(max(version), 0) FROM edits WHERE image_id = ?", (image,)
     ).fetchone()
@@ -140,21 +158,18 @@ def write_instances(
     )
     labels, scores = instances.labels.tolist(), instances.scores.tolist()
     objects = object_ids(instances)
-    if objects is None:  # 2-D images: the statement of schema 3
-        con.executemany(
-            "INSERT INTO annotations (image_id, version, instance_id, label, score, source,"
-            " geometry) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [(image, version, ids[k], labels[k], scores[k], sources[k], wkb[k]) for k in range(n)],
-        )
-    else:
-        con.executemany(
-            "INSERT INTO annotations (image_id, version, instance_id, label, score, source,"
-            " geometry, object_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (image, version, ids[k], labels[k], scores[k], sources[k], wkb[k], objects[k])
-                for k in range(n)
-            ],
-        )
+    rows: list[tuple[Any, ...]] = [
+        (image, version, ids[k], labels[k], scores[k], sources[k], wkb[k]) for k in range(n)
+    ]
+    columns = "image_id, version, instance_id, label, score, source, geometry"
+    if objects is not None:  # planes of stacks (schema 4)
+        columns += ", object_id"
+        rows = [(*row, objects[k]) for k, row in enumerate(rows)]
+    if any(p is not None for p in points):  # keypoints (schema 5)
+        columns += ", keypoints"
+        rows = [(*row, points[k]) for k, row in enumerate(rows)]
+    marks = ", ".join("?" * len(columns.split(", ")))
+    con.executemany(f"INSERT INTO annotations ({columns}) VALUES ({marks})", rows)
     if None in ids:
         con.execute(
             "UPDATE annotations SET instance_id = id WHERE image_id = ? AND version = ?"
@@ -185,9 +200,11 @@ def _provenance(
     instances: Instances,
     source: str,
     previous: list[tuple],
+    points: list[bytes | None],
 ) -> tuple[list[int | None], list[str], list[Change] | None]:
     """Instance ids (None: new), per-instance sources of a save, and for an edit save
-    (`EDIT_SOURCES`) how each instance differs from the version it replaces."""
+    (`EDIT_SOURCES`) how each instance differs from the version it replaces (``points``:
+    the stored keypoints of each; moved points count as a reshape)."""
     wanted = _instance_ids_of(instances)
     known: set[int] = set()
     if any(i is not None for i in wanted):
@@ -223,7 +240,8 @@ def _provenance(
         change = Change(
             new=False,
             relabelled=old[1] != int(instances.labels[k]),
-            reshaped=not _same_geometry(shapely.from_wkb(old[3]), instances.polygons[k]),
+            reshaped=not _same_geometry(shapely.from_wkb(old[3]), instances.polygons[k])
+            or not same_points(old[4], points[k]),
         )
         changes.append(change)
         sources.append("corrected" if change.relabelled or change.reshaped else old[2])
@@ -339,15 +357,17 @@ def read_version(
     """One stored version of an image's instances, with ``source`` and ``instance_id``
     (and ``object_id`` for a plane of a stack: 0 where an instance has none yet)."""
     (stack,) = con.execute("SELECT stack_id FROM images WHERE id = ?", (image,)).fetchone()
+    names, _ = read_names(con)
+    k = None if names is None else len(names)
     rows = con.execute(
-        "SELECT instance_id, label, score, source, geometry, coalesce(object_id, 0)"
+        "SELECT instance_id, label, score, source, geometry, coalesce(object_id, 0), keypoints"
         " FROM annotations WHERE image_id = ? AND version = ? ORDER BY id",
         (image, version),
     ).fetchall()
     keys = ("source", "instance_id") if stack is None else ("source", "instance_id", "object_id")
     if not rows:
-        return Instances.empty(shape, extra_keys=keys)
-    ids, labels, scores, sources, wkb, objects = zip(*rows, strict=True)
+        return Instances.empty(shape, extra_keys=keys, keypoints=k)
+    ids, labels, scores, sources, wkb, objects, blobs = zip(*rows, strict=True)
     extra = {
         "source": np.array(sources, dtype=str),
         "instance_id": np.array(ids, dtype=np.int64),
@@ -360,6 +380,7 @@ def read_version(
         np.array(scores, dtype=np.float32),
         shape,
         extra=extra,
+        keypoints=None if k is None else stack_points(blobs, k),
     )
 
 

@@ -38,6 +38,7 @@ from .images import (
     place_files,
     stored_sizes,
 )
+from .keypoints import import_mapping, read_names, remap_points, stack_points, write_names
 from .store import Store, database_error
 
 __all__ = ["dataset", "export_coco", "import_coco", "import_label_images", "iter_items"]
@@ -70,7 +71,8 @@ def iter_items(
     ``file_name`` is the image's path relative to ``root`` (POSIX), or its absolute path
     when ``root`` is None. ``extra=False`` leaves out the ``"source"`` and
     ``"instance_id"`` columns (not written to COCO); ``wkb=True`` leaves the geometry as
-    WKB bytes (for worker processes to decode).
+    WKB bytes (for worker processes to decode). In a project with keypoint names every
+    `Instances` has ``(N, K, 3)`` keypoints.
     """
     # "+i." keeps SQLite from reading images through the status index: it then scans them
     # in id order, and the rows come out ordered without a sort of the whole result
@@ -79,11 +81,14 @@ def iter_items(
     file_name = _file_namer(store, root)
     con = store.reader()
     try:
+        names, _ = read_names(con)
+        k = None if names is None else len(names)
+        points = "" if k is None else ", a.keypoints"
         n_images = None
         if progress:
             n_images = con.execute(f"SELECT count(*) FROM images i{where}", params).fetchone()[0]
         cursor = con.execute(
-            f"SELECT i.id, i.path, i.height, i.width, {columns}, a.geometry FROM images i"
+            f"SELECT i.id, i.path, i.height, i.width, {columns}, a.geometry{points} FROM images i"
             " LEFT JOIN annotations a ON a.image_id = i.id AND a.version = i.version"
             f"{where} ORDER BY i.id, a.id",
             params,
@@ -97,12 +102,12 @@ def iter_items(
             while cut > 0 and pending[cut - 1][0] == pending[-1][0]:
                 cut -= 1
             if cut:
-                items = _block_items(pending[:cut], file_name, extra, wkb)
+                items = _block_items(pending[:cut], file_name, extra, wkb, k)
                 yield from items
                 bar.update(len(items))
                 del pending[:cut]
         if pending:
-            items = _block_items(pending, file_name, extra, wkb)
+            items = _block_items(pending, file_name, extra, wkb, k)
             yield from items
             bar.update(len(items))
         bar.close()
@@ -116,10 +121,16 @@ def iter_items(
 
 
 def _block_items(
-    rows: list[tuple], file_name: Callable[[str], str], extra: bool, wkb: bool = False
+    rows: list[tuple],
+    file_name: Callable[[str], str],
+    extra: bool,
+    wkb: bool = False,
+    k: int | None = None,
 ) -> list[tuple[dict, Instances]]:
-    """Rows of whole images (``iter_items``'s SELECT, in order) to (record, Instances)."""
+    """Rows of whole images (``iter_items``'s SELECT, in order) to (record, Instances);
+    ``k``: the number of keypoint names (their column comes last), None: no keypoints."""
     cols: list[Sequence[Any]] = list(zip(*rows, strict=True))
+    stored_points: Sequence[Any] = cols.pop() if k is not None else []
     blobs = cols[-1]
     image_ids = np.array(cols[0], dtype=np.int64)
     starts = np.flatnonzero(np.r_[True, image_ids[1:] != image_ids[:-1]]).tolist()
@@ -130,6 +141,9 @@ def _block_items(
         present = np.array([b is not None for b in blobs])
         first = (np.cumsum(present) - present).tolist()  # annotation index of each row
         cols = [[v for v, ok in zip(col, present.tolist(), strict=True) if ok] for col in cols]
+        if k is not None:
+            stored_points = [v for v, ok in zip(stored_points, present.tolist(), strict=True) if ok]
+    points = None if k is None else stack_points(stored_points, k)
     geoms = np.array(cols[-1], dtype=object)
     if not wkb:
         geoms = shapely.from_wkb(geoms)
@@ -147,7 +161,7 @@ def _block_items(
         record = {"id": image_id, "file_name": file_name(stored), "height": height, "width": width}
         if present is not None and not present[start]:
             keys = ("source", "instance_id") if extra else ()
-            out.append((record, Instances.empty((height, width), extra_keys=keys)))
+            out.append((record, Instances.empty((height, width), extra_keys=keys, keypoints=k)))
             continue
         a, b = first[start], first[start] + stop - start
         # the rows were Instances when saved: skip re-validating 100k images on export
@@ -157,6 +171,7 @@ def _block_items(
             scores[a:b],
             (height, width),
             {key: values[a:b] for key, values in columns.items()},
+            None if points is None else points[a:b],
         )
         out.append((record, inst))
     return out
@@ -234,12 +249,16 @@ def _export_root(
 def dataset(store: Store, *, status: Any = "reviewed", split: Any = None) -> Dataset:
     status_values, split_value = status_filter(status), split_filter(split)
     root = _common_root(_selected_paths(store, status_values, split_value), [store.folder])
+    with store.read() as con:
+        names, skeleton = read_names(con)
     items = list(iter_items(store, status_values, split_value, root))
     return Dataset(
         list(store.classes),
         [record for record, _ in items],
         {record["id"]: inst for record, inst in items},
         image_root=root,
+        keypoints=names,
+        skeleton=skeleton,
     )
 
 
@@ -264,6 +283,8 @@ def export_coco(
         "date_created": _schema.now(),
         "image_root": root.as_posix(),
     }
+    with store.read() as con:
+        names, skeleton = read_names(con)
     if workers is None:
         workers = 1
         if _counts_at_least(store, status_values, split_value, _PARALLEL_MIN_INSTANCES):
@@ -278,7 +299,14 @@ def export_coco(
         wkb=isinstance(workers, int) and workers > 1,
     )
     return write_coco(
-        target, store.classes, items, segmentation=segmentation, info=info, workers=workers
+        target,
+        store.classes,
+        items,
+        segmentation=segmentation,
+        info=info,
+        workers=workers,
+        keypoints=names,
+        skeleton=skeleton,
     )
 
 
@@ -324,6 +352,8 @@ def import_coco(
     data = read_coco(source, image_root=image_root)
     root = as_path(image_root if image_root is not None else source.parent, "image_root")
     mapping = _class_mapping(store.classes, list(data.categories), source)
+    with store.read() as con:
+        names, columns, skeleton = import_mapping(*read_names(con), data.keypoints, data.skeleton)
     files = [(root / record["file_name"]).resolve() for record in data.images]
     missing = [str(file) for file in files if not file.is_file()]
     if missing:
@@ -369,6 +399,8 @@ def import_coco(
         for start in range(0, len(items), _IMPORT_BATCH):
             batch = items[start : start + _IMPORT_BATCH]
             with store.write("import COCO") as con:
+                if names is not None and start == 0:
+                    write_names(con, names, skeleton, where=str(store.folder))
                 for file, record in batch:
                     row = placed.pop(file.as_posix(), None)
                     if row is not None:
@@ -377,7 +409,11 @@ def import_coco(
                     inst = data.instances.get(record["id"])
                     if inst is None:
                         inst = Instances.empty((int(record["height"]), int(record["width"])))
-                    inst = inst.replace(labels=mapping[inst.labels], extra={})
+                    inst = inst.replace(
+                        labels=mapping[inst.labels],
+                        extra={},
+                        keypoints=remap_points(inst.keypoints, columns, names),
+                    )
                     write_instances(con, number, inst, "human", None, status="reviewed")
                     ids.append(number)
             bar.update(len(batch))

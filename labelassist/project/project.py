@@ -41,12 +41,13 @@ import numpy as np
 
 from ..checks import check_classes
 from ..coco import Dataset
-from ..instances import Instances
+from ..instances import Instances, check_keypoint_names, check_skeleton
 from . import annotations as _annotations
 from . import effort as _effort
 from . import exchange as _exchange
 from . import images as _images
 from . import integrity as _integrity
+from . import keypoints as _keypoints
 from . import queue as _queue
 from . import rounds as _rounds
 from . import schema as _schema
@@ -126,7 +127,13 @@ class Project(StackMethods):
     # -- opening -------------------------------------------------------------------------
     @classmethod
     def create(
-        cls, folder: str | os.PathLike, *, classes: Sequence[str], copy_images: bool = False
+        cls,
+        folder: str | os.PathLike,
+        *,
+        classes: Sequence[str],
+        copy_images: bool = False,
+        keypoints: Sequence[str] | None = None,
+        skeleton: Sequence[tuple[int, int]] | None = None,
     ) -> Project:
         """Create a project in ``folder`` (created when missing).
 
@@ -141,33 +148,55 @@ class Project(StackMethods):
             unique, none of them a background name.
         copy_images : bool, optional
             Whether `add_images` copies images into the project by default.
+        keypoints : sequence of str, optional
+            Keypoint (landmark) names, e.g. ``["head", "tail"]``: every instance then
+            keeps ``(K, 3)`` keypoints (see `set_keypoints`). None (default): none yet
+            (the first COCO import with keypoints, or `set_keypoints`, names them).
+        skeleton : sequence of (int, int), optional
+            Edges between keypoints, 0-based indices into ``keypoints``.
 
         Examples
         --------
         >>> import tempfile
         >>> project = Project.create(tempfile.mkdtemp(), classes=["nucleus", "debris"])
-        >>> project.classes, project.images()
-        (['nucleus', 'debris'], [])
+        >>> project.classes, project.images(), project.keypoints
+        (['nucleus', 'debris'], [], None)
         >>> project.close()
+        >>> with Project.create(tempfile.mkdtemp(), classes=["worm"],
+        ...                     keypoints=["head", "tail"], skeleton=[(0, 1)]) as project:
+        ...     project.keypoints, project.skeleton
+        (['head', 'tail'], [(0, 1)])
         """
         names = check_classes(classes)
         if not isinstance(copy_images, (bool, np.bool_)):
             raise TypeError(f"copy_images must be True or False, got {copy_images!r}")
+        if keypoints is None and skeleton:
+            raise ValueError("skeleton needs keypoints=[...names] to index into")
+        points = None if keypoints is None else check_keypoint_names(keypoints)
+        edges = [] if points is None else check_skeleton(skeleton, len(points))
         root = Path(folder).expanduser().resolve()
         if root.exists() and not root.is_dir():
             raise FileExistsError(f"folder {root} is a file; choose a folder for the project")
         if (root / DB_NAME).exists():
             project = cls.open(root)
             counts = project.stats()
-            if counts["images"] or counts["rounds"] or project.classes != names:
+            have = project.keypoints
+            if (
+                counts["images"]
+                or counts["rounds"]
+                or project.classes != names
+                or (points is not None and (have, project.skeleton) != (points, edges))
+            ):
                 project.close()
                 raise FileExistsError(
                     f"{root} already holds a labelassist project with {counts['images']} "
-                    f"images and classes {project.classes}; open it with Project.open or "
-                    "choose another folder"
+                    f"images, classes {project.classes} and keypoints {have}; "
+                    "open it with Project.open or choose another folder"
                 )
             return project
-        create_database(root, classes=names, copy_images=bool(copy_images))
+        create_database(
+            root, classes=names, copy_images=bool(copy_images), keypoints=points, skeleton=edges
+        )
         return cls.open(root)
 
     @classmethod
@@ -221,6 +250,48 @@ class Project(StackMethods):
     def store(self) -> Store:
         """The `labelassist.project.store.Store` the methods work on (advanced use)."""
         return self._store
+
+    @property
+    def keypoints(self) -> list[str] | None:
+        """The keypoint names (None: the project has no keypoints); see `set_keypoints`."""
+        with self._store.read() as con:
+            return _keypoints.read_names(con)[0]
+
+    @property
+    def skeleton(self) -> list[tuple[int, int]]:
+        """The skeleton: edges between keypoints, 0-based indices into `keypoints`."""
+        with self._store.read() as con:
+            return _keypoints.read_names(con)[1]
+
+    def set_keypoints(
+        self, keypoints: Sequence[str], skeleton: Sequence[tuple[int, int]] | None = None
+    ) -> None:
+        """Name the project's keypoints (landmarks), or append names, or set the skeleton.
+
+        Once named, every saved instance keeps ``(K, 3)`` keypoints per version (x, y in
+        COCO pixel coordinates, visibility 0/1/2): `instances` returns them (``v = 0``
+        where none is labelled), `export_coco` writes COCO keypoints. Names can only be
+        appended (stored points keep their columns; new columns read ``v = 0``).
+
+        Parameters
+        ----------
+        keypoints : sequence of str
+            The names, starting with the current ones (if any).
+        skeleton : sequence of (int, int), optional
+            Edges between keypoints, 0-based indices into ``keypoints``; replaces the
+            current skeleton (None: no edges).
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> with Project.create(tempfile.mkdtemp(), classes=["cell"]) as project:
+        ...     project.set_keypoints(["pole 1", "pole 2"], skeleton=[(0, 1)])
+        ...     project.set_keypoints(["pole 1", "pole 2", "centre"], skeleton=[(0, 1)])
+        ...     project.keypoints
+        ['pole 1', 'pole 2', 'centre']
+        """
+        with self._store.write("set keypoints") as con:
+            _keypoints.write_names(con, keypoints, skeleton)
 
     def check(self) -> list[str]:
         """Check the project: SQLite integrity, schema, counters, image files present.

@@ -25,6 +25,10 @@ Schema history
    provenance, undo, status and the effort log work per plane unchanged; the 3-D object
    or track id of each instance in ``annotations.object_id`` (see
    `labelassist.project.stacks`). Added columns only: 2-D projects are untouched.
+5. Keypoints: ``annotations.keypoints`` (each instance's ``(K, 3)`` points as float64
+   bytes, NULL when none is labelled); the names and skeleton are ``meta`` rows (see
+   `labelassist.project.keypoints`). An added column only: rows without keypoints are
+   untouched.
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ __all__ = [
     "now",
 ]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 #: Value of ``meta.format``: marks a SQLite file as a labelassist project.
 FORMAT = "labelassist-project"
 STATUSES = ("new", "pre-annotated", "in-review", "reviewed", "skipped")
@@ -206,6 +210,7 @@ def create_schema(con: sqlite3.Connection, meta: dict[str, str]) -> None:
     """Create the current schema and the ``meta`` rows (inside the caller's transaction)."""
     _execute_all(con, _SCHEMA)
     _migrate_3_to_4(con, Path())
+    _migrate_4_to_5(con, Path())
     con.executemany(
         "INSERT INTO meta (key, value) VALUES (?, ?)",
         [("format", FORMAT), *sorted(meta.items())],
@@ -281,6 +286,11 @@ def _migrate_3_to_4(con: sqlite3.Connection, folder: Path) -> None:
     _execute_all(con, _STACK_TABLES)
 
 
+def _migrate_4_to_5(con: sqlite3.Connection, folder: Path) -> None:
+    """Add keypoints: the column ``annotations.keypoints``."""
+    con.execute("ALTER TABLE annotations ADD COLUMN keypoints BLOB")
+
+
 def _statement(script: str, start: str) -> str:
     """The one statement of ``script`` that starts with ``start``."""
     [statement] = [s for s in script.split(";") if s.strip().startswith(start)]
@@ -293,6 +303,7 @@ MIGRATIONS: dict[int, Callable[[sqlite3.Connection, Path], None]] = {
     1: _migrate_1_to_2,
     2: _migrate_2_to_3,
     3: _migrate_3_to_4,
+    4: _migrate_4_to_5,
 }
 
 

@@ -199,11 +199,17 @@ def looks_like_sqlite(path: Path) -> bool:
 
 
 def create_database(
-    folder: str | os.PathLike, *, classes: Sequence[str], copy_images: bool
+    folder: str | os.PathLike,
+    *,
+    classes: Sequence[str],
+    copy_images: bool,
+    keypoints: Sequence[str] | None = None,
+    skeleton: Sequence[tuple[int, int]] = (),
 ) -> None:
     """Write a new, empty ``project.db`` (and ``checkpoints/``) into ``folder`` atomically.
 
-    The caller checks the arguments and that ``folder`` holds no database yet.
+    The caller checks the arguments (``keypoints`` names and a 0-based ``skeleton``, see
+    `labelassist.project.keypoints`) and that ``folder`` holds no database yet.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -216,6 +222,9 @@ def create_database(
         "created": _schema.now(),
         "created_by": f"labelassist {__version__}",
     }
+    if keypoints is not None:
+        meta["keypoints"] = json.dumps(list(keypoints))
+        meta["skeleton"] = json.dumps([[int(a), int(b)] for a, b in skeleton])
     try:
         con = connect(tmp)
         try:
