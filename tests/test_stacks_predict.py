@@ -114,3 +114,20 @@ def test_model_predict_stack_has_the_same_options_and_defaults():
     function = dict(inspect.signature(predict_stack).parameters)
     method.pop("self"), function.pop("model")
     assert {k: p.default for k, p in method.items()} == {k: p.default for k, p in function.items()}
+
+
+def test_a_model_with_stored_channels_picks_them_once():
+    """A fine-tuned model remembers its channels: a 2-channel stack needs no channels=,
+    and an explicit choice replaces the stored one instead of being applied twice."""
+    from labelassist.model import load_model
+
+    model = load_model(None, classes=["cell"], device="cpu").set_input(channels=(0, 1))
+    rng = np.random.default_rng(0)
+    stack = (rng.random((2, 2, 48, 48)) * 255).astype(np.uint8)  # Z, C, Y, X
+    result = predict_stack(model, stack, axes="ZCYX", score_threshold=0.99, progress=False)
+    assert result.axes == "ZYX" and len(result.planes) == 2
+    # picking one channel explicitly: the plane given to the model is not reduced twice
+    one = predict_stack(model, stack, axes="ZCYX", channels=1, score_threshold=0.99, progress=False)
+    assert len(one.planes) == 2
+    with pytest.raises(ValueError, match="channels"):
+        predict_stack(model, stack, axes="ZCYX", channels=5, progress=False)

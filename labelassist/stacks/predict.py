@@ -60,8 +60,10 @@ def predict_stack(
     batch_size : int
         Planes per ``model.predict`` call (one network forward).
     channels : int or sequence of int, optional
-        Channels (indices along ``C``) to give the model: one (gray) or three (RGB).
-        Default: all, which must be 1, 3 or 4 (RGBA).
+        Channels (indices along ``C``) to give the model: one (gray) or three (RGB); a
+        `labelassist.Model` also takes two (see `labelassist.model.normalize.select_channels`).
+        Default: the model's stored ``channels`` if it has any, else all, which must be 1,
+        3 or 4 (RGBA).
     division_threshold, max_gap, merge_threshold, min_planes : see `labelassist.stacks.link_planes`
     progress : bool
         Show a tqdm progress bar over the planes.
@@ -89,13 +91,25 @@ def predict_stack(
         )
     check_number(score_threshold, "score_threshold", minimum=0, maximum=1)
     batch = check_int(batch_size, "batch_size", minimum=1)
-    planes, layout, stack_shape = stack_planes(stack, axes=axes, channels=channels)
+    # a model that picks channels itself (labelassist.Model: its stored `channels` when
+    # none are given) gets every channel of a plane, so the choice is applied once
+    picks = channels if channels is not None else getattr(model, "channels", None)
+    if hasattr(model, "channels") and picks is not None and "C" in str(axes).upper():
+        planes, layout, stack_shape = stack_planes(stack, axes=axes, keep_channels=True)
+        options: dict[str, Any] = {"channels": picks}
+    else:
+        planes, layout, stack_shape = stack_planes(stack, axes=axes, channels=channels)
+        options = {}
     results: list[Instances] = []
     with tqdm(total=len(planes), desc="predict", unit="plane", disable=not progress) as bar:
         for start in range(0, len(planes), batch):
             images = [plane() for plane in planes[start : start + batch]]
             out = model.predict(
-                images, score_threshold=score_threshold, tile_size=tile_size, batch_size=batch
+                images,
+                score_threshold=score_threshold,
+                tile_size=tile_size,
+                batch_size=batch,
+                **options,
             )
             if not isinstance(out, list) or len(out) != len(images):
                 raise TypeError(
@@ -117,7 +131,11 @@ def predict_stack(
 
 
 def stack_planes(
-    stack: Any, *, axes: str, channels: int | Sequence[int] | None = None
+    stack: Any,
+    *,
+    axes: str,
+    channels: int | Sequence[int] | None = None,
+    keep_channels: bool = False,
 ) -> tuple[list[Any], str, tuple[int, ...]]:
     """The planes of a stack as loaders, in C order over ``T`` then ``Z``.
 
@@ -129,6 +147,9 @@ def stack_planes(
         One letter per axis, from ``TZCYX``, in any order.
     channels : int or sequence of int, optional
         See `predict_stack`.
+    keep_channels : bool
+        Every channel of a plane, last, unchecked (for a model that picks them itself,
+        e.g. with `labelassist.model.normalize.select_channels`); ``channels`` is ignored.
 
     Returns
     -------
@@ -150,7 +171,11 @@ def stack_planes(
         raise TypeError(f"stack must be an array (numpy, dask, zarr), got {type(stack).__name__}")
     shape = tuple(int(n) for n in shape)
     letters = _check_axes(axes, shape)
-    select = _channel_selection(channels, shape[letters.index("C")] if "C" in letters else None)
+    select = (
+        None
+        if keep_channels
+        else _channel_selection(channels, shape[letters.index("C")] if "C" in letters else None)
+    )
     lead = [a for a in "TZ" if a in letters]
     lead_shape = tuple(shape[letters.index(a)] for a in lead)
     image_axes = [a for a in letters if a in "YXC"]  # their order in each indexed plane
