@@ -422,7 +422,7 @@ def test_starter_finds_nuclei_in_a_held_out_synthetic_image():
     from labelassist.evaluation import evaluate_predictions
 
     model = load_model("starter", device="cpu")
-    assert model.classes == ["nucleus"]
+    assert model.classes == ["object"]  # the generalist starter's one class
     assert model.meta["starter"]["script"] == "examples/train_starter.py"
     image, truth = synthetic_nuclei((256, 256), seed=987_654)  # not a training seed
     prediction = model.predict(image, score_threshold=0.05)
