@@ -14,7 +14,8 @@ else remains. Three workflows, the same images and the same starter model
 (c) **pre-annotation + prompts + refinement**: as (b), but a proposal at 0.5-0.9 first gets
     "Refine edges" (`labelassist.refine.refine_edges`, one press) and is accepted if that
     reaches 0.9; a missed object gets a box prompt on its true box
-    (``model.segment(model.encode(image), boxes=...)``, features encoded once per image),
+    (``model.segment(model.encode(image), boxes=...)`` with the model's object size, features
+    encoded once per image; ``--box-scale``),
     accepted at IoU >= 0.9, else refined, else fixed like (b). Point prompts are not used:
     a click selects among the model's own detections (`labelassist.model.prompts`), and a
     missed object has, by definition, no good one.
@@ -101,6 +102,7 @@ ACTIONS = tuple(COST)
 DRAW_RULE = "exact"  # or "economical" (--draw-rule)
 EDIT_RULE = "greedy"  # or "exact" (--edit-rule)
 ECONOMICAL_TOLERANCES = (2.0, 1.5, 1.0, 0.75)
+BOX_SCALE: float | str = "auto"  # box prompts' box_scale (--box-scale)
 
 Polygon: TypeAlias = shapely.Geometry
 Refiner = Callable[[int], Polygon]  # index -> refined polygon
@@ -250,6 +252,8 @@ class Outcome:
     missed: int = 0
     box_ok: int = 0  # missed objects whose box prompt reached IoU >= 0.8
     box_ious: list[float] = field(default_factory=list)
+    missed_tally: Tally = field(default_factory=Tally)  # the share of `tally` for missed objects
+    fixed: int = 0  # proposals at 0.5-0.9 still fixed by hand after (c)'s refinement
 
 
 def manual(truth: Sequence[Polygon]) -> Tally:
@@ -292,33 +296,46 @@ def annotate(
                 out.tally.add("accept")
                 continue
         out.tally += fix(current, truth[i])
+        out.fixed += 1
     missed = [i for i in range(len(truth)) if i not in pairs]
     out.missed = len(missed)
     if box_prompt is None:
         for i in missed:
             out.tally.add("vertex", vertex_count(truth[i]))
+            out.missed_tally.add("vertex", vertex_count(truth[i]))
         return out
     prompted = box_prompt(missed) if missed else []
     refined = refine_prompted(missed, prompted) if refine_prompted and missed else prompted
     for i, first, second in zip(missed, prompted, refined, strict=True):
-        out.tally.add("box")
-        got = _iou1(truth[i], first, shape)
-        out.box_ok += got >= 0.8
-        out.box_ious.append(got)
-        if got >= ACCEPT_IOU:
-            out.tally.add("accept")
-            continue
-        if got < MATCH_IOU:  # nothing usable: delete what came back (if anything), draw
-            if first is not None and not first.is_empty:
-                out.tally.add("delete")
-            out.tally.add("vertex", vertex_count(truth[i]))
-            continue
-        out.tally.add("refine")
-        if _iou1(truth[i], second, shape) >= ACCEPT_IOU:
-            out.tally.add("accept")
-            continue
-        out.tally += fix(second, truth[i])
+        tally = _prompted(truth[i], first, second, shape, out)
+        out.tally += tally
+        out.missed_tally += tally
     return out
+
+
+def _prompted(
+    truth: Polygon, first: Polygon, second: Polygon, shape: tuple[int, int], out: Outcome
+) -> Tally:
+    """(c)'s actions on one missed object: box prompt, then accept, refine or fix."""
+    tally = Tally()
+    tally.add("box")
+    got = _iou1(truth, first, shape)
+    out.box_ok += got >= 0.8
+    out.box_ious.append(got)
+    if got >= ACCEPT_IOU:
+        tally.add("accept")
+        return tally
+    if got < MATCH_IOU:  # nothing usable: delete what came back (if anything), draw
+        if first is not None and not first.is_empty:
+            tally.add("delete")
+        tally.add("vertex", vertex_count(truth))
+        return tally
+    tally.add("refine")
+    if _iou1(truth, second, shape) >= ACCEPT_IOU:
+        tally.add("accept")
+        return tally
+    tally += fix(second, truth)
+    return tally
 
 
 def _iou1(truth: Polygon, polygon: Polygon | None, shape: tuple[int, int]) -> float:
@@ -384,8 +401,21 @@ def _run_image(model, image: np.ndarray, truth: list[Polygon], threshold: float)
     features = model.encode(image)
 
     def box_prompt(missed: list[int]) -> list[Polygon]:
+        from labelassist.model.prompts import segment  # heavy: imports torch
+
         boxes = np.array([shapely.bounds(truth[i]) for i in missed], dtype=np.float64)
-        return list(model.segment(features, boxes=boxes).polygons)
+        found = segment(  # Model.segment's call, with the model's object size
+            model.net,
+            features,
+            label_ids=model.meta["label_ids"],
+            classes=model.classes,
+            normalization=model.normalization,
+            device=model.device,
+            object_size=model.object_size,
+            box_scale=BOX_SCALE,
+            boxes=boxes,
+        )
+        return list(found.polygons)
 
     def refine_prompted(missed: list[int], polygons: list[Polygon]) -> list[Polygon]:
         keep = [k for k, p in enumerate(polygons) if not p.is_empty]
@@ -446,6 +476,17 @@ def _report(name: str, runs: list[dict], seconds: float) -> None:
         print(f"{label:34s}{counts}{t.seconds:10.0f}{t.seconds / max(objects, 1):10.2f}")
     a, b, c = (total[k].seconds for k in ("a", "b", "c"))
     print(f"(a)/(c) = {a / c:.2f}x (goal >= 5)   (b)/(c) = {b / c:.2f}x (goal >= 1.5)")
+    b_missed = sum(r["b"].missed_tally.seconds for r in runs)
+    c_missed = sum(r["c"].missed_tally.seconds for r in runs)
+    ideal = missed * (COST["box"] + COST["accept"])
+    fixed = sum(r["c"].fixed for r in runs)
+    print(
+        f"where the seconds go: missed objects (b) {b_missed:.0f} s, (c) {c_missed:.0f} s "
+        f"(every box prompt accepted: {ideal:.0f} s); detected objects (b) {b - b_missed:.0f} s, "
+        f"(c) {c - c_missed:.0f} s, of them {fixed} still fixed by hand after refinement"
+    )
+    best = b / (c - c_missed + ideal) if c - c_missed + ideal else float("nan")
+    print(f"(b)/(c) if every box prompt were accepted: {best:.2f}x")
     print(
         f"box prompts at IoU >= 0.8 on missed objects: {box_ok}/{missed}"
         f" = {box_ok / max(missed, 1):.1%} (goal >= 90 %), median IoU {box_median:.3f}"
@@ -465,15 +506,20 @@ def main() -> None:
     parser.add_argument("--no-real", action="store_true", help="skip the real nuclei sample")
     parser.add_argument("--draw-rule", choices=("exact", "economical"), default="exact")
     parser.add_argument("--edit-rule", choices=("greedy", "exact"), default="greedy")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument(
+        "--box-scale", default="auto", help="box prompts' box_scale: 'auto' or a number >= 1"
+    )
     args = parser.parse_args()
-    global DRAW_RULE, EDIT_RULE
+    global DRAW_RULE, EDIT_RULE, BOX_SCALE
     DRAW_RULE, EDIT_RULE = args.draw_rule, args.edit_rule
+    BOX_SCALE = args.box_scale if args.box_scale == "auto" else float(args.box_scale)
     import torch  # heavy
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     model = load_model("starter")
     print("cost model (s): " + ", ".join(f"{k} {v}" for k, v in COST.items()))
-    print(f"draw rule: {DRAW_RULE}, edit rule: {EDIT_RULE}")
+    print(f"draw rule: {DRAW_RULE}, edit rule: {EDIT_RULE}, box_scale: {BOX_SCALE}")
     sets = {"synthetic nuclei (seeds 9000+)": lambda: _synthetic(args.images, args.size)}
     if not args.no_real:
         sets["real nuclei sample"] = _real

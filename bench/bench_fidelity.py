@@ -136,12 +136,23 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=24, help="held-out synthetic images")
     parser.add_argument("--size", type=int, default=256, help="synthetic image size")
     parser.add_argument("--score-threshold", type=float, default=0.5)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads")
+    parser.add_argument(
+        "--object-size",
+        default=None,
+        help="predict's object_size: a number (px), 'auto', or leave out for the default",
+    )
     args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    object_size = args.object_size
+    if object_size not in (None, "auto"):
+        object_size = float(object_size)
     model = load_model("starter")
     sets = {"synthetic": _synthetic(args.images, args.size), "real": _real()}
 
     def ours(image):
-        inst = model.predict(image, score_threshold=args.score_threshold)
+        inst = model.predict(image, score_threshold=args.score_threshold, object_size=object_size)
         return polygons_to_masks(inst.polygons, inst.image_shape)
 
     def theirs(image):

@@ -42,7 +42,7 @@ import shapely
 import torch
 from shapely.ops import polylabel
 
-from labelassist import Instances, load_model, masks_to_polygons
+from labelassist import Instances, load_model, masks_to_polygons, polygons_to_masks
 from labelassist.model import Model, to_tensor
 from labelassist.model.inference import detect, detection_limits, inference_setup
 from labelassist.model.prompts import (
@@ -50,6 +50,7 @@ from labelassist.model.prompts import (
     DEFAULT_SCORE_THRESHOLD,
     _candidates,
     _pick,
+    segment,
 )
 from labelassist.samples import real_nuclei
 from labelassist.synthetic import synthetic_nuclei
@@ -97,10 +98,13 @@ def speed(model: Model, size: int, sam: bool) -> None:
     t_predict = _time(lambda: model.predict(image), repeat=3)
     t_encode = _time(lambda: model.encode(image), repeat=5)
     feats = model.encode(image)
-    boxes = truth.boxes
+    boxes = truth.boxes[:100]
     k = iter(range(10**9))
-    t_box = _time(lambda: model.segment(feats, boxes=boxes[[next(k) % len(boxes)]]), repeat=20)
-    t_boxes = _time(lambda: model.segment(feats, boxes=boxes), repeat=2)
+    t_box = _time(lambda: _segment(model, feats, boxes=boxes[[next(k) % len(boxes)]]), repeat=20)
+    t_box1 = _time(
+        lambda: _segment(model, feats, boxes=boxes[[next(k) % len(boxes)]], box_scale=1), repeat=20
+    )
+    t_boxes = _time(lambda: _segment(model, feats, boxes=boxes), repeat=2)
     click = polylabel(truth.polygons[0])
 
     def first_point() -> None:
@@ -114,6 +118,7 @@ def speed(model: Model, size: int, sam: bool) -> None:
           f"{t_encode / t_forward:.2f}x the forward (goal <= 1)")  # fmt: skip
     print(f"one box prompt -> polygon     {t_box * 1e3:8.1f} ms   "
           f"{100 * t_box / t_predict:.2f} % of predict (goal <= 5 %)")  # fmt: skip
+    print(f"  the same with box_scale=1   {t_box1 * 1e3:8.1f} ms")
     print(f"{len(boxes)} box prompts in one call  {t_boxes * 1e3:8.0f} ms   "
           f"{t_boxes / len(boxes) * 1e3:.2f} ms each")  # fmt: skip
     print(f"first point prompt (detections once) {t_first_point * 1e3:6.0f} ms after encode")
@@ -133,6 +138,28 @@ def _iou(a, b) -> float:
     if a.is_empty or b.is_empty:
         return 0.0
     return float(a.intersection(b).area / a.union(b).area)
+
+
+def _mask_iou(a, b, shape) -> float:
+    """IoU of the two polygons rasterised in the COCO pixel convention (pycocotools')."""
+    if a.is_empty or b.is_empty:
+        return 0.0
+    ma, mb = polygons_to_masks([a, b], shape)
+    return float((ma & mb).sum() / max((ma | mb).sum(), 1))
+
+
+def _segment(model: Model, feats, **kwargs) -> Instances:
+    """``model.segment`` with the model's object size (what box_scale="auto" reads)."""
+    return segment(
+        model.net,
+        feats,
+        label_ids=model.meta["label_ids"],
+        classes=model.classes,
+        normalization=model.normalization,
+        device=model.device,
+        object_size=model.object_size,
+        **kwargs,
+    )
 
 
 def _deepest(polygon) -> tuple[float, float]:
@@ -164,12 +191,15 @@ def _data(images: int, size: int) -> dict[str, list[tuple[np.ndarray, Instances]
 
 
 def accuracy(model: Model, data: dict[str, list[tuple[np.ndarray, Instances]]]) -> None:
-    print("\n== accuracy: share of objects at mask IoU >= 0.8 (median IoU) ==")
+    print("\n== accuracy: share of objects at IoU >= 0.8 (median IoU); polygon IoU | mask IoU ==")
     rng = np.random.default_rng(0)
-    header = f"{'data':10s} {'objects':>14s} {'prompt':28s} {'IoU>=0.8':>8s} {'median':>7s}"
+    header = (
+        f"{'data':10s} {'objects':>14s} {'prompt':34s} {'IoU>=0.8':>8s} {'median':>7s} | "
+        f"{'mask>=0.8':>9s} {'>=0.9':>6s} {'median':>7s}"
+    )
     print(header)
     for name, sets in data.items():
-        rows: dict[str, list[float]] = {}
+        rows: dict[str, list[tuple[float, float]]] = {}
         missed: list[bool] = []
         scores: list[float] = []
         for image, truth in sets:
@@ -182,14 +212,17 @@ def accuracy(model: Model, data: dict[str, list[tuple[np.ndarray, Instances]]]) 
             loose = np.clip(truth.boxes + slack, 0, [w, h, w, h])
             runs = {
                 "box (exact)": {"boxes": truth.boxes},
+                "box (exact, box_scale=1)": {"boxes": truth.boxes, "box_scale": 1},
                 "box (loose)": {"boxes": loose},
+                "box (loose, box_scale=1)": {"boxes": loose, "box_scale": 1},
                 "box (loose, refine_box)": {"boxes": loose, "refine_box": True},
                 "click (deepest point)": {"points": [_deepest(p) for p in truth.polygons]},
             }
             for prompt, kwargs in runs.items():
-                out = model.segment(feats, **kwargs)
+                out = _segment(model, feats, **kwargs)
                 rows.setdefault(prompt, []).extend(
-                    _iou(t, p) for t, p in zip(truth.polygons, out.polygons, strict=True)
+                    (_iou(t, p), _mask_iou(t, p, (h, w)))
+                    for t, p in zip(truth.polygons, out.polygons, strict=True)
                 )
                 if prompt == "box (exact)":
                     scores += out.scores.tolist()
@@ -198,8 +231,10 @@ def accuracy(model: Model, data: dict[str, list[tuple[np.ndarray, Instances]]]) 
             v = np.array(values)
             for label, sel in (("all", np.ones_like(miss)), ("missed", miss)):
                 if sel.any():
-                    print(f"{name:10s} {label + ' ' + str(int(sel.sum())):>14s} {prompt:28s} "
-                          f"{np.mean(v[sel] >= 0.8):8.3f} {np.median(v[sel]):7.3f}")  # fmt: skip
+                    g, m = v[sel, 0], v[sel, 1]
+                    print(f"{name:10s} {label + ' ' + str(int(sel.sum())):>14s} {prompt:34s} "
+                          f"{np.mean(g >= 0.8):8.3f} {np.median(g):7.3f} | {np.mean(m >= 0.8):9.3f} "
+                          f"{np.mean(m >= 0.9):6.3f} {np.median(m):7.3f}")  # fmt: skip
         s = np.array(scores)[miss]
         if len(s):
             print(f"{name:10s} missed objects' box-prompt scores: median {np.median(s):.3f}, "

@@ -48,6 +48,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 from scipy import ndimage
 
 from labelassist import Instances, load_model, polygons_to_masks
@@ -175,6 +176,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=24, help="held-out synthetic images")
     parser.add_argument("--size", type=int, default=256, help="synthetic image size")
     parser.add_argument("--score-threshold", type=float, default=0.5)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads")
     parser.add_argument(
         "--configs",
         nargs="+",
@@ -183,6 +185,8 @@ def main() -> None:
         help="refinement settings BANDxITERATIONS[sSMOOTHING], e.g. 1x2 or 2x5s0",
     )
     args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"],

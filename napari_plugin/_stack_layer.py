@@ -214,7 +214,11 @@ def next_plane_object(
     label = list(classes).index(name)
     geometry, provenance, score = polygon, "human", 1.0
     if model is not None and pixels is not None:
-        box = [list(shapely.bounds(polygon))]
+        # the object may grow from one plane to the next, and a box prompt's mask is cut to
+        # its box: prompt with the outline's box grown by 2 px (inside the image)
+        x0, y0, x1, y1 = shapely.bounds(polygon)
+        height, width = image_shape
+        box = [[max(x0 - 2, 0), max(y0 - 2, 0), min(x1 + 2, width), min(y1 + 2, height)]]
         result = model.segment(pixels(target), boxes=box, label=label)
         if len(result) and not result.polygons[0].is_empty:
             geometry, provenance, score = result.polygons[0], "prompted", float(result.scores[0])

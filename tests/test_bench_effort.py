@@ -149,6 +149,17 @@ def test_workflow_c_refines_then_prompts(bench):
     )
     assert out.tally.seconds == (1 + 0.5) + (7 + 0.5) + (7 + 4)
     assert out.missed == 2 and out.box_ok == 1
+    # the missed objects' share of the seconds, and no proposal left to fix by hand
+    assert out.missed_tally.seconds == (7 + 0.5) + (7 + 4)
+    assert out.fixed == 0
+
+
+def test_workflow_b_counts_missed_objects_and_hand_fixes(bench):
+    short = shapely.box(10, 10, 30, 26)  # 0.8: fixed by hand in (b)
+    out = bench.annotate([SQUARE, OTHER], [short], SHAPE)
+    assert out.missed == 1 and out.fixed == 1
+    assert out.missed_tally.seconds == 4  # OTHER drawn: 4 vertices
+    assert out.tally.seconds > out.missed_tally.seconds
 
 
 def test_workflow_c_box_prompt_partly_right_is_refined_then_fixed(bench):

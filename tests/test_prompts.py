@@ -16,6 +16,7 @@ from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
 from labelassist.instances import Instances
 from labelassist.model import Model, load_model, to_tensor
+from labelassist.model.box_prompts import pixel_windows
 from labelassist.model.features import ImageFeatures, encode
 from labelassist.model.inference import detect, inference_setup
 from labelassist.model.prompts import segment
@@ -35,6 +36,20 @@ def _iou(a, b) -> float:
 def _similar(a, b) -> bool:
     """Equal up to how a crop's edge is simplified (traced alone or in a stack of crops)."""
     return bool(a.equals(b) or _iou(a, b) >= 0.95)
+
+
+def _segment(model: Model, image_or_features, **kwargs) -> Instances:
+    """``model.segment`` with the model's object size (``box_scale="auto"`` reads it)."""
+    return segment(
+        model.net,
+        image_or_features,
+        label_ids=model.meta["label_ids"],
+        classes=model.classes,
+        normalization=model.normalization,
+        device=model.device,
+        object_size=model.object_size,
+        **kwargs,
+    )
 
 
 def _inside(polygon) -> tuple[float, float]:
@@ -164,14 +179,101 @@ def test_box_around_a_square_gives_the_square(starter):
     assert _iou(shifted, shapely.affinity.translate(polygon, 64, 32)) >= 0.9
 
 
+def test_small_boxes_are_segmented_at_the_model_object_size(starter):
+    """Nuclei of 8-12 px (half the starter's object size): ``box_scale="auto"`` segments
+    each box from a crop enlarged to the model's object size, closer to the truth than the
+    image's own features (``box_scale=1``)."""
+    small = dict(ISOLATED, radius=(4.0, 6.0))
+    auto, native = [], []
+    for seed in (0, 1, 2):
+        image, truth = synthetic_nuclei((128, 128), seed=seed, **small)
+        feats = starter.encode(image)
+        for out, box_scale in ((auto, "auto"), (native, 1)):
+            result = _segment(starter, feats, boxes=truth.boxes, box_scale=box_scale)
+            out += [_iou(t, p) for t, p in zip(truth.polygons, result.polygons, strict=True)]
+    assert len(auto) == 30
+    assert np.mean(auto) >= 0.85
+    assert np.mean(auto) >= np.mean(native) + 0.02, (np.mean(auto), np.mean(native))
+
+
+@pytest.mark.parametrize("box_scale", [1, 2, 3, 4, "auto"])
+def test_scaled_box_prompts_keep_coordinates(starter, box_scale):
+    """A bright 8 x 8 px square (x 30-38, y 40-48) comes back in place at every scale: the
+    enlarged crop's mask is read back on the original pixels without a shift."""
+    rng = np.random.default_rng(0)
+    image = np.full((96, 96), 20.0)
+    image[40:48, 30:38] = 180.0
+    image = np.clip(image + rng.normal(0, 4, image.shape), 0, 255).astype(np.uint8)
+    square = shapely.box(30, 40, 38, 48)
+    polygon = _segment(starter, image, boxes=[square.bounds], box_scale=box_scale).polygons[0]
+    assert _iou(polygon, square) >= 0.85
+    assert polygon.centroid.distance(square.centroid) <= 0.25
+
+
+def test_box_prompt_masks_stay_in_their_boxes(starter):
+    """Every box prompt's polygon lies within the pixels whose centres its box holds, at
+    the image's scale and enlarged, for tight, loose and fractional boxes."""
+    image, truth = synthetic_nuclei((128, 128), seed=3)
+    rng = np.random.default_rng(1)
+    moved = truth.boxes + rng.uniform(-3, 3, truth.boxes.shape)
+    boxes = np.concatenate([truth.boxes, moved]).clip(0, 128)
+    boxes = boxes[(boxes[:, 2] - boxes[:, 0] > 2) & (boxes[:, 3] - boxes[:, 1] > 2)]
+    windows = pixel_windows(boxes)
+    feats = starter.encode(image)
+    for box_scale in (1, "auto"):
+        result = _segment(starter, feats, boxes=boxes, box_scale=box_scale, score_threshold=0)
+        for polygon, (x0, y0, x1, y1) in zip(result.polygons, windows, strict=True):
+            assert polygon.is_empty or shapely.box(x0, y0, x1, y1).covers(polygon)
+    assert sum(not p.is_empty for p in result.polygons) >= len(truth)
+
+
+def test_enlarged_boxes_do_not_depend_on_tiling(tiny):
+    """An enlarged box is encoded from its own crop of the image, with the whole image's
+    intensity range: tiled and untiled features give the same result."""
+    image = synthetic_nuclei((160, 200), n=12, seed=4)[0]
+    boxes = [[10, 12, 20, 22], [150, 100, 158, 111], [90, 60, 96, 64]]
+    kwargs = dict(label_ids=tiny.meta["label_ids"], object_size=24.0, score_threshold=0.0)
+    whole = segment(tiny.net, tiny.encode(image), boxes=boxes, **kwargs)
+    tiled = segment(tiny.net, tiny.encode(image, tile_size=64), boxes=boxes, **kwargs)
+    native = segment(tiny.net, tiny.encode(image), boxes=boxes, box_scale=1, **kwargs)
+    assert not any(shapely.is_empty(whole.polygons))
+    assert not np.array_equal(whole.scores, native.scores)  # the enlarged crops were used
+    assert all(a.equals(b) for a, b in zip(whole.polygons, tiled.polygons, strict=True))
+    np.testing.assert_array_equal(whole.scores, tiled.scores)
+
+
+def test_rois_to_polygons_clip_cuts_each_mask_to_its_window():
+    """A full RoI mask over x 2-9, y 3-7 (index coordinates: pixels x 2-10, y 3-8) cut to
+    the pixels of the COCO box (2, 3, 9, 7), and a second one left whole (its window holds
+    it)."""
+    probs = torch.ones(2, 1, 28, 28)
+    boxes = torch.tensor([[2.0, 3.0, 9.0, 7.0], [2.0, 3.0, 9.0, 7.0]])
+    clip = np.array([pixel_windows(np.array([2.0, 3.0, 9.0, 7.0]))[0], [0, 0, 16, 16]])
+    cut, whole = rois_to_polygons(probs, boxes, (16, 16), clip=clip, tolerance=0)
+    assert cut.equals(shapely.box(2, 3, 9, 7))
+    assert whole.equals(shapely.box(2, 3, 10, 8))
+
+
+def test_box_scale_auto_without_object_size_is_native(tiny):
+    """A model that knows no object size serves every box from the image's features."""
+    image = _blobs(seed=2)
+    boxes = [[10, 10, 22, 20], [30, 5, 40, 30]]
+    kwargs = dict(label_ids=tiny.meta["label_ids"], score_threshold=0.0, boxes=boxes)
+    auto = segment(tiny.net, image, object_size=None, box_scale="auto", **kwargs)
+    native = segment(tiny.net, image, object_size=24.0, box_scale=1, **kwargs)
+    assert all(a.equals(b) for a, b in zip(auto.polygons, native.polygons, strict=True))
+    np.testing.assert_array_equal(auto.scores, native.scores)
+
+
 def test_box_prompts_on_detections_reproduce_the_detector(starter):
-    """Box prompts on the detector's own boxes give its masks exactly (same features, same
-    RoI pooling, same placement)."""
+    """Box prompts on the detector's own boxes at the image's own scale give its masks
+    exactly (same features, same RoI pooling, same placement), cut to the pixels of the box."""
     image, _ = synthetic_nuclei((128, 128), seed=9001)
     with inference_setup(starter.net, 0.5):
         det = detect(starter.net, [to_tensor(image)], starter.device)[0]
-    result = starter.segment(image, boxes=det["boxes"].numpy())
-    expected = rois_to_polygons(det["masks"], det["boxes"], image.shape)
+    result = _segment(starter, image, boxes=det["boxes"].numpy(), box_scale=1)
+    clip = pixel_windows(det["boxes"].numpy())
+    expected = rois_to_polygons(det["masks"], det["boxes"], image.shape, clip=clip)
     assert len(expected) > 10
     assert all(a.equals(b) for a, b in zip(result.polygons, expected, strict=True))
 
@@ -182,7 +284,7 @@ def test_refine_box_is_torchvision_roi_heads_on_the_box(starter, nuclei):
     image, truth = nuclei[1]
     loose = np.clip(truth.boxes + np.array([-4, -4, 4, 4]), 0, 128)  # segment clips them too
     loose = torch.as_tensor(loose, dtype=torch.float32)
-    result = starter.segment(image, boxes=loose.numpy(), refine_box=True, label=0)
+    result = _segment(starter, image, boxes=loose.numpy(), refine_box=True, label=0, box_scale=1)
     net = starter.net
     with inference_setup(net, 0.0):
         images, _ = net.transform([to_tensor(image)])
@@ -191,7 +293,8 @@ def test_refine_box_is_torchvision_roi_heads_on_the_box(starter, nuclei):
     assert all(len(det["boxes"]) == 1 for det in dets)
     np.testing.assert_allclose(result.scores, [float(d["scores"][0]) for d in dets], atol=1e-4)
     masks = torch.cat([d["masks"] for d in dets])
-    expected = rois_to_polygons(masks, torch.cat([d["boxes"] for d in dets]), image.shape)
+    boxes = torch.cat([d["boxes"] for d in dets])
+    expected = rois_to_polygons(masks, boxes, image.shape, clip=pixel_windows(loose.numpy()))
     assert all(a.equals(b) for a, b in zip(result.polygons, expected, strict=True))
     ious = [_iou(t, p) for t, p in zip(truth.polygons, result.polygons, strict=True)]
     assert np.mean(np.array(ious) >= 0.8) >= 0.9
@@ -275,6 +378,7 @@ def test_features_map_coordinates_through_a_resizing_transform(tiny):
     net = tiny_model().net
     net.transform = GeneralizedRCNNTransform(96, 160, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
     model = Model(net, ["a"], arch="maskrcnn_resnet18_fpn", device="cpu")
+    model.set_input(object_size=500.0)  # a resizing transform sets the scale: never enlarged
     image = _blobs((48, 64), seed=3)
     feats = model.encode(image)
     assert feats.net_size == (96, 128)
@@ -284,8 +388,9 @@ def test_features_map_coordinates_through_a_resizing_transform(tiny):
     # prompting the detector's boxes (image coordinates) reproduces its masks
     with inference_setup(net, 0.0):
         det = detect(net, [to_tensor(image)], model.device)[0]
-    result = model.segment(feats, boxes=det["boxes"].numpy(), score_threshold=0.0)
-    expected = rois_to_polygons(det["masks"], det["boxes"], image.shape)
+    result = _segment(model, feats, boxes=det["boxes"].numpy(), score_threshold=0.0)
+    clip = pixel_windows(det["boxes"].numpy())
+    expected = rois_to_polygons(det["masks"], det["boxes"], image.shape, clip=clip)
     assert len(expected) > 0
     assert all(a.equals(b) for a, b in zip(result.polygons, expected, strict=True))
 
@@ -355,6 +460,26 @@ BAD_SEGMENT = [
 def test_segment_bad_input(tiny, kwargs, error, match):
     with pytest.raises(error, match=match):
         tiny.segment(_IMAGE, **kwargs)
+
+
+BAD_BOX_SCALE = [
+    ("big", r"box_scale must be 'auto' or a number >= 1, got 'big'"),
+    (0.5, r"box_scale must be 'auto' or a number from 1 to 8, got 0.5"),
+    (float("nan"), r"box_scale must be 'auto' or a number from 1 to 8, got nan"),
+    (True, r"box_scale must be 'auto' or a number >= 1, got True"),
+    (None, r"box_scale must be 'auto' or a number >= 1, got None"),
+]
+
+
+@pytest.mark.parametrize(("box_scale", "match"), BAD_BOX_SCALE)
+def test_segment_bad_box_scale(tiny, box_scale, match):
+    with pytest.raises(ValueError, match=match):
+        segment(tiny.net, _IMAGE, boxes=[[1, 2, 5, 6]], object_size=24.0, box_scale=box_scale)
+
+
+def test_segment_bad_object_size(tiny):
+    with pytest.raises(ValueError, match=r"object_size must be"):
+        segment(tiny.net, _IMAGE, boxes=[[1, 2, 5, 6]], object_size=-3.0)
 
 
 BAD_ENCODE = [

@@ -20,7 +20,14 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["REFERENCE_AREA", "DetectionLimits", "detect", "detection_limits", "inference_setup"]
+__all__ = [
+    "REFERENCE_AREA",
+    "DetectionLimits",
+    "detect",
+    "detection_limits",
+    "inference_setup",
+    "set_roi_scales",
+]
 
 #: The image area (pixels) a network's configured limits are meant for; larger inputs get
 #: proportionally more (the budgets that tiles of 512 x 512 px would have in total).
@@ -155,6 +162,48 @@ def detection_limits(
     return DetectionLimits(
         detections, math.ceil(base.pre_nms * factor), math.ceil(base.post_nms * factor)
     )
+
+
+def set_roi_scales(net: nn.Module, probe: int = 128) -> None:
+    """Fix the feature-map scales of ``net``'s RoI poolers from a ``probe`` px image.
+
+    torchvision's ``MultiScaleRoIAlign`` infers the scale of each feature level from the
+    image of its *first* call (feature size over image size, rounded to a power of two)
+    and keeps it. A first image that is small and padded (a thumbnail, the crop of a small
+    box prompt) gives wrong scales that then hold for every later call: every RoI is pooled
+    from the wrong place. A square power-of-two probe gives the exact strides. Poolers that
+    are not ``MultiScaleRoIAlign`` are left alone; the network's mode is kept.
+
+    Examples
+    --------
+    >>> from labelassist.model import build_maskrcnn
+    >>> net = build_maskrcnn("maskrcnn_resnet18_fpn", 2)
+    >>> set_roi_scales(net)
+    >>> net.roi_heads.mask_roi_pool.scales
+    [0.25, 0.125, 0.0625]
+    """
+    from torchvision.ops import MultiScaleRoIAlign  # heavy: torchvision
+
+    heads: Any = getattr(net, "roi_heads", None)
+    names = ("box_roi_pool", "mask_roi_pool", "keypoint_roi_pool")
+    found = [getattr(heads, name, None) for name in names]
+    pools: list[Any] = [p for p in found if isinstance(p, MultiScaleRoIAlign)]
+    if not pools:
+        return
+    device = next(net.parameters()).device
+    was_training = net.training
+    net.eval()
+    try:
+        with torch.no_grad():
+            backbone: Any = net.backbone
+            maps: Any = backbone(torch.zeros(1, 3, probe, probe, device=device))
+            if isinstance(maps, torch.Tensor):
+                maps = OrderedDict([("0", maps)])
+            for pool in pools:
+                pool.scales, pool.map_levels = None, None
+                pool(maps, [torch.zeros((0, 4), device=device)], [(probe, probe)])
+    finally:
+        net.train(was_training)
 
 
 @contextlib.contextmanager

@@ -27,6 +27,7 @@ from ..stacks import predict_stack as _predict_stack
 from .build import ARCHITECTURES, pick_device
 from .checkpoint import jsonable, make_checkpoint, save_checkpoint
 from .features import DEFAULT_MAX_TILES, ImageFeatures, encode
+from .inference import set_roi_scales
 from .inputs import InputOptions, check_input_meta
 from .normalize import DEFAULT_NORMALIZATION, select_channels
 from .predict import estimate_object_sizes, predict
@@ -112,6 +113,7 @@ class Model(InputOptions):
         self.device = pick_device(device)
         self._lock = threading.RLock()
         self.net.to(self.device).eval()
+        set_roi_scales(self.net)
 
     @property
     def classes(self) -> list[str]:
@@ -290,6 +292,7 @@ class Model(InputOptions):
         max_gap: int = 1,
         merge_threshold: float | None = 0.8,
         min_planes: int = 2,
+        object_size: float | str | None = None,
         progress: bool = True,
     ) -> StackInstances:
         """Predict every plane of a z-stack or time-lapse and link them into objects and tracks.
@@ -297,7 +300,9 @@ class Model(InputOptions):
         Planes go through the network in batches of ``batch_size``; instances of
         neighbouring planes are linked by mask IoU (Hungarian matching at
         ``stitch_threshold``): one ``extra["object_id"]`` per 3-D object (Z) or track (T).
-        See `labelassist.stacks.predict_stack` for every parameter.
+        See `labelassist.stacks.predict_stack` for every parameter; ``object_size``
+        (pixels or ``"auto"``, measured once per stack) brings the objects to the model's
+        object size as in `predict`.
 
         Examples
         --------
@@ -321,6 +326,7 @@ class Model(InputOptions):
             max_gap=max_gap,
             merge_threshold=merge_threshold,
             min_planes=min_planes,
+            object_size=object_size,
             progress=progress,
         )
 
@@ -384,6 +390,7 @@ class Model(InputOptions):
         negative_points: Any = None,
         label: str | int | None = None,
         refine_box: bool = False,
+        box_scale: float | str = "auto",
         score_threshold: float = DEFAULT_SCORE_THRESHOLD,
         mask_threshold: float = 0.5,
         tolerance: float | None = None,
@@ -401,7 +408,8 @@ class Model(InputOptions):
         boxes : array-like of shape (N, 4), optional
             ``x0, y0, x1, y1`` in COCO pixel coordinates (pixel ``j`` covers ``[j, j+1]``),
             ``x1 > x0``, ``y1 > y0``; parts outside the image are clipped, a box wholly
-            outside raises. The mask head segments the object in each box.
+            outside raises. The mask head segments the object in each box; the mask is
+            cut to the box's pixels.
         points : array-like of shape (N, 2), optional
             ``x, y`` on the image: each selects the highest-scoring detection whose mask
             covers the point.
@@ -414,6 +422,10 @@ class Model(InputOptions):
         refine_box : bool
             Apply the box head's regression for the chosen class to each box before the
             mask head (helps loose boxes).
+        box_scale : "auto" or float
+            ``"auto"``: a box smaller than `object_size` is segmented from a crop of the
+            image enlarged to that size; a number >= 1 is one factor for every box; 1 uses
+            the image's own features (faster for many boxes).
         score_threshold : float
             Results scoring below this are "nothing found": an empty polygon, score 0.
         mask_threshold : float
@@ -455,6 +467,8 @@ class Model(InputOptions):
                 score_threshold=score_threshold,
                 mask_threshold=mask_threshold,
                 tolerance=tolerance,
+                object_size=self.object_size,
+                box_scale=box_scale,
             )
 
     def _pick_channels(self, image: Any, channels: Any) -> Any:

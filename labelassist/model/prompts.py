@@ -8,7 +8,9 @@ then costs only the heads:
   head gives the class scores (and with ``refine_box`` the box regression of that class,
   applied once, then pooled again), and the mask head the object's mask inside the box,
   traced to a polygon in the RoI (`labelassist.model.roi_masks.rois_to_polygons`, no
-  full-image mask);
+  full-image mask) and cut to the pixels of the box. A box smaller than the model's
+  object size is served from a crop around it enlarged to that size
+  (`labelassist.model.box_prompts`, ``box_scale``);
 - a **point** ``x, y`` picks, among the image's detections (RPN + box head, computed once
   per image or tile, kept down to a score of `CANDIDATE_SCORE`) whose *mask* covers the
   point and none of the ``negative_points``, the one whose mask is centred nearest the
@@ -31,11 +33,11 @@ from torch import nn
 
 from ..checks import check_number
 from ..instances import Instances
+from .box_prompts import box_scales, segment_scaled, segment_window, window_polygons
 from .features import EncodedWindow, ImageFeatures, autocast, encode
 from .inference import DetectionLimits, detection_limits, inference_setup
 from .normalize import check_array_image
 from .predict import _label_lookup
-from .roi_masks import rois_to_polygons
 
 __all__ = ["CANDIDATE_SCORE", "DEFAULT_SCORE_THRESHOLD", "segment"]
 
@@ -157,12 +159,18 @@ def segment(
     score_threshold: float = DEFAULT_SCORE_THRESHOLD,
     mask_threshold: float = 0.5,
     tolerance: float | None = None,
+    object_size: float | None = None,
+    box_scale: float | str = "auto",
 ) -> Instances:
     """Segment the objects that box and point prompts designate, one instance per prompt.
 
     `labelassist.model.Model.segment` calls this with the model's network and metadata;
     see it for the parameters. ``label_ids`` and ``normalization`` are as in
     `labelassist.model.predict.predict`; ``classes`` are the names ``label`` may use.
+    ``object_size`` is the model's (``Model.object_size``); ``box_scale`` enlarges the
+    crop a box is segmented in (`labelassist.model.box_prompts.box_scales`): ``"auto"``
+    brings a box smaller than ``object_size`` to that size, a number >= 1 is one factor
+    for every box (1: the image's own features).
 
     Examples
     --------
@@ -189,6 +197,10 @@ def segment(
     if mask in (0.0, 1.0):
         raise ValueError(f"mask_threshold must be within (0, 1), got {mask_threshold!r}")
     check_number(tolerance, "tolerance", minimum=0, allow_none=True)
+    check_number(object_size, "object_size", minimum=0, allow_none=True)
+    scales = box_scales(box_arr, object_size, box_scale)
+    if (scales > 1).any() and _transform_resizes(net):
+        scales[:] = 1.0  # the network's own transform sets the scale its heads see
     n = len(box_arr) + len(point_arr)
     if n == 0:
         return Instances.empty(shape)
@@ -204,10 +216,15 @@ def segment(
     scores = np.zeros(n, dtype=np.float32)
     opts = {"mask_threshold": mask, "tolerance": tolerance}
     with inference_setup(net, CANDIDATE_SCORE):
-        for window, idx in _by_window(feats, box_arr).items():
-            enc = feats.encode_window(window)
-            polygons[idx], cols[idx], scores[idx] = _segment_boxes(
+        native = np.flatnonzero(scales <= 1.0)
+        for window, idx in _by_window(feats, box_arr[native]).items():
+            enc, idx = feats.encode_window(window), native[idx]
+            polygons[idx], cols[idx], scores[idx] = segment_window(
                 net, enc, box_arr[idx], allowed, refine_box, feats.device, opts
+            )
+        for i in np.flatnonzero(scales > 1.0):
+            polygons[i], cols[i], scores[i] = segment_scaled(
+                net, feats, box_arr[i], float(scales[i]), allowed, refine_box, opts
             )
         negs = shapely.points(negatives)
         for window, idx in _by_window(feats, np.tile(point_arr, 2)).items():
@@ -224,79 +241,20 @@ def segment(
     return Instances(list(polygons), labels, scores, shape)
 
 
+def _transform_resizes(net: nn.Module) -> bool:
+    """Whether the network's transform resizes images (torchvision's default one does;
+    labelassist's native-resolution architectures do not)."""
+    transform: Any = net.transform
+    probe = torch.zeros(3, 16, 16)
+    return tuple(transform.resize(probe)[0].shape[-2:]) != (16, 16)
+
+
 def _by_window(feats: ImageFeatures, boxes: np.ndarray) -> dict[Any, np.ndarray]:
     """Prompt indices grouped by the window that serves them (in first-use order)."""
     groups: dict[Any, list[int]] = {}
     for i, box in enumerate(boxes):
         groups.setdefault(feats.window_for(box), []).append(i)
     return {w: np.array(idx, dtype=np.int64) for w, idx in groups.items()}
-
-
-def _rois(enc: EncodedWindow, boxes: np.ndarray, device: torch.device) -> torch.Tensor:
-    return torch.as_tensor(enc.to_network(boxes), dtype=torch.float32, device=device)
-
-
-def _mask_probs(
-    net: nn.Module, enc: EncodedWindow, rois: torch.Tensor, cols: torch.Tensor, device: torch.device
-) -> torch.Tensor:
-    """Mask probabilities (N, 1, M, M) of class column ``cols[i]`` inside ``rois[i]``."""
-    heads: Any = net.roi_heads
-    with autocast(device):
-        x = heads.mask_head(heads.mask_roi_pool(enc.features, [rois], [enc.net_size]))
-        logits = heads.mask_predictor(x)
-    return logits.float()[torch.arange(len(rois), device=logits.device), cols][:, None].sigmoid()
-
-
-def _polygons(
-    net: nn.Module,
-    enc: EncodedWindow,
-    rois: torch.Tensor,
-    cols: torch.Tensor,
-    device: torch.device,
-    opts: dict[str, Any],
-) -> list[BaseGeometry]:
-    """The mask head's polygons (image coordinates) of ``rois`` (network coordinates)."""
-    probs = _mask_probs(net, enc, rois, cols, device)
-    local = enc.to_image(rois.float().cpu().numpy()) - np.tile(enc.origin, 2)
-    return rois_to_polygons(
-        probs,
-        torch.from_numpy(local.astype(np.float32)),
-        enc.shape,
-        offset=(float(enc.origin[0]), float(enc.origin[1])),
-        **opts,
-    )
-
-
-def _segment_boxes(
-    net: nn.Module,
-    enc: EncodedWindow,
-    boxes: np.ndarray,
-    allowed: np.ndarray,
-    refine: bool,
-    device: torch.device,
-    opts: dict[str, Any],
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Box prompts of one window: polygons, network labels and scores."""
-    from torchvision.ops import boxes as box_ops  # heavy: torchvision
-
-    heads: Any = net.roi_heads
-    rois = _rois(enc, boxes, device)
-    with autocast(device):
-        x = heads.box_head(heads.box_roi_pool(enc.features, [rois], [enc.net_size]))
-        logits, deltas = heads.box_predictor(x)
-    probs = torch.softmax(logits.float(), -1)
-    allowed_t = torch.as_tensor(allowed, device=probs.device)
-    cols = allowed_t[probs[:, allowed_t].argmax(dim=1)]
-    rows = torch.arange(len(rois), device=probs.device)
-    scores = probs[rows, cols]
-    if refine:
-        decoded = heads.box_coder.decode(deltas.float(), [rois]).reshape(len(rois), -1, 4)
-        refined = box_ops.clip_boxes_to_image(decoded[rows, cols], enc.net_size)
-        ok = (refined[:, 2] - refined[:, 0] > 1e-2) & (refined[:, 3] - refined[:, 1] > 1e-2)
-        rois = torch.where(ok[:, None], refined, rois)
-    polygons = np.empty(len(rois), dtype=object)
-    polygons[:] = _polygons(net, enc, rois, cols, device, opts)
-    return polygons, cols.cpu().numpy(), scores.cpu().numpy().astype(np.float32)
 
 
 def _candidates(net: nn.Module, enc: EncodedWindow, device: torch.device) -> dict[str, Any]:
@@ -376,7 +334,7 @@ def _pick(
     if todo:
         sel = torch.as_tensor(todo, device=cand["rois"].device)
         cols = torch.as_tensor(cand["cols"][todo], device=cand["rois"].device)
-        polys = _polygons(net, enc, cand["rois"][sel], cols, device, opts)
+        polys = window_polygons(net, enc, cand["rois"][sel], cols, device, opts)
         cache.update(zip(todo, polys, strict=True))
     target = shapely.Point(x, y)
     polygons = np.empty(len(order), dtype=object)

@@ -121,6 +121,7 @@ def rois_to_polygons(
     tolerance: float | None = None,
     offset: tuple[float, float] = (0.0, 0.0),
     window: tuple[int, int, int, int] | None = None,
+    clip: np.ndarray | None = None,
 ) -> list[BaseGeometry]:
     """Convert Mask R-CNN RoI mask probabilities to polygons without full-image masks.
 
@@ -148,6 +149,10 @@ def rois_to_polygons(
         ``(x0, y0, x1, y1)``: masks are clipped to the pixel columns ``x0 .. x1 - 1`` and
         rows ``y0 .. y1 - 1`` (e.g. the original pixels of a tile of a rescaled image).
         Default: the whole image.
+    clip : ndarray of shape (N, 4), optional
+        Per box, integer ``(x0, y0, x1, y1)`` (before ``offset``): mask ``i`` is also
+        clipped to the pixel columns ``x0 .. x1 - 1`` and rows ``y0 .. y1 - 1`` (e.g. the
+        pixels of a prompt box, `labelassist.model.box_prompts.pixel_windows`).
 
     Returns
     -------
@@ -171,12 +176,18 @@ def rois_to_polygons(
     wx0, wy0, wx1, wy1 = (0, 0, im_w, im_h) if window is None else (int(v) for v in window)
     wx0, wy0, wx1, wy1 = max(wx0, 0), max(wy0, 0), min(wx1, im_w), min(wy1, im_h)
     probs = mask_probs.detach().float().cpu().numpy()[:, 0]
+    limits = np.tile([wx0, wy0, wx1, wy1], (n, 1))
+    if clip is not None:
+        clip = np.asarray(clip, dtype=np.int64).reshape(n, 4)
+        limits[:, :2] = np.maximum(limits[:, :2], clip[:, :2])
+        limits[:, 2:] = np.minimum(limits[:, 2:], clip[:, 2:])
     bins_y, bins_x = probs.shape[1:]
     crops: list[np.ndarray | None] = []
     origins = np.zeros((n, 2), dtype=np.float64)
     for i, (bx0, by0, bx1, by1) in enumerate(boxes.detach().double().cpu().tolist()):
-        x0, x1 = max(math.ceil(bx0), wx0), min(math.floor(bx1) + 1, wx1)
-        y0, y1 = max(math.ceil(by0), wy0), min(math.floor(by1) + 1, wy1)
+        lx0, ly0, lx1, ly1 = (int(v) for v in limits[i])
+        x0, x1 = max(math.ceil(bx0), lx0), min(math.floor(bx1) + 1, lx1)
+        y0, y1 = max(math.ceil(by0), ly0), min(math.floor(by1) + 1, ly1)
         if x1 <= x0 or y1 <= y0:
             crops.append(None)
             continue

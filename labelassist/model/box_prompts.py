@@ -1,0 +1,232 @@
+"""Box prompts: the Mask R-CNN heads on each box at the model's object size, the mask kept in its box.
+
+A box ``x0, y0, x1, y1`` (COCO pixel coordinates) says where an object is and how large it
+is. Two things follow, both measured (``bench/bench_prompts.py``, docs/prompts.md):
+
+- **Object size.** A network segments objects best at the size it was trained at
+  (``Model.object_size``, the Cellpose idea behind ``predict(object_size=...)``). A box of
+  width ``w`` and height ``h`` holds an object of about ``sqrt(w * h)`` pixels, so with
+  ``box_scale="auto"`` a box smaller than the model's object size is served from a crop
+  around it enlarged by ``object_size / sqrt(w * h)`` (at most `MAX_BOX_SCALE`; never
+  shrunk): the crop (the box plus twice its size on each side, at least `CONTEXT` pixels of the
+  enlarged crop across) is resampled (`labelassist.model.scale.rescale_image`),
+  normalised with the whole image's intensity range and encoded on its own. The mask
+  probabilities are relative to the box, so they are read back on the original pixels
+  with the box mapped back exactly (`labelassist.model.roi_masks.boxes_to_original`),
+  as ``predict`` does for rescaled images. Boxes at or above the object size use the
+  image's features as they are.
+- **The object lies in its box.** The pixels whose centres lie outside the prompt box
+  are cut from its mask (`labelassist.model.roi_masks.rois_to_polygons`'s ``clip``):
+  the mask head reads a box's edges as pixel centres, so without the cut a tight box's
+  mask spills one column and one row past its right and bottom edges.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from shapely.geometry.base import BaseGeometry
+from torch import nn
+
+from .features import EncodedWindow, ImageFeatures, autocast
+from .roi_masks import boxes_to_original, rois_to_polygons
+from .scale import grid_factors, rescale_image
+
+__all__ = ["BOX_SCALES", "CONTEXT", "MAX_BOX_SCALE", "box_scales", "pixel_windows"]
+
+#: The choices of ``box_scale`` besides a number.
+BOX_SCALES = ("auto",)
+#: The largest enlargement of a box's crop (`box_scales`).
+MAX_BOX_SCALE = 8.0
+#: The least width and height, in pixels of the enlarged crop, of a box's crop.
+CONTEXT = 96
+
+
+def box_scales(boxes: np.ndarray, object_size: float | None, box_scale: Any) -> np.ndarray:
+    """The enlargement of each box's crop, (N,) float64 (1: the image's own features).
+
+    ``box_scale="auto"``: ``object_size / sqrt(w * h)`` clipped to ``[1, MAX_BOX_SCALE]``
+    (1 everywhere when ``object_size`` is None); a number: that factor for every box.
+
+    Examples
+    --------
+    >>> box_scales(np.array([[0, 0, 12, 12], [0, 0, 40, 30]]), 24.0, "auto").tolist()
+    [2.0, 1.0]
+    >>> box_scales(np.array([[0, 0, 12, 12]]), None, "auto").tolist()
+    [1.0]
+    """
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    if isinstance(box_scale, str):
+        if box_scale not in BOX_SCALES:
+            raise ValueError(f"box_scale must be 'auto' or a number >= 1, got {box_scale!r}")
+        if object_size is None:
+            return np.ones(len(boxes))
+        side = np.sqrt(np.maximum(boxes[:, 2] - boxes[:, 0], 1e-6) * (boxes[:, 3] - boxes[:, 1]))
+        return np.clip(float(object_size) / np.maximum(side, 1e-6), 1.0, MAX_BOX_SCALE)
+    if isinstance(box_scale, (bool, np.bool_)) or not isinstance(box_scale, (int, float)):
+        raise ValueError(f"box_scale must be 'auto' or a number >= 1, got {box_scale!r}")
+    factor = float(box_scale)
+    if not (math.isfinite(factor) and 1.0 <= factor <= MAX_BOX_SCALE):
+        raise ValueError(
+            f"box_scale must be 'auto' or a number from 1 to {MAX_BOX_SCALE:g}, got {box_scale!r}"
+        )
+    return np.full(len(boxes), factor)
+
+
+def pixel_windows(boxes: np.ndarray) -> np.ndarray:
+    """The pixels whose centres lie in each box, as ``(x0, y0, x1, y1)`` (N, 4) int64:
+    columns ``x0 .. x1 - 1``, rows ``y0 .. y1 - 1`` (COCO convention: pixel ``j`` has its
+    centre at ``j + 0.5``).
+
+    Examples
+    --------
+    >>> pixel_windows(np.array([[2.0, 3.0, 10.0, 8.0], [2.4, 3.6, 9.6, 8.4]])).tolist()
+    [[2, 3, 10, 8], [2, 4, 10, 8]]
+    """
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    lo = np.ceil(boxes[:, :2] - 0.5)
+    hi = np.floor(boxes[:, 2:] - 0.5) + 1
+    return np.concatenate([lo, hi], axis=1).astype(np.int64)
+
+
+def rois(enc: EncodedWindow, boxes: np.ndarray, device: torch.device) -> torch.Tensor:
+    """Image boxes (N, 4) as the network's RoIs of window ``enc`` (float32 tensor)."""
+    return torch.as_tensor(enc.to_network(boxes), dtype=torch.float32, device=device)
+
+
+def mask_probs(
+    net: nn.Module, enc: EncodedWindow, rois: torch.Tensor, cols: torch.Tensor, device: torch.device
+) -> torch.Tensor:
+    """Mask probabilities (N, 1, M, M) of class column ``cols[i]`` inside ``rois[i]``."""
+    heads: Any = net.roi_heads
+    with autocast(device):
+        x = heads.mask_head(heads.mask_roi_pool(enc.features, [rois], [enc.net_size]))
+        logits = heads.mask_predictor(x)
+    return logits.float()[torch.arange(len(rois), device=logits.device), cols][:, None].sigmoid()
+
+
+def box_head(
+    net: nn.Module,
+    enc: EncodedWindow,
+    rois: torch.Tensor,
+    allowed: np.ndarray,
+    refine: bool,
+    device: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The box head on ``rois``: the RoIs (refined by the chosen class's regression when
+    ``refine``), the chosen class columns (the best of ``allowed``) and their scores."""
+    from torchvision.ops import boxes as box_ops  # heavy: torchvision
+
+    heads: Any = net.roi_heads
+    with autocast(device):
+        x = heads.box_head(heads.box_roi_pool(enc.features, [rois], [enc.net_size]))
+        logits, deltas = heads.box_predictor(x)
+    probs = torch.softmax(logits.float(), -1)
+    allowed_t = torch.as_tensor(allowed, device=probs.device)
+    cols = allowed_t[probs[:, allowed_t].argmax(dim=1)]
+    rows = torch.arange(len(rois), device=probs.device)
+    scores = probs[rows, cols]
+    if refine:
+        decoded = heads.box_coder.decode(deltas.float(), [rois]).reshape(len(rois), -1, 4)
+        refined = box_ops.clip_boxes_to_image(decoded[rows, cols], enc.net_size)
+        ok = (refined[:, 2] - refined[:, 0] > 1e-2) & (refined[:, 3] - refined[:, 1] > 1e-2)
+        rois = torch.where(ok[:, None], refined, rois)
+    return rois, cols, scores
+
+
+def window_polygons(
+    net: nn.Module,
+    enc: EncodedWindow,
+    rois: torch.Tensor,
+    cols: torch.Tensor,
+    device: torch.device,
+    opts: dict[str, Any],
+    clip: np.ndarray | None = None,
+) -> list[BaseGeometry]:
+    """The mask head's polygons (image coordinates) of ``rois`` (network coordinates of
+    ``enc``), each cut to its ``clip`` pixel window (image coordinates) if given."""
+    probs = mask_probs(net, enc, rois, cols, device)
+    origin = np.tile(enc.origin, 2)
+    local = enc.to_image(rois.float().cpu().numpy()) - origin
+    return rois_to_polygons(
+        probs,
+        torch.from_numpy(local.astype(np.float32)),
+        enc.shape,
+        offset=(float(enc.origin[0]), float(enc.origin[1])),
+        clip=None if clip is None else clip - origin,
+        **opts,
+    )
+
+
+def segment_window(
+    net: nn.Module,
+    enc: EncodedWindow,
+    boxes: np.ndarray,
+    allowed: np.ndarray,
+    refine: bool,
+    device: torch.device,
+    opts: dict[str, Any],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Box prompts served by one window's features: polygons, network labels, scores."""
+    found, cols, scores = box_head(net, enc, rois(enc, boxes, device), allowed, refine, device)
+    polygons = np.empty(len(boxes), dtype=object)
+    polygons[:] = window_polygons(net, enc, found, cols, device, opts, pixel_windows(boxes))
+    return polygons, cols.cpu().numpy(), scores.cpu().numpy().astype(np.float32)
+
+
+def _crop_window(box: np.ndarray, factor: float, shape: tuple[int, int]) -> tuple[int, ...]:
+    """``(x0, y0, x1, y1)``: the box plus twice its size on each side, at least `CONTEXT` pixels
+    of the enlarged crop across, clipped to the image."""
+    h, w = shape
+    x0, y0, x1, y1 = (float(v) for v in box)
+    half = max(CONTEXT / (2 * factor), 2.0 * max(x1 - x0, y1 - y0))
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    return (
+        max(math.floor(cx - half), 0),
+        max(math.floor(cy - half), 0),
+        min(math.ceil(cx + half), w),
+        min(math.ceil(cy + half), h),
+    )
+
+
+def segment_scaled(
+    net: nn.Module,
+    feats: ImageFeatures,
+    box: np.ndarray,
+    factor: float,
+    allowed: np.ndarray,
+    refine: bool,
+    opts: dict[str, Any],
+) -> tuple[BaseGeometry, int, float]:
+    """One box prompt served from a crop around it enlarged by ``factor`` (see the module
+    notes): its polygon (image coordinates), network label and score."""
+    x0, y0, x1, y1 = _crop_window(box, factor, feats.image_shape)
+    crop = feats.image[y0:y1, x0:x1]
+    fx, fy = grid_factors((y1 - y0, x1 - x0), factor)
+    big = ImageFeatures(
+        net,
+        rescale_image(crop, factor),
+        normalization=feats.normalization,
+        device=feats.device,
+        limits=feats.limits,
+    )
+    enc = big.encode_window(big.window_for((0, 0, 0, 0)))
+    scale = np.array([fx, fy, fx, fy])
+    local = (np.asarray(box, np.float64) - np.array([x0, y0, x0, y0])) * scale
+    found, cols, scores = box_head(
+        net, enc, rois(enc, local[None], feats.device), allowed, refine, feats.device
+    )
+    probs = mask_probs(net, enc, found, cols, feats.device)
+    back = boxes_to_original(enc.to_image(found.float().cpu().numpy()), (fx, fy))
+    polygon = rois_to_polygons(
+        probs,
+        torch.from_numpy(back.astype(np.float32)),
+        (y1 - y0, x1 - x0),
+        offset=(float(x0), float(y0)),
+        clip=pixel_windows(np.asarray(box)[None]) - np.array([x0, y0, x0, y0]),
+        **opts,
+    )[0]
+    return polygon, int(cols[0]), float(scores[0])
