@@ -26,6 +26,11 @@ Default sizes fit a few minutes on 2 busy CPU cores::
     python bench/bench_stacks.py                 # z-stack 16 x 256 x 256, 50-frame 256 x 256
     python bench/bench_stacks.py --full          # z-stack 64 x 512 x 512 (the issue's size), ~6 min
     python bench/bench_stacks.py --seed 1 --no-naive --rounds 1   # other synthetic stacks
+    python bench/bench_stacks.py --full --no-naive --object-size auto --threads 1
+
+``--object-size`` goes to `predict_stack` (a number of pixels or ``auto``: measured once
+per stack; default: the model's own, as ``Model.predict``); the naive loop of (a) runs at
+the model's default size. ``--threads`` sets torch's CPU threads (default: torch's).
 
 Prefix ``LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4`` for faster CPU
 torch. Results go to stdout as a Markdown table.
@@ -138,16 +143,22 @@ OLD_LINKING: dict[str, Any] = {"merge_threshold": None, "min_planes": 1, "divisi
 
 
 class Recorder:
-    """A model whose ``predict`` also keeps the raw per-plane instances it returned."""
+    """A model whose ``predict`` also keeps the raw per-plane instances it returned and the
+    object size it was given."""
 
     def __init__(self, model) -> None:
         self.model = model
         self.planes: list = []
+        self.object_size = None
 
     def predict(self, images, **options):
         out = self.model.predict(images, **options)
         self.planes += out
+        self.object_size = options.get("object_size")
         return out
+
+    def estimate_object_size(self, images, **options):
+        return self.model.estimate_object_size(images, **options)
 
 
 def plane_labels(plane) -> np.ndarray:
@@ -183,6 +194,7 @@ def bench_zstack(
     rounds: int,
     trace: bool,
     seed: int = 0,
+    object_size: float | str | None = None,
 ) -> dict:
     stack, truth, labels = synthetic_zstack(shape, seed=seed)
     model.predict(stack[0])  # warm-up: first-call costs out of both timings
@@ -196,7 +208,14 @@ def bench_zstack(
             naive_s.append(time.perf_counter() - t0)
         recorder = Recorder(model)
         t0 = time.perf_counter()
-        result = predict_stack(recorder, stack, axes="ZYX", batch_size=batch_size, progress=False)
+        result = predict_stack(
+            recorder,
+            stack,
+            axes="ZYX",
+            batch_size=batch_size,
+            object_size=object_size,
+            progress=False,
+        )
         batched_s.append(time.perf_counter() - t0)
     if naive_s:
         out["naive_s"] = naive_s
@@ -205,10 +224,13 @@ def bench_zstack(
     out["rss_growth_mb"] = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024
     if trace:  # an untimed run: tracemalloc slows Python allocations
         tracemalloc.start()
-        predict_stack(model, stack, axes="ZYX", batch_size=batch_size, progress=False)
+        predict_stack(
+            model, stack, axes="ZYX", batch_size=batch_size, object_size=object_size, progress=False
+        )
         out["tracemalloc_peak_mb"] = tracemalloc.get_traced_memory()[1] / 2**20
         tracemalloc.stop()
     out["stack_mb"] = stack.nbytes / 2**20
+    out["object_size"] = recorder.object_size
     out["f1"] = object_f1(result.to_labels(), labels)
     raw = recorder.planes
     out["old_f1"] = object_f1(link_planes(raw, axes="ZYX", **OLD_LINKING).to_labels(), labels)
@@ -221,12 +243,25 @@ def bench_zstack(
     return out
 
 
-def bench_timelapse(model, shape: tuple[int, int, int], batch_size: int, seed: int = 0) -> dict:
+def bench_timelapse(
+    model,
+    shape: tuple[int, int, int],
+    batch_size: int,
+    seed: int = 0,
+    object_size: float | str | None = None,
+) -> dict:
     movie, truth, labels = synthetic_timelapse(shape, seed=seed)
     oracle = link_planes(strip_ids(truth), axes="TYX")
     recorder = Recorder(model)
     t0 = time.perf_counter()
-    result = predict_stack(recorder, movie, axes="TYX", batch_size=batch_size, progress=False)
+    result = predict_stack(
+        recorder,
+        movie,
+        axes="TYX",
+        batch_size=batch_size,
+        object_size=object_size,
+        progress=False,
+    )
     seconds = time.perf_counter() - t0
     old = link_planes(recorder.planes, axes="TYX", **OLD_LINKING)
     raw_frames = np.stack([plane_labels(p) for p in recorder.planes])
@@ -243,6 +278,7 @@ def bench_timelapse(model, shape: tuple[int, int, int], batch_size: int, seed: i
         "model_f1_per_frame": per_frame_f1(result.to_labels(), labels),
         "raw_f1_per_frame": per_frame_f1(raw_frames, labels),
         "predict_s": seconds,
+        "object_size": recorder.object_size,
     }
 
 
@@ -254,21 +290,36 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="of both synthetic stacks")
     parser.add_argument("--no-naive", action="store_true", help="skip the naive loop")
     parser.add_argument("--rounds", type=int, help="timing rounds (default 2; 1 with --full)")
+    parser.add_argument(
+        "--object-size", help="object size (px) or 'auto' for predict_stack (default: model's)"
+    )
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     args = parser.parse_args()
+    size: float | str | None = args.object_size
+    if size is not None and size != "auto":
+        size = float(size)
     zshape = (64, 512, 512) if args.full else (16, 256, 256)
     model = la.load_model("starter", device="cpu")
     import torch  # heavy: already loaded by the model
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(
-        f"torch threads {torch.get_num_threads()}, batch_size {args.batch_size}, seed {args.seed}"
+        f"torch threads {torch.get_num_threads()}, batch_size {args.batch_size}, seed {args.seed}, "
+        f"object_size {size!r} (model: object_size {model.object_size}, data_object_size "
+        f"{model.data_object_size})"
     )
     rounds = args.rounds or (1 if args.full else 2)
     z = bench_zstack(
-        model, zshape, args.batch_size, not args.no_naive, rounds, not args.full, args.seed
+        model, zshape, args.batch_size, not args.no_naive, rounds, not args.full, args.seed, size
     )
-    t = bench_timelapse(model, (args.frames, 256, 256), args.batch_size, args.seed)
+    t = bench_timelapse(model, (args.frames, 256, 256), args.batch_size, args.seed, size)
     print("\n| measure | value |\n|---|---|")
     print(f"| z-stack | {z['shape']}, {z['objects']} nuclei, {z['stack_mb']:.0f} MB |")
+    print(
+        f"| object size given to predict (px) | z-stack {z['object_size']}, "
+        f"time-lapse {t['object_size']} (None: the model's default) |"
+    )
     times = ", ".join
     if "naive_s" in z:
         naive = z["naive_s"]

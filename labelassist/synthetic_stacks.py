@@ -36,8 +36,10 @@ def synthetic_zstack(
     *,
     n: int | None = None,
     radius: tuple[float, float] = (7.0, 12.0),
+    elongation: tuple[float, float] = (1.0, 1.6),
     z_scale: float = 0.5,
     touching: float = 0.4,
+    tilt: float = 0.0,
     depth_falloff: float = 0.5,
     intensity: tuple[float, float] = (0.3, 0.7),
     blur: float = 1.0,
@@ -56,11 +58,19 @@ def synthetic_zstack(
         when they do not fit.
     radius : (float, float)
         Range of the mean radius in the plane, in pixels.
+    elongation : (float, float)
+        Range of the ratio of a nucleus's long axis to its short axis in the plane (their
+        geometric mean is the radius).
     z_scale : float
         Radius along Z relative to the plane radius, in planes (0.5: a Z step twice
         the pixel size).
     touching : float
         Probability, in [0, 1], that a nucleus is placed against an earlier one.
+    tilt : float
+        Largest tilt, in degrees in [0, 90], of a nucleus's long axis out of the plane
+        (each drawn uniformly in ``[-tilt, tilt]``, in physical units: a plane is
+        ``1 / z_scale`` pixels deep); 0: every nucleus lies flat, its sections stacked on
+        top of each other.
     depth_falloff : float
         Fraction, in [0, 1), of the brightness lost at the deepest plane (light
         scattered and absorbed on the way down).
@@ -92,8 +102,10 @@ def synthetic_zstack(
     """
     zyx = _check_shape3(shape)
     r_lo, r_hi = _check_range(radius, "radius", low=1.0)
+    e_lo, e_hi = _check_range(elongation, "elongation", low=1.0)
     z_scale = check_number(z_scale, "z_scale", minimum=0.05)
     touching = check_number(touching, "touching", minimum=0, maximum=1)
+    tilt = check_number(tilt, "tilt", minimum=0, maximum=90)
     falloff = check_number(depth_falloff, "depth_falloff", minimum=0, maximum=0.99)
     i_lo, i_hi = _check_range(intensity, "intensity", low=0.0, high=1.0)
     blur = check_number(blur, "blur", minimum=0)
@@ -111,7 +123,7 @@ def synthetic_zstack(
     while len(centres) < count and failures < 200:
         failures += 1
         r = rng.uniform(r_lo, r_hi)
-        elong = rng.uniform(1.0, 1.6)
+        elong = rng.uniform(e_lo, e_hi)
         axes_len = (r * z_scale, r * np.sqrt(elong), r / np.sqrt(elong))
         if centres and rng.random() < touching:
             cz, cy, cx, cr = centres[rng.integers(len(centres))]
@@ -121,7 +133,9 @@ def synthetic_zstack(
                       cx + dist * np.cos(phi))  # fmt: skip
         else:
             centre = (rng.uniform(0, zyx[0]), rng.uniform(0, zyx[1]), rng.uniform(0, zyx[2]))
-        mask, box = _ellipsoid(centre, axes_len, rng.uniform(0, np.pi), zyx)
+        angle = rng.uniform(0, np.pi)
+        lean = np.radians(rng.uniform(-tilt, tilt)) if tilt else 0.0
+        mask, box = _ellipsoid(centre, axes_len, angle, zyx, lean, z_scale)
         if mask is None:
             continue
         free = mask & (labels[box] == 0)
@@ -338,10 +352,13 @@ class _Cells:
         return out
 
 
-def _ellipsoid(centre, semi, angle, shape):  # fmt: skip
-    """Voxels whose centre lies in the ellipsoid (rotated by ``angle`` in the plane):
-    (mask, box) or (None, None)."""
+def _ellipsoid(centre, semi, angle, shape, tilt=0.0, z_scale=1.0):  # fmt: skip
+    """Voxels whose centre lies in the ellipsoid (rotated by ``angle`` in the plane, its
+    long axis then tilted by ``tilt`` radians out of the plane, in physical units: a
+    plane is ``1 / z_scale`` pixels deep): (mask, box) or (None, None)."""
     reach = [semi[0] + 1, max(semi[1], semi[2]) + 1, max(semi[1], semi[2]) + 1]
+    if tilt:
+        reach = [max(semi[0], semi[1] * z_scale) + 1] + [max(semi[1], semi[0] / z_scale) + 1] * 2
     lo = [max(int(np.floor(c - r)), 0) for c, r in zip(centre, reach, strict=True)]
     hi = [min(int(np.ceil(c + r)) + 1, s) for c, r, s in zip(centre, reach, shape, strict=True)]
     if any(a >= b for a, b in zip(lo, hi, strict=True)):
@@ -350,6 +367,12 @@ def _ellipsoid(centre, semi, angle, shape):  # fmt: skip
     z, y, x = z[:, None, None], y[None, :, None], x[None, None, :]
     cos, sin = np.cos(angle), np.sin(angle)
     u, v = x * cos + y * sin, -x * sin + y * cos
+    if tilt:  # rotate (u, depth in pixels) about v
+        depth = z / z_scale
+        u, z = (
+            u * np.cos(tilt) + depth * np.sin(tilt),
+            (depth * np.cos(tilt) - u * np.sin(tilt)) * z_scale,
+        )
     mask = (z / semi[0]) ** 2 + (u / semi[1]) ** 2 + (v / semi[2]) ** 2 <= 1
     box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
     return (mask, box) if mask.any() else (None, None)

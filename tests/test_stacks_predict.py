@@ -131,3 +131,60 @@ def test_a_model_with_stored_channels_picks_them_once():
     assert len(one.planes) == 2
     with pytest.raises(ValueError, match="channels"):
         predict_stack(model, stack, axes="ZCYX", channels=5, progress=False)
+
+
+@pytest.fixture(scope="module")
+def starter():
+    from labelassist.model import load_model
+
+    return load_model("starter", device="cpu")
+
+
+def test_object_size_rescales_every_plane_as_model_predict_does(starter):
+    """A number goes to ``Model.predict`` for every plane: the planes' instances are the
+    model's own at that size (polygons on the stack's pixels), plus the ids."""
+    from labelassist.synthetic_stacks import synthetic_zstack
+
+    stack, _, _ = synthetic_zstack((2, 96, 96), n=4, radius=(14.0, 18.0), seed=2)
+    result = predict_stack(
+        starter, stack, axes="ZYX", object_size=32, merge_threshold=None, min_planes=1,
+        progress=False,
+    )  # fmt: skip
+    expected = starter.predict(list(stack), object_size=32)
+    native = starter.predict(list(stack))
+    assert [len(p) for p in expected] != [0, 0]
+    for got, want in zip(result.planes, expected, strict=True):
+        assert got.image_shape == (96, 96)
+        assert got.replace(extra={}) == want
+    assert [p.replace(extra={}) for p in result.planes] != native  # the size made a difference
+
+
+def test_auto_object_size_is_measured_once_for_the_whole_stack(starter):
+    """``"auto"``: one size for every plane, the median of the model's estimates on the
+    planes (all of them here: fewer than AUTO_PLANES)."""
+    from labelassist.synthetic_stacks import synthetic_zstack
+
+    stack, _, _ = synthetic_zstack((3, 96, 96), n=4, radius=(14.0, 18.0), seed=2)
+    sizes = starter.estimate_object_size(list(stack))
+    assert all(s is not None for s in sizes)
+    result = predict_stack(
+        starter, stack, axes="ZYX", object_size="auto", merge_threshold=None, min_planes=1,
+        progress=False,
+    )  # fmt: skip
+    expected = starter.predict(list(stack), object_size=float(np.median(sizes)))
+    assert [p.replace(extra={}) for p in result.planes] == expected
+
+
+def test_auto_object_size_on_an_empty_stack_warns_and_keeps_the_default_scale(starter):
+    stack = np.zeros((3, 64, 64), np.uint8)
+    with pytest.warns(UserWarning, match='object_size="auto" found no objects in 3 planes'):
+        result = predict_stack(starter, stack, axes="ZYX", object_size="auto", progress=False)
+    assert [len(p) for p in result.planes] == [0, 0, 0]
+
+
+def test_object_size_none_leaves_the_model_default():
+    model = BoxModel()
+    predict_stack(model, np.zeros((2, 8, 8), np.uint8), axes="ZYX", progress=False)
+    assert "object_size" not in model.calls[0][1]
+    predict_stack(model, np.zeros((2, 8, 8), np.uint8), axes="ZYX", object_size=12, progress=False)
+    assert model.calls[1][1]["object_size"] == 12.0

@@ -85,3 +85,24 @@ def test_same_seed_same_result(make):
     a, b = make((5, 40, 40), seed=11), make((5, 40, 40), seed=11)
     np.testing.assert_array_equal(a[0], b[0])
     assert a[1] == b[1]
+
+
+def test_zstack_tilt_and_elongation():
+    """A tilted nucleus's sections slide sideways from plane to plane; a flat one's lie on
+    top of each other; ``elongation`` is the ratio of the in-plane axes."""
+    from scipy import ndimage as ndi
+    from skimage.measure import regionprops
+
+    def centres(labels):
+        return np.array([ndi.center_of_mass(p > 0) for p in labels if p.any()])
+
+    kw = dict(n=1, elongation=(3.0, 3.0), seed=24)  # one nucleus inside the volume
+    _, _, flat = synthetic_zstack((16, 64, 64), **kw)
+    _, _, tilted = synthetic_zstack((16, 64, 64), tilt=60, **kw)
+    drift_flat = np.linalg.norm(np.diff(centres(flat), axis=0), axis=1)
+    assert drift_flat.max() < 1.0
+    ends = centres(tilted)[[0, -1]]
+    assert np.linalg.norm(ends[1] - ends[0]) > 5.0
+    middle = flat[np.argmax((flat > 0).sum((1, 2)))] > 0
+    props = regionprops(middle.astype(np.uint8))[0]
+    assert 2.5 < props.axis_major_length / props.axis_minor_length < 4.0

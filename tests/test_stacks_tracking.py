@@ -159,3 +159,39 @@ def test_two_nuclei_stacked_along_z_are_split_at_the_waist():
     assert ids(link_planes(grow, axes="ZYX")) == [[1], [1], [1], [1]]
     # without the clean-ups (merge_threshold=None) the stack stays one object
     assert ids(link_planes(planes, axes="ZYX", merge_threshold=None)) == [[1]] * 5
+
+
+LEFT, RIGHT = (0, 4, 8, 12), (8, 4, 16, 12)  # two nuclei side by side
+
+
+def test_a_chain_sliding_onto_a_neighbouring_nucleus_is_split():
+    """Two nuclei side by side at different depths: the planes where both show give
+    sections that slide from one to the other, and IoU linking chains them into one
+    object. Sections two planes apart that barely overlap cut it between them."""
+    slide = [LEFT] * 5 + [(3, 4, 11, 12), (5, 4, 13, 12)] + [RIGHT] * 5
+    planes = [plane(b) for b in slide]
+    assert ids(link_planes(planes, axes="ZYX", merge_threshold=None)) == [[1]] * 12
+    assert ids(link_planes(planes, axes="ZYX")) == [[1]] * 5 + [[2]] * 7
+    # the cut is where the two planes overlap least: here the middle pair
+    middle = [LEFT] * 5 + [(2, 4, 10, 12), (6, 4, 14, 12), (7, 4, 15, 12)] + [RIGHT] * 5
+    assert ids(link_planes([plane(b) for b in middle], axes="ZYX")) == [[1]] * 6 + [[2]] * 7
+
+
+def test_a_tilted_nucleus_drifting_at_every_plane_stays_one_object():
+    # sections 8 px wide moving 2 px per plane: two planes apart they overlap by half,
+    # everywhere, so the object does not otherwise stack up and is not cut
+    planes = [plane((2 * z, 4, 2 * z + 8, 12)) for z in range(7)]
+    assert ids(link_planes(planes, axes="ZYX")) == [[1]] * 7
+
+
+def test_a_drift_at_the_tip_leaves_no_one_plane_part():
+    planes = [plane(b) for b in [LEFT] * 6 + [(4, 4, 12, 12)]]  # linked: IoU 1/3
+    assert ids(link_planes(planes, axes="ZYX")) == [[1]] * 7
+
+
+def test_exact_sections_of_tilted_elongated_nuclei_stay_whole():
+    _, truth, _ = synthetic_zstack(
+        (16, 128, 128), tilt=75, elongation=(2.5, 3.0), z_scale=0.25, seed=0
+    )
+    linked = link_planes([p.replace(extra={}) for p in truth.planes], axes="ZYX")
+    assert len(linked.object_ids) == len(truth.object_ids)

@@ -19,9 +19,12 @@ one, and the merged section would chain the two 3-D objects), and 3-D objects se
 fewer than ``min_planes`` planes are dropped (default 2: on the synthetic z-stack with
 the starter, most single-plane objects were haze at the tips or fragments; every true
 nucleus spanned 4 or more planes). After linking, with the clean-ups on, a 3-D object
-whose section area falls below 0.6 of its largest sections above and below is split at
-that plane (two nuclei stacked along Z, joined where the tip of one meets the tip of the
-next in a blurred plane). Measured in bench/results_stacks.md.
+whose sections two planes apart overlap by less than 0.7 of the smaller, where its other
+sections lie on top of each other, is cut there (it slid from one nucleus onto a
+neighbour at another depth: `labelassist.stacks.merges.split_drifts`), and one whose
+section area falls below 0.6 of its largest sections above and below is split at that
+plane (two nuclei stacked along Z, joined where the tip of one meets the tip of the next
+in a blurred plane). Measured in bench/results_stacks.md.
 
 T (``"TYX"``; ``"TZYX"`` links the 3-D objects of each frame, their overlap summed over
 the planes): frame ``t`` to ``t + 1``, in this order,
@@ -59,7 +62,7 @@ import shapely
 
 from ..checks import check_int, check_number
 from ..instances import Instances
-from .merges import drop_nested, split_merges, split_waists
+from .merges import drop_nested, split_drifts, split_merges, split_waists
 from .overlap import iou, match, polygon_overlaps
 from .stack_instances import OBJECT_ID, STACK_LAYOUTS, StackInstances
 
@@ -274,6 +277,7 @@ def _stitch(
         count += len(new)
         owner.append(ids)
     if waists and count:
+        owner, count = split_drifts(owner, geoms, count)
         owner, count = split_waists(owner, areas, count)
     return owner, count
 

@@ -10,11 +10,12 @@ times the area of their union). Its pixels go to the nearest part centroid (a Vo
 each piece becomes an instance with the merged one's label and score, traced as exact
 pixel outlines (`labelassist.geometry.masks_to_polygons`).
 
-After linking, `split_waists` splits 3-D objects whose section area dips between two
+After linking, `split_drifts` splits 3-D objects whose sections slide sideways from one
+nucleus onto its neighbour (two nuclei side by side at different depths, chained through
+the planes where both show), and `split_waists` those whose section area dips between two
 peaks (two nuclei stacked along Z, joined tip to tip).
 
-Measured on the synthetic 16 x 256 x 256 z-stack with the starter model (per-plane F1
-0.83): see bench/results_stacks.md.
+Measured on synthetic z-stacks with the starter model: see bench/results_stacks.md.
 """
 
 from __future__ import annotations
@@ -28,13 +29,32 @@ from ..geometry import masks_to_polygons, polygons_to_masks
 from ..instances import Instances
 from .overlap import polygon_overlaps
 
-__all__ = ["APART", "PART", "WAIST", "drop_nested", "split_merges", "split_waists"]
+__all__ = [
+    "APART",
+    "DRIFT",
+    "MIN_PART_PLANES",
+    "PART",
+    "WAIST",
+    "drop_nested",
+    "split_drifts",
+    "split_merges",
+    "split_waists",
+]
 
 #: A part covers at least this fraction of the instance it cuts (tips and noise do not cut).
 PART = 0.2
 #: Z: a 3-D object whose section area falls below this fraction of its largest sections
 #: above and below is two nuclei stacked along Z, split below the narrowest plane.
 WAIST = 0.6
+#: Z: sections two planes apart of one object overlap by at least this fraction of the
+#: smaller; below it the object slid sideways onto a neighbour and is split (`split_drifts`;
+#: 0.5-0.8 measured in bench/results_stacks.md).
+DRIFT = 0.7
+#: Z: `split_drifts` cuts only objects whose sections otherwise stack up: the median
+#: overlap of their sections two planes apart is at least this.
+STACKED = 0.9
+#: Z: `split_drifts` leaves at least this many planes in each part.
+MIN_PART_PLANES = 2
 #: The parts' areas add up to at most this multiple of their union's area (they are apart).
 APART = 1.1
 
@@ -214,3 +234,73 @@ def split_waists(
     rank[np.argsort(first, kind="stable")] = np.arange(len(uniq))
     ends = np.cumsum([len(o) for o in owner])[:-1]
     return list(np.split(rank[inverse], ends)), len(uniq)
+
+
+def split_drifts(
+    owner: list[np.ndarray], geoms: list[np.ndarray], count: int, fraction: float = DRIFT
+) -> tuple[list[np.ndarray], int]:
+    """Z: objects whose sections two planes apart barely overlap are split where they drift.
+
+    ``owner[z]`` holds the object index (0-based) of each polygon ``geoms[z]`` (at most
+    one per object and plane, as `labelassist.stacks.link_planes` links them); returns
+    the new ``owner`` (the lower parts of split objects as new indices from ``count``)
+    and the new count. A nucleus's sections lie on top of each other: the smaller of
+    the sections of planes ``k`` and ``k + 2`` lies almost wholly inside the larger. When
+    an object's sections do so (the median of that overlap over its planes is at least
+    `STACKED`) except at some planes where it falls below ``fraction``, the linking slid
+    sideways from one nucleus onto a neighbour there (through a section holding a little
+    of both). The object is cut once per run of such planes, between the two planes of
+    the run that overlap least.
+    Cuts leaving a part of fewer than `MIN_PART_PLANES` planes are not made. A nucleus
+    tilted out of the plane drifts at every plane: its median stays low, it is not cut.
+
+    Examples
+    --------
+    >>> import shapely
+    >>> left, right = shapely.box(0, 0, 8, 8), shapely.box(8, 0, 16, 8)
+    >>> slide = [left] * 5 + [shapely.box(3, 0, 11, 8), shapely.box(5, 0, 13, 8)] + [right] * 5
+    >>> owner, n = split_drifts([np.array([0])] * 12, [np.array([g]) for g in slide], 1)
+    >>> [int(o[0]) for o in owner], n
+    ([0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1], 2)
+    """
+    n_z = len(owner)
+    where = np.full((count, n_z), -1, dtype=np.int64)  # the polygon of each object per plane
+    for z, o in enumerate(owner):
+        where[o, z] = np.arange(len(o))
+    owner = [o.copy() for o in owner]
+    for obj in range(count):
+        zs = np.flatnonzero(where[obj] >= 0)
+        if len(zs) < 2 * MIN_PART_PLANES:
+            continue
+        sections = np.array([geoms[z][where[obj, z]] for z in zs], dtype=object)
+        two = _inside(sections[:-2], sections[2:])  # planes k and k + 2
+        if two.min() >= fraction or np.median(two) < STACKED:
+            continue
+        one = _inside(sections[:-1], sections[1:])  # planes k and k + 1
+        current, last = obj, 0
+        for cut in _drift_cuts(np.flatnonzero(two < fraction), one):
+            if cut - last < MIN_PART_PLANES or len(zs) - cut < MIN_PART_PLANES:
+                continue
+            for z in zs[cut:]:
+                owner[z][owner[z] == current] = count
+            current, count, last = count, count + 1, cut
+    return owner, count
+
+
+def _drift_cuts(bad: np.ndarray, one: np.ndarray) -> list[int]:
+    """The first plane (position in the object) of each new part: one per run of
+    consecutive pairs ``(k, k + 2)`` in ``bad``, at the weakest link ``one[c - 1]`` (the
+    overlap of planes ``c - 1`` and ``c``) among the planes the run spans."""
+    cuts: list[int] = []
+    runs = np.split(bad, np.flatnonzero(np.diff(bad) > 1) + 1) if len(bad) else []
+    for run in runs:
+        first, last = int(run[0]) + 1, int(run[-1]) + 2  # the cut lies in [first, last]
+        cuts.append(first + int(np.argmin(one[first - 1 : last])))
+    return cuts
+
+
+def _inside(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per pair, the intersection area over the smaller area (0 for empty polygons)."""
+    inter = shapely.area(shapely.intersection(a, b))
+    smaller = np.minimum(shapely.area(a), shapely.area(b))
+    return np.divide(inter, smaller, out=np.zeros(len(a)), where=smaller > 0)

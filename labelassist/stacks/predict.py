@@ -5,10 +5,20 @@ images in, a list of `Instances` out; it never imports `labelassist.model`), sen
 planes in batches of ``batch_size`` (one network forward each), turns a ``C`` axis into
 each plane's channels, and links the planes (`labelassist.stacks.link_planes`). Planes of
 lazy stacks (dask, zarr, memory-mapped) are read one batch at a time.
+
+``object_size`` goes to ``Model.predict`` (each plane rescaled by the model's
+``object_size`` over it, results on the stack's own pixels; None: the model's default, as
+``Model.predict``). ``"auto"`` is measured once per stack, on `AUTO_PLANES` planes spread
+over it (``Model.estimate_object_size``), so that every plane runs at one scale: per plane,
+the few small tip sections of the top and bottom planes of a z-stack would each get a
+scale of their own, and a plane with nothing in it a guess.
 """
 
 from __future__ import annotations
 
+import math
+import numbers
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,7 +30,11 @@ from ..instances import Instances
 from .link import link_planes
 from .stack_instances import StackInstances
 
-__all__ = ["predict_stack", "stack_planes"]
+__all__ = ["AUTO_PLANES", "predict_stack", "stack_planes"]
+
+#: ``object_size="auto"``: planes (evenly spread over the stack) whose median object size,
+#: measured by ``model.estimate_object_size``, sets the one scale of every plane.
+AUTO_PLANES = 8
 
 _LETTERS = "TZCYX"
 
@@ -39,6 +53,7 @@ def predict_stack(
     max_gap: int = 1,
     merge_threshold: float | None = 0.8,
     min_planes: int = 2,
+    object_size: float | str | None = None,
     progress: bool = True,
 ) -> StackInstances:
     """Predict the objects of a z-stack, time-lapse or both, linked into 3-D objects and tracks.
@@ -65,6 +80,12 @@ def predict_stack(
         Default: the model's stored ``channels`` if it has any, else all, which must be 1,
         3 or 4 (RGBA).
     division_threshold, max_gap, merge_threshold, min_planes : see `labelassist.stacks.link_planes`
+    object_size : float, "auto" or None
+        The objects' median diameter in the planes, in pixels: every plane is rescaled by
+        the model's ``object_size`` over it, as ``Model.predict(object_size=...)`` does
+        (docs/object_size.md). ``"auto"``: measured once for the whole stack, the median
+        of ``model.estimate_object_size`` on `AUTO_PLANES` planes spread over it. None:
+        the model's default (its ``data_object_size``; no rescaling when it knows none).
     progress : bool
         Show a tqdm progress bar over the planes.
 
@@ -91,6 +112,7 @@ def predict_stack(
         )
     check_number(score_threshold, "score_threshold", minimum=0, maximum=1)
     batch = check_int(batch_size, "batch_size", minimum=1)
+    size = _check_object_size(object_size)
     # a model that picks channels itself (labelassist.Model: its stored `channels` when
     # none are given) gets every channel of a plane, so the choice is applied once
     picks = channels if channels is not None else getattr(model, "channels", None)
@@ -100,6 +122,10 @@ def predict_stack(
     else:
         planes, layout, stack_shape = stack_planes(stack, axes=axes, channels=channels)
         options = {}
+    if size == "auto":
+        size = _stack_object_size(model, planes, tile_size=tile_size, options=options)
+    if size is not None:
+        options["object_size"] = size
     results: list[Instances] = []
     with tqdm(total=len(planes), desc="predict", unit="plane", disable=not progress) as bar:
         for start in range(0, len(planes), batch):
@@ -194,6 +220,46 @@ def stack_planes(
 
     planes = [loader(index) for index in np.ndindex(*lead_shape)] if lead else [loader(())]
     return planes, "".join(lead) + "YX", lead_shape
+
+
+def _check_object_size(value: Any) -> float | str | None:
+    if value is None or (isinstance(value, str) and value == "auto"):
+        return value
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ValueError(
+            f"object_size must be a positive number of pixels (the objects' median diameter), "
+            f'"auto" (measured on the stack) or None, got {value!r}'
+        )
+    return float(value)
+
+
+def _stack_object_size(
+    model: Any, planes: list[Any], *, tile_size: int | None, options: dict[str, Any]
+) -> float | None:
+    """The median object size of `AUTO_PLANES` planes spread over the stack (None: none)."""
+    estimate = getattr(model, "estimate_object_size", None)
+    if not callable(estimate):
+        raise TypeError(
+            f'object_size="auto" needs a model with estimate_object_size (a labelassist.Model), '
+            f"got {type(model).__name__}: give the objects' size in pixels instead"
+        )
+    picks = np.unique(np.linspace(0, len(planes) - 1, min(AUTO_PLANES, len(planes))).round())
+    images = [planes[int(k)]() for k in picks]
+    sizes = estimate(images, tile_size=tile_size, **options)
+    found = [float(s) for s in sizes if s is not None]
+    if not found:
+        warnings.warn(
+            f'object_size="auto" found no objects in {len(images)} planes of the stack; '
+            "predicting at the model's default scale (give object_size in pixels to choose one)",
+            stacklevel=3,
+        )
+        return None
+    return float(np.median(found))
 
 
 def _check_axes(axes: Any, shape: tuple[int, ...]) -> str:
