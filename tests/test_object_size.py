@@ -564,3 +564,12 @@ def test_a_shrunk_image_keeps_its_original_detection_budget():
     assert _tile_area(shrunk, tile) == 20000 * 16
     enlarged = _Pending((50, 100), False, scaled=(100, 200))
     assert _tile_area(enlarged, tile) == 20000
+
+
+def test_rescale_instances_scales_keypoints_and_keeps_visibility():
+    points = np.array([[[2.0, 3.0, 2.0], [5.5, 6.0, 0.0]]])
+    inst = Instances([shapely.box(1, 2, 7, 8)], [0], [1.0], (10, 20), keypoints=points)
+    out = rescale_instances(inst, 2.0)
+    # the image grows from 20 x 10 to 40 x 20: x and y double, visibility is unchanged
+    np.testing.assert_allclose(out.keypoints, [[[4.0, 6.0, 2.0], [11.0, 12.0, 0.0]]])
+    assert out.polygons[0].bounds == (2.0, 4.0, 14.0, 16.0)

@@ -14,6 +14,7 @@ if TYPE_CHECKING:  # pragma: no cover
 _EPILOG = """\
 examples:
   labelassist project init myproj --classes nucleus,debris
+  labelassist project init worms --classes worm --keypoints head,tail --skeleton 0-1
   labelassist project add myproj images/ 'more/**/*.tif'
   labelassist project status myproj
   labelassist project status --effort myproj
@@ -46,6 +47,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--copy-images",
         action="store_true",
         help="copy added images into the project (default: refer to them where they are)",
+    )
+    p.add_argument(
+        "--keypoints",
+        help="comma-separated keypoint (landmark) names of every object, e.g. head,tail; "
+        "rounds then train a keypoint head too",
+    )
+    p.add_argument(
+        "--skeleton",
+        help="edges between keypoints as 0-based index pairs, e.g. 0-1 or 0-1,1-2 "
+        "(needs --keypoints)",
     )
     p.set_defaults(action=run_init)
 
@@ -156,9 +167,49 @@ def run_init(args: argparse.Namespace) -> int:
     from ..project import Project  # heavy: see _open
 
     classes = [name.strip() for name in args.classes.split(",") if name.strip()]
-    with Project.create(args.folder, classes=classes, copy_images=args.copy_images) as project:
+    keypoints = None
+    if args.keypoints is not None:
+        keypoints = [name.strip() for name in args.keypoints.split(",") if name.strip()]
+    skeleton = parse_skeleton(args.skeleton, keypoints)
+    with Project.create(
+        args.folder,
+        classes=classes,
+        copy_images=args.copy_images,
+        keypoints=keypoints,
+        skeleton=skeleton,
+    ) as project:
         print(f"created project {project.folder} with classes {', '.join(project.classes)}")
+        if keypoints is not None:
+            edges = ", ".join(f"{keypoints[a]}-{keypoints[b]}" for a, b in skeleton or [])
+            print(f"keypoints {', '.join(keypoints)}" + (f"; skeleton {edges}" if edges else ""))
     return 0
+
+
+def parse_skeleton(text: str | None, keypoints: list[str] | None) -> list[tuple[int, int]] | None:
+    """``--skeleton`` as 0-based ``(a, b)`` pairs: ``"0-1,1-2"`` gives ``[(0, 1), (1, 2)]``.
+
+    Examples
+    --------
+    >>> parse_skeleton("0-1, 1-2", ["head", "middle", "tail"])
+    [(0, 1), (1, 2)]
+    >>> parse_skeleton("0-1", None)
+    Traceback (most recent call last):
+    ...
+    ValueError: --skeleton needs --keypoints (the names its indices refer to)
+    """
+    if text is None:
+        return None
+    if keypoints is None:
+        raise ValueError("--skeleton needs --keypoints (the names its indices refer to)")
+    edges = []
+    for part in (p.strip() for p in text.split(",")):
+        a, sep, b = part.partition("-")
+        if not (sep and a.strip().isdigit() and b.strip().isdigit()):
+            raise ValueError(
+                f"--skeleton edge {part!r} must be two 0-based keypoint indices like 0-1"
+            )
+        edges.append((int(a), int(b)))
+    return edges
 
 
 def run_add(args: argparse.Namespace) -> int:

@@ -31,6 +31,7 @@ __all__ = [
     "attach_keypoint_head",
     "box_outlines",
     "configure_heads",
+    "extend_keypoint_head",
     "has_keypoint_head",
     "has_mask_head",
     "keypoint_meta",
@@ -138,6 +139,49 @@ def attach_keypoint_head(
     heads.keypoint_head = KeypointRCNNHeads(in_channels, [width] * depth)
     heads.keypoint_predictor = KeypointRCNNPredictor(width, k)
     return {"channels": width, "layers": depth}
+
+
+def extend_keypoint_head(net: nn.Module, num_keypoints: int) -> None:
+    """Give the keypoint predictor of ``net`` ``num_keypoints`` heatmaps (in place),
+    keeping the weights of the ones it had: new keypoint names are appended, as new classes
+    are (`labelassist.train.heads.extend_heads`); the new heatmaps start untrained.
+
+    Raises ``ValueError`` when ``net`` has no keypoint head or would lose keypoints.
+
+    Examples
+    --------
+    >>> from labelassist.model import build_maskrcnn
+    >>> net = build_maskrcnn(num_classes=2)
+    >>> _ = attach_keypoint_head(net, 2)
+    >>> extend_keypoint_head(net, 3)
+    >>> num_keypoints(net)
+    3
+    """
+    from torchvision.models.detection.keypoint_rcnn import (  # heavy: torchvision
+        KeypointRCNNPredictor,
+    )
+
+    detector: Any = net
+    old_k = (
+        int(detector.roi_heads.keypoint_predictor.kps_score_lowres.out_channels)
+        if has_keypoint_head(net)
+        else None
+    )
+    new_k = check_int(num_keypoints, "num_keypoints", minimum=1)
+    if old_k is None:
+        raise ValueError("net has no keypoint head to extend; attach one (attach_keypoint_head)")
+    if new_k < old_k:
+        raise ValueError(
+            f"cannot shrink a keypoint head of {old_k} keypoints to {new_k}; new keypoint "
+            "names are appended, old ones kept"
+        )
+    old = detector.roi_heads.keypoint_predictor
+    layer = old.kps_score_lowres
+    new = KeypointRCNNPredictor(int(layer.in_channels), new_k)
+    with torch.no_grad():
+        new.kps_score_lowres.weight[:, :old_k] = layer.weight
+        new.kps_score_lowres.bias[:old_k] = layer.bias
+    detector.roi_heads.keypoint_predictor = new.to(layer.weight.device)
 
 
 def remove_mask_head(net: nn.Module) -> None:

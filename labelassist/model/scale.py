@@ -292,7 +292,10 @@ def rescale_instances(
     scaled = shapely.transform(polygons, lambda xy: xy * np.array([fx, fy]))
     if exact:
         scaled = _rasterise_each(scaled, new)
-    return instances.replace(polygons=list(scaled), image_shape=new)
+    points = instances.keypoints
+    if points is not None:  # x, y scale with the image; visibility stays
+        points = np.asarray(points, dtype=np.float64) * np.array([fx, fy, 1.0])
+    return instances.replace(polygons=list(scaled), image_shape=new, keypoints=points)
 
 
 def _rasterise_each(polygons: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

@@ -7,6 +7,7 @@ The package follows torchvision's ``references/detection``:
 ``recipe.py``             the plan of a run: step or epoch recipe, chunks, auto freeze, sizes
 ``data.py``               training pairs from a Dataset/COCO file, image checks, torch dataset
 ``crops.py``              the step recipe's data: crops around objects, copy-paste
+``paste.py``              copy-paste: pasted objects with masks and keypoints, occlusion
 ``augment.py``            flips, rotations, scale and intensity jitter
 ``heads.py``              predictors extended for new classes (or renamed), freezing
 ``engine.py``             `train_one_epoch`, optimizer, LR schedule, validation

@@ -142,6 +142,12 @@ class TrainConfig:
     rpn_proposals : int or None
         RPN proposals kept per image while training (torchvision: 2000). None: the model's.
         Both only change training; prediction is unaffected.
+    keypoint_weight : float
+        Weight of the keypoint loss (``loss_keypoint``) in the sum that is minimised, when
+        the model has a keypoint head (torchvision: 1).
+    keypoint_lr_factor : float
+        The keypoint head (``roi_heads.keypoint_head`` and ``keypoint_predictor``) trains at
+        ``lr`` times this (a head new to the model may learn faster than the rest).
 
     Raises
     ------
@@ -188,6 +194,8 @@ class TrainConfig:
     val_score_threshold: float = 0.05
     roi_samples: int | None = 64
     rpn_proposals: int | None = 300
+    keypoint_weight: float = 1.0
+    keypoint_lr_factor: float = 1.0
 
     def __post_init__(self) -> None:
         self.epochs = check_int(self.epochs, "epochs", minimum=1, allow_none=True)
@@ -229,6 +237,10 @@ class TrainConfig:
         self.rpn_proposals = check_int(
             self.rpn_proposals, "rpn_proposals", minimum=1, allow_none=True
         )
+        self.keypoint_weight = float(
+            check_number(self.keypoint_weight, "keypoint_weight", minimum=0)
+        )
+        self.keypoint_lr_factor = _positive(self.keypoint_lr_factor, "keypoint_lr_factor")
 
     @property
     def by_steps(self) -> bool:

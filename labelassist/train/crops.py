@@ -2,11 +2,13 @@
 
 `prepare_images` reads each training image once (channels picked, rescaled to the
 model's object size, normalised as `Model.predict` does, stored as uint8) and keeps each
-instance as its pixel box and exact mask patch, plus the image's crop region (see
-`TrainConfig.crop_region`). `CropImages` is the torch dataset of one chunk of steps: each
-item is a random crop (centred on a random object most of the time), with copy-paste
-(`copy_paste`), scale jitter, flips, 90° rotations and intensity jitter. Its randomness
-depends only on ``(seed, epoch, index)``, so a resumed run repeats a straight one.
+instance as its pixel box and exact mask patch (and its keypoints, scaled with the image),
+plus the image's crop region (see `TrainConfig.crop_region`). `CropImages` is the torch
+dataset of one chunk of steps: each item is a random crop (centred on a random object most
+of the time), with copy-paste (`labelassist.train.paste`), scale jitter, flips, 90°
+rotations and intensity jitter; keypoints follow every geometric step, and those outside
+the crop or hidden by a pasted object get visibility 0. Its randomness depends only on
+``(seed, epoch, index)``, so a resumed run repeats a straight one.
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ from ..instances import Instances
 from ..io import read_image
 from ..model.normalize import select_channels, to_tensor
 from ..model.scale import median_object_size, rescale_image, rescale_instances, scale_factor
-from .augment import intensity_jitter
+from .augment import intensity_jitter, rotate_points
 from .data import Target, sanitize
+from .paste import copy_paste, occlude_points, paste_points
 from .state import mix_seed
 
 __all__ = [
@@ -57,6 +60,8 @@ class PreparedImage:
         Each instance's mask inside its box.
     region : (int, int, int, int)
         ``x0, y0, x1, y1`` of the region crops may cover (end exclusive).
+    keypoints : ndarray of shape (N, K, 3), float64, or None
+        Each instance's keypoints in this image's pixels (None: the instances had none).
     """
 
     image: torch.Tensor
@@ -64,6 +69,7 @@ class PreparedImage:
     boxes: np.ndarray
     masks: list[np.ndarray]
     region: tuple[int, int, int, int]
+    keypoints: np.ndarray | None = None
 
 
 def prepare_images(
@@ -78,7 +84,9 @@ def prepare_images(
     """Each (image, Instances) pair read, channels picked, rescaled by ``factor`` and
     normalised, with its instances as exact mask patches (see `PreparedImage`).
 
-    Instances that shrink to nothing are dropped; labels index ``label_ids``.
+    Instances that shrink to nothing are dropped; labels index ``label_ids``. Keypoints
+    are scaled like the image: ``(x, y)`` to ``(x * fx, y * fy)``, ``(fx, fy)`` the new size
+    over the old (the map `labelassist.model.scale.rescale_instances` applies to polygons).
     """
     ids = np.asarray(list(label_ids), dtype=np.int64)
     out = []
@@ -87,16 +95,21 @@ def prepare_images(
         image = np.asarray(image)
         if channels is not None:
             image = select_channels(image, channels)
+        points = instances.keypoints
         if factor != 1.0:
+            old_h, old_w = image.shape[:2]
             image = rescale_image(image, factor)
             instances = rescale_instances(instances, factor, tuple(image.shape[:2]))
+            if points is not None:
+                points = points * [image.shape[1] / old_w, image.shape[0] / old_h, 1.0]
         tensor = to_tensor(image, normalization=normalization)
         image_u8 = (tensor * 255).round_().to(torch.uint8)
         boxes, masks, keep = _mask_patches(instances)
         labels = ids[np.asarray(instances.labels, dtype=np.int64)[keep]]
         shape = (int(image_u8.shape[1]), int(image_u8.shape[2]))
         bounds = crop_region(boxes, shape) if region == "annotated" else (0, 0, shape[1], shape[0])
-        out.append(PreparedImage(image_u8, labels, boxes, masks, bounds))
+        kept = None if points is None else np.asarray(points, dtype=np.float64)[keep]
+        out.append(PreparedImage(image_u8, labels, boxes, masks, bounds, kept))
     return out
 
 
@@ -155,74 +168,12 @@ def crop_region(boxes: np.ndarray, shape: tuple[int, int]) -> tuple[int, int, in
     return (x0, y0, x1, y1)
 
 
-def copy_paste(
-    image: torch.Tensor,
-    masks: torch.Tensor,
-    labels: torch.Tensor,
-    pastes: Sequence[tuple[torch.Tensor, np.ndarray, int]],
-    positions: Sequence[tuple[int, int]],
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Paste objects onto an image with their exact masks (Ghiasi et al., "Simple
-    Copy-Paste", CVPR 2021); the pixels they cover are removed from the masks below.
-
-    Parameters
-    ----------
-    image : Tensor of shape (C, H, W)
-        The image (not modified).
-    masks : Tensor of shape (N, H, W), uint8
-        Masks of the objects already in ``image``.
-    labels : Tensor of shape (N,), int64
-    pastes : sequence of (Tensor (C, h, w), ndarray (h, w) of bool, int)
-        Each object's pixels, its mask and its label; pasted in order (later on top).
-    positions : sequence of (int, int)
-        ``(x, y)`` of each paste's top-left corner; parts outside the image are cut.
-
-    Returns
-    -------
-    image, masks, labels
-        New tensors with the pasted objects appended (masks may now be empty: drop them).
-
-    Examples
-    --------
-    >>> image = torch.zeros(1, 4, 4, dtype=torch.uint8)
-    >>> masks = torch.ones(1, 4, 4, dtype=torch.uint8)
-    >>> patch = (torch.full((1, 2, 2), 9, dtype=torch.uint8), np.ones((2, 2), bool), 0)
-    >>> out, m, lab = copy_paste(image, masks, torch.tensor([0]), [patch], [(1, 1)])
-    >>> int(out.sum()), m.sum(dim=(1, 2)).tolist(), lab.tolist()
-    (36, [12, 4], [0, 0])
-    """
-    image = image.clone()
-    h, w = image.shape[-2:]
-    new_masks = [masks]
-    new_labels = [labels]
-    occupied = torch.zeros((h, w), dtype=torch.bool)
-    for (pixels, mask, label), (x, y) in reversed(list(zip(pastes, positions, strict=True))):
-        # later pastes lie on top: paint from the top down, skipping pixels already taken
-        ph, pw = mask.shape
-        xa, ya, xb, yb = max(x, 0), max(y, 0), min(x + pw, w), min(y + ph, h)
-        if xb <= xa or yb <= ya:
-            continue
-        sub = torch.from_numpy(np.ascontiguousarray(mask[ya - y : yb - y, xa - x : xb - x]))
-        full = torch.zeros((h, w), dtype=torch.bool)
-        full[ya:yb, xa:xb] = sub
-        full &= ~occupied
-        region = image[:, ya:yb, xa:xb]
-        src = pixels[:, ya - y : yb - y, xa - x : xb - x].to(image.dtype)
-        region[:, full[ya:yb, xa:xb]] = src[:, full[ya:yb, xa:xb]]
-        occupied |= full
-        new_masks.append(full[None].to(masks.dtype))
-        new_labels.append(torch.tensor([int(label)], dtype=labels.dtype))
-    masks_out = torch.cat([new_masks[0], *reversed(new_masks[1:])])
-    masks_out[: len(masks)] &= (~occupied).to(masks.dtype)
-    labels_out = torch.cat([new_labels[0], *reversed(new_labels[1:])])
-    return image, masks_out, labels_out
-
-
 class CropImages(TorchDataset[tuple[torch.Tensor, Target]]):
     """Torch dataset of ``length`` random training crops of `PreparedImage` s.
 
     An item is a float32 image (3, h, w) in [0, 1] and a torchvision target (``boxes``,
-    ``labels``, ``masks``; slivers under 4 pixels dropped). Set `epoch` before each chunk.
+    ``labels``, ``masks``, and ``keypoints`` (M, K, 3) when the images have keypoints;
+    slivers under 4 pixels dropped). Set `epoch` before each chunk.
     """
 
     def __init__(
@@ -260,17 +211,20 @@ class CropImages(TorchDataset[tuple[torch.Tensor, Target]]):
         scale = self._scale(rng)
         x0, y0, x1, y1 = self._window(prepared, rng, scale)
         image = prepared.image[:, y0:y1, x0:x1]
-        masks, labels = _window_masks(prepared, (x0, y0, x1, y1))
+        masks, labels, points = _window_masks(prepared, (x0, y0, x1, y1))
         if self.pool and rng.random() < self.copy_paste:
-            image, masks, labels = self._paste(image, masks, labels, rng)
+            image, masks, labels, points = self._paste(image, masks, labels, points, rng)
         out = image.float().div_(255.0)
         if scale != 1.0:
-            out, masks = _resize(out, masks, scale)
-        out, masks = _flip_rotate(out, masks, rng)
+            out, masks, points = _resize(out, masks, scale, points)
+        out, masks, points = _flip_rotate(out, masks, rng, points)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             out = intensity_jitter(out, self.augment)
-        return out, sanitize({"masks": masks, "labels": labels})
+        target = {"masks": masks, "labels": labels}
+        if points is not None:
+            target["keypoints"] = points
+        return out, sanitize(target)
 
     def _scale(self, rng: np.random.Generator) -> float:
         lo, hi = self.scale_range
@@ -301,35 +255,47 @@ class CropImages(TorchDataset[tuple[torch.Tensor, Target]]):
         image: torch.Tensor,
         masks: torch.Tensor,
         labels: torch.Tensor,
+        points: torch.Tensor | None,
         rng: np.random.Generator,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
         n = int(rng.integers(1, self.paste_max + 1))
         h, w = image.shape[-2:]
-        pastes, positions = [], []
+        pastes, positions, pasted_points = [], [], []
         for j in rng.integers(len(self.pool), size=n):
             i, k = self.pool[int(j)]
             source = self.images[i]
             bx0, by0, bx1, by1 = (int(v) for v in source.boxes[k])
             pixels, mask = source.image[:, by0:by1, bx0:bx1], source.masks[k]
-            if rng.random() < 0.5:
+            flip_x, flip_y = bool(rng.random() < 0.5), False
+            if flip_x:
                 pixels, mask = pixels.flip(-1), mask[:, ::-1]
             if rng.random() < 0.5:
-                pixels, mask = pixels.flip(-2), mask[::-1]
+                pixels, mask, flip_y = pixels.flip(-2), mask[::-1], True
             ph, pw = mask.shape
-            positions.append(
-                (
-                    int(rng.integers(-(pw // 2), max(w - pw // 2, 1))),
-                    int(rng.integers(-(ph // 2), max(h - ph // 2, 1))),
-                )
+            position = (
+                int(rng.integers(-(pw // 2), max(w - pw // 2, 1))),
+                int(rng.integers(-(ph // 2), max(h - ph // 2, 1))),
             )
+            positions.append(position)
             pastes.append((pixels, mask, int(source.labels[k])))
-        return copy_paste(image, masks, labels, pastes, positions)
+            if points is not None and source.keypoints is not None:
+                box = (bx0, by0, bx1, by1)
+                moved = paste_points(
+                    source.keypoints[k], box, position, flip_x=flip_x, flip_y=flip_y
+                )
+                pasted_points.append(torch.as_tensor(moved, dtype=torch.float32))
+        first = len(masks)
+        image, masks, labels = copy_paste(image, masks, labels, pastes, positions)
+        if points is not None:
+            points = occlude_points(torch.cat([points, torch.stack(pasted_points)]), masks, first)
+        return image, masks, labels, points
 
 
 def _window_masks(
     prepared: PreparedImage, window: tuple[int, int, int, int]
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The (M, h, w) uint8 masks and labels of the instances overlapping ``window``."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The (M, h, w) uint8 masks, labels and (M, K, 3) keypoints (in the window's pixels;
+    None without keypoints) of the instances overlapping ``window``."""
     x0, y0, x1, y1 = window
     boxes = prepared.boxes
     hit = np.flatnonzero(
@@ -341,13 +307,20 @@ def _window_masks(
         xa, ya, xb, yb = max(bx0, x0), max(by0, y0), min(bx1, x1), min(by1, y1)
         patch = prepared.masks[k][ya - by0 : yb - by0, xa - bx0 : xb - bx0]
         masks[m, ya - y0 : yb - y0, xa - x0 : xb - x0] = torch.from_numpy(patch)
-    return masks, torch.as_tensor(prepared.labels[hit], dtype=torch.int64)
+    labels = torch.as_tensor(prepared.labels[hit], dtype=torch.int64)
+    if prepared.keypoints is None:
+        return masks, labels, None
+    points = torch.as_tensor(prepared.keypoints[hit], dtype=torch.float32)
+    points[..., 0] -= x0
+    points[..., 1] -= y0
+    return masks, labels, points
 
 
 def _resize(
-    image: torch.Tensor, masks: torch.Tensor, scale: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Image (bilinear, antialiased) and masks (nearest) resized by ``scale``."""
+    image: torch.Tensor, masks: torch.Tensor, scale: float, points: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Image (bilinear, antialiased) and masks (nearest) resized by ``scale``; keypoints
+    scaled by the new size over the old."""
     h, w = image.shape[-2:]
     size = (max(int(round(h * scale)), 1), max(int(round(w * scale)), 1))
     image = torch.nn.functional.interpolate(
@@ -357,22 +330,39 @@ def _resize(
         masks = torch.nn.functional.interpolate(masks[None], size=size, mode="nearest-exact")[0]
     else:
         masks = masks.new_zeros((0, *size))
-    return image, masks
+    if points is not None:
+        points = points.clone()
+        points[..., 0] *= size[1] / w
+        points[..., 1] *= size[0] / h
+    return image, masks, points
 
 
 def _flip_rotate(
-    image: torch.Tensor, masks: torch.Tensor, rng: np.random.Generator
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random horizontal and vertical flips and a random multiple of 90° rotation."""
+    image: torch.Tensor,
+    masks: torch.Tensor,
+    rng: np.random.Generator,
+    points: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Random horizontal and vertical flips and a random multiple of 90° rotation, of the
+    image, the masks and the keypoints (``x -> W - x``, ``y -> H - y``, `rotate_points`)."""
     dims: list[int] = [
         d for d, flip in ((-1, rng.random() < 0.5), (-2, rng.random() < 0.5)) if flip
     ]
+    h, w = image.shape[-2:]
     if dims:
         image, masks = image.flip(dims), masks.flip(dims)
+        if points is not None:
+            points = points.clone()
+            if -1 in dims:
+                points[..., 0] = w - points[..., 0]
+            if -2 in dims:
+                points[..., 1] = h - points[..., 1]
     k = int(rng.integers(4))
     if k:
         image, masks = image.rot90(k, (-2, -1)), masks.rot90(k, (-2, -1))
-    return image.contiguous(), masks.contiguous()
+        if points is not None:
+            points = rotate_points(points, (int(h), int(w)), k)
+    return image.contiguous(), masks.contiguous(), points
 
 
 def training_factor(

@@ -44,14 +44,18 @@ __all__ = [
 #: An image (array, or path of an image file) and its instances.
 Pair = tuple[Any, Instances]
 Target = dict[str, torch.Tensor]
+#: Keypoint names and the 0-based skeleton edges between them.
+Keypoints = tuple[list[str], list[tuple[int, int]]]
 
 _MAX_LISTED = 3  # files named in a "not found" message
 
 
 def resolve_data(
     data: Any, image_root: str | os.PathLike[str] | None, name: str
-) -> tuple[list[Pair], list[str] | None]:
-    """(image source, Instances) pairs and the category names of ``data`` (None for pairs).
+) -> tuple[list[Pair], list[str] | None, Keypoints | None]:
+    """(image source, Instances) pairs, the category names of ``data`` (None for pairs) and
+    its keypoint names with their 0-based skeleton (None for pairs and for datasets
+    without keypoints).
 
     Images of a dataset that are not annotated yet (no entry in ``instances``) are left
     out; an empty `Instances` is a negative example and kept.
@@ -70,7 +74,12 @@ def resolve_data(
             if instances is None:  # not annotated yet (an empty Instances is a negative)
                 continue
             pairs.append((_image_source(data, record, root), instances))
-        return pairs, [str(c) for c in data.categories]
+        names = getattr(data, "keypoints", None)
+        points = None
+        if names is not None:
+            edges = [(int(a), int(b)) for a, b in getattr(data, "skeleton", None) or []]
+            points = ([str(n) for n in names], edges)
+        return pairs, [str(c) for c in data.categories], points
     if isinstance(data, Sequence) and not isinstance(data, (str, bytes)):
         for k, item in enumerate(data):
             if not (
@@ -79,7 +88,7 @@ def resolve_data(
                 raise TypeError(
                     f"{name}[{k}] must be an (image, Instances) pair, got {type(item).__name__}"
                 )
-        return [(item[0], item[1]) for item in data], None
+        return [(item[0], item[1]) for item in data], None, None
     raise TypeError(
         f"{name} must be a Dataset, a COCO json path or a list of (image, Instances) pairs, "
         f"got {type(data).__name__}"
@@ -201,7 +210,8 @@ class TrainImages(TorchDataset[tuple[torch.Tensor, Target]]):
     """Torch dataset: image tensor (C, H, W) float32 and a torchvision target dict.
 
     Targets: ``boxes`` (N, 4) float32 xyxy in pixels, ``labels`` (N,) int64 network label
-    ids (``label_ids[class index]``; background is 0), ``masks`` (N, H, W) uint8. Instances that
+    ids (``label_ids[class index]``; background is 0), ``masks`` (N, H, W) uint8, and
+    ``keypoints`` (N, K, 3) float32 when the instances have keypoints. Instances that
     augmentation crops away or thins to slivers are dropped; images without instances are
     kept as negatives. Augmentation randomness depends only on ``(seed, epoch, index)``:
     set `epoch` before each epoch.
@@ -263,7 +273,9 @@ def _load_tensor(
 
 def instances_to_target(instances: Instances, label_ids: torch.Tensor) -> Target:
     """torchvision target of ``instances``: ``boxes`` (``tv_tensors.BoundingBoxes``, xyxy),
-    ``masks`` (``tv_tensors.Mask``, uint8) and ``labels`` (network label ids)."""
+    ``masks`` (``tv_tensors.Mask``, uint8), ``labels`` (network label ids) and, when the
+    instances have keypoints, ``keypoints`` (N, K, 3) float32: x, y in COCO pixel
+    coordinates, visibility (0: not labelled)."""
     from torchvision import tv_tensors  # heavy: torchvision
 
     h, w = instances.image_shape
@@ -271,7 +283,7 @@ def instances_to_target(instances: Instances, label_ids: torch.Tensor) -> Target
         masks = polygons_to_masks(instances.polygons, (h, w))
     else:
         masks = np.zeros((0, h, w), dtype=bool)
-    return {
+    target: Target = {
         "boxes": tv_tensors.BoundingBoxes(
             torch.as_tensor(instances.boxes, dtype=torch.float32).reshape(-1, 4),
             format="XYXY",
@@ -280,12 +292,27 @@ def instances_to_target(instances: Instances, label_ids: torch.Tensor) -> Target
         "masks": tv_tensors.Mask(torch.from_numpy(np.ascontiguousarray(masks)).to(torch.uint8)),
         "labels": label_ids[torch.as_tensor(instances.labels, dtype=torch.int64)],
     }
+    if instances.keypoints is not None:
+        target["keypoints"] = torch.as_tensor(instances.keypoints, dtype=torch.float32)
+    return target
 
 
 def sanitize(target: dict[str, Any], min_pixels: int = 4) -> Target:
     """Boxes recomputed from the (augmented) masks, in continuous pixel coordinates; masks
-    with fewer than ``min_pixels`` pixels (cropped away, slivers) are dropped; plain tensors
-    for torchvision's model."""
+    with fewer than ``min_pixels`` pixels (cropped away, slivers) are dropped with their
+    keypoints; keypoints outside the image get visibility 0; plain tensors for
+    torchvision's model.
+
+    Examples
+    --------
+    >>> masks = torch.zeros(2, 8, 8, dtype=torch.uint8)
+    >>> masks[0, 2:4, 1:5] = 1
+    >>> masks[1, 7, 7] = 1  # one pixel: dropped
+    >>> points = torch.tensor([[[1.5, 2.5, 2.0], [9.0, 3.0, 2.0]], [[7.5, 7.5, 2.0]] * 2])
+    >>> out = sanitize({"masks": masks, "labels": torch.tensor([1, 1]), "keypoints": points})
+    >>> out["boxes"].tolist(), out["keypoints"].tolist()
+    ([[1.0, 2.0, 5.0, 4.0]], [[[1.5, 2.5, 2.0], [9.0, 3.0, 0.0]]])
+    """
     from torchvision.ops import masks_to_boxes  # heavy: torchvision
 
     masks = target["masks"].as_subclass(torch.Tensor).to(torch.uint8)
@@ -294,7 +321,15 @@ def sanitize(target: dict[str, Any], min_pixels: int = 4) -> Target:
     masks, labels = masks[keep], labels[keep]
     boxes = masks_to_boxes(masks).float() if len(masks) else torch.zeros((0, 4))
     boxes[:, 2:] += 1.0  # pixel j covers [j, j + 1]
-    return {"boxes": boxes, "labels": labels, "masks": masks}
+    out = {"boxes": boxes, "labels": labels, "masks": masks}
+    if "keypoints" in target:
+        points = target["keypoints"].as_subclass(torch.Tensor).float()[keep].clone()
+        h, w = masks.shape[-2:]
+        x, y = points[..., 0], points[..., 1]
+        outside = (x < 0) | (y < 0) | (x > w) | (y > h)
+        points[..., 2] = torch.where(outside, torch.zeros_like(x), points[..., 2])
+        out["keypoints"] = points
+    return out
 
 
 def collate(

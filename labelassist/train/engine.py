@@ -7,7 +7,7 @@ training script (here `finetune`) strings together.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +45,7 @@ def train_one_epoch(
     clip_grad_norm: float | None = None,
     frozen: Sequence[torch.nn.Module] = (),
     progress: bool = True,
+    loss_weights: Mapping[str, float] | None = None,
 ) -> dict[str, float]:
     """Train ``net`` for one pass over ``loader``; return the mean losses.
 
@@ -71,6 +72,10 @@ def train_one_epoch(
         Modules kept in eval mode while the rest trains.
     progress : bool
         Show a tqdm bar.
+    loss_weights : mapping of str to float, optional
+        Weights of loss parts in the minimised sum (e.g. ``{"loss_keypoint": 2.0}``);
+        parts not named weigh 1. The returned means are of the unweighted parts; ``loss``
+        is the weighted sum.
 
     Returns
     -------
@@ -110,7 +115,8 @@ def train_one_epoch(
         targets = [{k: v.to(device, non_blocking=True) for k, v in t.items()} for t in targets]
         with torch.autocast(device.type, enabled=amp_scaler is not None):
             loss_dict = net(images, targets)
-        losses = sum(loss_dict.values())
+        weights = loss_weights or {}
+        losses = sum(v * weights[k] if k in weights else v for k, v in loss_dict.items())
         value = float(losses.detach())
         if not math.isfinite(value):
             parts = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in loss_dict.items())
@@ -195,16 +201,24 @@ class WarmupCosine:
 
 def build_optimizer(net: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     """SGD with momentum over the trainable parameters; no weight decay on norm layers
-    and biases (the parameters with at most one dimension)."""
-    decay: list[torch.nn.Parameter] = []
-    no_decay: list[torch.nn.Parameter] = []
-    for p in net.parameters():
-        if not p.requires_grad:
-            continue
-        (no_decay if p.ndim <= 1 else decay).append(p)
-    groups: list[dict[str, Any]] = [{"params": decay, "weight_decay": config.weight_decay}]
-    if no_decay:
-        groups.append({"params": no_decay, "weight_decay": 0.0})
+    and biases (the parameters with at most one dimension); the keypoint head's
+    parameters at ``lr * config.keypoint_lr_factor`` (own groups only when that is not 1).
+    """
+    factor = config.keypoint_lr_factor
+    groups: list[dict[str, Any]] = []
+    for part in ("rest", "keypoint"):
+        decay: list[torch.nn.Parameter] = []
+        no_decay: list[torch.nn.Parameter] = []
+        for name, p in net.named_parameters():
+            keypoint = factor != 1.0 and ".keypoint_" in f".{name}"
+            if not p.requires_grad or keypoint != (part == "keypoint"):
+                continue
+            (no_decay if p.ndim <= 1 else decay).append(p)
+        lr = {"lr": config.lr * factor} if part == "keypoint" else {}
+        if decay or part == "rest":
+            groups.append({"params": decay, "weight_decay": config.weight_decay, **lr})
+        if no_decay:
+            groups.append({"params": no_decay, "weight_decay": 0.0, **lr})
     return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum)
 
 

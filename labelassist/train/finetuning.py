@@ -25,7 +25,15 @@ from ..instances import Instances
 from ..model import Model
 from .config import TrainConfig, TrainResult, merge_config
 from .crops import CropImages
-from .data import Pair, TrainImages, check_images, epoch_loader, resolve_data, resolve_val
+from .data import (
+    Keypoints,
+    Pair,
+    TrainImages,
+    check_images,
+    epoch_loader,
+    resolve_data,
+    resolve_val,
+)
 from .distributed import Group, distributed_sampler, process_group, stop_requested, sync_buffers
 from .distributed import wrap as wrap_ddp
 from .engine import (
@@ -36,7 +44,7 @@ from .engine import (
     training_sampling,
     validate,
 )
-from .heads import class_mapping, freeze, relabel, with_classes
+from .heads import class_mapping, fit_keypoints, freeze, pair_keypoints, relabel, with_classes
 from .recipe import (
     Plan,
     fit_time,
@@ -79,6 +87,7 @@ def finetune(
     lr: float | None = None,
     freeze: str | None = None,
     channels: int | Sequence[int] | None = None,
+    keypoints: Sequence[str] | None = None,
     out: str | os.PathLike[str] | None = None,
     resume: bool = False,
     progress: bool = True,
@@ -95,6 +104,15 @@ def finetune(
     unreviewed rest of a partly annotated image is never learnt as background. Giving
     ``epochs`` selects the epoch recipe of labelassist 1.x (whole images, no crops, no
     rescaling).
+
+    **Keypoints** train with the masks when the model has a keypoint head
+    (``load_model(None, classes=..., keypoints=[...])``, a keypoint checkpoint) or the
+    data names keypoints (a `Dataset` or COCO file with ``keypoints``, a project of keypoint
+    names, or ``keypoints=`` for a list of pairs): keypoint names the model lacks get new
+    heatmaps in its keypoint head, a model without one gets torchvision's (untrained),
+    as new classes get new rows. Every augmentation moves the keypoints with the pixels
+    (crops, flips, 90° rotations, scale, size normalisation, copy-paste); a keypoint
+    outside the crop or hidden by a pasted object gets visibility 0 (not labelled).
 
     Why no training instances are held out to stop early when there is no ``val``: in
     Mask R-CNN, an object left out of the targets is a *background* example, so holding
@@ -126,6 +144,10 @@ def finetune(
     steps, epochs, batch_size, lr, freeze, channels : optional
         Shortcuts overriding the same fields of ``config`` (``epochs`` selects the epoch
         recipe).
+    keypoints : sequence of str, optional
+        For a list of pairs: the names of the columns of their (N, K, 3) ``keypoints``
+        (default: the model's keypoints, in its order). A `Dataset` or COCO file brings
+        its own names.
     out : str or os.PathLike, optional
         Folder for checkpoints: ``last.pt`` (the model, history in its metadata) and
         ``last.state.pt`` (optimizer, scheduler, scaler, epoch, RNG states; tensors and
@@ -153,8 +175,9 @@ def finetune(
     ------
     ValueError
         On an empty ``train``, bad settings, an image that cannot be read or whose size
-        differs from its annotations, ``resume`` without a checkpoint, or a resume state
-        that is damaged or does not fit the run.
+        differs from its annotations, keypoints whose names are unknown or whose number
+        differs from the names, ``resume`` without a checkpoint, or a resume state that is
+        damaged or does not fit the run.
     FileNotFoundError
         When a COCO file or image files are missing (the message names them).
     FloatingPointError
@@ -181,12 +204,13 @@ def finetune(
     )
     _check_model(model)
     out_dir = _run_folder(out, resume)
-    pairs, data_classes, val_data = _read_data(train, val, image_root)
+    pairs, data_classes, data_points, val_data = _read_data(train, val, image_root)
+    data_points = pair_keypoints(keypoints, data_points, train)
     state = None
     if resume and out_dir is not None:
         model, state = read_resume(out_dir, model)
     with process_group(torch.device(model.device)) as group:
-        model, pairs = _model_for_data(model, pairs, data_classes, config, group)
+        model, pairs = _model_for_data(model, pairs, (data_classes, data_points), config, group)
         run = _Run.start(model, pairs, config, group)
         first, prior, history = _first_epoch(run, state, out_dir)
         limits = {"roi_samples": config.roi_samples, "rpn_proposals": config.rpn_proposals}
@@ -215,32 +239,34 @@ def _run_folder(out: str | os.PathLike[str] | None, resume: bool) -> Path | None
 
 def _read_data(
     train: Any, val: Any, image_root: str | os.PathLike[str] | None
-) -> tuple[list[Pair], list[str] | None, Dataset | None]:
-    """Training pairs, their class names and the validation dataset, every image checked."""
-    pairs, data_classes = resolve_data(train, image_root, "train")
+) -> tuple[list[Pair], list[str] | None, Keypoints | None, Dataset | None]:
+    """Training pairs, their class names, keypoint names and skeleton, and the validation
+    dataset, every image checked."""
+    pairs, data_classes, data_points = resolve_data(train, image_root, "train")
     if not pairs:
         raise ValueError("train has no images; annotate (review) some images first")
     val_data = resolve_val(val, image_root)
     check_images(pairs, "train")
     if val_data is not None:
         check_images(resolve_data(val_data, None, "val")[0], "val")
-    return pairs, data_classes, val_data
+    return pairs, data_classes, data_points, val_data
 
 
 def _model_for_data(
     model: Model,
     pairs: list[Pair],
-    data_classes: list[str] | None,
+    data_names: tuple[list[str] | None, Keypoints | None],
     config: TrainConfig,
     group: Group,
 ) -> tuple[Model, list[Pair]]:
-    """The copy of ``model`` to train, with heads for every data class, and the pairs
-    relabelled to its classes."""
+    """The copy of ``model`` to train, with heads for every data class and keypoint name,
+    and the pairs relabelled to its classes, their keypoints in its keypoint order."""
     if group.device != model.device:  # cuda:LOCAL_RANK under DDP
         model.to(group.device)
     torch.manual_seed(config.seed)  # initial weights of new heads
+    data_classes, data_points = data_names
     classes, mapping = class_mapping(model.classes, data_classes)
-    return with_classes(model, classes), relabel(pairs, mapping)
+    return fit_keypoints(with_classes(model, classes), relabel(pairs, mapping), data_points)
 
 
 def _first_epoch(
@@ -381,6 +407,7 @@ def _train_epoch(run: _Run, epoch: int, *, progress: bool) -> dict[str, Any]:
         clip_grad_norm=config.clip_grad_norm,
         frozen=run.frozen,
         progress=progress,
+        loss_weights={"loss_keypoint": config.keypoint_weight},
     )
     sync_buffers(run.net, run.group)
     record: dict[str, Any] = {
