@@ -33,6 +33,7 @@ import statistics
 import time
 from typing import Any
 
+import bench_train  # the reference loop (bench/ is on sys.path when run as a script)
 import numpy as np
 import torch
 
@@ -157,39 +158,16 @@ class ReferenceDataset(torch.utils.data.Dataset):
 def reference_train(
     model: Any, pairs: list, *, epochs: int, batch_size: int, lr: float, workers: int
 ) -> int:
-    """torchvision references/detection/engine.py train_one_epoch, condensed."""
-    net = model.net
-    params = [p for p in net.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=1e-4)
-    loader = torch.utils.data.DataLoader(
-        ReferenceDataset(pairs),
+    """bench_train.py's condensed torchvision reference loop, on keypoint targets."""
+    return bench_train.reference_train(
+        model,
+        pairs,
+        epochs=epochs,
         batch_size=batch_size,
-        shuffle=True,
-        num_workers=workers,
-        collate_fn=lambda batch: tuple(zip(*batch, strict=True)),
+        lr=lr,
+        workers=workers,
+        dataset=ReferenceDataset(pairs),
     )
-    warmup_iters = min(100, len(loader) - 1)
-    iters = 0
-    for epoch in range(epochs):
-        net.train()
-        scheduler = None
-        if epoch == 0:
-            scheduler = torch.optim.lr_scheduler.LinearLR(
-                optimizer, start_factor=0.001, total_iters=warmup_iters
-            )
-        for images, targets in loader:
-            loss_dict = net(list(images), list(targets))
-            losses = sum(loss for loss in loss_dict.values())
-            loss_value = losses.item()
-            if not math.isfinite(loss_value):
-                raise FloatingPointError(f"loss is {loss_value}")
-            optimizer.zero_grad()
-            losses.backward()
-            optimizer.step()
-            if scheduler is not None:
-                scheduler.step()
-            iters += 1
-    return iters
 
 
 def fresh_model() -> Any:

@@ -45,13 +45,16 @@ class ReferenceDataset(torch.utils.data.Dataset):
         return to_tensor(image), target
 
 
-def reference_train(model, pairs, *, epochs, batch_size, lr, workers):
-    """torchvision references/detection/engine.py train_one_epoch, condensed."""
+def reference_train(model, pairs, *, epochs, batch_size, lr, workers, dataset=None):
+    """torchvision references/detection/engine.py train_one_epoch, condensed.
+
+    ``dataset``: the torch dataset of ``pairs`` (default `ReferenceDataset`; the keypoint
+    benchmark passes its own, with keypoint targets)."""
     net = model.net
     params = [p for p in net.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=1e-4)
     loader = torch.utils.data.DataLoader(
-        ReferenceDataset(pairs),
+        ReferenceDataset(pairs) if dataset is None else dataset,
         batch_size=batch_size,
         shuffle=True,
         num_workers=workers,
