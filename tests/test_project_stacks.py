@@ -296,8 +296,8 @@ def test_reviewed_planes_feed_the_training_path(project):
         assert np.array_equal(inst.labels, objects.planes[index].labels)
     # what labelassist.rounds.run_round trains on: project.dataset -> finetune's data
     train = project.dataset(status="reviewed", split="train")
-    resolved, categories = resolve_data(train, None, "train")
-    assert categories == ["nucleus", "debris"] and len(resolved) == 2
+    resolved, categories, points = resolve_data(train, None, "train")
+    assert categories == ["nucleus", "debris"] and len(resolved) == 2 and points is None
     check_images(resolved)
     for (source, inst), index in zip(resolved, (1, 2), strict=True):
         assert np.array_equal(read_image(source), image[index])
