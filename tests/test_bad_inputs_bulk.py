@@ -139,7 +139,7 @@ def test_bad_arguments(tmp, model, kwargs, error, match):
         ("{tmp}/f.png", r"^not a regular file \(a FIFO \(named pipe\)\); give image files only$"),
         ("{tmp}/gone.png", r"^file not found$"),
         ("{tmp}/corrupt.png", r"cannot read image"),
-        ("{tmp}/stack.tif", r"3-D stack"),
+        ("{tmp}/stack.tif", r"^prediction failed: ValueError: the stack has 2 channels"),
         (np.zeros((2, 3, 8, 8), np.uint8), r"^array_0001: a 4-D stack"),
         (np.zeros((0, 8), np.uint8), r"^array_0001: the image is empty"),
         (np.array([["a", "b"]]), r"^array_0001: unsupported pixel type"),
@@ -149,7 +149,10 @@ def test_bad_arguments(tmp, model, kwargs, error, match):
 def test_bad_images_are_reported_and_the_run_goes_on(tmp, model, bad, reason):
     os.mkfifo(tmp / "f.png")
     (tmp / "corrupt.png").write_bytes(b"\x89PNG not really")
-    tifffile.imwrite(tmp / "stack.tif", np.zeros((5, 8, 8), np.uint8), photometric="minisblack")
+    # a z-stack is predicted as one item (tests/test_bulk_stacks.py); one with two
+    # channels the model cannot take fails alone
+    tifffile.imwrite(tmp / "stack.tif", np.zeros((5, 2, 8, 8), np.uint8), imagej=True,
+                     metadata={"axes": "ZCYX"})  # fmt: skip
     good = [_blobs(0), _blobs(1)]
     images = [good[0], _fill(bad, tmp), good[1]]
     with pytest.warns(PreannotateWarning, match="1 of 3 images"):

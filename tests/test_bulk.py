@@ -319,7 +319,9 @@ def test_folder_with_decoding_workers_equals_in_process(tmp_path, model):
 def test_unreadable_files_are_reported_and_skipped(tmp_path, model):
     good = _write_images(tmp_path, 3)
     (tmp_path / "corrupt.png").write_bytes(b"\x89PNG truncated")
-    tifffile.imwrite(tmp_path / "stack.tif", np.zeros((5, 16, 16), np.uint16))
+    # a stack the model cannot take (two channels): it fails alone, like a bad image
+    tifffile.imwrite(tmp_path / "stack.tif", np.zeros((5, 2, 16, 16), np.uint16), imagej=True,
+                     metadata={"axes": "ZCYX"})  # fmt: skip
     images = [good[0], tmp_path / "corrupt.png", good[1], tmp_path / "gone.png"]
     images += [tmp_path / "stack.tif", good[2]]
     with pytest.warns(PreannotateWarning, match="3 of 6 images") as record:

@@ -160,7 +160,6 @@ CASES = [
     ("object size 0", lambda p: predict_stack(Model(), np.zeros((2, 8, 8)), axes="ZYX", object_size=0), ValueError, "object_size must be a positive number of pixels .* got 0"),
     ("object size nan", lambda p: predict_stack(Model(), np.zeros((2, 8, 8)), axes="ZYX", object_size=float("nan")), ValueError, "object_size must be a positive number"),
     ("object size word", lambda p: predict_stack(Model(), np.zeros((2, 8, 8)), axes="ZYX", object_size="big"), ValueError, "object_size must be .*\"auto\" .* got 'big'"),
-    ("object size auto", lambda p: predict_stack(Model(), np.zeros((2, 8, 8)), axes="ZYX", object_size="auto", progress=False), TypeError, "object_size=\"auto\" needs a model with estimate_object_size"),
     # label TIFFs
     ("write type", lambda p: write_label_volume(np.zeros(S), p / "l.tif"), TypeError, "stack must be a StackInstances"),
     ("write suffix", lambda p: write_label_volume(movie(), p / "l.png"), ValueError, "path must end with .tif or .tiff"),

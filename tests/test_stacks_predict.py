@@ -173,6 +173,15 @@ def test_auto_object_size_is_measured_once_for_the_whole_stack(starter):
     )  # fmt: skip
     expected = starter.predict(list(stack), object_size=float(np.median(sizes)))
     assert [p.replace(extra={}) for p in result.planes] == expected
+    # "auto" is the default of both entry points
+    default = predict_stack(starter, stack, axes="ZYX", merge_threshold=None, min_planes=1,
+                            progress=False)  # fmt: skip
+    assert [p.replace(extra={}) for p in default.planes] == expected
+    method = starter.predict_stack(stack, axes="ZYX", merge_threshold=None, min_planes=1,
+                                   progress=False)  # fmt: skip
+    assert [p.replace(extra={}) for p in method.planes] == expected
+    native = starter.predict(list(stack))
+    assert expected != native  # the estimate made a difference
 
 
 def test_auto_object_size_on_an_empty_stack_warns_and_keeps_the_default_scale(starter):
@@ -183,8 +192,14 @@ def test_auto_object_size_on_an_empty_stack_warns_and_keeps_the_default_scale(st
 
 
 def test_object_size_none_leaves_the_model_default():
+    """None: nothing passed on; a number: passed on; the default "auto" with a model that
+    cannot estimate sizes (not a labelassist.Model): its own scale, nothing passed on."""
     model = BoxModel()
-    predict_stack(model, np.zeros((2, 8, 8), np.uint8), axes="ZYX", progress=False)
+    assert not hasattr(model, "estimate_object_size")
+    predict_stack(model, np.zeros((2, 8, 8), np.uint8), axes="ZYX", object_size=None,
+                  progress=False)  # fmt: skip
     assert "object_size" not in model.calls[0][1]
     predict_stack(model, np.zeros((2, 8, 8), np.uint8), axes="ZYX", object_size=12, progress=False)
     assert model.calls[1][1]["object_size"] == 12.0
+    predict_stack(model, np.zeros((2, 8, 8), np.uint8), axes="ZYX", progress=False)
+    assert "object_size" not in model.calls[2][1]

@@ -23,6 +23,7 @@ from typing import Any
 
 from ..coco.read import Dataset, read_coco
 from ..instances import Instances
+from ..stacks import StackInstances
 from .batch import Outcome
 from .sources import ImageSource, PreannotateWarning
 
@@ -54,6 +55,11 @@ class PreannotateResult(Dataset):
         input order (images that failed in an earlier run on the same ``out`` and were not
         tried again come first). Not part of equality: two results are equal when their
         categories, images and instances are.
+    stacks : dict of str to StackInstances
+        The z-stacks and time-lapses among the inputs (TIFF files with a ``T`` or ``Z``
+        axis), by file name: their objects linked over the planes. They are not among
+        ``images``; with ``out`` each is saved in its own COCO video file, listed in
+        ``out``'s ``info["stacks"]`` (`labelassist.bulk.stacks`). Not part of equality.
 
     Examples
     --------
@@ -72,6 +78,7 @@ class PreannotateResult(Dataset):
         failed: Sequence[tuple[str, str]] = (),
         keypoints: Sequence[str] | None = None,
         skeleton: Sequence[tuple[int, int]] | None = None,
+        stacks: Mapping[str, StackInstances] | None = None,
     ) -> None:
         super().__init__(
             categories,
@@ -82,6 +89,7 @@ class PreannotateResult(Dataset):
             skeleton=skeleton,
         )
         self.failed: list[tuple[str, str]] = list(failed)
+        self.stacks: dict[str, StackInstances] = dict(stacks or {})
 
 
 # -- the out file ---------------------------------------------------------------------------
@@ -127,10 +135,12 @@ def check_out_writable(out: Path) -> None:
 
 @dataclass
 class Previous:
-    """What an earlier run left in ``out``: the images done and the images that failed."""
+    """What an earlier run left in ``out``: the images done, the images that failed, and
+    the files of its stacks (file name -> path relative to ``out``'s folder)."""
 
     done: Dataset | None = None
     failed: list[tuple[str, str]] = field(default_factory=list)
+    stacks: dict[str, str] = field(default_factory=dict)
 
     @property
     def ids(self) -> dict[str, int]:
@@ -151,19 +161,25 @@ class Previous:
         return [s for s in sources if s.name not in skip]
 
 
-def _read_failed(out: Path) -> list[tuple[str, str]]:
-    """``info["failed"]`` of a COCO file written by `preannotate` (empty when absent)."""
+def _read_info(out: Path) -> tuple[list[tuple[str, str]], dict[str, str]]:
+    """``info["failed"]`` and ``info["stacks"]`` of a COCO file written by `preannotate`
+    (empty when absent)."""
     with open(out, encoding="utf-8-sig") as f:
         data = json.load(f)
     info = data.get("info") if isinstance(data, dict) else None
     entries = info.get("failed") if isinstance(info, dict) else None
-    if not isinstance(entries, list):
-        return []
-    return [
+    stacks = info.get("stacks") if isinstance(info, dict) else None
+    failed = [
         (entry[0], entry[1])
-        for entry in entries
+        for entry in (entries if isinstance(entries, list) else [])
         if isinstance(entry, list) and len(entry) == 2 and all(isinstance(e, str) for e in entry)
     ]
+    files = {
+        k: v
+        for k, v in (stacks.items() if isinstance(stacks, dict) else [])
+        if isinstance(k, str) and isinstance(v, str)
+    }
+    return failed, files
 
 
 def read_previous(out: Path, classes: Sequence[str]) -> Previous:
@@ -177,8 +193,9 @@ def read_previous(out: Path, classes: Sequence[str]) -> Previous:
             f"model predicts {list(classes)}; pass another out path or delete the file"
         )
     names = {r["file_name"] for r in done.images}
-    failed = [(name, reason) for name, reason in _read_failed(out) if name not in names]
-    return Previous(done, failed)
+    failed, stacks = _read_info(out)
+    failed = [(name, reason) for name, reason in failed if name not in names]
+    return Previous(done, failed, stacks)
 
 
 def assign_ids(sources: Sequence[ImageSource], taken: dict[str, int]) -> dict[str, int]:
@@ -236,6 +253,8 @@ class Collector:
         self.records: dict[int, dict] = {}
         self.instances: dict[int, Instances] = {}
         self.failed: dict[str, str] = dict(previous.failed)
+        self.stacks: dict[str, StackInstances] = {}
+        self.stack_files: dict[str, str] = dict(previous.stacks)
         # inputs of this run that failed in an earlier one and are not tried again
         self.carried = sum(1 for name in self.failed if name in self.order)
         self.unflushed = 0
@@ -272,6 +291,28 @@ class Collector:
         if self.out is not None and self.unflushed >= self.flush_every and self._flush_due():
             self.flush()
 
+    def emit_stack(
+        self,
+        source: ImageSource,
+        objects: StackInstances | None,
+        error: str | None,
+        saved: Path | None,
+    ) -> None:
+        """Record one stack's objects (saved in the file ``saved``) or why it failed;
+        flush ``out``."""
+        name = source.name
+        if objects is None:
+            self.failed[name] = error or "no result"
+        else:
+            self.failed.pop(name, None)
+            self.stacks[name] = objects
+            if saved is not None and self.out is not None:
+                self.stack_files[name] = Path(os.path.relpath(saved, self.out.parent)).as_posix()
+        self.bar.update(1)
+        self.unflushed += 1
+        if self.out is not None:
+            self.flush()
+
     def _flush_due(self) -> bool:
         """Each flush rewrites the whole file, which grows with the run: flush less often
         than every ``flush_every`` images when needed to keep flushing under
@@ -297,18 +338,21 @@ class Collector:
             failed=self.failures(),
             keypoints=self.keypoints,
             skeleton=self.skeleton,
+            stacks=self.stacks,
         )
 
     def flush(self) -> None:
         """Write everything so far to ``out`` (`write_coco` is atomic: temp + `os.replace`)."""
         if self.out is None:
             raise RuntimeError("Collector.flush needs an out path")
-        info = {
+        info: dict[str, Any] = {
             "description": "model proposals written by labelassist preannotate",
             "date_created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "image_root": self.root,
             "failed": [list(f) for f in self.failures()],
         }
+        if self.stack_files:
+            info["stacks"] = dict(sorted(self.stack_files.items()))
         start = time.perf_counter()
         self.dataset().to_coco(self.out, info=info)
         self.flushed_at = time.perf_counter()

@@ -29,6 +29,7 @@ from .output import (
     read_previous,
 )
 from .sources import collect_sources
+from .stacks import is_stack, predict_stack_source, stack_file
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..model import Model
@@ -71,9 +72,16 @@ def preannotate(
     """Pre-annotate many images with a model; optionally resumable and on a Dask cluster.
 
     One bad image never stops the run: an image that cannot be read, or whose prediction
-    raises (a corrupt file, a stack, ``RuntimeError``/`MemoryError` when one huge image
-    does not fit in memory), is recorded with the reason and skipped; the others are done
-    and saved.
+    raises (a corrupt file, ``RuntimeError``/`MemoryError` when one huge image does not
+    fit in memory), is recorded with the reason and skipped; the others are done and saved.
+
+    A z-stack or time-lapse (a TIFF file whose header names a ``T`` or ``Z`` axis, see
+    `labelassist.read_stack`) is one item: its planes are predicted in batches and linked
+    into 3-D objects and tracks (`labelassist.stacks.predict_stack`), after the 2-D images
+    and in this process (also with ``client``). Its objects are in the result's ``stacks``;
+    with ``out`` they are saved after every batch of planes in ``<out stem>.stacks/<file
+    name>.json`` (a COCO video file, TAO layout), and an interrupted run resumes from the
+    stack's next plane (`labelassist.bulk.stacks`).
 
     Parameters
     ----------
@@ -107,7 +115,8 @@ def preannotate(
         so that its objects have the size the model was trained at (``model.object_size``)
         and the results come back on its own pixels. ``"auto"``: estimated per image. None:
         the model's ``data_object_size`` (no rescaling when the model knows no sizes). See
-        `Model.predict` and docs/object_size.md.
+        `Model.predict` and docs/object_size.md. For a stack, None and ``"auto"`` both
+        measure it once per stack (`labelassist.stacks.predict_stack`'s default).
     channels : int or sequence of int, optional
         Channels of (H, W, C) images to use, in order (one: gray; two, e.g. cytoplasm
         and nucleus: green and blue; three: RGB). None: ``model.channels`` (images as they
@@ -211,6 +220,9 @@ def preannotate(
         check_out_writable(out_path)
     pending = previous.left_to_do(sources, retry_failed=bool(retry_failed))
     pending_names = {s.name for s in pending}
+    stacks = [s for s in pending if is_stack(s)]
+    if stacks:
+        pending = [s for s in pending if s not in stacks]
     from ..model.normalize import check_channels  # heavy: imports torch (loaded by now)
 
     picked = check_channels(channels)
@@ -252,6 +264,10 @@ def preannotate(
                 if num_workers is None:
                     num_workers = default_num_workers(pending, model)
                 run_local(pending, model, options, num_workers, collector.emit)
+            for src in stacks:  # in this process, also with a client (see the docstring)
+                saved = stack_file(out_path, src.name) if out_path is not None else None
+                objects, error = predict_stack_source(src, model, options, saved)
+                collector.emit_stack(src, objects, error, saved)
         except BaseException:
             if out_path is not None and collector.unflushed:
                 try:  # keep what is done, so that a re-run resumes from here

@@ -22,6 +22,11 @@ glob patterns. Images that cannot be read or predicted are listed, recorded in t
 and skipped; the others are done. The output is written every --flush-every images; running
 the same command again resumes where it stopped (add --retry-failed to try the failed
 images again).
+
+Z-stacks and time-lapses (TIFF files whose axes include Z or T) are one item each: their
+planes are predicted and linked into 3-D objects and tracks, saved as a COCO video file
+(TAO layout) per stack in OUT_STEM.stacks/ beside the output and listed in its
+info["stacks"]; an interrupted stack resumes from its next plane.
 """
 
 _EPILOG = """\
@@ -38,6 +43,9 @@ examples:
 
   # two-channel images (cytoplasm in channel 1, nucleus in channel 0)
   labelassist preannotate cells/ --model cells.pt --channels 1,0 --out preds.json
+
+  # z-stacks and movies: objects linked over planes -> preds.stacks/<file>.json
+  labelassist preannotate stacks/*.tif --out preds.json
 
   # keep only confident proposals, 4 decoding processes, on the GPU
   labelassist preannotate images/ --out preds.json --score-threshold 0.7 --workers 4 --device cuda
@@ -255,11 +263,14 @@ def run(args: argparse.Namespace) -> int:
         )
     n_images = len(dataset.images)
     n_instances = sum(len(inst) for inst in dataset.instances.values())
+    stacks = dataset.stacks
+    n_objects = sum(len(s.object_ids) for s in stacks.values())
+    in_stacks = f", {len(stacks)} stacks ({n_objects} objects)" if stacks else ""
     print(
-        f"preannotate: {n_images} images, {n_instances} instances, "
+        f"preannotate: {n_images} images, {n_instances} instances{in_stacks}, "
         f"{len(dataset.failed)} failed, {elapsed:.1f} s -> {args.out}"
     )
-    if dataset.failed and not n_images:
+    if dataset.failed and not n_images and not stacks:
         raise CliError(
             f"none of the {len(dataset.failed)} images could be read or predicted (see above)"
         )

@@ -3,7 +3,7 @@
 from .atomic import TempFile, atomic_write, remove_stale_temp_files
 from .image import IMAGE_SUFFIXES, check_image, pixel_limit, read_image
 from .paths import collect_image_paths
-from .stack import STACK_AXES, read_stack
+from .stack import STACK_AXES, read_stack, stack_axes
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -16,4 +16,5 @@ __all__ = [
     "read_image",
     "read_stack",
     "remove_stale_temp_files",
+    "stack_axes",
 ]

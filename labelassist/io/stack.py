@@ -52,7 +52,7 @@ import tifffile
 
 from .image import MAX_PIXELS_ENV, pixel_limit
 
-__all__ = ["LAZY_BYTES", "STACK_AXES", "read_stack"]
+__all__ = ["LAZY_BYTES", "STACK_AXES", "read_stack", "stack_axes"]
 
 #: The axis letters of `read_stack` results, in their order.
 STACK_AXES = "TZCYX"
@@ -123,32 +123,10 @@ def read_stack(
     path = _check_file(path)
     if lazy is not None and not isinstance(lazy, bool):
         raise ValueError(f"lazy must be True, False or None (by size), got {lazy!r}")
-    if isinstance(series, bool) or not isinstance(series, int) or series < 0:
-        raise ValueError(f"series must be an integer >= 0, got {series!r}")
-    try:
-        tif = tifffile.TiffFile(path)
-    except (OSError, ValueError, RuntimeError, tifffile.TiffFileError) as exc:
-        raise ValueError(f"cannot read stack {path}: {exc}") from None
+    tif = _open(path, series)
     keep_open = False
     try:
-        if series >= len(tif.series):
-            raise ValueError(
-                f"{path} has {len(tif.series)} series; series must be in "
-                f"[0, {len(tif.series) - 1}], got {series}"
-            )
-        s = tif.series[series]
-        shape = tuple(int(n) for n in s.shape)
-        dtype = np.dtype(s.dtype)
-        if dtype.kind not in "uifb" or dtype.itemsize > 8:
-            raise ValueError(
-                f"{path}: unsupported pixel type {dtype}; expected integers, floats or bool"
-            )
-        if 0 in shape:
-            raise ValueError(f"{path}: the stack is empty (shape {shape})")
-        letters = _file_axes(str(s.axes), shape, axes, path)
-        order = sorted(range(len(letters)), key=lambda i: STACK_AXES.index(letters[i]))
-        out_axes = "".join(letters[i] for i in order)
-        _check_plane(shape[letters.index("Y")], shape[letters.index("X")], path)
+        s, shape, dtype, letters, order, out_axes = _series(tif, series, axes, path)
         nbytes = math.prod(shape) * dtype.itemsize
         if lazy or (lazy is None and nbytes > LAZY_BYTES):
             array = _lazy(tif, series, shape, dtype, path)
@@ -167,6 +145,65 @@ def read_stack(
     if not isinstance(array, np.ndarray) or array.dtype.isnative:
         return array.transpose(order), out_axes
     return array.astype(array.dtype.newbyteorder("=")).transpose(order), out_axes
+
+
+def stack_axes(path: str | os.PathLike, *, axes: str | None = None, series: int = 0) -> str:
+    """The axes `read_stack` would return for ``path``, from the file's header alone.
+
+    Nothing but the TIFF header is read, so this is cheap for any size: e.g. to tell a
+    z-stack or time-lapse (``"T"`` or ``"Z"`` in the result) from a 2-D image (``"YX"``,
+    ``"CYX"``). Parameters and errors as `read_stack`'s.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> import numpy as np, tifffile
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "movie.tif"
+    >>> tifffile.imwrite(path, np.zeros((4, 16, 16), np.uint8), imagej=True,
+    ...                  metadata={"axes": "TYX"})
+    >>> stack_axes(path)
+    'TYX'
+    """
+    path = _check_file(path)
+    tif = _open(path, series)
+    try:
+        return _series(tif, series, axes, path)[5]
+    finally:
+        tif.close()
+
+
+def _open(path: Path, series: Any) -> tifffile.TiffFile:
+    if isinstance(series, bool) or not isinstance(series, int) or series < 0:
+        raise ValueError(f"series must be an integer >= 0, got {series!r}")
+    try:
+        return tifffile.TiffFile(path)
+    except (OSError, ValueError, RuntimeError, tifffile.TiffFileError) as exc:
+        raise ValueError(f"cannot read stack {path}: {exc}") from None
+
+
+def _series(
+    tif: tifffile.TiffFile, series: int, axes: str | None, path: Path
+) -> tuple[Any, tuple[int, ...], np.dtype, str, list[int], str]:
+    """The checked series: (series, shape, dtype, file letters, order to TZCYX, out axes)."""
+    if series >= len(tif.series):
+        raise ValueError(
+            f"{path} has {len(tif.series)} series; series must be in "
+            f"[0, {len(tif.series) - 1}], got {series}"
+        )
+    s = tif.series[series]
+    shape = tuple(int(n) for n in s.shape)
+    dtype = np.dtype(s.dtype)
+    if dtype.kind not in "uifb" or dtype.itemsize > 8:
+        raise ValueError(
+            f"{path}: unsupported pixel type {dtype}; expected integers, floats or bool"
+        )
+    if 0 in shape:
+        raise ValueError(f"{path}: the stack is empty (shape {shape})")
+    letters = _file_axes(str(s.axes), shape, axes, path)
+    order = sorted(range(len(letters)), key=lambda i: STACK_AXES.index(letters[i]))
+    out_axes = "".join(letters[i] for i in order)
+    _check_plane(shape[letters.index("Y")], shape[letters.index("X")], path)
+    return s, shape, dtype, letters, order, out_axes
 
 
 def _check_file(path: str | os.PathLike) -> Path:

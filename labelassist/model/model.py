@@ -292,7 +292,7 @@ class Model(InputOptions):
         max_gap: int = 1,
         merge_threshold: float | None = 0.8,
         min_planes: int = 2,
-        object_size: float | str | None = None,
+        object_size: float | str | None = "auto",
         progress: bool = True,
     ) -> StackInstances:
         """Predict every plane of a z-stack or time-lapse and link them into objects and tracks.
@@ -301,8 +301,9 @@ class Model(InputOptions):
         neighbouring planes are linked by mask IoU (Hungarian matching at
         ``stitch_threshold``): one ``extra["object_id"]`` per 3-D object (Z) or track (T).
         See `labelassist.stacks.predict_stack` for every parameter; ``object_size``
-        (pixels or ``"auto"``, measured once per stack) brings the objects to the model's
-        object size as in `predict`.
+        (pixels, or ``"auto"``, the default: measured once per stack; None: the model's
+        own scale, `predict`'s default) brings the objects to the model's object size as
+        in `predict`.
 
         Examples
         --------

@@ -18,7 +18,7 @@ from .label_tiff import read_label_volume, write_label_volume
 from .link import link_planes
 from .merges import drop_nested, split_merges
 from .overlap import iou, match, polygon_overlaps
-from .predict import predict_stack, stack_planes
+from .predict import predict_stack, stack_object_size, stack_planes
 from .stack_instances import OBJECT_ID, STACK_LAYOUTS, StackInstances
 from .tracking_metrics import DET_WEIGHTS, TRA_WEIGHTS, TrackingScores, tracking_scores
 
@@ -35,6 +35,7 @@ __all__ = [
     "match",
     "polygon_overlaps",
     "predict_stack",
+    "stack_object_size",
     "read_coco_video",
     "read_ctc",
     "read_label_volume",
