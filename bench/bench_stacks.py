@@ -29,9 +29,11 @@ Default sizes fit a few minutes on 2 busy CPU cores::
     python bench/bench_stacks.py --full --no-naive --object-size none --threads 1
 
 ``--object-size`` goes to `predict_stack` (a number of pixels, ``auto``, its default:
-measured once per stack, or ``none``: the model's own scale, as ``Model.predict``); the
-naive loop of (a) runs at the size `predict_stack` used, so (a) compares the same work
-(the batched time includes the "auto" estimate). ``--threads`` sets torch's CPU threads (default: torch's).
+measured once per stack, or ``none``: the model's own scale, as ``Model.predict``). With
+``auto`` the size is measured once first (`labelassist.stacks.stack_object_size`, timed on
+its own) and given to both the naive loop and `predict_stack`, so (a) compares the same
+work; the estimate's time is reported beside it. ``--threads`` sets torch's CPU threads
+(default: torch's).
 
 Prefix ``LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4`` for faster CPU
 torch. Results go to stdout as a Markdown table.
@@ -49,7 +51,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 import labelassist as la
-from labelassist.stacks import StackInstances, link_planes, predict_stack
+from labelassist.stacks import StackInstances, link_planes, predict_stack, stack_object_size
 from labelassist.stacks.tracking_metrics import tracking_scores as ctc_scores
 from labelassist.synthetic_stacks import synthetic_timelapse, synthetic_zstack
 
@@ -202,26 +204,38 @@ def bench_zstack(
     model.predict(stack[0])  # warm-up: first-call costs out of both timings
     out: dict = {"shape": shape, "objects": len(truth.object_ids), "rounds": rounds}
     naive_s, batched_s = [], []
+    naive_cpu: list[float] = []  # process CPU seconds (all threads)
+    batched_cpu: list[float] = []
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    size = object_size
+    if object_size == "auto":  # predict_stack's default: measured once, timed on its own
+        t0, c0 = time.perf_counter(), time.process_time()
+        size = stack_object_size(model, stack, axes="ZYX")
+        out["estimate_s"] = time.perf_counter() - t0
+        out["estimate_cpu"] = time.process_time() - c0
     for _ in range(rounds):  # alternating, so load changes on a shared machine hit both
         recorder = Recorder(model)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         result = predict_stack(
             recorder,
             stack,
             axes="ZYX",
             batch_size=batch_size,
-            object_size=object_size,
+            object_size=size,
             progress=False,
         )
         batched_s.append(time.perf_counter() - t0)
-        if naive:  # at the size predict_stack used (its estimate is in its time only)
-            t0 = time.perf_counter()
-            _ = [model.predict(plane, object_size=recorder.used_size) for plane in stack]
+        batched_cpu.append(time.process_time() - c0)
+        if naive:  # the same work: every plane at the same size
+            t0, c0 = time.perf_counter(), time.process_time()
+            _ = [model.predict(plane, object_size=size) for plane in stack]
             naive_s.append(time.perf_counter() - t0)
+            naive_cpu.append(time.process_time() - c0)
     if naive_s:
         out["naive_s"] = naive_s
+        out["naive_cpu"] = naive_cpu
     out["batched_s"] = batched_s
+    out["batched_cpu"] = batched_cpu
     out["rss_peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out["rss_growth_mb"] = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024
     if trace:  # an untimed run: tracemalloc slows Python allocations
@@ -336,6 +350,19 @@ def main() -> None:
     )
     if "naive_s" in z:
         print(f"| (a) speed-up (best of each) | {min(naive) / min(batched):.2f}x |")
+        cpu_n, cpu_b = min(z["naive_cpu"]), min(z["batched_cpu"])
+        print(
+            f"| (a) CPU seconds (all threads), naive / batched | {cpu_n:.1f} / {cpu_b:.1f} "
+            f"({cpu_n / cpu_b:.2f}x) |"
+        )
+    if "estimate_s" in z:
+        line = f"{z['estimate_s']:.1f} s ({z['estimate_cpu']:.1f} CPU s)"
+        if "naive_s" in z:
+            line += (
+                f"; predict_stack with it, against the naive loop at the same size: "
+                f"{min(naive) / (min(batched) + z['estimate_s']):.2f}x"
+            )
+        print(f'| (a) the "auto" estimate (8 planes, once per stack) | {line} |')
     traced = z.get("tracemalloc_peak_mb")
     print(
         f"| (a) peak memory | process RSS {z['rss_peak_mb']:.0f} MB (grew "
