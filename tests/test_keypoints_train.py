@@ -402,6 +402,69 @@ def test_keypoint_lr_factor_gives_the_keypoint_head_its_own_learning_rate():
     assert sum(len(g["params"]) for g in fast.param_groups) == len(list(model.net.parameters()))
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "match"),
+    [
+        ("keypoint_steps", 0.0, "^keypoint_steps must be a positive finite number"),
+        ("keypoint_steps", float("nan"), "^keypoint_steps must be a positive finite number"),
+        ("keypoint_margin", -0.1, r"^keypoint_margin must be a finite number in \[0, 1\]"),
+        ("keypoint_margin", 2.0, r"^keypoint_margin must be a finite number in \[0, 1\]"),
+        ("keypoint_roi_samples", 0, "^keypoint_roi_samples must be an integer >= 1"),
+        ("keypoint_sigma", -1.0, "^keypoint_sigma must be a finite number >= 0"),
+        ("keypoint_sigma", "x", "^keypoint_sigma must be a finite number >= 0"),
+    ],
+)
+def test_keypoint_budget_and_sigma_bad_input(field, value, match):
+    with pytest.raises(ValueError, match=match):
+        TrainConfig(**{field: value})
+
+
+def test_keypoint_steps_multiply_the_budget_of_keypoint_models_only():
+    pairs = [synthetic_landmarks((64, 64), n=3, seed=0, size=(14.0, 24.0))]
+    config = fast_config(steps=2, chunk_steps=2, crop_size=64, keypoint_steps=2.0)
+    plain = [(image, inst.replace(keypoints=None)) for image, inst in pairs]
+    masks = finetune(tiny_model(["rod"]), plain, progress=False, config=config)
+    assert masks.history[-1]["step"] == 2
+    points = finetune(tiny_model(["rod"]), pairs, keypoints=["head", "tail"], progress=False,
+                      config=config)  # fmt: skip
+    assert [r["step"] for r in points.history] == [2, 4]
+    stored = points.model.meta["train_config"]
+    assert (stored["steps"], stored["keypoint_steps"]) == (4, 1.0)
+    assert (stored["roi_samples"], stored["keypoint_roi_samples"]) == (128, None)
+    assert masks.model.meta["train_config"]["roi_samples"] == 32  # fast_config's
+
+
+def test_keypoint_margin_reaches_a_new_head_and_its_checkpoint(tmp_path):
+    from labelassist.model import load_model
+    from labelassist.model.keypoints import GrownRoIAlign
+
+    pairs = [synthetic_landmarks((64, 64), n=3, seed=0, size=(14.0, 24.0))]
+    config = fast_config(steps=1, chunk_steps=1, crop_size=64, keypoint_margin=0.1)
+    result = finetune(tiny_model(["rod"]), pairs, keypoints=["head", "tail"], progress=False,
+                      config=config, out=tmp_path)  # fmt: skip
+    assert result.model.meta["keypoint_head"]["margin"] == 0.1
+    back = load_model(tmp_path / "last.pt", device="cpu")
+    pool = back.net.roi_heads.keypoint_roi_pool
+    assert isinstance(pool, GrownRoIAlign) and pool.margin == 0.1
+    # a model that has a keypoint head keeps its own RoI
+    again = finetune(back, pairs, progress=False, config=fast_config(steps=1, crop_size=64))
+    assert again.model.meta["keypoint_head"]["margin"] == 0.1
+
+
+def test_keypoint_sigma_trains_the_gaussian_target():
+    """Same weights, batches and seed: the first chunk's keypoint loss is torchvision's at
+    sigma 0 and another (the Gaussian target's) at sigma 2; the masks' loss is the same."""
+    pairs = [synthetic_landmarks((64, 64), n=3, seed=0, size=(14.0, 24.0))]
+    losses = {}
+    for sigma in (0.0, 2.0):
+        config = fast_config(steps=1, chunk_steps=1, crop_size=64, keypoint_sigma=sigma)
+        result = finetune(tiny_model(["rod"]), pairs, keypoints=["head", "tail"],
+                          progress=False, config=config)  # fmt: skip
+        losses[sigma] = result.history[0]
+    assert losses[0.0]["loss_mask"] == pytest.approx(losses[2.0]["loss_mask"], rel=1e-5)
+    assert abs(losses[0.0]["loss_keypoint"] - losses[2.0]["loss_keypoint"]) > 1e-3
+
+
 def test_extend_keypoint_head_bad_input():
     net = tiny_model(["rod"]).net
     with pytest.raises(ValueError, match="^net has no keypoint head to extend; attach one"):
@@ -454,7 +517,7 @@ def test_a_short_finetune_from_the_starter_learns_heads_and_tails():
     starter = load_model("starter", device="cpu")
     torch.manual_seed(0)
     untrained = with_keypoints(with_classes(starter, ["rod"]), names)
-    config = TrainConfig(steps=120, chunk_steps=120, crop_size=128)
+    config = TrainConfig(steps=120, chunk_steps=120, crop_size=128, keypoint_steps=1.0)
     trained = finetune(starter, train, keypoints=names, progress=False, config=config).model
     before, after = _oks_ap50(untrained, test, 0.15), _oks_ap50(trained, test, 0.15)
     print(f"OKS AP50 (sigma 0.15) before {before:.3f}, after {after:.3f}")

@@ -24,7 +24,7 @@ import shapely
 import torch
 from torch import nn
 
-from ..checks import check_int
+from ..checks import check_int, check_number
 from ..instances import Instances, check_keypoint_names, check_skeleton
 
 __all__ = [
@@ -32,6 +32,8 @@ __all__ = [
     "box_outlines",
     "configure_heads",
     "extend_keypoint_head",
+    "GrownRoIAlign",
+    "grow_boxes",
     "has_keypoint_head",
     "has_mask_head",
     "keypoint_meta",
@@ -87,8 +89,13 @@ def _head_defaults(net: nn.Module) -> tuple[int, int]:
 
 
 def attach_keypoint_head(
-    net: nn.Module, num_keypoints: int, *, channels: int | None = None, layers: int | None = None
-) -> dict[str, int]:
+    net: nn.Module,
+    num_keypoints: int,
+    *,
+    channels: int | None = None,
+    layers: int | None = None,
+    margin: float = 0.0,
+) -> dict[str, Any]:
     """Set torchvision's keypoint head on ``net.roi_heads`` (in place), untrained.
 
     The RoI pooler reads the same feature maps as the box head (14 x 14 RoIs, sampling
@@ -105,12 +112,17 @@ def attach_keypoint_head(
     channels, layers : int, optional
         Width and depth of the head; default 512 x 8 (torchvision's) on 256-channel
         backbones, 128 x 4 on the light ``maskrcnn_resnet18_fpn``.
+    margin : float
+        The keypoint RoI is the box grown by ``margin`` times its longer side on every
+        side (`GrownRoIAlign`), so that keypoints at the ends of an object, which lie on
+        its box's edge, stay inside the heatmap when the box is a little short. 0:
+        torchvision's (the box itself).
 
     Returns
     -------
     dict
-        ``{"channels": ..., "layers": ...}``, the head's options (`keypoint_meta` keeps
-        them so that a checkpoint rebuilds the head).
+        ``{"channels": ..., "layers": ...}`` (and ``"margin"`` when not 0), the head's
+        options (`keypoint_meta` keeps them so that a checkpoint rebuilds the head).
 
     Examples
     --------
@@ -131,14 +143,55 @@ def attach_keypoint_head(
     default_channels, default_layers = _head_defaults(net)
     width = check_int(channels, "channels", minimum=1, allow_none=True) or default_channels
     depth = check_int(layers, "layers", minimum=1, allow_none=True) or default_layers
+    grow = float(check_number(margin, "margin", minimum=0, maximum=1))
     detector: Any = net
     heads = detector.roi_heads
     names = list(heads.box_roi_pool.featmap_names)
     in_channels = int(detector.backbone.out_channels)
-    heads.keypoint_roi_pool = MultiScaleRoIAlign(names, output_size=14, sampling_ratio=2)
+    pool = MultiScaleRoIAlign(names, output_size=14, sampling_ratio=2)
+    heads.keypoint_roi_pool = GrownRoIAlign(pool, grow) if grow else pool
     heads.keypoint_head = KeypointRCNNHeads(in_channels, [width] * depth)
     heads.keypoint_predictor = KeypointRCNNPredictor(width, k)
-    return {"channels": width, "layers": depth}
+    return {"channels": width, "layers": depth, **({"margin": grow} if grow else {})}
+
+
+class GrownRoIAlign(nn.Module):
+    """The keypoint RoI pooler of a head with a ``margin``: each box grown by ``margin``
+    times its longer side on every side, then ``pool`` (torchvision's
+    ``MultiScaleRoIAlign``).
+
+    The grown boxes are written back into the list it is given, because torchvision's
+    ``RoIHeads`` passes that same list on to the keypoint loss (training) and to the
+    heatmap decoding (prediction): both then use the grown boxes, consistently with the
+    pooled features (``tests/test_keypoint_loss.py`` checks that torchvision still does).
+
+    Examples
+    --------
+    >>> boxes = [torch.tensor([[10.0, 10.0, 30.0, 20.0]])]
+    >>> grow_boxes(boxes, 0.1)[0].tolist()
+    [[8.0, 8.0, 32.0, 22.0]]
+    """
+
+    def __init__(self, pool: nn.Module, margin: float) -> None:
+        super().__init__()
+        self.pool = pool
+        self.margin = float(margin)
+
+    def forward(
+        self, x: dict[str, torch.Tensor], boxes: list[torch.Tensor], image_shapes: Any
+    ) -> torch.Tensor:
+        boxes[:] = grow_boxes(boxes, self.margin)
+        return self.pool(x, boxes, image_shapes)
+
+
+def grow_boxes(boxes: Sequence[torch.Tensor], margin: float) -> list[torch.Tensor]:
+    """Boxes (M, 4) ``x0, y0, x1, y1`` grown by ``margin`` times their longer side on
+    every side (new tensors)."""
+    out = []
+    for b in boxes:
+        pad = margin * torch.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1])[:, None]
+        out.append(b + torch.cat([-pad, -pad, pad, pad], dim=1))
+    return out
 
 
 def extend_keypoint_head(net: nn.Module, num_keypoints: int) -> None:
@@ -206,7 +259,7 @@ def keypoint_meta(
     skeleton: Sequence[tuple[int, int]] | None = None,
     *,
     masks: bool = True,
-    head: Mapping[str, int] | None = None,
+    head: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The ``Model.meta`` entries of a keypoint model (JSON-able, written into checkpoints).
 
@@ -224,7 +277,9 @@ def keypoint_meta(
         "keypoints": names,
         "skeleton": [[a, b] for a, b in edges],
         "masks": bool(masks),
-        "keypoint_head": {k: int(v) for k, v in (head or {}).items()},
+        "keypoint_head": {
+            k: float(v) if k == "margin" else int(v) for k, v in (head or {}).items()
+        },
     }
 
 
@@ -257,9 +312,17 @@ def configure_heads(net: nn.Module, meta: Mapping[str, Any]) -> None:
     if not isinstance(masks, bool):
         raise ValueError(f"meta['masks'] must be true or false, got {masks!r}")
     head = meta.get("keypoint_head") or {}
-    if not isinstance(head, Mapping) or set(head) - {"channels", "layers"}:
-        raise ValueError(f"meta['keypoint_head'] must be {{'channels', 'layers'}}, got {head!r}")
-    attach_keypoint_head(net, len(names), channels=head.get("channels"), layers=head.get("layers"))
+    if not isinstance(head, Mapping) or set(head) - {"channels", "layers", "margin"}:
+        raise ValueError(
+            f"meta['keypoint_head'] must be {{'channels', 'layers'[, 'margin']}}, got {head!r}"
+        )
+    attach_keypoint_head(
+        net,
+        len(names),
+        channels=head.get("channels"),
+        layers=head.get("layers"),
+        margin=head.get("margin", 0.0),
+    )
     if not masks:
         remove_mask_head(net)
 

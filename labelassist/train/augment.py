@@ -12,18 +12,30 @@ only. All randomness comes from torch's global generator, which the dataset seed
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 
-__all__ = ["augment", "flip_points", "intensity_jitter", "rotate_points", "zoom_points"]
+__all__ = [
+    "augment",
+    "flip_points",
+    "intensity_jitter",
+    "rotate_points",
+    "swap_sides",
+    "zoom_points",
+]
 
 Target = dict[str, Any]
 
 
 def augment(
-    image: torch.Tensor, target: Target, strength: float, scale_range: tuple[float, float]
+    image: torch.Tensor,
+    target: Target,
+    strength: float,
+    scale_range: tuple[float, float],
+    *,
+    flip_order: Sequence[int] | None = None,
 ) -> tuple[torch.Tensor, Target]:
     """Random geometric (image, boxes and masks together) and intensity augmentation.
 
@@ -40,6 +52,10 @@ def augment(
         0 (only flips and rotations) to 1 (full scale and intensity jitter).
     scale_range : (float, float)
         Scale jitter range at full strength.
+    flip_order : sequence of int, optional
+        The keypoint columns after a mirror image (`labelassist.model.keypoint_flips.flip_order`:
+        ``left_eye`` and ``right_eye`` swap); each flip applies it (`swap_sides`). None:
+        no keypoint changes name.
 
     Returns
     -------
@@ -53,10 +69,15 @@ def augment(
 
     sample = (tv_tensors.Image(image), target)
     if torch.rand(()) < 0.5:
-        points = _points(sample, lambda p, h, w: flip_points(p, (h, w), horizontal=True))
+        points = _points(
+            sample, lambda p, h, w: swap_sides(flip_points(p, (h, w), horizontal=True), flip_order)
+        )
         sample = F.horizontal_flip(sample[0]), _map_target(sample[1], F.horizontal_flip, points)
     if torch.rand(()) < 0.5:
-        points = _points(sample, lambda p, h, w: flip_points(p, (h, w), horizontal=False))
+        points = _points(
+            sample,
+            lambda p, h, w: swap_sides(flip_points(p, (h, w), horizontal=False), flip_order),
+        )
         sample = F.vertical_flip(sample[0]), _map_target(sample[1], F.vertical_flip, points)
     k = int(torch.randint(0, 4, ()))
     if k:
@@ -129,6 +150,30 @@ def flip_points(points: torch.Tensor, shape: tuple[int, int], *, horizontal: boo
     axis, size = (0, shape[1]) if horizontal else (1, shape[0])
     out[..., axis] = size - points[..., axis]
     return out
+
+
+def swap_sides(points: torch.Tensor, flip_order: Sequence[int] | None) -> torch.Tensor:
+    """Keypoints (..., K, 3) of a mirror image with their left/right columns swapped:
+    ``points[..., flip_order, :]`` (`labelassist.model.keypoint_flips.flip_order`); after a flip
+    the point that was the left eye is the right eye of the mirrored object. Apply it once
+    per flip (a horizontal and a vertical flip, a half turn, swap twice: not at all); 90°
+    rotations do not mirror. ``flip_order`` None: ``points`` as they are.
+
+    Examples
+    --------
+    >>> p = torch.tensor([[[1.0, 1.0, 2.0], [5.0, 1.0, 2.0], [3.0, 4.0, 1.0]]])
+    >>> swap_sides(p, [1, 0, 2])[0, :, 0].tolist()
+    [5.0, 1.0, 3.0]
+    """
+    if flip_order is None:
+        return points
+    order = list(flip_order)
+    if sorted(order) != list(range(points.shape[-2])):
+        raise ValueError(
+            f"flip_order must be a permutation of the {points.shape[-2]} keypoint columns, "
+            f"got {order}"
+        )
+    return points[..., order, :]
 
 
 def rotate_points(points: torch.Tensor, shape: tuple[int, int], k: int) -> torch.Tensor:

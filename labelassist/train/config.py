@@ -148,6 +148,26 @@ class TrainConfig:
     keypoint_lr_factor : float
         The keypoint head (``roi_heads.keypoint_head`` and ``keypoint_predictor``) trains at
         ``lr`` times this (a head new to the model may learn faster than the rest).
+    keypoint_steps : float
+        The step budget of a model that trains a keypoint head is ``steps`` times this
+        (the keypoint head, new to the model and trained from a one-pixel target, learns
+        more slowly than the masks); models without keypoints train ``steps``. The run
+        records ``steps`` as the budget it trained, and this factor as 1.
+    keypoint_roi_samples : int or None
+        ``roi_samples`` of the step recipe when the model trains a keypoint head (the
+        keypoint head learns from the positive RoIs, a quarter of the samples: 128 gives
+        it 32 per image); None: ``roi_samples``. Recorded as ``roi_samples``, like
+        ``keypoint_steps``.
+    keypoint_margin : float
+        A keypoint head that `finetune` attaches (the model had none) pools its RoI from
+        the box grown by this fraction of its longer side on every side
+        (`labelassist.model.keypoints.attach_keypoint_head`): keypoints at an object's ends
+        lie on its box's edge and a slightly short box would cut them off. 0:
+        torchvision's RoI. A model's existing keypoint head keeps its own.
+    keypoint_sigma : float
+        The keypoint heatmap target: a Gaussian of this many heatmap cells (a cell is
+        1/56 of the RoI's width and height) around each keypoint, trained with a soft
+        cross-entropy (`labelassist.train.keypoint_loss`); 0: torchvision's one-hot cell.
 
     Raises
     ------
@@ -196,6 +216,10 @@ class TrainConfig:
     rpn_proposals: int | None = 300
     keypoint_weight: float = 1.0
     keypoint_lr_factor: float = 1.0
+    keypoint_steps: float = 2.0
+    keypoint_roi_samples: int | None = 128
+    keypoint_margin: float = 0.1
+    keypoint_sigma: float = 0.0
 
     def __post_init__(self) -> None:
         self.epochs = check_int(self.epochs, "epochs", minimum=1, allow_none=True)
@@ -241,6 +265,14 @@ class TrainConfig:
             check_number(self.keypoint_weight, "keypoint_weight", minimum=0)
         )
         self.keypoint_lr_factor = _positive(self.keypoint_lr_factor, "keypoint_lr_factor")
+        self.keypoint_steps = _positive(self.keypoint_steps, "keypoint_steps")
+        self.keypoint_roi_samples = check_int(
+            self.keypoint_roi_samples, "keypoint_roi_samples", minimum=1, allow_none=True
+        )
+        self.keypoint_margin = float(
+            check_number(self.keypoint_margin, "keypoint_margin", minimum=0, maximum=1)
+        )
+        self.keypoint_sigma = float(check_number(self.keypoint_sigma, "keypoint_sigma", minimum=0))
 
     @property
     def by_steps(self) -> bool:

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from ..evaluation import evaluate
 from ..model import Model
 from .config import TrainConfig
+from .keypoint_loss import KeypointLoss
 
 if TYPE_CHECKING:  # pragma: no cover - torchvision is untyped (Any) for mypy
     from torchvision.models.detection import MaskRCNN
@@ -46,6 +47,7 @@ def train_one_epoch(
     frozen: Sequence[torch.nn.Module] = (),
     progress: bool = True,
     loss_weights: Mapping[str, float] | None = None,
+    keypoint_loss: KeypointLoss | None = None,
 ) -> dict[str, float]:
     """Train ``net`` for one pass over ``loader``; return the mean losses.
 
@@ -76,6 +78,9 @@ def train_one_epoch(
         Weights of loss parts in the minimised sum (e.g. ``{"loss_keypoint": 2.0}``);
         parts not named weigh 1. The returned means are of the unweighted parts; ``loss``
         is the weighted sum.
+    keypoint_loss : KeypointLoss, optional
+        The captures of `labelassist.train.keypoint_loss.keypoint_loss_hooks` on ``net``:
+        its loss replaces torchvision's ``loss_keypoint`` (a Gaussian heatmap target).
 
     Returns
     -------
@@ -115,6 +120,8 @@ def train_one_epoch(
         targets = [{k: v.to(device, non_blocking=True) for k, v in t.items()} for t in targets]
         with torch.autocast(device.type, enabled=amp_scaler is not None):
             loss_dict = net(images, targets)
+        if keypoint_loss is not None and (soft := keypoint_loss.take()) is not None:
+            loss_dict["loss_keypoint"] = soft
         weights = loss_weights or {}
         losses = sum(v * weights[k] if k in weights else v for k, v in loss_dict.items())
         value = float(losses.detach())

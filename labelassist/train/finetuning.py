@@ -14,7 +14,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +45,7 @@ from .engine import (
     validate,
 )
 from .heads import class_mapping, fit_keypoints, freeze, pair_keypoints, relabel, with_classes
+from .keypoint_loss import KeypointLoss, training_keypoint_loss
 from .recipe import (
     Plan,
     fit_time,
@@ -112,7 +113,10 @@ def finetune(
     heatmaps in its keypoint head, a model without one gets torchvision's (untrained),
     as new classes get new rows. Every augmentation moves the keypoints with the pixels
     (crops, flips, 90° rotations, scale, size normalisation, copy-paste); a keypoint
-    outside the crop or hidden by a pasted object gets visibility 0 (not labelled).
+    outside the crop or hidden by a pasted object gets visibility 0 (not labelled). A
+    keypoint model trains ``steps * keypoint_steps`` steps (twice the budget by default)
+    with ``keypoint_roi_samples`` RoIs per image, and a head attached here pools the box
+    grown by ``keypoint_margin`` (`TrainConfig`); mask-only models are not affected.
 
     Why no training instances are held out to stop early when there is no ``val``: in
     Mask R-CNN, an object left out of the targets is a *background* example, so holding
@@ -211,10 +215,14 @@ def finetune(
         model, state = read_resume(out_dir, model)
     with process_group(torch.device(model.device)) as group:
         model, pairs = _model_for_data(model, pairs, (data_classes, data_points), config, group)
+        config = _keypoint_budget(model, config)
         run = _Run.start(model, pairs, config, group)
         first, prior, history = _first_epoch(run, state, out_dir)
         limits = {"roi_samples": config.roi_samples, "rpn_proposals": config.rpn_proposals}
-        with training_sampling(run.net, **limits):
+        with (
+            training_sampling(run.net, **limits),
+            training_keypoint_loss(run.net, config.keypoint_sigma) as run.keypoint_loss,
+        ):
             checkpoint = _train_epochs(
                 run, first, (prior, history), val_data, out_dir, callback, progress
             )
@@ -266,7 +274,27 @@ def _model_for_data(
     torch.manual_seed(config.seed)  # initial weights of new heads
     data_classes, data_points = data_names
     classes, mapping = class_mapping(model.classes, data_classes)
-    return fit_keypoints(with_classes(model, classes), relabel(pairs, mapping), data_points)
+    return fit_keypoints(
+        with_classes(model, classes),
+        relabel(pairs, mapping),
+        data_points,
+        margin=config.keypoint_margin,
+    )
+
+
+def _keypoint_budget(model: Model, config: TrainConfig) -> TrainConfig:
+    """``config`` with the step budget and RoI samples of a keypoint model in the step
+    recipe (`TrainConfig.keypoint_steps`, ``keypoint_roi_samples``), recorded as plain
+    ``steps`` and ``roi_samples`` so that the stored settings repeat the run."""
+    from ..model.keypoints import has_keypoint_head  # heavy: torchvision
+
+    if not config.by_steps or not has_keypoint_head(model.net):
+        return config
+    steps = max(1, round(config.steps * config.keypoint_steps))
+    rois = config.keypoint_roi_samples or config.roi_samples
+    return replace(
+        config, steps=steps, keypoint_steps=1.0, roi_samples=rois, keypoint_roi_samples=None
+    )
 
 
 def _first_epoch(
@@ -299,6 +327,7 @@ class _Run:
     config: TrainConfig
     group: Group
     plan: Plan
+    keypoint_loss: KeypointLoss | None = None
 
     @classmethod
     def start(cls, model: Model, pairs: list[Pair], config: TrainConfig, group: Group) -> _Run:
@@ -408,6 +437,7 @@ def _train_epoch(run: _Run, epoch: int, *, progress: bool) -> dict[str, Any]:
         frozen=run.frozen,
         progress=progress,
         loss_weights={"loss_keypoint": config.keypoint_weight},
+        keypoint_loss=run.keypoint_loss,
     )
     sync_buffers(run.net, run.group)
     record: dict[str, Any] = {

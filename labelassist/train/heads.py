@@ -173,6 +173,8 @@ def with_keypoints(
     model: Model,
     names: Sequence[str] | None,
     skeleton: Sequence[tuple[int, int]] | None = None,
+    *,
+    margin: float = 0.0,
 ) -> Model:
     """``model`` (changed in place: pass the copy `with_classes` returns) with a keypoint head
     for ``names``: attached (untrained) when it has none, extended when ``names`` adds to its
@@ -194,7 +196,7 @@ def with_keypoints(
         if (a, b) not in edges and (b, a) not in edges:
             edges.append((int(a), int(b)))
     if old is None:
-        head = attach_keypoint_head(model.net, len(names))
+        head = attach_keypoint_head(model.net, len(names), margin=margin)
         logger.info("keypoints %s: keypoint head attached (untrained)", list(names))
     else:
         head = dict(model.meta.get("keypoint_head") or {})
@@ -273,10 +275,13 @@ def fit_keypoints(
     model: Model,
     pairs: Sequence[tuple[object, Instances]],
     data_points: tuple[list[str], list[tuple[int, int]]] | None,
+    *,
+    margin: float = 0.0,
 ) -> tuple[Model, list[tuple[object, Instances]]]:
     """``model`` (the copy to train, changed in place) with a keypoint head for its and the
-    data's keypoint names (`keypoint_mapping`, `with_keypoints`; the data's skeleton added)
-    and ``pairs`` with their keypoints in its order (`keypoint_columns`)."""
+    data's keypoint names (`keypoint_mapping`, `with_keypoints`; the data's skeleton added;
+    a head attached here gets the RoI ``margin``) and ``pairs`` with their keypoints in its
+    order (`keypoint_columns`)."""
     from ..model.keypoints import num_keypoints  # heavy: torchvision
 
     names, columns = keypoint_mapping(
@@ -285,7 +290,7 @@ def fit_keypoints(
     edges = []
     if data_points is not None and columns is not None:
         edges = [(int(columns[a]), int(columns[b])) for a, b in data_points[1]]
-    model = with_keypoints(model, names, edges)
+    model = with_keypoints(model, names, edges, margin=margin)
     return model, keypoint_columns(pairs, num_keypoints(model.net), columns)
 
 

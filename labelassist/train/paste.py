@@ -87,6 +87,7 @@ def paste_points(
     *,
     flip_x: bool = False,
     flip_y: bool = False,
+    flip_order: Sequence[int] | None = None,
 ) -> np.ndarray:
     """The keypoints of an object cut out at pixel ``box`` and pasted (its patch flipped
     first, as `copy_paste` receives it) with its top-left corner at ``position``.
@@ -101,6 +102,9 @@ def paste_points(
         ``(x, y)`` of the patch's top-left corner in the crop.
     flip_x, flip_y : bool
         Whether the patch was flipped left-right (``x -> width - x``) or up-down.
+    flip_order : sequence of int, optional
+        The keypoint order of a mirror image (`labelassist.model.keypoint_flips.flip_order`),
+        applied once per flip (``left_eye`` and ``right_eye`` swap). None: no swap.
 
     Returns
     -------
@@ -122,6 +126,13 @@ def paste_points(
         out[:, 1] = (y1 - y0) - out[:, 1]
     out[:, 0] += position[0]
     out[:, 1] += position[1]
+    if flip_order is not None and flip_x != flip_y:
+        order = list(flip_order)
+        if sorted(order) != list(range(len(out))):
+            raise ValueError(
+                f"flip_order must be a permutation of the {len(out)} keypoints, got {order}"
+            )
+        out = out[order]
     return out
 
 
