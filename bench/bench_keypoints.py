@@ -206,6 +206,9 @@ def speed(args: argparse.Namespace) -> None:
             fresh_model(), pairs, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
             workers=args.workers,
         ),
+        "finetune, augment=0, equal work (the model's 512 RoIs, 2,000 proposals)": lambda: (
+            run_finetune(augment=0.0, roi_samples=None, rpn_proposals=None)
+        ),
         "finetune, augment=0": lambda: run_finetune(augment=0.0),
         "finetune, augment=1 (flips, rot90, scale, intensity)": lambda: run_finetune(augment=1.0),
     }  # fmt: skip

@@ -131,3 +131,34 @@ def test_augment_swaps_left_and_right_on_mirror_images_only():
         expected = [0.6, 0.3, 0.9] if mirror else [0.3, 0.6, 0.9]
         assert [_dot_at(out, p) for p in swapped] == expected
     assert seen == {True, False}
+
+
+def test_training_crops_swap_left_and_right_on_mirror_images_only():
+    """The step recipe's crops (`CropImages`, what `finetune` trains on) mirror keypoints
+    the same way: ``left`` lands on the dot first marked ``right`` exactly when the crop
+    is a mirror image (from its pixels)."""
+    from labelassist.train.crops import CropImages, PreparedImage
+
+    size = 24
+    image = torch.zeros(3, size, size, dtype=torch.uint8)
+    dots = {"left": (4, 16), "right": (17, 15), "apex": (9, 5)}  # (x, y) pixels
+    for value, (x, y) in zip((77, 153, 230), dots.values(), strict=True):
+        image[:, y, x] = value  # 0.3, 0.6, 0.9 once divided by 255
+    mask = np.ones((17, 18), bool)  # the object: box x 2-20, y 3-20
+    points = np.array([[[x + 0.5, y + 0.5, 2.0] for x, y in dots.values()]])
+    prepared = PreparedImage(
+        image, np.array([1]), np.array([[2, 3, 20, 20]]), [mask], (0, 0, size, size), points
+    )
+    seen = set()
+    for order, swaps in ((None, False), ([1, 0, 2], True)):
+        crops = CropImages(
+            [prepared], length=32, crop_size=None, augment=0.0, scale_range=(1.0, 1.0),
+            crop_on_objects=0.0, copy_paste=0.0, paste_max=1, seed=3, flip_order=order,
+        )  # fmt: skip
+        for index in range(len(crops)):
+            out, target = crops[index]
+            mirror = _mirrored(out)
+            seen.add(mirror)
+            got = [_dot_at(out, p) for p in target["keypoints"][0]]
+            assert got == ([0.6, 0.3, 0.9] if mirror and swaps else [0.3, 0.6, 0.9])
+    assert seen == {True, False}

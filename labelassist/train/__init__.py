@@ -8,7 +8,8 @@ The package follows torchvision's ``references/detection``:
 ``data.py``               training pairs from a Dataset/COCO file, image checks, torch dataset
 ``crops.py``              the step recipe's data: crops around objects, copy-paste
 ``paste.py``              copy-paste: pasted objects with masks and keypoints, occlusion
-``augment.py``            flips, rotations, scale and intensity jitter
+``augment.py``            flips (left/right keypoints swapped), rotations, scale, intensity
+``keypoint_loss.py``      the Gaussian keypoint heatmap loss and its training hooks
 ``heads.py``              predictors extended for new classes (or renamed), freezing
 ``engine.py``             `train_one_epoch`, optimizer, LR schedule, validation
 ``state.py``              checkpoints, resuming, seeds and RNG state

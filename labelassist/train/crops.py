@@ -29,7 +29,7 @@ from ..instances import Instances
 from ..io import read_image
 from ..model.normalize import select_channels, to_tensor
 from ..model.scale import median_object_size, rescale_image, rescale_instances, scale_factor
-from .augment import intensity_jitter, rotate_points
+from .augment import intensity_jitter, rotate_points, swap_sides
 from .data import Target, sanitize
 from .paste import copy_paste, occlude_points, paste_points
 from .state import mix_seed
@@ -173,7 +173,8 @@ class CropImages(TorchDataset[tuple[torch.Tensor, Target]]):
 
     An item is a float32 image (3, h, w) in [0, 1] and a torchvision target (``boxes``,
     ``labels``, ``masks``, and ``keypoints`` (M, K, 3) when the images have keypoints;
-    slivers under 4 pixels dropped). Set `epoch` before each chunk.
+    slivers under 4 pixels dropped). Set `epoch` before each chunk. ``flip_order`` swaps
+    left and right keypoints in mirror images (`labelassist.model.keypoint_flips.flip_order`).
     """
 
     def __init__(
@@ -188,8 +189,10 @@ class CropImages(TorchDataset[tuple[torch.Tensor, Target]]):
         copy_paste: float,
         paste_max: int,
         seed: int,
+        flip_order: Sequence[int] | None = None,
     ) -> None:
         self.images = list(images)
+        self.flip_order = None if flip_order is None else list(flip_order)
         self.length = int(length)
         self.crop_size = crop_size
         self.augment = float(augment)
@@ -217,7 +220,7 @@ class CropImages(TorchDataset[tuple[torch.Tensor, Target]]):
         out = image.float().div_(255.0)
         if scale != 1.0:
             out, masks, points = _resize(out, masks, scale, points)
-        out, masks, points = _flip_rotate(out, masks, rng, points)
+        out, masks, points = _flip_rotate(out, masks, rng, points, self.flip_order)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             out = intensity_jitter(out, self.augment)
@@ -281,7 +284,12 @@ class CropImages(TorchDataset[tuple[torch.Tensor, Target]]):
             if points is not None and source.keypoints is not None:
                 box = (bx0, by0, bx1, by1)
                 moved = paste_points(
-                    source.keypoints[k], box, position, flip_x=flip_x, flip_y=flip_y
+                    source.keypoints[k],
+                    box,
+                    position,
+                    flip_x=flip_x,
+                    flip_y=flip_y,
+                    flip_order=self.flip_order,
                 )
                 pasted_points.append(torch.as_tensor(moved, dtype=torch.float32))
         first = len(masks)
@@ -342,9 +350,12 @@ def _flip_rotate(
     masks: torch.Tensor,
     rng: np.random.Generator,
     points: torch.Tensor | None = None,
+    flip_order: Sequence[int] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Random horizontal and vertical flips and a random multiple of 90° rotation, of the
-    image, the masks and the keypoints (``x -> W - x``, ``y -> H - y``, `rotate_points`)."""
+    image, the masks and the keypoints (``x -> W - x``, ``y -> H - y``, `rotate_points`;
+    one flip mirrors, so left and right keypoints swap by ``flip_order``; two are a half
+    turn)."""
     dims: list[int] = [
         d for d, flip in ((-1, rng.random() < 0.5), (-2, rng.random() < 0.5)) if flip
     ]
@@ -357,6 +368,8 @@ def _flip_rotate(
                 points[..., 0] = w - points[..., 0]
             if -2 in dims:
                 points[..., 1] = h - points[..., 1]
+            if len(dims) == 1:
+                points = swap_sides(points, flip_order)
     k = int(rng.integers(4))
     if k:
         image, masks = image.rot90(k, (-2, -1)), masks.rot90(k, (-2, -1))

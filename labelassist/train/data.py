@@ -214,7 +214,8 @@ class TrainImages(TorchDataset[tuple[torch.Tensor, Target]]):
     ``keypoints`` (N, K, 3) float32 when the instances have keypoints. Instances that
     augmentation crops away or thins to slivers are dropped; images without instances are
     kept as negatives. Augmentation randomness depends only on ``(seed, epoch, index)``:
-    set `epoch` before each epoch.
+    set `epoch` before each epoch. ``flip_order`` swaps left and right keypoints in mirror
+    images (`labelassist.model.keypoint_flips.flip_order`).
     """
 
     def __init__(
@@ -227,9 +228,11 @@ class TrainImages(TorchDataset[tuple[torch.Tensor, Target]]):
         scale_range: tuple[float, float] = (0.75, 1.33),
         seed: int = 0,
         channels: tuple[int, ...] | None = None,
+        flip_order: Sequence[int] | None = None,
     ) -> None:
         self.pairs = list(pairs)
         self.channels = channels
+        self.flip_order = None if flip_order is None else list(flip_order)
         self.normalization = normalization
         self.label_ids = torch.as_tensor(list(label_ids), dtype=torch.int64)
         self.augment = float(augment)
@@ -254,7 +257,9 @@ class TrainImages(TorchDataset[tuple[torch.Tensor, Target]]):
             # number of workers or processes, and repeatable on resume
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(mix_seed(self.seed, self.epoch, index))
-                image, target = augment(image, target, self.augment, self.scale_range)
+                image, target = augment(
+                    image, target, self.augment, self.scale_range, flip_order=self.flip_order
+                )
         return image, sanitize(target)
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from ..model import Model
+from ..model.keypoint_flips import flip_order
 from .config import TrainConfig, auto_freeze
 from .crops import CropImages, prepare_images, training_factor
 from .data import Pair, TrainImages
@@ -115,6 +116,7 @@ def training_dataset(
 ) -> TrainImages | CropImages:
     """The torch dataset of the run: whole images (epoch recipe) or crops (step recipe)."""
     normalization = model.meta.get("normalization")
+    order = flip_order(model.meta.get("keypoints") or [])
     if config.epochs is not None:
         return TrainImages(
             pairs,
@@ -124,6 +126,7 @@ def training_dataset(
             scale_range=config.scale_range,
             seed=config.seed,
             channels=plan.channels,
+            flip_order=order,
         )
     prepared = prepare_images(
         pairs,
@@ -143,6 +146,7 @@ def training_dataset(
         copy_paste=config.copy_paste,
         paste_max=config.paste_max,
         seed=config.seed,
+        flip_order=order,
     )
 
 
