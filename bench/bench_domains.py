@@ -9,7 +9,9 @@ does), and the round time. Prints a table, writes a learning-curve PNG per domai
 docs/ and, with --out-md, the table as markdown.
 
 Ablations (each changes one default): --no-size-norm, --no-copy-paste, --steps N,
---freeze MODE, --crop-size N, --batch-size N, --lr X.
+--freeze MODE, --crop-size N, --batch-size N, --lr X, --roi-samples N, --rpn-proposals N,
+--crop-on-objects X, --warmup-iters N, and ``--set FIELD=VALUE`` for any other
+`TrainConfig` field (VALUE as JSON, e.g. ``--set paste_max=4``).
 
 Run from the repository root, e.g.::
 
@@ -21,6 +23,7 @@ Run from the repository root, e.g.::
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -238,6 +241,17 @@ def main(argv: list[str] | None = None) -> int:
     ablate.add_argument("--crop-size", type=int, default=None)
     ablate.add_argument("--batch-size", type=int, default=None)
     ablate.add_argument("--lr", type=float, default=None)
+    ablate.add_argument("--roi-samples", type=int, default=None)
+    ablate.add_argument("--rpn-proposals", type=int, default=None)
+    ablate.add_argument("--crop-on-objects", type=float, default=None)
+    ablate.add_argument("--warmup-iters", type=int, default=None)
+    ablate.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="any TrainConfig field; VALUE as JSON (repeatable)",
+    )
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -253,14 +267,27 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         changes["steps"] = 30
         args.n_test = min(args.n_test, 2)
-    for key in ("steps", "freeze", "crop_size", "batch_size", "lr"):
+    keys = ("steps", "freeze", "crop_size", "batch_size", "lr", "roi_samples", "rpn_proposals")
+    for key in (*keys, "crop_on_objects", "warmup_iters"):
         if getattr(args, key) is not None:
             changes[key] = getattr(args, key)
+    fields = set(TrainConfig.__dataclass_fields__)
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep or key not in fields:
+            parser.error(f"--set needs FIELD=VALUE with a TrainConfig field, got {item!r}")
+        try:
+            changes[key] = json.loads(value)
+        except json.JSONDecodeError:
+            changes[key] = value
     if args.no_size_norm:
         changes["size_norm"] = False
     if args.no_copy_paste:
         changes["copy_paste"] = 0.0
-    config = replace(config, **changes)
+    try:
+        config = replace(config, **changes)
+    except (TypeError, ValueError) as error:
+        parser.error(str(error))
     docs = Path(args.docs) if args.docs else None
     base = starter(args.starter, args.starter_object_size)
     print(
