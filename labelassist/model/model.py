@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, overload
 
@@ -294,6 +294,8 @@ class Model(InputOptions):
         min_planes: int = 2,
         object_size: float | str | None = "auto",
         progress: bool = True,
+        done: Sequence[Instances] = (),
+        on_planes: Callable[[int, list[Instances]], None] | None = None,
     ) -> StackInstances:
         """Predict every plane of a z-stack or time-lapse and link them into objects and tracks.
 
@@ -303,7 +305,8 @@ class Model(InputOptions):
         See `labelassist.stacks.predict_stack` for every parameter; ``object_size``
         (pixels, or ``"auto"``, the default: measured once per stack; None: the model's
         own scale, `predict`'s default) brings the objects to the model's object size as
-        in `predict`.
+        in `predict`; ``done`` and ``on_planes`` resume after planes already predicted and
+        report each batch (what `labelassist.preannotate` saves stacks with).
 
         Examples
         --------
@@ -329,6 +332,8 @@ class Model(InputOptions):
             min_planes=min_planes,
             object_size=object_size,
             progress=progress,
+            done=done,
+            on_planes=on_planes,
         )
 
     def encode(

@@ -127,15 +127,7 @@ def predict_stack(
     check_number(score_threshold, "score_threshold", minimum=0, maximum=1)
     batch = check_int(batch_size, "batch_size", minimum=1)
     size = _check_object_size(object_size)
-    # a model that picks channels itself (labelassist.Model: its stored `channels` when
-    # none are given) gets every channel of a plane, so the choice is applied once
-    picks = channels if channels is not None else getattr(model, "channels", None)
-    if hasattr(model, "channels") and picks is not None and "C" in str(axes).upper():
-        planes, layout, stack_shape = stack_planes(stack, axes=axes, keep_channels=True)
-        options: dict[str, Any] = {"channels": picks}
-    else:
-        planes, layout, stack_shape = stack_planes(stack, axes=axes, channels=channels)
-        options = {}
+    planes, layout, stack_shape, options = _model_planes(model, stack, axes, channels)
     results: list[Instances] = _check_done(done, len(planes))
     if size == "auto":
         size = _stack_object_size(model, planes, tile_size=tile_size, options=options)
@@ -279,14 +271,24 @@ def stack_object_size(
     >>> stack_object_size(model, np.zeros((3, 32, 32), np.uint8), axes="ZYX") is None
     True
     """
+    planes, _, _, options = _model_planes(model, stack, axes, channels)
+    return _stack_object_size(model, planes, tile_size=tile_size, options=options)
+
+
+def _model_planes(
+    model: Any, stack: Any, axes: str, channels: int | Sequence[int] | None
+) -> tuple[list[Any], str, tuple[int, ...], dict[str, Any]]:
+    """`stack_planes` for ``model``, and the options its ``predict`` gets for them.
+
+    A model that picks channels itself (labelassist.Model: its stored ``channels`` when
+    none are given) gets every channel of a plane, so the choice is applied once.
+    """
     picks = channels if channels is not None else getattr(model, "channels", None)
     if hasattr(model, "channels") and picks is not None and "C" in str(axes).upper():
-        planes, _, _ = stack_planes(stack, axes=axes, keep_channels=True)
-        options: dict[str, Any] = {"channels": picks}
-    else:
-        planes, _, _ = stack_planes(stack, axes=axes, channels=channels)
-        options = {}
-    return _stack_object_size(model, planes, tile_size=tile_size, options=options)
+        planes, layout, shape = stack_planes(stack, axes=axes, keep_channels=True)
+        return planes, layout, shape, {"channels": picks}
+    planes, layout, shape = stack_planes(stack, axes=axes, channels=channels)
+    return planes, layout, shape, {}
 
 
 def _check_done(done: Any, n: int) -> list[Instances]:
