@@ -137,6 +137,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256, help="synthetic image size")
     parser.add_argument("--score-threshold", type=float, default=0.5)
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
+    parser.add_argument("--model", default="starter", help="model name or file")
     parser.add_argument(
         "--object-size",
         default=None,
@@ -148,7 +149,7 @@ def main() -> None:
     object_size = args.object_size
     if object_size not in (None, "auto"):
         object_size = float(object_size)
-    model = load_model("starter")
+    model = load_model(args.model)
     sets = {"synthetic": _synthetic(args.images, args.size), "real": _real()}
 
     def ours(image):

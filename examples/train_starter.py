@@ -103,10 +103,18 @@ def mix_image(kind: str, shape: tuple[int, int], seed: np.random.SeedSequence) -
     return image, instances
 
 
-def make_mix_data(n_images: int, *, shape: tuple[int, int], seed: int) -> tuple[list, dict]:
-    """``n_images`` pairs of the domain-randomised mix and the count of each kind."""
-    kinds = list(MIX_WEIGHTS)
-    weights = np.array([MIX_WEIGHTS[k] for k in kinds])
+def make_mix_data(
+    n_images: int,
+    *,
+    shape: tuple[int, int],
+    seed: int,
+    mix_weights: dict[str, float] | None = None,
+) -> tuple[list, dict]:
+    """``n_images`` pairs of the domain-randomised mix (shares `MIX_WEIGHTS` unless
+    ``mix_weights``) and the count of each kind."""
+    mix_weights = mix_weights or MIX_WEIGHTS
+    kinds = list(mix_weights)
+    weights = np.array([mix_weights[k] for k in kinds])
     rng = np.random.default_rng(seed)
     drawn = rng.choice(len(kinds), size=n_images, p=weights / weights.sum())
     pairs = []
@@ -257,6 +265,19 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--lr", type=float, default=0.02)
     parser.add_argument("--warmup-iters", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--data-seed",
+        type=int,
+        default=None,
+        help="seed of the training images (default --seed; the held-out images keep --seed)",
+    )
+    parser.add_argument(
+        "--mix-weights",
+        type=_mix_weights,
+        default=None,
+        metavar="KIND=W,...",
+        help="--mix: shares of the kinds named (the others keep MIX_WEIGHTS'), e.g. worms=0.16",
+    )
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--roi-samples", type=int, default=128, help="RoIs per image")
@@ -274,6 +295,18 @@ def _parser() -> argparse.ArgumentParser:
         "--evaluate-only", metavar="MODEL", help="only print MODEL's metrics (json) and exit"
     )
     return parser
+
+
+def _mix_weights(text: str) -> dict[str, float]:
+    weights = dict(MIX_WEIGHTS)
+    for item in text.split(","):
+        kind, _, value = item.partition("=")
+        if kind.strip() not in MIX_WEIGHTS or not value:
+            raise argparse.ArgumentTypeError(
+                f"{item!r}: write KIND=SHARE with KIND one of {', '.join(MIX_WEIGHTS)}"
+            )
+        weights[kind.strip()] = float(value)
+    return weights
 
 
 def initial_model(init: str, arch: str, class_name: str) -> la.Model:
@@ -334,17 +367,18 @@ def _torch_home_weights() -> None:
 
 def _recipe(args: argparse.Namespace, counts: dict | None) -> dict:
     shape = f"{args.size}x{args.size}"
+    data_seed = args.seed if args.data_seed is None else args.data_seed
     if not args.mix:
         data = (
             f"synthetic_nuclei({shape}, default settings, uint8/uint16 alternating), "
-            f"{args.n_train} images from SeedSequence({args.seed})"
+            f"{args.n_train} images from SeedSequence({data_seed})"
         )
         return {"data": data}
-    return {
+    recipe = {
         "data": f"domain-randomised mix of labelassist.synthetic KINDS ({shape}), "
-        f"{args.n_train} images from SeedSequence({args.seed}), kinds drawn with "
-        f"default_rng({args.seed})",
-        "mix_weights": MIX_WEIGHTS,
+        f"{args.n_train} images from SeedSequence({data_seed}), kinds drawn with "
+        f"default_rng({data_seed})",
+        "mix_weights": args.mix_weights or MIX_WEIGHTS,
         "mix_sizes": {k: list(v) if v else "generator default" for k, v in MIX_SIZES.items()},
         "cell_channels": {
             str(c): w for c, w in zip(_CELL_CHANNELS, _CELL_CHANNEL_WEIGHTS, strict=True)
@@ -353,6 +387,10 @@ def _recipe(args: argparse.Namespace, counts: dict | None) -> dict:
         "kind_counts": counts,
         "init": args.init,
     }
+    if args.init == "starter":  # the chain of recipes this one continues
+        previous = la.load_model("starter", device="cpu").meta.get("starter") or {}
+        recipe["init_recipe"] = {k: v for k, v in previous.items() if k != "metrics"}
+    return recipe
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -383,10 +421,13 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     shape = (args.size, args.size)
     counts = None
+    data_seed = args.seed if args.data_seed is None else args.data_seed
     if args.mix:
-        pairs, counts = make_mix_data(args.n_train, shape=shape, seed=args.seed)
+        pairs, counts = make_mix_data(
+            args.n_train, shape=shape, seed=data_seed, mix_weights=args.mix_weights
+        )
     else:
-        pairs = make_training_data(args.n_train, shape=shape, seed=args.seed)
+        pairs = make_training_data(args.n_train, shape=shape, seed=data_seed)
     logging.info(
         "generated %d training images in %.0f s %s",
         len(pairs),

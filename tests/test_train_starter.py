@@ -3,6 +3,7 @@ its initial weights, and the recipe stored in the checkpoint (a short real run, 
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import shutil
@@ -41,6 +42,19 @@ def test_mix_covers_every_kind_with_nuclei_the_largest_share(starter_script):
         assert image.shape[:2] == instances.image_shape == (64, 64)
         assert image.ndim == 2 or image.shape[2] == 3
         assert np.all(instances.labels == 0)  # one class
+
+
+def test_mix_weights_option_changes_the_shares_of_the_kinds_named(starter_script):
+    weights = starter_script._mix_weights("worms=0.5, piles=0")
+    assert weights["worms"] == 0.5 and weights["piles"] == 0
+    assert weights["nuclei"] == starter_script.MIX_WEIGHTS["nuclei"]  # the others kept
+    only_worms = {kind: 0.0 for kind in starter_script.MIX_WEIGHTS} | {"worms": 1.0}
+    pairs, counts = starter_script.make_mix_data(6, shape=(64, 64), seed=0, mix_weights=only_worms)
+    assert counts["worms"] == 6 and sum(counts.values()) == 6
+    with pytest.raises(argparse.ArgumentTypeError, match="KIND=SHARE"):
+        starter_script._mix_weights("worm=1")
+    with pytest.raises(argparse.ArgumentTypeError, match="KIND=SHARE"):
+        starter_script._mix_weights("worms")
 
 
 def test_mix_sizes_stay_in_a_moderate_range(starter_script):
@@ -93,7 +107,7 @@ def test_a_short_mix_run_stores_the_recipe_and_object_size(starter_script, tmp_p
         "--mix", "--init", "starter", "--n-train", "4", "--size", "64", "--epochs", "1",
         "--batch-size", "2", "--roi-samples", "16", "--rpn-proposals", "50", "--threads", "1",
         "--run-dir", str(tmp_path / "run"), "--out", str(out), "--n-eval", "1",
-        "--n-eval-kind", "1", "--pictures", "",
+        "--n-eval-kind", "1", "--pictures", "", "--data-seed", "2",
     ]  # fmt: skip
     threads = torch.get_num_threads()
     try:
@@ -103,7 +117,10 @@ def test_a_short_mix_run_stores_the_recipe_and_object_size(starter_script, tmp_p
     model = la.load_model(out, device="cpu")
     recipe = model.meta["starter"]
     assert model.classes == ["object"] and recipe["init"] == "starter"
+    assert "SeedSequence(2)" in recipe["data"]  # training images from --data-seed
     assert recipe["mix_weights"] == starter_script.MIX_WEIGHTS
+    # a run from the starter records the recipe of the starter it continued
+    assert recipe["init_recipe"]["command"] == load_model("starter").meta["starter"]["command"]
     assert set(recipe["metrics"]["kinds_held_out"]) == set(KINDS) | {"mean_segm_AP50"}
     assert (
         model.object_size
