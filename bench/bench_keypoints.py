@@ -83,7 +83,7 @@ def accuracy(args: argparse.Namespace) -> None:
     kind = args.kind
     train = landmark_images(kind, range(args.train_images))
     test = landmark_images(kind, range(10_000, 10_000 + args.test_images))
-    starter = load_model("starter", device="cpu")
+    starter = load_model(args.starter, device="cpu")
     config = TrainConfig(seed=args.seed, **({"steps": args.steps} if args.steps else {}))
     extra: dict[str, Any] = {}
     if args.keypoint_weight is not None:
@@ -248,6 +248,7 @@ def main() -> None:
     parser.add_argument("--keypoint-steps", type=float, default=None, help="budget factor")
     parser.add_argument("--clip-grad-norm", type=float, default=None, help="0: no clipping")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--starter", default="starter", help="accuracy: model name or file")
     parser.add_argument("--save", default=None, help="accuracy: write the trained model here")
     parser.add_argument("--untrained", action="store_true", help="also score before training")
     parser.add_argument("--images", type=int, default=8, help="speed: training images")
