@@ -12,7 +12,8 @@ from PIL import Image
 import labelassist as la
 from labelassist.bulk.sources import ImageSource
 from labelassist.bulk.stacks import PROGRESS_KEY, is_stack, stack_file
-from labelassist.stacks import read_coco_video
+from labelassist.geometry import polygons_to_masks
+from labelassist.stacks import StackInstances, read_coco_video
 from labelassist.synthetic import synthetic_nuclei
 from labelassist.synthetic_stacks import synthetic_zstack
 
@@ -32,6 +33,26 @@ def files(tmp_path_factory):
     tifffile.imwrite(root / "b.tif", stack, imagej=True, metadata={"axes": "ZYX"})
     tifffile.imwrite(root / "c.tif", image)
     return root, stack
+
+
+def same_objects(a: StackInstances, b: StackInstances) -> bool:
+    """Equal stacks up to the outline of objects with holes, which the COCO video file keeps
+    as RLE (COCO rings cannot hold a hole): the same classes, scores, ids, parents and
+    masks per plane."""
+    if (a.axes, a.shape, a.parents) != (b.axes, b.shape, b.parents):
+        return False
+    for p, q in zip(a.planes, b.planes, strict=True):
+        if len(p) != len(q) or not (
+            np.array_equal(p.labels, q.labels)
+            and np.allclose(p.scores, q.scores)
+            and np.array_equal(p.extra["object_id"], q.extra["object_id"])
+            and np.array_equal(
+                polygons_to_masks(p.polygons, p.image_shape),
+                polygons_to_masks(q.polygons, q.image_shape),
+            )
+        ):
+            return False
+    return True
 
 
 def test_only_tiffs_with_a_t_or_z_axis_are_stacks(files, tmp_path):
@@ -59,7 +80,8 @@ def test_a_stack_is_one_item_linked_and_saved_beside_out(files, starter, tmp_pat
     saved = stack_file(out, "b.tif")
     info = json.loads(out.read_text())["info"]
     assert info["stacks"] == {"b.tif": "proposals.stacks/b.tif.json"}
-    assert read_coco_video(saved) == (expected, ["object"])
+    stack, classes = read_coco_video(saved)
+    assert classes == ["object"] and same_objects(stack, expected)
     progress = json.loads(saved.read_text())["info"][PROGRESS_KEY]
     assert progress["complete"] is True and progress["planes_done"] == 6
     assert progress["object_size"] > 0  # "auto", measured once for the stack
@@ -78,7 +100,7 @@ def test_a_stack_is_one_item_linked_and_saved_beside_out(files, starter, tmp_pat
     finally:
         del starter.predict
     assert calls == []
-    assert again.stacks["b.tif"] == expected
+    assert same_objects(again.stacks["b.tif"], expected)
 
 
 def test_an_interrupted_stack_resumes_from_its_next_plane(files, starter, tmp_path):
@@ -121,7 +143,7 @@ def test_an_interrupted_stack_resumes_from_its_next_plane(files, starter, tmp_pa
     assert calls == [2]
     assert sizes == [progress["object_size"]]
     fresh = la.preannotate([root / "b.tif"], starter, batch_size=2, progress=False)
-    assert result.stacks["b.tif"] == fresh.stacks["b.tif"]
+    assert same_objects(result.stacks["b.tif"], fresh.stacks["b.tif"])
     assert json.loads(saved.read_text())["info"][PROGRESS_KEY]["complete"] is True
 
 
