@@ -151,7 +151,8 @@ class TrainConfig:
     keypoint_steps : float
         The step budget of a model that trains a keypoint head is ``steps`` times this
         (the keypoint head, new to the model and trained from a one-pixel target, learns
-        more slowly than the masks); models without keypoints train ``steps``. The run
+        more slowly than the masks; 3: 600 steps for the default ``steps``); models without
+        keypoints train ``steps``. The run
         records ``steps`` as the budget it trained, and this factor as 1.
     keypoint_roi_samples : int or None
         ``roi_samples`` of the step recipe when the model trains a keypoint head (the
@@ -216,7 +217,7 @@ class TrainConfig:
     rpn_proposals: int | None = 300
     keypoint_weight: float = 1.0
     keypoint_lr_factor: float = 1.0
-    keypoint_steps: float = 2.0
+    keypoint_steps: float = 3.0
     keypoint_roi_samples: int | None = 128
     keypoint_margin: float = 0.1
     keypoint_sigma: float = 0.0

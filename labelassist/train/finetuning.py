@@ -114,7 +114,7 @@ def finetune(
     as new classes get new rows. Every augmentation moves the keypoints with the pixels
     (crops, flips, 90° rotations, scale, size normalisation, copy-paste); a keypoint
     outside the crop or hidden by a pasted object gets visibility 0 (not labelled). A
-    keypoint model trains ``steps * keypoint_steps`` steps (twice the budget by default)
+    keypoint model trains ``steps * keypoint_steps`` steps (three times the budget by default)
     with ``keypoint_roi_samples`` RoIs per image, and a head attached here pools the box
     grown by ``keypoint_margin`` (`TrainConfig`); mask-only models are not affected.
 
