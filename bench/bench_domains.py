@@ -36,6 +36,7 @@ import torch
 import labelassist as la
 from labelassist.coco import Dataset
 from labelassist.evaluation import evaluate_predictions
+from labelassist.fidelity import mask_fidelity
 from labelassist.geometry import masks_to_polygons
 from labelassist.instances import Instances
 from labelassist.model.scale import median_object_size
@@ -45,6 +46,7 @@ from labelassist.synthetic import synthetic_image, synthetic_nuclei
 from labelassist.train import TrainConfig, finetune
 
 ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_SCORE = 0.5  # Model.predict's default score threshold
 SEED0 = 50_000  # the starter never saw seeds >= 50000
 N_POOL = 4  # training images per domain (k <= 4); the held-out images come after them
 
@@ -92,8 +94,10 @@ def domain_images(
     return [synthetic_image(domain.kind, shape, seed=SEED0 + k, **domain.options) for k in range(n)]
 
 
-def ap50(model: la.Model, pairs: list[tuple[np.ndarray, Instances]]) -> float:
-    """Mask AP50 of ``model`` on ``pairs`` (class-agnostic, pycocotools)."""
+def ap50(model: la.Model, pairs: list[tuple[np.ndarray, Instances]]) -> dict[str, float]:
+    """Mask AP50 of ``model`` on ``pairs`` (class-agnostic, pycocotools) and the fidelity
+    of its proposals at the default score threshold (`labelassist.fidelity`: share of true
+    objects whose proposal an annotator accepts as it is, IoU >= 0.9; median area bias)."""
     images = [
         {
             "id": k + 1,
@@ -109,7 +113,25 @@ def ap50(model: la.Model, pairs: list[tuple[np.ndarray, Instances]]) -> float:
     for image, _ in pairs:
         pred = model.predict(image, score_threshold=0.05, max_detections=1000)
         predictions.append(pred.replace(labels=np.zeros(len(pred), int)))
-    return float(evaluate_predictions(predictions, dataset)["segm_AP50"])
+    fidelity = mask_fidelity(
+        [
+            (p[p.scores > DEFAULT_SCORE], truth)
+            for p, (_, truth) in zip(predictions, pairs, strict=True)
+        ]
+    )
+    at_half = fidelity
+    if model.mask_threshold != 0.5:  # the same network at torchvision's threshold
+        at_half = mask_fidelity(
+            [(model.predict(image, mask_threshold=0.5), truth) for image, truth in pairs]
+        )
+    return {
+        "AP50": float(evaluate_predictions(predictions, dataset)["segm_AP50"]),
+        "accepted": fidelity.accepted,
+        "bias": fidelity.area_bias,
+        "mask_threshold": model.mask_threshold,
+        "accepted_at_0.5": at_half.accepted,
+        "bias_at_0.5": at_half.area_bias,
+    }
 
 
 def starter(path: str | None, object_size: str) -> la.Model:
@@ -143,12 +165,16 @@ def run_domain(
             "domain": domain.name,
             "k": 0,
             "instances": 0,
-            "AP50": ap50(base, test),
+            **ap50(base, test),
             "round_s": 0.0,
             "s_per_step": float("nan"),
         }
     ]
-    print(f"{domain.name:12s} k=0 AP50={rows[0]['AP50']:.3f}", flush=True)
+    print(
+        f"{domain.name:12s} k=0 AP50={rows[0]['AP50']:.3f} accepted={rows[0]['accepted']:.3f} "
+        f"bias={rows[0]['bias']:+.3f}",
+        flush=True,
+    )
     for k in ks:
         train = pairs[:k]
         cfg = replace(config, channels=domain.channels)
@@ -160,7 +186,7 @@ def run_domain(
             "domain": domain.name,
             "k": k,
             "instances": sum(len(i) for _, i in train),
-            "AP50": ap50(result.model, test),
+            **ap50(result.model, test),
             "round_s": seconds,
             "s_per_step": seconds / max(steps, 1),
             "cpu_s_per_step": cpu / max(steps, 1),
@@ -168,7 +194,9 @@ def run_domain(
         }
         rows.append(row)
         print(
-            f"{domain.name:12s} k={k} AP50={row['AP50']:.3f} round={seconds:.0f}s "
+            f"{domain.name:12s} k={k} AP50={row['AP50']:.3f} accepted={row['accepted']:.3f} "
+            f"bias={row['bias']:+.3f} (threshold {row['mask_threshold']:.2f}; at 0.5 "
+            f"{row['accepted_at_0.5']:.3f}, {row['bias_at_0.5']:+.3f}) round={seconds:.0f}s "
             f"({row['s_per_step']:.2f} s/step, CPU {row['cpu_s_per_step']:.2f} s/step, "
             f"{row['instances']} instances)",
             flush=True,
@@ -193,11 +221,15 @@ def run_domain(
 
 
 def table(rows: list[dict[str, Any]], ks: list[int]) -> str:
-    """Markdown table: one line per domain, AP50 at k = 0 and each k, round time."""
+    """Markdown table: one line per domain, AP50 at k = 0 and each k, the share of
+    proposals accepted as they are (IoU >= 0.9) and the area bias at k = 0 and the last k,
+    round time."""
     nan = float("nan")
+    last_k = ks[-1]
     head = "| domain | zero-shot AP50 | " + " | ".join(f"AP50 k={k}" for k in ks)
-    head += f" | round (s), k={ks[-1]} | s/step | CPU s/step |\n"
-    head += "|---" * (5 + len(ks)) + "|\n"
+    head += f" | accepted k=0 / {last_k} (at 0.5) | area bias k=0 / {last_k} (at 0.5)"
+    head += f" | round (s), k={last_k} | s/step | CPU s/step |\n"
+    head += "|---" * (7 + len(ks)) + "|\n"
     lines = []
     by: dict[str, dict[int, dict[str, Any]]] = {}
     for r in rows:
@@ -207,13 +239,27 @@ def table(rows: list[dict[str, Any]], ks: list[int]) -> str:
         cells = [f"{per[0]['AP50']:.3f}"]
         cells += [f"{per[k]['AP50']:.3f}" if k in per else "" for k in ks]
         cells += [
+            f"{per[0].get('accepted', nan):.2f} / {last.get('accepted', nan):.2f} "
+            f"({last.get('accepted_at_0.5', nan):.2f})",
+            f"{per[0].get('bias', nan):+.1%} / {last.get('bias', nan):+.1%} "
+            f"({last.get('bias_at_0.5', nan):+.1%})",
+        ]
+        cells += [
             f"{last.get('round_s', nan):.0f}",
             f"{last.get('s_per_step', nan):.2f}",
             f"{last.get('cpu_s_per_step', nan):.2f}",
         ]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     means = [np.mean([per[k]["AP50"] for per in by.values() if k in per]) for k in [0, *ks]]
-    lines.append("| **mean** | " + " | ".join(f"**{m:.3f}**" for m in means) + " | | | |")
+    accepted = [
+        np.mean([per[k].get("accepted", nan) for per in by.values() if k in per])
+        for k in (0, last_k)
+    ]
+    lines.append(
+        "| **mean** | "
+        + " | ".join(f"**{m:.3f}**" for m in means)
+        + f" | {accepted[0]:.2f} / {accepted[1]:.2f} | | | | |"
+    )
     return head + "\n".join(lines) + "\n"
 
 

@@ -404,7 +404,7 @@ def _run_image(model, image: np.ndarray, truth: list[Polygon], threshold: float)
         from labelassist.model.prompts import segment  # heavy: imports torch
 
         boxes = np.array([shapely.bounds(truth[i]) for i in missed], dtype=np.float64)
-        found = segment(  # Model.segment's call, with the model's object size
+        found = segment(  # Model.segment's call, with the model's object size and threshold
             model.net,
             features,
             label_ids=model.meta["label_ids"],
@@ -414,6 +414,7 @@ def _run_image(model, image: np.ndarray, truth: list[Polygon], threshold: float)
             object_size=model.object_size,
             box_scale=BOX_SCALE,
             boxes=boxes,
+            mask_threshold=model.mask_threshold,
         )
         return list(found.polygons)
 

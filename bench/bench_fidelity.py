@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from functools import partial
 
 import numpy as np
 import shapely
@@ -143,6 +144,12 @@ def main() -> None:
         default=None,
         help="predict's object_size: a number (px), 'auto', or leave out for the default",
     )
+    parser.add_argument(
+        "--mask-thresholds",
+        default=None,
+        metavar="T,...",
+        help="also run the labelassist pipeline at these mask thresholds, e.g. 0.55,0.6",
+    )
     args = parser.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -152,8 +159,11 @@ def main() -> None:
     model = load_model(args.model)
     sets = {"synthetic": _synthetic(args.images, args.size), "real": _real()}
 
-    def ours(image):
-        inst = model.predict(image, score_threshold=args.score_threshold, object_size=object_size)
+    def ours(image, mask_threshold=None):
+        extra = {} if mask_threshold is None else {"mask_threshold": mask_threshold}
+        inst = model.predict(
+            image, score_threshold=args.score_threshold, object_size=object_size, **extra
+        )
         return polygons_to_masks(inst.polygons, inst.image_shape)
 
     def theirs(image):
@@ -163,8 +173,12 @@ def main() -> None:
         f"{'data':10s} {'pipeline':12s} {'objects':>7s} {'found':>6s} {'med IoU':>8s} "
         f"{'IoU>=.9':>8s} {'area bias':>9s} {'speed-up':>8s} {'s':>6s}"
     )
+    pipelines = [("torchvision", theirs), ("labelassist", ours)]
+    for t in (args.mask_thresholds or "").split(","):
+        if t.strip():
+            pipelines.append((f"la@{float(t):g}", partial(ours, mask_threshold=float(t))))
     for data_name, data in sets.items():
-        for name, fn in (("torchvision", theirs), ("labelassist", ours)):
+        for name, fn in pipelines:
             r = _run(name, data, fn)
             print(
                 f"{data_name:10s} {name:12s} {r['objects']:7d} {r['found']:6.3f} "

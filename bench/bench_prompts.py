@@ -149,7 +149,9 @@ def _mask_iou(a, b, shape) -> float:
 
 
 def _segment(model: Model, feats, **kwargs) -> Instances:
-    """``model.segment`` with the model's object size (what box_scale="auto" reads)."""
+    """``model.segment`` with the model's object size (what box_scale="auto" reads) and
+    mask threshold."""
+    kwargs.setdefault("mask_threshold", model.mask_threshold)
     return segment(
         model.net,
         feats,

@@ -242,6 +242,7 @@ def test_old_checkpoints_without_input_load_as_none(tmp_path):
         ({"object_size": "big"}, "object_size must be a positive"),
         ({"channels": [0, 0]}, "channels must be 1, 2 or 3 distinct"),
         ({"colour": 1}, r"unknown keys \['colour'\]"),
+        ({"mask_threshold": 1.5}, "mask_threshold'\\] must be a probability within"),
         ("big", "meta\\['input'\\] must be a dict"),
     ],
 )
@@ -270,6 +271,10 @@ def test_damaged_input_meta_is_refused_on_load(tmp_path, bad, match):
         ({"channels": [0, 1, 2, 3]}, "channels must be 1, 2 or 3 distinct"),
         ({"channels": [-1]}, "channels must be 1, 2 or 3 distinct"),
         ({"channels": "1,2"}, "channels must be 1, 2 or 3 distinct"),
+        ({"mask_threshold": 0}, "mask_threshold must be a probability within"),
+        ({"mask_threshold": 1.0}, "mask_threshold must be a probability within"),
+        ({"mask_threshold": "high"}, "mask_threshold must be a probability within"),
+        ({"mask_threshold": True}, "mask_threshold must be a probability within"),
     ],
 )
 def test_set_input_bad_values(kwargs, match):
@@ -277,7 +282,12 @@ def test_set_input_bad_values(kwargs, match):
     with pytest.raises(ValueError, match=match) as info:
         model.set_input(**kwargs)
     assert "\n" not in str(info.value)
-    assert model.meta["input"] == {"object_size": None, "data_object_size": None, "channels": None}
+    assert model.meta["input"] == {
+        "object_size": None,
+        "data_object_size": None,
+        "channels": None,
+        "mask_threshold": None,
+    }
 
 
 def test_model_meta_with_bad_input_is_refused():

@@ -107,7 +107,7 @@ def test_a_short_mix_run_stores_the_recipe_and_object_size(starter_script, tmp_p
         "--mix", "--init", "starter", "--n-train", "4", "--size", "64", "--epochs", "1",
         "--batch-size", "2", "--roi-samples", "16", "--rpn-proposals", "50", "--threads", "1",
         "--run-dir", str(tmp_path / "run"), "--out", str(out), "--n-eval", "1",
-        "--n-eval-kind", "1", "--pictures", "", "--data-seed", "2",
+        "--n-eval-kind", "1", "--pictures", "", "--data-seed", "2", "--n-calibrate", "2",
     ]  # fmt: skip
     threads = torch.get_num_threads()
     try:
@@ -130,3 +130,34 @@ def test_a_short_mix_run_stores_the_recipe_and_object_size(starter_script, tmp_p
     assert json.loads(out.with_suffix(".json").read_text())["starter"]["command"].startswith(
         "python examples/train_starter.py --mix"
     )
+    # the mask threshold chosen on held-out nuclei is stored and used by default
+    calibration = recipe["mask_threshold"]
+    assert model.mask_threshold == calibration["chosen"]
+    assert str(calibration["chosen"]) in calibration["table"]
+    accepted = {t: row["accepted"] for t, row in calibration["table"].items()}
+    assert accepted[str(calibration["chosen"])] == max(accepted.values())
+    assert "nuclei" in calibration["data"]
+
+
+def test_calibrate_only_sets_the_threshold_of_a_model_file(starter_script, tmp_path):
+    source = load_model("starter").save(tmp_path / "in.pt")
+    out = tmp_path / "out.pt"
+    argv = [
+        "--calibrate-only",
+        str(source),
+        "--out",
+        str(out),
+        "--n-calibrate",
+        "1",
+        "--threads",
+        "1",
+    ]
+    threads = torch.get_num_threads()
+    try:
+        assert starter_script.main(argv) == 0
+    finally:
+        torch.set_num_threads(threads)
+    model = la.load_model(out, device="cpu")
+    assert model.mask_threshold == model.meta["starter"]["mask_threshold"]["chosen"]
+    with pytest.raises(SystemExit, match="--calibrate-kinds: 'cats' names no kind or unknown"):
+        starter_script.main(argv + ["--calibrate-kinds", "cats"])

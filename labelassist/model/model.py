@@ -145,7 +145,7 @@ class Model(InputOptions):
         image_or_list: np.ndarray,
         *,
         score_threshold: float = ...,
-        mask_threshold: float = ...,
+        mask_threshold: float | None = ...,
         tile_size: int | None = ...,
         tile_overlap: int | None = ...,
         batch_size: int = ...,
@@ -161,7 +161,7 @@ class Model(InputOptions):
         image_or_list: Sequence[np.ndarray],
         *,
         score_threshold: float = ...,
-        mask_threshold: float = ...,
+        mask_threshold: float | None = ...,
         tile_size: int | None = ...,
         tile_overlap: int | None = ...,
         batch_size: int = ...,
@@ -176,7 +176,7 @@ class Model(InputOptions):
         image_or_list: np.ndarray | Sequence[np.ndarray],
         *,
         score_threshold: float = 0.5,
-        mask_threshold: float = 0.5,
+        mask_threshold: float | None = None,
         tile_size: int | None = None,
         tile_overlap: int | None = None,
         batch_size: int = 4,
@@ -196,6 +196,7 @@ class Model(InputOptions):
         the size the network was trained at; None uses `data_object_size` (no rescaling
         when the model knows no sizes). ``channels`` picks the channels of (H, W, C)
         images (`labelassist.model.normalize.select_channels`); None uses `channels`.
+        ``mask_threshold`` None uses the model's `mask_threshold` (chosen for its edges).
         Results are always on the original pixels (see docs/object_size.md).
 
         Returns
@@ -222,7 +223,7 @@ class Model(InputOptions):
                 normalization=self.meta.get("normalization"),
                 device=self.device,
                 score_threshold=score_threshold,
-                mask_threshold=mask_threshold,
+                mask_threshold=self.mask_threshold if mask_threshold is None else mask_threshold,
                 tile_size=tile_size,
                 tile_overlap=tile_overlap,
                 batch_size=batch_size,
@@ -398,7 +399,7 @@ class Model(InputOptions):
         refine_box: bool = False,
         box_scale: float | str = "auto",
         score_threshold: float = DEFAULT_SCORE_THRESHOLD,
-        mask_threshold: float = 0.5,
+        mask_threshold: float | None = None,
         tolerance: float | None = None,
     ) -> Instances:
         """Segment the objects designated by box and point prompts: one instance per prompt.
@@ -434,8 +435,9 @@ class Model(InputOptions):
             the image's own features (faster for many boxes).
         score_threshold : float
             Results scoring below this are "nothing found": an empty polygon, score 0.
-        mask_threshold : float
-            Mask probability above which a pixel is inside, within (0, 1).
+        mask_threshold : float, optional
+            Mask probability above which a pixel is inside, within (0, 1); default the
+            model's `mask_threshold`.
         tolerance : float, optional
             Polygon simplification (default `labelassist.geometry.DEFAULT_TOLERANCE`).
 
@@ -471,7 +473,7 @@ class Model(InputOptions):
                 label=label,
                 refine_box=refine_box,
                 score_threshold=score_threshold,
-                mask_threshold=mask_threshold,
+                mask_threshold=self.mask_threshold if mask_threshold is None else mask_threshold,
                 tolerance=tolerance,
                 object_size=self.object_size,
                 box_scale=box_scale,

@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # pragma: no cover - the model package imports torch
 
 __all__ = [
     "AUTO_FREEZE_INSTANCES",
+    "CALIBRATION_IMAGES",
     "FREEZE_CHOICES",
     "REGION_CHOICES",
     "SELECT_CHOICES",
@@ -40,6 +41,9 @@ SELECT_CHOICES = ("last", "best")
 
 #: `auto_freeze`: with fewer training instances than this, the backbone body is frozen.
 AUTO_FREEZE_INSTANCES = 0
+
+#: ``mask_threshold="auto"`` chooses the threshold on at most this many training images.
+CALIBRATION_IMAGES = 4
 
 
 @dataclass
@@ -169,6 +173,18 @@ class TrainConfig:
         The keypoint heatmap target: a Gaussian of this many heatmap cells (a cell is
         1/56 of the RoI's width and height) around each keypoint, trained with a soft
         cross-entropy (`labelassist.train.keypoint_loss`); 0: torchvision's one-hot cell.
+    mask_threshold : float, None or "auto"
+        The mask threshold the trained model stores (`labelassist.Model.mask_threshold`,
+        the default of its `predict` and `segment`). A number: that value; the default 0.5
+        is the probability at which a round teaches the mask head your outlines (binary
+        cross-entropy on them), and measured best after a round on three of four new
+        modalities (the starter's own 0.6 was chosen for nuclei as they are; see
+        bench/results_fidelity.md). None: the model's, unchanged. ``"auto"``: after
+        training, the one whose proposals on the training images (up to
+        `CALIBRATION_IMAGES` of them, those with the most instances) most often match the
+        annotations at IoU >= 0.9 (`labelassist.fidelity.choose_mask_threshold`); the
+        trained network fits its training images' edges near 0.5, so this measured no gain
+        on held-out images.
 
     Raises
     ------
@@ -221,6 +237,7 @@ class TrainConfig:
     keypoint_roi_samples: int | None = 128
     keypoint_margin: float = 0.1
     keypoint_sigma: float = 0.0
+    mask_threshold: float | str | None = 0.5
 
     def __post_init__(self) -> None:
         self.epochs = check_int(self.epochs, "epochs", minimum=1, allow_none=True)
@@ -274,6 +291,7 @@ class TrainConfig:
             check_number(self.keypoint_margin, "keypoint_margin", minimum=0, maximum=1)
         )
         self.keypoint_sigma = float(check_number(self.keypoint_sigma, "keypoint_sigma", minimum=0))
+        self.mask_threshold = _mask_threshold(self.mask_threshold)
 
     @property
     def by_steps(self) -> bool:
@@ -285,6 +303,16 @@ class TrainConfig:
         (True, False)
         """
         return self.epochs is None
+
+
+def _mask_threshold(value: Any) -> float | str | None:
+    if value is None or value == "auto":
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+        raise ValueError(
+            f"mask_threshold must be 'auto', None or a probability within (0, 1), got {value!r}"
+        )
+    return float(value)
 
 
 def auto_freeze(n_instances: int) -> str:

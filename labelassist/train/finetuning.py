@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -22,8 +23,9 @@ import torch
 
 from ..coco import Dataset
 from ..instances import Instances
+from ..io import read_image
 from ..model import Model
-from .config import TrainConfig, TrainResult, merge_config
+from .config import CALIBRATION_IMAGES, TrainConfig, TrainResult, merge_config
 from .crops import CropImages
 from .data import (
     Keypoints,
@@ -173,7 +175,8 @@ def finetune(
     -------
     TrainResult
         The trained model (with ``object_size``, ``data_object_size`` and ``channels``
-        set, see `TrainConfig.size_norm`), the per-epoch history and the checkpoint path.
+        set, see `TrainConfig.size_norm`, and ``mask_threshold``, see
+        `TrainConfig.mask_threshold`), the per-epoch history and the checkpoint path.
 
     Raises
     ------
@@ -209,6 +212,7 @@ def finetune(
     _check_model(model)
     out_dir = _run_folder(out, resume)
     pairs, data_classes, data_points, val_data = _read_data(train, val, image_root)
+    originals = pairs  # as read: the threshold is chosen on the user's own pixels
     data_points = pair_keypoints(keypoints, data_points, train)
     state = None
     if resume and out_dir is not None:
@@ -217,6 +221,7 @@ def finetune(
         model, pairs = _model_for_data(model, pairs, (data_classes, data_points), config, group)
         config = _keypoint_budget(model, config)
         run = _Run.start(model, pairs, config, group)
+        is_main = group.main
         first, prior, history = _first_epoch(run, state, out_dir)
         limits = {"roi_samples": config.roi_samples, "rpn_proposals": config.rpn_proposals}
         with (
@@ -229,7 +234,47 @@ def finetune(
     set_history(model, prior + history, config)
     if checkpoint is None and out_dir is not None and (out_dir / CHECKPOINT).exists():
         checkpoint = out_dir / CHECKPOINT
+    if _store_mask_threshold(model, originals, config) and checkpoint is not None and is_main:
+        model.save(checkpoint)  # the checkpoint returned is the model returned
     return TrainResult(model=model, history=history, checkpoint=checkpoint)
+
+
+def _store_mask_threshold(model: Model, pairs: list[Pair], config: TrainConfig) -> bool:
+    """Set `TrainConfig.mask_threshold` on the trained ``model``; True if it changed.
+
+    ``"auto"`` predicts the training images with the most instances (at most
+    `CALIBRATION_IMAGES`) at each candidate threshold and keeps the one whose proposals
+    most often match the annotations at IoU >= 0.9 (`choose_mask_threshold`); the
+    training images are the only annotations a round has, and their outlines are the
+    annotator's edge convention, which the threshold decides."""
+    if config.mask_threshold is None:
+        return False
+    before = model.mask_threshold
+    if config.mask_threshold == "auto":
+        from ..fidelity import choose_mask_threshold
+
+        ranked = sorted(pairs, key=lambda pair: -len(pair[1]))[:CALIBRATION_IMAGES]
+        ranked = [
+            (read_image(image) if isinstance(image, (str, os.PathLike)) else image, inst)
+            for image, inst in ranked
+            if len(inst)
+        ]
+        if not ranked:
+            return False
+        with warnings.catch_warnings():  # a missed object counts alike at every threshold
+            warnings.filterwarnings("ignore", message=r".*the model's limit of \d+ detections")
+            best, table = choose_mask_threshold(model, ranked)
+        model.meta["mask_threshold_choice"] = {
+            "images": len(ranked),
+            "accepted": {str(t): round(f.accepted, 4) for t, f in table.items()},
+        }
+        logger.info(
+            "mask threshold %.2f (was %.2f) chosen on %d training images", best, before, len(ranked)
+        )
+    else:
+        best = float(config.mask_threshold)
+    model.set_input(mask_threshold=best)
+    return best != before
 
 
 def _check_model(model: Any) -> None:
