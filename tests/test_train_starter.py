@@ -100,6 +100,15 @@ def test_imagenet_plus_starter_init_copies_the_heads(starter_script, monkeypatch
     assert model.classes == ["obj"] and "heads_from" in model.meta
 
 
+def _main(starter_script, argv):
+    """Run the script's main (it sets torch's thread count: restored after)."""
+    threads = torch.get_num_threads()
+    try:
+        assert starter_script.main(argv) == 0
+    finally:
+        torch.set_num_threads(threads)
+
+
 @pytest.mark.slow
 def test_a_short_mix_run_stores_the_recipe_and_object_size(starter_script, tmp_path):
     out = tmp_path / "starter.pt"
@@ -109,11 +118,7 @@ def test_a_short_mix_run_stores_the_recipe_and_object_size(starter_script, tmp_p
         "--run-dir", str(tmp_path / "run"), "--out", str(out), "--n-eval", "1",
         "--n-eval-kind", "1", "--pictures", "", "--data-seed", "2", "--n-calibrate", "2",
     ]  # fmt: skip
-    threads = torch.get_num_threads()
-    try:
-        assert starter_script.main(argv) == 0
-    finally:
-        torch.set_num_threads(threads)
+    _main(starter_script, argv)
     model = la.load_model(out, device="cpu")
     recipe = model.meta["starter"]
     assert model.classes == ["object"] and recipe["init"] == "starter"
@@ -152,11 +157,7 @@ def test_calibrate_only_sets_the_threshold_of_a_model_file(starter_script, tmp_p
         "--threads",
         "1",
     ]
-    threads = torch.get_num_threads()
-    try:
-        assert starter_script.main(argv) == 0
-    finally:
-        torch.set_num_threads(threads)
+    _main(starter_script, argv)
     model = la.load_model(out, device="cpu")
     assert model.mask_threshold == model.meta["starter"]["mask_threshold"]["chosen"]
     with pytest.raises(SystemExit, match="--calibrate-kinds: 'cats' names no kind or unknown"):
