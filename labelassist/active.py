@@ -100,7 +100,9 @@ def rank_images(
         for start in range(0, len(images), batch_size):
             batch = [_load(im) for im in images[start : start + batch_size]]
             inputs = batch + [np.ascontiguousarray(im[:, ::-1]) for im in batch] if flip else batch
-            preds = model.predict(inputs, score_threshold=min_score, batch_size=batch_size)
+            preds = model.predict(
+                inputs, score_threshold=min_score, batch_size=batch_size, mirror=False
+            )
             for k in range(len(batch)):
                 mirrored = _unflip(preds[len(batch) + k]) if flip else None
                 scores[start + k] = image_uncertainty(preds[k], mirrored)

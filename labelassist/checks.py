@@ -26,8 +26,11 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
+import numpy as np
+
 __all__ = [
     "BACKGROUND_NAMES",
+    "check_bool",
     "check_choice",
     "check_classes",
     "check_int",
@@ -143,6 +146,23 @@ def check_shape(shape: Any, name: str = "shape", *, minimum: int = 0) -> tuple[i
     if len(values) != 2 or min(values) < minimum:
         raise ValueError(message)
     return values[0], values[1]
+
+
+def check_bool(value: Any, name: str) -> bool:
+    """``value`` if it is True or False (numpy's bools too), else `TypeError`.
+
+    Examples
+    --------
+    >>> check_bool(True, "mirror")
+    True
+    >>> check_bool("no", "mirror")
+    Traceback (most recent call last):
+    ...
+    TypeError: mirror must be True or False, got 'no'
+    """
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
 
 
 def check_choice(value: Any, name: str, choices: Sequence[_T]) -> _T:

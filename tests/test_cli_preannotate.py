@@ -135,6 +135,30 @@ def test_failed_images_are_retried_only_with_retry_failed(tmp_path, checkpoint, 
     ]
 
 
+def test_mask_options_reach_the_model(tmp_path, checkpoint, capsys):
+    _write_images(tmp_path / "imgs", 2)
+    from labelassist.model import load_model
+
+    model = load_model(checkpoint)
+    for extra, options in [
+        (["--no-mirror"], {"mirror": False}),
+        (["--mask-threshold", "0.3"], {"mask_threshold": 0.3}),
+    ]:
+        out, ref = tmp_path / "preds.json", tmp_path / "ref.json"
+        assert main(_args([tmp_path / "imgs"], checkpoint, out, "--workers", "0", *extra)) == 0
+        preannotate(
+            tmp_path / "imgs", model, out=ref, score_threshold=SCORE, progress=False, **options
+        )
+        default = tmp_path / "default.json"
+        preannotate(tmp_path / "imgs", model, out=default, score_threshold=SCORE, progress=False)
+        assert _coco_content(out) == _coco_content(ref)
+        assert _coco_content(ref)["annotations"]
+        assert _coco_content(ref) != _coco_content(default), extra
+        for path in (out, ref, default):
+            path.unlink()
+    capsys.readouterr()
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -150,6 +174,7 @@ def test_failed_images_are_retried_only_with_retry_failed(tmp_path, checkpoint, 
         ({"extra": ["--tile-size", "8"]}, r"tile_size must be .*>= 32"),
         ({"extra": ["--tile-size", "64", "--tile-overlap", "40"]}, "tile_overlap must be an int"),
         ({"extra": ["--tile-overlap", "16"]}, "only used with tile_size; pass tile_size too"),
+        ({"extra": ["--mask-threshold", "1"]}, r"mask_threshold must be within \(0, 1\)"),
     ],
 )
 def test_errors_are_one_line(tmp_path, checkpoint, capsys, change, message):

@@ -194,3 +194,68 @@ def test_bad_configured_threshold(bad):
 
     with pytest.raises(ValueError, match=r"^mask_threshold must be 'auto', None or a probability"):
         TrainConfig(mask_threshold=bad)
+
+
+# -- the mirrored pass (test-time augmentation) ---------------------------------------------
+
+
+def _heads_on(net, image, boxes):
+    """The mask head's probabilities of class 1 on ``boxes`` (network coordinates) of
+    ``image`` (network input), with the image list the detector builds."""
+    il, _ = net.transform([image])
+    feats = net.backbone(il.tensors)
+    heads = net.roi_heads
+    logits = heads.mask_predictor(
+        heads.mask_head(heads.mask_roi_pool(feats, [boxes], il.image_sizes))
+    )
+    return il, logits[:, 1:2].sigmoid()
+
+
+def test_mirrored_masks_are_exactly_mirror_equivariant(starter, nuclei):
+    """Averaged with the mirrored image's, the masks of an image and of its mirror are each
+    other's mirror, exactly: it fails if the mirrored boxes are off by a pixel or the
+    mirrored pass is skipped (the network itself is not mirror-equivariant)."""
+    import torch
+
+    from labelassist.model.inference import _average_mirrored
+    from labelassist.model.normalize import to_tensor
+
+    net = starter.net.eval()
+    image = to_tensor(nuclei[0][0], normalization=starter.normalization)
+    width = image.shape[-1]
+    boxes = torch.tensor(
+        [[10.0, 12.0, 31.5, 30.0], [40.2, 50.0, 60.0, 75.5], [0.0, 3.0, 20.0, 22.0]]
+    )
+    mirrored = torch.stack(
+        [width - 1 - boxes[:, 2], boxes[:, 1], width - 1 - boxes[:, 0], boxes[:, 3]], 1
+    )
+    labels = torch.ones(3, dtype=torch.int64)
+    with torch.inference_mode():
+        il, plain = _heads_on(net, image, boxes)
+        il_m, plain_m = _heads_on(net, torch.flip(image, [-1]), mirrored)
+        assert il.tensors.shape[-1] == width  # no padding: the mirror of the batch is exact
+        a = [{"boxes": boxes, "labels": labels, "masks": plain.clone()}]
+        b = [{"boxes": mirrored, "labels": labels, "masks": plain_m.clone()}]
+        _average_mirrored(net, il, a)
+        _average_mirrored(net, il_m, b)
+    torch.testing.assert_close(a[0]["masks"], b[0]["masks"].flip(-1), atol=1e-5, rtol=1e-4)
+    assert (plain - plain_m.flip(-1)).abs().max() > 1e-3  # the network alone is not
+
+
+def test_mirror_changes_only_the_masks(starter, nuclei):
+    image = nuclei[1][0]
+    on = starter.predict(image)  # the default
+    off = starter.predict(image, mirror=False)
+    assert len(on) == len(off) > 3
+    np.testing.assert_array_equal(on.labels, off.labels)
+    np.testing.assert_allclose(on.scores, off.scores, rtol=1e-5)
+    same = [p.equals(q) for p, q in zip(on.polygons, off.polygons, strict=True)]
+    assert not all(same)
+    iou, _ = match_masks(on, off)
+    assert iou.min() > 0.8
+
+
+@pytest.mark.parametrize("bad", ["yes", 1, None])
+def test_bad_mirror(starter, bad):
+    with pytest.raises(TypeError, match="mirror must be True or False"):
+        starter.predict(np.zeros((32, 32), np.uint8), mirror=bad)

@@ -36,6 +36,10 @@ class Options:
     object_size: float | str | None = None
     #: the channels in effect (the run's, else the model's); None: images as they are
     channels: tuple[int, ...] | None = None
+    #: the masks' probability threshold (None: the model's `Model.mask_threshold`)
+    mask_threshold: float | None = None
+    #: average each mask with the mirrored image's (`Model.predict`'s ``mirror``)
+    mirror: bool = True
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,8 @@ def _predict(model: Model, images: list[np.ndarray], options: Options) -> list[I
         batch_size=options.batch_size,
         object_size=options.object_size,
         channels=options.channels,
+        mask_threshold=options.mask_threshold,
+        mirror=options.mirror,
     )
     return [result] if isinstance(result, Instances) else result
 

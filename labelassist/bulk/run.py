@@ -62,6 +62,8 @@ def preannotate(
     tile_overlap: int | None = None,
     object_size: float | str | None = None,
     channels: int | Sequence[int] | None = None,
+    mask_threshold: float | None = None,
+    mirror: bool = True,
     batch_size: int = 4,
     num_workers: int | None = None,
     client: Any = None,
@@ -121,6 +123,12 @@ def preannotate(
         Channels of (H, W, C) images to use, in order (one: gray; two, e.g. cytoplasm
         and nucleus: green and blue; three: RGB). None: ``model.channels`` (images as they
         are when that is None). Arrays may then have any number of channels.
+    mask_threshold : float, optional
+        Mask probability above which a pixel is inside, within (0, 1). None: the model's
+        own (`Model.mask_threshold`, chosen for its edges).
+    mirror : bool, default True
+        Average each mask with the one predicted on the left-right mirrored image (closer
+        edges, about 1.5x the time; see `Model.predict`). Not used for stacks.
     batch_size : int, default 4
         Images per forward pass (and per Dask task).
     num_workers : int, optional
@@ -213,6 +221,8 @@ def preannotate(
         batch_size=batch_size,
         object_size=object_size,
         channels=channels,
+        mask_threshold=mask_threshold,
+        mirror=mirror,
     )
     previous = Previous()
     if out_path is not None:
@@ -233,6 +243,8 @@ def preannotate(
         tile_overlap,
         None if object_size is None else object_size,
         picked if picked is not None else model.channels,
+        None if mask_threshold is None else float(mask_threshold),
+        bool(mirror),
     )
 
     start = time.perf_counter()

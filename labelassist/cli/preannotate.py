@@ -47,6 +47,9 @@ examples:
   # z-stacks and movies: objects linked over planes -> preds.stacks/<file>.json
   labelassist preannotate stacks/*.tif --out preds.json
 
+  # the fastest pass over many images: no mirrored pass for the masks
+  labelassist preannotate images/ --out preds.json --no-mirror
+
   # keep only confident proposals, 4 decoding processes, on the GPU
   labelassist preannotate images/ --out preds.json --score-threshold 0.7 --workers 4 --device cuda
 
@@ -84,6 +87,20 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         default=0.5,
         metavar="S",
         help="keep detections scoring above S, in [0, 1] (default: 0.5)",
+    )
+    parser.add_argument(
+        "--mask-threshold",
+        type=float,
+        default=None,
+        metavar="P",
+        help="mask probability above which a pixel is inside, in (0, 1); higher: tighter "
+        "outlines (default: the threshold stored with the model, chosen for its edges)",
+    )
+    parser.add_argument(
+        "--no-mirror",
+        action="store_true",
+        help="skip averaging each mask with the mirrored image's: about 1.5x faster, "
+        "slightly rougher outlines",
     )
     parser.add_argument(
         "--tile-size",
@@ -235,6 +252,8 @@ def run(args: argparse.Namespace) -> int:
                 tile_overlap=args.tile_overlap,
                 object_size=args.object_size,
                 channels=args.channels,
+                mask_threshold=args.mask_threshold,
+                mirror=not args.no_mirror,
                 batch_size=args.batch_size,
                 num_workers=args.workers,
                 client=client,

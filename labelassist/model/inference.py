@@ -5,6 +5,13 @@ rescaled to the input size, masks left as 28x28 RoI probabilities). `inference_s
 puts a network in eval mode with the caller's score threshold and CPU speed-ups;
 `detection_limits` scales its per-image limits (detections kept, RPN proposals) with the
 input's area so that dense fields keep every object.
+
+``detect(..., mirror=True)`` is test-time augmentation of the masks: each detection's mask
+probabilities are averaged with the mask head's on the left-right mirrored image (the
+backbone run again on the mirrored input, the detection's box mirrored with it), which
+smooths the head's edge noise. Measured on held-out synthetic nuclei with the starter
+(bench/bench_fidelity.py): median mask IoU 0.897 -> 0.905, proposals accepted at IoU 0.9
+45.8 -> 49.5 %, for about 1.5x the time of a forward on the CPU.
 """
 
 from __future__ import annotations
@@ -242,12 +249,43 @@ def inference_setup(net: nn.Module, score_threshold: float) -> Iterator[None]:
         net.train(was_training)
 
 
+def _average_mirrored(detector: Any, image_list: Any, detections: list[dict]) -> None:
+    """Average each detection's ``masks`` (in place) with the mask head's on the
+    left-right mirrored input.
+
+    Pixel ``j`` of the padded batch (width ``W``) is pixel ``W - 1 - j`` of its mirror, and
+    in RoI coordinates (``aligned=False``: index ``j`` is the centre of pixel ``j``) a box
+    ``x0 .. x1`` becomes ``W - 1 - x1 .. W - 1 - x0``; its mask bins come out in mirrored
+    order and are flipped back before averaging.
+    """
+    counts = [len(d["boxes"]) for d in detections]
+    if sum(counts) == 0 or any("masks" not in d for d in detections):
+        return
+    heads = detector.roi_heads
+    width = float(image_list.tensors.shape[-1])
+    features = detector.backbone(torch.flip(image_list.tensors, [-1]))
+    if isinstance(features, torch.Tensor):
+        features = OrderedDict([("0", features)])
+    boxes = []
+    for det in detections:
+        b = det["boxes"]
+        boxes.append(torch.stack([width - 1 - b[:, 2], b[:, 1], width - 1 - b[:, 0], b[:, 3]], 1))
+    logits = heads.mask_predictor(
+        heads.mask_head(heads.mask_roi_pool(features, boxes, image_list.image_sizes))
+    )
+    labels = torch.cat([d["labels"] for d in detections])
+    probs = logits[torch.arange(len(labels), device=labels.device), labels][:, None].sigmoid()
+    for det, mirrored in zip(detections, probs.flip(-1).split(counts), strict=True):
+        det["masks"] = (det["masks"] + mirrored.to(det["masks"].dtype)) / 2
+
+
 def detect(
     net: nn.Module,
     images: Sequence[torch.Tensor],
     device: torch.device,
     *,
     limits: DetectionLimits | None = None,
+    mirror: bool = False,
 ) -> list[dict[str, torch.Tensor]]:
     """Run the detector like ``GeneralizedRCNN.forward`` but keep the RoI masks.
 
@@ -261,6 +299,9 @@ def detect(
         Where ``net`` is; CUDA runs in float16 autocast.
     limits : DetectionLimits, optional
         Limits for this forward (restored afterwards); default the network's own.
+    mirror : bool
+        Average each mask with the mask head's on the mirrored image (see the module
+        notes); the boxes, labels and scores are the unmirrored forward's.
 
     Returns
     -------
@@ -294,6 +335,9 @@ def detect(
                 features = OrderedDict([("0", features)])
             proposals, _ = detector.rpn(image_list, features)
             detections, _ = detector.roi_heads(features, proposals, image_list.image_sizes)
+            if mirror:
+                del features, proposals  # memory: the mirrored pass computes its own
+                _average_mirrored(detector, image_list, detections)
     finally:
         saved.apply(net)
     out = []

@@ -153,6 +153,7 @@ class Model(InputOptions):
         max_detections: int | None = ...,
         object_size: float | str | Sequence[float | str | None] | None = ...,
         channels: int | Sequence[int] | None = ...,
+        mirror: bool = ...,
     ) -> Instances: ...
 
     @overload
@@ -169,6 +170,7 @@ class Model(InputOptions):
         max_detections: int | None = ...,
         object_size: float | str | Sequence[float | str | None] | None = ...,
         channels: int | Sequence[int] | None = ...,
+        mirror: bool = ...,
     ) -> list[Instances]: ...
 
     def predict(
@@ -184,6 +186,7 @@ class Model(InputOptions):
         max_detections: int | None = None,
         object_size: float | str | Sequence[float | str | None] | None = None,
         channels: int | Sequence[int] | None = None,
+        mirror: bool = True,
     ) -> Instances | list[Instances]:
         """Predict instances on one image or a list of images.
 
@@ -197,6 +200,8 @@ class Model(InputOptions):
         when the model knows no sizes). ``channels`` picks the channels of (H, W, C)
         images (`labelassist.model.normalize.select_channels`); None uses `channels`.
         ``mask_threshold`` None uses the model's `mask_threshold` (chosen for its edges).
+        ``mirror`` (default True) averages each mask with the one predicted on the
+        left-right mirrored image: closer edges for about 1.5x the time (False for speed).
         Results are always on the original pixels (see docs/object_size.md).
 
         Returns
@@ -231,6 +236,7 @@ class Model(InputOptions):
                 max_detections=max_detections,
                 object_size=object_size,
                 channels=self.channels if channels is None else channels,
+                mirror=mirror,
                 net_object_size=self.object_size,
                 default_object_size=self.data_object_size,
             )

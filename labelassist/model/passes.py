@@ -100,6 +100,7 @@ class Runner:
     batch_size: int
     tolerance: float | None
     max_detections: int | None
+    mirror: bool = False
 
     def __call__(self, originals: list[np.ndarray], factors: list[float]) -> list[Instances]:
         if not originals:
@@ -135,7 +136,9 @@ class Runner:
                 area = max(_tile_area(pending[i], t) for i, t, _ in batch)
                 cap = detection_limits(net, area, max_detections=self.max_detections)
                 for (idx, tile, tiled_shape), det in zip(
-                    batch, detect(net, tensors, self.device, limits=cap), strict=True
+                    batch,
+                    detect(net, tensors, self.device, limits=cap, mirror=self.mirror),
+                    strict=True,
                 ):
                     if len(det["boxes"]) >= cap.detections:
                         saturated.append(cap.detections)
