@@ -6,11 +6,13 @@ set, over the objects found at IoU >= 0.5: the median IoU, the share of objects 
 proposal reaches IoU >= 0.9 (accepted as it is by an annotator), and the median area bias
 ``(proposal area - true area) / true area`` (positive: masks too large).
 
-Two pipelines run on the same images with the same network and score threshold:
+Three pipelines run on the same images with the same network and score threshold:
 
-- ``labelassist``: ``Model.predict`` (RoI masks placed at their exact box coordinates, see
-  `labelassist.model.predict.rois_to_polygons`, traced to polygons at the default
+- ``labelassist``: ``Model.predict`` with its defaults (RoI masks placed at their exact box
+  coordinates, see `labelassist.model.roi_masks.rois_to_polygons`, at the model's mask
+  threshold, each averaged with the mirrored image's, traced to polygons at the default
   tolerance);
+- ``la, no mirror``: the same with ``mirror=False`` (one pass, as up to this version);
 - ``torchvision``: the network's own ``forward`` (``paste_masks_in_image``: box grown by
   one pixel, truncated to integers), masks thresholded at 0.5 — the placement labelassist
   used up to v1.
@@ -159,8 +161,9 @@ def main() -> None:
     model = load_model(args.model)
     sets = {"synthetic": _synthetic(args.images, args.size), "real": _real()}
 
-    def ours(image, mask_threshold=None):
-        extra = {} if mask_threshold is None else {"mask_threshold": mask_threshold}
+    def ours(image, mask_threshold=None, **extra):
+        if mask_threshold is not None:
+            extra["mask_threshold"] = mask_threshold
         inst = model.predict(
             image, score_threshold=args.score_threshold, object_size=object_size, **extra
         )
@@ -170,10 +173,14 @@ def main() -> None:
         return _torchvision_masks(model, image, args.score_threshold)
 
     print(
-        f"{'data':10s} {'pipeline':12s} {'objects':>7s} {'found':>6s} {'med IoU':>8s} "
+        f"{'data':10s} {'pipeline':14s} {'objects':>7s} {'found':>6s} {'med IoU':>8s} "
         f"{'IoU>=.9':>8s} {'area bias':>9s} {'speed-up':>8s} {'s':>6s}"
     )
-    pipelines = [("torchvision", theirs), ("labelassist", ours)]
+    pipelines = [
+        ("torchvision", theirs),
+        ("labelassist", ours),
+        ("la, no mirror", partial(ours, mirror=False)),
+    ]
     for t in (args.mask_thresholds or "").split(","):
         if t.strip():
             pipelines.append((f"la@{float(t):g}", partial(ours, mask_threshold=float(t))))
@@ -181,7 +188,7 @@ def main() -> None:
         for name, fn in pipelines:
             r = _run(name, data, fn)
             print(
-                f"{data_name:10s} {name:12s} {r['objects']:7d} {r['found']:6.3f} "
+                f"{data_name:10s} {name:14s} {r['objects']:7d} {r['found']:6.3f} "
                 f"{r['median_iou']:8.3f} {r['iou90']:8.3f} {r['bias']:+9.3f} "
                 f"{r['speedup']:7.2f}x {r['seconds']:6.1f}"
             )
