@@ -197,6 +197,41 @@ def test_small_boxes_are_segmented_at_the_model_object_size(starter):
     assert np.mean(auto) >= np.mean(native), (np.mean(auto), np.mean(native))
 
 
+def test_enlarged_box_prompts_average_the_mirrored_crop_exactly(starter):
+    """The mirrored crop's mask probabilities of a box prompt (`_mirrored_probs`), averaged
+    with the crop's own, are mirror-equivariant: the crop and its mirror (boxes mirrored in
+    RoI index coordinates, ``W - 1 - x``) give each other's mirror exactly. It fails if the
+    mirrored pass is skipped or the mirrored boxes are off by a pixel (the network alone is
+    not mirror-equivariant)."""
+    from labelassist.model.box_prompts import _mirrored_probs, mask_probs
+
+    image, _ = synthetic_nuclei((96, 128), seed=5)
+    mirror = np.ascontiguousarray(image[:, ::-1])
+    rois = torch.tensor(
+        [[10.0, 12.0, 31.5, 30.0], [40.2, 50.0, 60.0, 75.5], [0.0, 3.0, 20.0, 22.0]]
+    )
+    width = image.shape[1]
+    flipped = torch.stack(
+        [width - 1 - rois[:, 2], rois[:, 1], width - 1 - rois[:, 0], rois[:, 3]], 1
+    )
+    cols = torch.ones(3, dtype=torch.int64)
+    net = starter.net.eval()
+
+    def averaged(img, other, boxes):
+        feats = starter.encode(img)
+        enc = feats.encode_window(feats.window_for((0, 0, 0, 0)))
+        assert enc.net_size[1] == width  # RoI coordinates are the image's pixels
+        other_feats = starter.encode(other)
+        plain = mask_probs(net, enc, boxes, cols, feats.device)
+        return plain, (plain + _mirrored_probs(net, other_feats, boxes, cols, width)) / 2
+
+    with torch.inference_mode():
+        plain_a, a = averaged(image, mirror, rois)
+        plain_b, b = averaged(mirror, image, flipped)
+    torch.testing.assert_close(a, b.flip(-1), atol=1e-5, rtol=1e-4)
+    assert (plain_a - plain_b.flip(-1)).abs().max() > 1e-3  # the network alone is not
+
+
 @pytest.mark.parametrize("box_scale", [1, 2, 3, 4, "auto"])
 def test_scaled_box_prompts_keep_coordinates(starter, box_scale):
     """A bright 8 x 8 px square (x 30-38, y 40-48) comes back in place at every scale: the
