@@ -64,7 +64,7 @@ def _use_checkpoint(widget, path):
 
 
 def test_defaults_change_nothing(widget):
-    assert widget.input_options() == {"object_size": None, "channels": None}
+    assert widget.input_options() == {"object_size": None, "channels": None, "mirror": True}
     assert widget.object_size.native.isHidden()
     widget.size_mode.value = "set (px)"
     assert not widget.object_size.native.isHidden()
@@ -82,7 +82,7 @@ def test_a_set_object_size_rescales_and_proposals_stay_on_the_image_pixels(
     _use_checkpoint(widget, sized_checkpoint)
     widget.size_mode.value = "set (px)"
     widget.object_size.value = 40.0
-    assert widget.input_options() == {"object_size": 40.0, "channels": None}
+    assert widget.input_options() == {"object_size": 40.0, "channels": None, "mirror": True}
     layer = _run(widget, qtbot)
     [model] = widget._models.values()
     expected = model.predict(image, score_threshold=0.0, object_size=40.0)
@@ -107,6 +107,28 @@ def test_auto_and_channels_reach_the_model(viewer, widget, qtbot, sized_checkpoi
     got = layer_to_instances(layer)
     assert len(got) == len(expected) > 0
     np.testing.assert_allclose(np.sort(got.scores), np.sort(expected.scores), rtol=1e-6)
+
+
+def test_the_mirrored_pass_can_be_turned_off(viewer, widget, qtbot):
+    """Unchecked, the proposals are `predict(mirror=False)`'s: the starter's masks differ from
+    the default's, its detections do not."""
+    image, _ = la.synthetic_nuclei((96, 128), n=8, seed=3)
+    viewer.add_image(image, name="nuclei")
+    widget.device.value = "cpu"
+    widget.mirror.value = False
+    assert widget.input_options()["mirror"] is False
+    layer = _run(widget, qtbot)
+    [model] = widget._models.values()
+    got = layer_to_instances(layer)
+    single = model.predict(image, mirror=False)
+    mirrored = model.predict(image)
+    assert len(got) == len(single) > 3
+
+    def areas(inst):
+        return np.sort([p.area for p in inst.polygons])
+
+    np.testing.assert_allclose(areas(got), areas(single))
+    assert not np.allclose(areas(single), areas(mirrored))
 
 
 def test_bad_options_are_reported_not_raised(viewer, widget, qtbot):
