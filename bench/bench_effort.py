@@ -14,8 +14,10 @@ else remains. Three workflows, the same images and the same starter model
 (c) **pre-annotation + prompts + refinement**: as (b), but a proposal at 0.5-0.9 first gets
     "Refine edges" (`labelassist.refine.refine_edges`, one press) and is accepted if that
     reaches 0.9; a missed object gets a box prompt on its true box
-    (``model.segment(model.encode(image), boxes=...)`` with the model's object size, features
-    encoded once per image; ``--box-scale``),
+    (``model.segment(model.encode(image), boxes=..., exclude=...)`` with the model's object
+    size, features encoded once per image; ``--box-scale``). The detected objects are done
+    first, so the prompts keep off them (``exclude``: the accepted proposals as they are, the
+    fixed ones as the truth they were brought to; ``--no-exclude`` to compare),
     accepted at IoU >= 0.9, else refined, else fixed like (b). Point prompts are not used:
     a click selects among the model's own detections (`labelassist.model.prompts`), and a
     missed object has, by definition, no good one.
@@ -103,6 +105,7 @@ DRAW_RULE = "exact"  # or "economical" (--draw-rule)
 EDIT_RULE = "greedy"  # or "exact" (--edit-rule)
 ECONOMICAL_TOLERANCES = (2.0, 1.5, 1.0, 0.75)
 BOX_SCALE: float | str = "auto"  # box prompts' box_scale (--box-scale)
+EXCLUDE = True  # box prompts keep off the objects annotated by then (--no-exclude)
 
 Polygon: TypeAlias = shapely.Geometry
 Refiner = Callable[[int], Polygon]  # index -> refined polygon
@@ -270,23 +273,26 @@ def annotate(
     shape: tuple[int, int],
     *,
     refine: Refiner | None = None,
-    box_prompt: Callable[[list[int]], list[Polygon]] | None = None,
+    box_prompt: Callable[[list[int], list[Polygon]], list[Polygon]] | None = None,
     refine_prompted: Callable[[list[int], list[Polygon]], list[Polygon]] | None = None,
 ) -> Outcome:
     """Workflow (b) without callbacks, (c) with them.
 
-    ``refine(j)``: proposal ``j`` after "Refine edges"; ``box_prompt(missed)``: the box
-    prompt's polygon for each missed truth index; ``refine_prompted(missed, polygons)``:
-    those polygons refined.
+    ``refine(j)``: proposal ``j`` after "Refine edges"; ``box_prompt(missed, annotated)``:
+    the box prompt's polygon for each missed truth index, given the objects annotated by
+    then (the detected ones: accepted proposals as they are, fixed ones as the truth they
+    were brought to); ``refine_prompted(missed, polygons)``: those polygons refined.
     """
     iou = mask_iou(truth, proposals, shape)
     pairs = match(iou)
     out = Outcome(Tally(), proposals=len(proposals))
     out.tally.add("delete", len(proposals) - len(pairs))
+    annotated: list[Polygon] = []
     for i, j in pairs.items():
         if iou[i, j] >= ACCEPT_IOU:
             out.accepted_unchanged += 1
             out.tally.add("accept")
+            annotated.append(proposals[j])
             continue
         current = proposals[j]
         if refine is not None:
@@ -294,9 +300,11 @@ def annotate(
             current = refine(j)
             if mask_iou([truth[i]], [current], shape)[0, 0] >= ACCEPT_IOU:
                 out.tally.add("accept")
+                annotated.append(current)
                 continue
         out.tally += fix(current, truth[i])
         out.fixed += 1
+        annotated.append(truth[i])
     missed = [i for i in range(len(truth)) if i not in pairs]
     out.missed = len(missed)
     if box_prompt is None:
@@ -304,7 +312,7 @@ def annotate(
             out.tally.add("vertex", vertex_count(truth[i]))
             out.missed_tally.add("vertex", vertex_count(truth[i]))
         return out
-    prompted = box_prompt(missed) if missed else []
+    prompted = box_prompt(missed, annotated) if missed else []
     refined = refine_prompted(missed, prompted) if refine_prompted and missed else prompted
     for i, first, second in zip(missed, prompted, refined, strict=True):
         tally = _prompted(truth[i], first, second, shape, out)
@@ -400,7 +408,7 @@ def _run_image(model, image: np.ndarray, truth: list[Polygon], threshold: float)
     )
     features = model.encode(image)
 
-    def box_prompt(missed: list[int]) -> list[Polygon]:
+    def box_prompt(missed: list[int], annotated: list[Polygon]) -> list[Polygon]:
         from labelassist.model.prompts import segment  # heavy: imports torch
 
         boxes = np.array([shapely.bounds(truth[i]) for i in missed], dtype=np.float64)
@@ -415,6 +423,7 @@ def _run_image(model, image: np.ndarray, truth: list[Polygon], threshold: float)
             box_scale=BOX_SCALE,
             boxes=boxes,
             mask_threshold=model.mask_threshold,
+            exclude=annotated if EXCLUDE else None,
         )
         return list(found.polygons)
 
@@ -511,16 +520,21 @@ def main() -> None:
     parser.add_argument(
         "--box-scale", default="auto", help="box prompts' box_scale: 'auto' or a number >= 1"
     )
+    parser.add_argument(
+        "--no-exclude", action="store_true", help="box prompts ignore the objects annotated"
+    )
     args = parser.parse_args()
-    global DRAW_RULE, EDIT_RULE, BOX_SCALE
+    global DRAW_RULE, EDIT_RULE, BOX_SCALE, EXCLUDE
     DRAW_RULE, EDIT_RULE = args.draw_rule, args.edit_rule
     BOX_SCALE = args.box_scale if args.box_scale == "auto" else float(args.box_scale)
+    EXCLUDE = not args.no_exclude
     import torch  # heavy
 
     torch.set_num_threads(args.threads)
     model = load_model("starter")
     print("cost model (s): " + ", ".join(f"{k} {v}" for k, v in COST.items()))
-    print(f"draw rule: {DRAW_RULE}, edit rule: {EDIT_RULE}, box_scale: {BOX_SCALE}")
+    print(f"draw rule: {DRAW_RULE}, edit rule: {EDIT_RULE}, box_scale: {BOX_SCALE}, "
+          f"exclude annotated: {EXCLUDE}")  # fmt: skip
     sets = {"synthetic nuclei (seeds 9000+)": lambda: _synthetic(args.images, args.size)}
     if not args.no_real:
         sets["real nuclei sample"] = _real

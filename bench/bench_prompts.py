@@ -20,6 +20,9 @@ object (and the missed ones), a box prompt on its exact box (its polygon's bound
 loose box (each side moved out by U(0, 8) px) without and with ``refine_box``, and a click
 at the point deepest inside it (the usual first-click protocol of interactive
 segmentation benchmarks); reported: the share reaching mask IoU >= 0.8 and the median IoU.
+"others annotated": the same exact and loose boxes, each with every other true object passed
+as ``exclude`` (the objects already annotated when a missed one is prompted: the detected
+ones accepted or corrected to the truth first).
 ``--rules`` also compares point-selection rules on the same clicks (the measurement behind
 `labelassist.model.prompts`' choice), with clicks at the deepest point and uniformly
 inside each object.
@@ -220,8 +223,20 @@ def accuracy(model: Model, data: dict[str, list[tuple[np.ndarray, Instances]]]) 
                 "box (loose, refine_box)": {"boxes": loose, "refine_box": True},
                 "click (deepest point)": {"points": [_deepest(p) for p in truth.polygons]},
             }
+            polys = list(truth.polygons)
+            for prompt, boxes in (("box (exact), others annotated", truth.boxes),
+                                  ("box (loose), others annotated", loose)):  # fmt: skip
+                runs[prompt] = {"boxes": boxes, "exclude": "others"}
             for prompt, kwargs in runs.items():
-                out = _segment(model, feats, **kwargs)
+                if kwargs.get("exclude") == "others":  # one call per object: its own exclude
+                    found = [
+                        _segment(model, feats, boxes=kwargs["boxes"][[k]],
+                                 exclude=polys[:k] + polys[k + 1 :]).polygons[0]
+                        for k in range(len(polys))
+                    ]  # fmt: skip
+                    out = Instances(found, None, None, (h, w))
+                else:
+                    out = _segment(model, feats, **kwargs)
                 rows.setdefault(prompt, []).extend(
                     (_iou(t, p), _mask_iou(t, p, (h, w)))
                     for t, p in zip(truth.polygons, out.polygons, strict=True)

@@ -10,6 +10,9 @@ not wait; a new image cancels and replaces that job (its result is dropped). The
 * **point prompt** (``Shift-C``): a click adds the object at the point; an Alt-click adds
   a negative point (shown in a small Points layer) that excludes the candidates covering it
   at the next click;
+* **Keep off existing shapes** (on by default): a prompted object never takes the pixels
+  of the shapes already in the layer (`Model.segment`'s ``exclude``), so an object next to
+  annotated neighbours stops at them;
 * **Refine edges** (``Shift-R``): `labelassist.refine_edges` on the selected shapes in a
   worker; their outlines are replaced and the save records a ``"refined"`` action.
 
@@ -30,6 +33,7 @@ from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, Pus
 from napari.utils import notifications
 from qtpy.QtCore import QTimer
 
+from ._convert import layer_to_instances
 from ._prompts import (
     add_object,
     click_to_point,
@@ -125,6 +129,7 @@ class AssistPanel(Container):
         )
         self.box_mode = CheckBox(text=f"Box prompt ({BOX_KEY})", value=False)
         self.point_mode = CheckBox(text=f"Point prompt ({POINT_KEY}; Alt: exclude)", value=False)
+        self.keep_apart = CheckBox(text="Keep off existing shapes", value=True)
         self.refine_button = PushButton(text=f"Refine edges ({REFINE_KEY})")
         self.assist_status = Label(value="")
         super().__init__(
@@ -133,6 +138,7 @@ class AssistPanel(Container):
                 self.checkpoint,
                 self.box_mode,
                 self.point_mode,
+                self.keep_apart,
                 self.refine_button,
                 self.assist_status,
             ],
@@ -388,12 +394,16 @@ class AssistPanel(Container):
             raise ValueError("open a project image and wait until it is encoded")
         class_name = str(layer.feature_defaults["class"].iloc[0])
         label = class_name if class_name in self.model.classes else None
+        exclude = None
+        if self.keep_apart.value and len(layer.data):
+            exclude = layer_to_instances(layer, classes=self.classes or None).polygons
         found = self.model.segment(
             self.features,
             boxes=boxes,
             points=points,
             negative_points=negative_points,
             label=label,
+            exclude=exclude,
         )
         if len(found) == 0 or found.polygons[0].is_empty:
             self._report("nothing found at this prompt; draw it by hand or try again")

@@ -135,8 +135,9 @@ def test_workflow_c_refines_then_prompts(bench):
         assert j == 0
         return SQUARE
 
-    def box_prompt(missed):
+    def box_prompt(missed, annotated):
         assert missed == [1, 2]
+        assert annotated == [SQUARE]  # the refined proposal, accepted before the prompts
         return [OTHER, shapely.Polygon()]
 
     out = bench.annotate(
@@ -170,7 +171,7 @@ def test_workflow_c_box_prompt_partly_right_is_refined_then_fixed(bench):
         [],
         SHAPE,
         refine=lambda j: pytest.fail("no proposal to refine"),
-        box_prompt=lambda missed: [short],
+        box_prompt=lambda missed, annotated: [short],
         refine_prompted=lambda missed, polygons: polygons,
     )
     assert dict(out.tally.actions) == {"delete": 0, "box": 1, "refine": 1, "drag": 1}

@@ -407,6 +407,7 @@ class Model(InputOptions):
         score_threshold: float = DEFAULT_SCORE_THRESHOLD,
         mask_threshold: float | None = None,
         tolerance: float | None = None,
+        exclude: Any = None,
     ) -> Instances:
         """Segment the objects designated by box and point prompts: one instance per prompt.
 
@@ -446,6 +447,12 @@ class Model(InputOptions):
             model's `mask_threshold`.
         tolerance : float, optional
             Polygon simplification (default `labelassist.geometry.DEFAULT_TOLERANCE`).
+        exclude : sequence of shapely polygons or Instances, optional
+            Objects already annotated in the image: no result takes their pixels (a box's
+            mask loses the pixels whose centres they cover, a point's pick loses their
+            area), so a prompted object never overlaps them. On objects the starter missed,
+            touching their neighbours, this is the difference between a mask that spills into
+            the neighbour and one that stops at it (docs/prompts.md).
 
         Returns
         -------
@@ -483,6 +490,7 @@ class Model(InputOptions):
                 tolerance=tolerance,
                 object_size=self.object_size,
                 box_scale=box_scale,
+                exclude=exclude,
             )
 
     def _pick_channels(self, image: Any, channels: Any) -> Any:

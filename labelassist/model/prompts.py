@@ -39,7 +39,7 @@ from .inference import DetectionLimits, detection_limits, inference_setup
 from .normalize import check_array_image
 from .predict import _label_lookup
 
-__all__ = ["CANDIDATE_SCORE", "DEFAULT_SCORE_THRESHOLD", "segment"]
+__all__ = ["CANDIDATE_SCORE", "DEFAULT_SCORE_THRESHOLD", "check_exclude", "segment"]
 
 #: Point prompts choose among detections scoring above this (torchvision's own default
 #: ``box_score_thresh``), computed once per image or tile.
@@ -161,6 +161,7 @@ def segment(
     tolerance: float | None = None,
     object_size: float | None = None,
     box_scale: float | str = "auto",
+    exclude: Any = None,
 ) -> Instances:
     """Segment the objects that box and point prompts designate, one instance per prompt.
 
@@ -170,7 +171,8 @@ def segment(
     ``object_size`` is the model's (``Model.object_size``); ``box_scale`` enlarges the
     crop a box is segmented in (`labelassist.model.box_prompts.box_scales`): ``"auto"``
     brings a box smaller than ``object_size`` to that size, a number >= 1 is one factor
-    for every box (1: the image's own features).
+    for every box (1: the image's own features). ``exclude``: polygons (or an `Instances`)
+    whose pixels no result takes (`check_exclude`).
 
     Examples
     --------
@@ -199,6 +201,7 @@ def segment(
     check_number(tolerance, "tolerance", minimum=0, allow_none=True)
     check_number(object_size, "object_size", minimum=0, allow_none=True)
     scales = box_scales(box_arr, object_size, box_scale)
+    taken = check_exclude(exclude, shape)
     if (scales > 1).any() and _transform_resizes(net):
         scales[:] = 1.0  # the network's own transform sets the scale its heads see
     n = len(box_arr) + len(point_arr)
@@ -215,16 +218,17 @@ def segment(
     cols = np.zeros(n, dtype=np.int64)
     scores = np.zeros(n, dtype=np.float32)
     opts = {"mask_threshold": mask, "tolerance": tolerance}
+    box_opts = opts if taken is None else {**opts, "exclude": taken}
     with inference_setup(net, CANDIDATE_SCORE):
         native = np.flatnonzero(scales <= 1.0)
         for window, idx in _by_window(feats, box_arr[native]).items():
             enc, idx = feats.encode_window(window), native[idx]
             polygons[idx], cols[idx], scores[idx] = segment_window(
-                net, enc, box_arr[idx], allowed, refine_box, feats.device, opts
+                net, enc, box_arr[idx], allowed, refine_box, feats.device, box_opts
             )
         for i in np.flatnonzero(scales > 1.0):
             polygons[i], cols[i], scores[i] = segment_scaled(
-                net, feats, box_arr[i], float(scales[i]), allowed, refine_box, opts
+                net, feats, box_arr[i], float(scales[i]), allowed, refine_box, box_opts
             )
         negs = shapely.points(negatives)
         for window, idx in _by_window(feats, np.tile(point_arr, 2)).items():
@@ -234,11 +238,68 @@ def segment(
                 if found is not None:
                     k = len(box_arr) + i
                     polygons[k], cols[k], scores[k] = found
+    if taken is not None:  # boxes lost the pixels already; this removes simplification slivers
+        tree = shapely.STRtree(taken)
+        polygons[:] = [_cut(p, taken, tree) for p in polygons]
     none = (scores < threshold) | shapely.is_empty(polygons)
     polygons[none] = shapely.Polygon()
     scores[none] = 0.0
     labels = np.where(lookup[cols] >= 0, lookup[cols], forced or 0)
     return Instances(list(polygons), labels, scores, shape)
+
+
+def check_exclude(exclude: Any, shape: tuple[int, int]) -> np.ndarray | None:
+    """The polygons of `segment`'s ``exclude`` as an object array (None when there are none).
+
+    ``exclude`` is None, an `Instances` of the same image, or a sequence of shapely Polygons
+    and MultiPolygons in COCO pixel coordinates (empty ones are skipped): typically the
+    objects already annotated in the image, so that a prompted object never overlaps them.
+
+    Examples
+    --------
+    >>> check_exclude([shapely.box(0, 0, 4, 4), shapely.Polygon()], (8, 8)).shape
+    (1,)
+    >>> check_exclude(None, (8, 8)) is None
+    True
+    """
+    if exclude is None:
+        return None
+    if isinstance(exclude, Instances):
+        if tuple(exclude.image_shape) != tuple(shape):
+            raise ValueError(
+                f"exclude is an Instances of a {exclude.image_shape} image, the prompts' image is "
+                f"{shape}; pass the instances of this image"
+            )
+        items = list(exclude.polygons)
+    elif isinstance(exclude, (shapely.Geometry, str, bytes)) or not hasattr(exclude, "__iter__"):
+        raise ValueError(
+            f"exclude must be a sequence of shapely polygons or an Instances, got "
+            f"{type(exclude).__name__}; wrap a single polygon in a list: [polygon]"
+        )
+    else:
+        items = list(exclude)
+    for k, geom in enumerate(items):
+        if not isinstance(geom, (shapely.Polygon, shapely.MultiPolygon)):
+            raise ValueError(
+                f"exclude[{k}] must be a shapely Polygon or MultiPolygon, got {type(geom).__name__}"
+            )
+    geoms = np.empty(len(items), dtype=object)
+    geoms[:] = items
+    geoms = geoms[~shapely.is_empty(geoms)] if len(geoms) else geoms
+    return geoms if len(geoms) else None
+
+
+def _cut(polygon: BaseGeometry, taken: np.ndarray, tree: shapely.STRtree) -> BaseGeometry:
+    """``polygon`` without the parts that ``taken`` (indexed by ``tree``) covers: its
+    polygonal parts of at least half a pixel."""
+    hits = tree.query(polygon, predicate="intersects")
+    if len(hits) == 0:
+        return polygon
+    rest = shapely.difference(polygon, shapely.union_all(taken[hits]))
+    parts = [p for p in shapely.get_parts(rest) if isinstance(p, shapely.Polygon) and p.area >= 0.5]
+    if not parts:
+        return shapely.Polygon()
+    return parts[0] if len(parts) == 1 else shapely.MultiPolygon(parts)
 
 
 def _transform_resizes(net: nn.Module) -> bool:

@@ -32,7 +32,7 @@ import shapely
 import torch
 from shapely.geometry.base import BaseGeometry
 
-from ..geometry import DEFAULT_TOLERANCE, masks_to_polygons
+from ..geometry import DEFAULT_TOLERANCE, masks_to_polygons, polygons_to_masks
 
 __all__ = ["boxes_to_original", "original_window", "rois_to_polygons"]
 
@@ -122,6 +122,7 @@ def rois_to_polygons(
     offset: tuple[float, float] = (0.0, 0.0),
     window: tuple[int, int, int, int] | None = None,
     clip: np.ndarray | None = None,
+    exclude: np.ndarray | None = None,
 ) -> list[BaseGeometry]:
     """Convert Mask R-CNN RoI mask probabilities to polygons without full-image masks.
 
@@ -153,6 +154,10 @@ def rois_to_polygons(
         Per box, integer ``(x0, y0, x1, y1)`` (before ``offset``): mask ``i`` is also
         clipped to the pixel columns ``x0 .. x1 - 1`` and rows ``y0 .. y1 - 1`` (e.g. the
         pixels of a prompt box, `labelassist.model.box_prompts.pixel_windows`).
+    exclude : ndarray of shapely geometries, optional
+        Polygons in the output's coordinates (after ``offset``): the pixels whose centres
+        they cover are left out of every mask (e.g. objects already annotated, so that a
+        prompted object does not overlap them).
 
     Returns
     -------
@@ -182,6 +187,8 @@ def rois_to_polygons(
         limits[:, :2] = np.maximum(limits[:, :2], clip[:, :2])
         limits[:, 2:] = np.minimum(limits[:, 2:], clip[:, 2:])
     bins_y, bins_x = probs.shape[1:]
+    ox, oy = (float(v) for v in offset)
+    excluded = None if exclude is None or len(exclude) == 0 else _Excluded(exclude)
     crops: list[np.ndarray | None] = []
     origins = np.zeros((n, 2), dtype=np.float64)
     for i, (bx0, by0, bx1, by1) in enumerate(boxes.detach().double().cpu().tolist()):
@@ -193,9 +200,30 @@ def rois_to_polygons(
             continue
         across = _resampling(bx0, bx1, bins_x, x0, x1 - x0)
         down = _resampling(by0, by1, bins_y, y0, y1 - y0)
-        crops.append((down @ probs[i] @ across.T) > mask_threshold)
+        crop = (down @ probs[i] @ across.T) > mask_threshold
+        if excluded is not None:
+            crop &= ~excluded.pixels(x0 + ox, y0 + oy, crop.shape)
+        crops.append(crop)
         origins[i] = (x0, y0)
     return _trace_crops(crops, origins + np.asarray(offset, dtype=np.float64), tolerance)
+
+
+class _Excluded:
+    """Rasterizes, window by window, the pixels that given polygons cover."""
+
+    def __init__(self, geoms: np.ndarray) -> None:
+        self.geoms = np.asarray(geoms, dtype=object)
+        self.tree = shapely.STRtree(self.geoms)
+
+    def pixels(self, x0: float, y0: float, shape: tuple[int, int]) -> np.ndarray:
+        """(h, w) bool: the pixels of the window at ``(x0, y0)`` (COCO coordinates of its
+        top-left corner) whose centres the polygons cover."""
+        h, w = shape
+        hits = self.tree.query(shapely.box(x0, y0, x0 + w, y0 + h))
+        if len(hits) == 0:
+            return np.zeros(shape, dtype=bool)
+        local = shapely.transform(self.geoms[hits], lambda xy: xy - (x0, y0))
+        return polygons_to_masks(local, (h, w)).any(axis=0)
 
 
 def _trace_crops(

@@ -207,6 +207,31 @@ def test_refine_edges_replaces_the_outline_and_records_it(
 
 
 @pytest.mark.gui
+def test_prompted_objects_keep_off_existing_shapes(make_napari_viewer, prompt_project, qtbot):
+    """With "Keep off existing shapes" (on by default) a box over an object half covered by
+    a shape drawn earlier gives only the uncovered half; unchecked, the whole object."""
+    folder, truth = prompt_project
+    viewer, widget = _open(make_napari_viewer, folder, qtbot)
+    layer = widget.shapes_layer
+    assert widget.assist.keep_apart.value
+    k = int(np.argmax(truth.areas))
+    x0, y0, x1, y1 = truth.boxes[k]
+    half = shapely.box(x0 - 1, y0 - 1, (x0 + x1) / 2, y1 + 1)
+    layer.add(xy_to_rowcol(np.asarray(half.exterior.coords)[:-1]), shape_type="polygon")
+    box = truth.boxes[k] + np.array([-2, -2, 2, 2])
+    assert widget.assist.prompt(boxes=[box])
+    [kept] = _prompted(widget).polygons
+    assert kept.intersection(half).area < 1e-6
+    assert _iou(kept, truth.polygons[k].difference(half)) >= 0.7
+
+    widget.assist.keep_apart.value = False
+    assert widget.assist.prompt(boxes=[box])
+    [whole] = [p for p in _prompted(widget).polygons if not p.equals(kept)]
+    assert whole.intersection(half).area > 0.3 * truth.polygons[k].area
+    assert _iou(whole, truth.polygons[k]) >= 0.7
+
+
+@pytest.mark.gui
 def test_empty_prompt_adds_nothing_and_says_so(make_napari_viewer, prompt_project, qtbot):
     folder, truth = prompt_project
     viewer, widget = _open(make_napari_viewer, folder, qtbot)
