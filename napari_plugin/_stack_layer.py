@@ -195,11 +195,12 @@ def next_plane_object(
     """The object of the shape at ``row`` on the next plane: ``(plane, nD shape data,
     features)``.
 
-    With a ``model`` (anything with ``segment(image, boxes=..., label=...)``, as
-    `labelassist.Model`) and ``pixels(plane)`` giving the plane's image, the object's
-    bounding box is a box prompt on the next plane (provenance ``"prompted"``); without
-    one, or when the prompt finds nothing, its outline is copied (``"human"``). The
-    features keep the object id and class; ``instance`` is -1 (new).
+    With a ``model`` (anything with ``segment(image, boxes=..., label=..., exclude=...)``,
+    as `labelassist.Model`) and ``pixels(plane)`` giving the plane's image, the object's
+    bounding box is a box prompt on the next plane (provenance ``"prompted"``) that keeps
+    off the other objects already on that plane; without one, or when the prompt finds
+    nothing, its outline is copied (``"human"``). The features keep the object id and
+    class; ``instance`` is -1 (new).
     """
     planes = shape_planes(list(layer.data), stack_shape)
     plane = int(planes[row])
@@ -219,7 +220,13 @@ def next_plane_object(
         x0, y0, x1, y1 = shapely.bounds(polygon)
         height, width = image_shape
         box = [[max(x0 - 2, 0), max(y0 - 2, 0), min(x1 + 2, width), min(y1 + 2, height)]]
-        result = model.segment(pixels(target), boxes=box, label=label)
+        there, _ = plane_instances(
+            layer, target, stack_shape, image_shape=image_shape, classes=classes
+        )
+        own = int(features["object"].iloc[row])  # 0: not saved yet, no copy of it there
+        others = (there.extra["object_id"] != own) | (own == 0)
+        exclude = list(there.polygons[others]) if others.any() else None
+        result = model.segment(pixels(target), boxes=box, label=label, exclude=exclude)
         if len(result) and not result.polygons[0].is_empty:
             geometry, provenance, score = result.polygons[0], "prompted", float(result.scores[0])
     copy = Instances([geometry], [label], [score], image_shape)

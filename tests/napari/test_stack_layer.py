@@ -80,3 +80,37 @@ def test_copy_to_the_next_plane_without_a_model(layer):
     )
     with pytest.raises(ValueError, match="plane 3 is the last along its axis"):
         next_plane_object(layer, 3, (2, 2), image_shape=SHAPE, classes=CLASSES)
+
+
+def test_copy_to_the_next_plane_keeps_off_the_objects_there():
+    """With the starter as the prompt model, the copy is a box prompt (the outline's box
+    grown by 2 px) on the next plane that leaves out the other objects already there."""
+    import labelassist as la
+
+    image, truth = la.synthetic_nuclei((128, 128), n=40, seed=1, touching=0.9, overlap=0.0)
+    model = la.load_model("starter", device="cpu")
+    polys = list(truth.polygons)
+    boxes = np.clip(truth.boxes + [-2, -2, 2, 2], 0, 128)
+    plain = model.segment(image, boxes=boxes).polygons
+    # the object whose grown-box prompt spills most into a neighbour, and that neighbour
+    spill = [
+        [0.0 if j == k else plain[k].intersection(polys[j]).area for j in range(len(polys))]
+        for k in range(len(polys))
+    ]
+    k, j = np.unravel_index(np.argmax(spill), (len(polys), len(polys)))
+    assert spill[k][j] >= 3  # the data tests the case
+    planes = [
+        Instances([polys[k]], [0], None, (128, 128), extra={"object_id": np.array([1])}),
+        Instances([polys[j]], [0], None, (128, 128), extra={"object_id": np.array([2])}),
+    ]
+    kwargs = stack_shapes_kwargs(planes, (2,), classes=CLASSES, name="s", metadata={})
+    layer = Shapes(kwargs.pop("data"), **kwargs)
+    target, data, features = next_plane_object(
+        layer, 0, (2,), image_shape=(128, 128), classes=CLASSES, model=model,
+        pixels=lambda plane: image,
+    )  # fmt: skip
+    assert target == 1 and features["provenance"].tolist() == ["prompted"]
+    back = Shapes(data, shape_type="polygon", features=features)
+    [copied] = plane_instances(back, 1, (2,), image_shape=(128, 128), classes=CLASSES)[0].polygons
+    assert copied.intersection(polys[j]).area < 1e-6
+    assert copied.intersection(polys[k]).area / polys[k].area >= 0.7
