@@ -223,7 +223,7 @@ class _Excluded:
         if len(hits) == 0:
             return np.zeros(shape, dtype=bool)
         local = shapely.transform(self.geoms[hits], lambda xy: xy - (x0, y0))
-        return polygons_to_masks(local, (h, w)).any(axis=0)
+        return np.asarray(polygons_to_masks(local, (h, w)).any(axis=0), dtype=bool)
 
 
 def _trace_crops(
