@@ -18,7 +18,9 @@ else remains. Three workflows, the same images and the same starter model
     size, features encoded once per image; ``--box-scale``). The detected objects are done
     first, so the prompts keep off them (``exclude``: the accepted proposals as they are, the
     fixed ones as the truth they were brought to; ``--no-exclude`` to compare),
-    accepted at IoU >= 0.9, else refined, else fixed like (b). Point prompts are not used:
+    accepted at IoU >= 0.9, else refined, else fixed like (b). A refinement that did not reach
+    0.9 is undone ("Undo refine", one press) where the outline before it is cheaper to fix
+    (``--no-undo``: the refined outline is always the one fixed, as before 2026-12-07). Point prompts are not used:
     a click selects among the model's own detections (`labelassist.model.prompts`), and a
     missed object has, by definition, no good one.
 
@@ -53,6 +55,7 @@ Cost model (seconds per action) and where each number comes from:
 - ``accept`` 0.5 s glance to accept a result. Assumption of issue #14 item 0.
 - ``delete`` 1.5 s to select and delete a shape. Assumption of issue #14 item 0.
 - ``refine`` 1.0 s to select a shape and press "Refine edges": assumed one click.
+- ``undo`` 1.0 s to press "Undo refine" (``Shift-U``): assumed one click.
 
 Reported per data set: actions by kind and modelled seconds per workflow; the ratios
 (a)/(c) (goal >= 5x) and (b)/(c) (goal >= 1.5x); the share of missed objects whose box
@@ -96,6 +99,7 @@ COST = {
     "accept": 0.5,  # glance and accept (issue #14 assumption)
     "delete": 1.5,  # select and delete a shape (issue #14 assumption)
     "refine": 1.0,  # select and press "Refine edges" (assumed one click)
+    "undo": 1.0,  # press "Undo refine" (assumed one click)
 }
 ACCEPT_IOU = 0.9  # a result at or above this is accepted unchanged
 MATCH_IOU = 0.5  # a proposal below this matches no object
@@ -106,6 +110,7 @@ EDIT_RULE = "greedy"  # or "exact" (--edit-rule)
 ECONOMICAL_TOLERANCES = (2.0, 1.5, 1.0, 0.75)
 BOX_SCALE: float | str = "auto"  # box prompts' box_scale (--box-scale)
 EXCLUDE = True  # box prompts keep off the objects annotated by then (--no-exclude)
+UNDO = True  # a refinement that made the fix dearer is undone (--no-undo)
 
 Polygon: TypeAlias = shapely.Geometry
 Refiner = Callable[[int], Polygon]  # index -> refined polygon
@@ -302,7 +307,11 @@ def annotate(
                 out.tally.add("accept")
                 annotated.append(current)
                 continue
-        out.tally += fix(current, truth[i])
+        out.tally += (
+            fix(current, truth[i])
+            if refine is None
+            else _fix_refined(proposals[j], current, truth[i])
+        )
         out.fixed += 1
         annotated.append(truth[i])
     missed = [i for i in range(len(truth)) if i not in pairs]
@@ -342,7 +351,19 @@ def _prompted(
     if _iou1(truth, second, shape) >= ACCEPT_IOU:
         tally.add("accept")
         return tally
-    tally += fix(second, truth)
+    tally += _fix_refined(first, second, truth)
+    return tally
+
+
+def _fix_refined(before: Polygon, refined: Polygon, truth: Polygon) -> Tally:
+    """The fix of an outline that refinement did not bring to the bar: of the refined one,
+    or (with `UNDO`) of the one before it after "Undo refine", whichever costs less."""
+    tally = fix(refined, truth)
+    if UNDO:
+        undone = fix(before, truth)
+        undone.add("undo")
+        if undone.seconds < tally.seconds:
+            return undone
     return tally
 
 
@@ -523,18 +544,22 @@ def main() -> None:
     parser.add_argument(
         "--no-exclude", action="store_true", help="box prompts ignore the objects annotated"
     )
+    parser.add_argument(
+        "--no-undo", action="store_true", help="never undo a refinement (fix the refined one)"
+    )
     args = parser.parse_args()
-    global DRAW_RULE, EDIT_RULE, BOX_SCALE, EXCLUDE
+    global DRAW_RULE, EDIT_RULE, BOX_SCALE, EXCLUDE, UNDO
     DRAW_RULE, EDIT_RULE = args.draw_rule, args.edit_rule
     BOX_SCALE = args.box_scale if args.box_scale == "auto" else float(args.box_scale)
     EXCLUDE = not args.no_exclude
+    UNDO = not args.no_undo
     import torch  # heavy
 
     torch.set_num_threads(args.threads)
     model = load_model("starter")
     print("cost model (s): " + ", ".join(f"{k} {v}" for k, v in COST.items()))
     print(f"draw rule: {DRAW_RULE}, edit rule: {EDIT_RULE}, box_scale: {BOX_SCALE}, "
-          f"exclude annotated: {EXCLUDE}")  # fmt: skip
+          f"exclude annotated: {EXCLUDE}, undo refinements: {UNDO}")  # fmt: skip
     sets = {"synthetic nuclei (seeds 9000+)": lambda: _synthetic(args.images, args.size)}
     if not args.no_real:
         sets["real nuclei sample"] = _real

@@ -14,7 +14,10 @@ not wait; a new image cancels and replaces that job (its result is dropped). The
   of the shapes already in the layer (`Model.segment`'s ``exclude``), so an object next to
   annotated neighbours stops at them;
 * **Refine edges** (``Shift-R``): `labelassist.refine_edges` on the selected shapes in a
-  worker; their outlines are replaced and the save records a ``"refined"`` action.
+  worker; their outlines are replaced and the save records a ``"refined"`` action;
+* **Undo refine** (``Shift-U``): the outlines the last refinement replaced go back as they
+  were (class, score, provenance), except those edited or deleted since. GrabCut makes some
+  outlines worse (``docs/refine.md``); undoing one is a key press, not a redraw.
 
 The shapes change through the layer's ordinary events, so the Review widget's tracker and
 autosave handle them like any edit. The conversions are in `._prompts` (no Qt).
@@ -39,6 +42,7 @@ from ._prompts import (
     click_to_point,
     rectangle_to_box,
     replace_objects,
+    restore_objects,
     selected_instances,
 )
 from ._widgets import import_torch, path_value
@@ -48,6 +52,7 @@ __all__ = [
     "BOX_KEY",
     "POINT_KEY",
     "REFINE_KEY",
+    "UNDO_REFINE_KEY",
     "AssistPanel",
     "assist_model_spec",
     "encode_image",
@@ -56,6 +61,7 @@ __all__ = [
 BOX_KEY = "Shift-B"  # napari's Shapes layer already uses B, P and R
 POINT_KEY = "Shift-C"
 REFINE_KEY = "Shift-R"
+UNDO_REFINE_KEY = "Shift-U"
 # label shown -> how the model is found
 ASSIST_MODELS = {
     "project's latest round": "latest",
@@ -117,11 +123,21 @@ class AssistPanel(Container):
     on_refined : callable
         Called with the instance ids whose edges were refined (the review widget passes
         ``extra["refined"]`` for them at the next save).
+    on_unrefined : callable, optional
+        Called with the instance ids whose refinement was undone (not yet saved ones are
+        no longer marked refined).
     """
 
-    def __init__(self, viewer: Any, *, on_refined: Callable[[list[int]], None]) -> None:
+    def __init__(
+        self,
+        viewer: Any,
+        *,
+        on_refined: Callable[[list[int]], None],
+        on_unrefined: Callable[[list[int]], None] | None = None,
+    ) -> None:
         self.viewer = viewer
         self.on_refined = on_refined
+        self.on_unrefined = on_unrefined
         self.model_box = ComboBox(label="prompt model", choices=list(ASSIST_MODELS))
         self.model_box.value = "starter (shipped)"
         self.checkpoint = FileEdit(
@@ -131,6 +147,7 @@ class AssistPanel(Container):
         self.point_mode = CheckBox(text=f"Point prompt ({POINT_KEY}; Alt: exclude)", value=False)
         self.keep_apart = CheckBox(text="Keep off existing shapes", value=True)
         self.refine_button = PushButton(text=f"Refine edges ({REFINE_KEY})")
+        self.undo_button = PushButton(text=f"Undo refine ({UNDO_REFINE_KEY})")
         self.assist_status = Label(value="")
         super().__init__(
             widgets=[
@@ -140,6 +157,7 @@ class AssistPanel(Container):
                 self.point_mode,
                 self.keep_apart,
                 self.refine_button,
+                self.undo_button,
                 self.assist_status,
             ],
             labels=False,
@@ -161,14 +179,17 @@ class AssistPanel(Container):
         self._models: dict[str, Any] = {}
         self.encode_worker: Any = None
         self.refine_worker: Any = None
+        self._last_refine: tuple[Any, Any, Any] | None = None  # (layer, before, after)
         self.model_box.changed.connect(self._on_model)
         self.checkpoint.changed.connect(self._on_model)
         self.box_mode.changed.connect(self._on_box_mode)
         self.point_mode.changed.connect(self._on_point_mode)
         self.refine_button.changed.connect(lambda _v=None: self.refine())
+        self.undo_button.changed.connect(lambda _v=None: self.undo_refine())
         viewer.bind_key(BOX_KEY, lambda _v: self._toggle(self.box_mode), overwrite=True)
         viewer.bind_key(POINT_KEY, lambda _v: self._toggle(self.point_mode), overwrite=True)
         viewer.bind_key(REFINE_KEY, lambda _v: self.refine(), overwrite=True)
+        viewer.bind_key(UNDO_REFINE_KEY, lambda _v: self.undo_refine(), overwrite=True)
         self.native.destroyed.connect(self._on_destroyed)
 
     def _on_destroyed(self, *_args: Any) -> None:
@@ -205,6 +226,7 @@ class AssistPanel(Container):
     def detach(self) -> None:
         """Stop listening to the current layer (the encoded image is kept)."""
         layer, self.layer = self.layer, None
+        self._last_refine = None
         if layer is None:
             return
         layer.events.data.disconnect(self._on_data)
@@ -434,7 +456,7 @@ class AssistPanel(Container):
         worker = create_worker(
             la.refine_edges, self.image, chosen, normalization=normalization, _start_thread=False
         )
-        worker.returned.connect(lambda refined: self._on_refined(layer, refined))
+        worker.returned.connect(lambda refined: self._on_refined(layer, refined, chosen))
         worker.errored.connect(lambda exc: self._report(f"refinement failed: {exc}", error=True))
         worker.finished.connect(self._refine_finished)
         self.refine_worker = worker
@@ -445,15 +467,39 @@ class AssistPanel(Container):
     def _refine_finished(self) -> None:
         self.refine_worker = None
 
-    def _on_refined(self, layer: Any, refined: Any) -> None:
+    def _on_refined(self, layer: Any, refined: Any, before: Any) -> None:
         if layer is not self.layer or not self._alive:
             return  # the image changed meanwhile, or the viewer was closed
         ids = replace_objects(layer, refined)
         self.on_refined(ids)
+        now = layer_to_instances(layer, classes=self.classes)
+        self._last_refine = (
+            layer,
+            before[np.isin(before.extra["instance_id"], ids)],
+            now[np.isin(now.extra["instance_id"], ids)],
+        )
         kept = len(refined) - len(ids)
         self._set_status(
             f"refined {len(ids)} outlines" + (f" ({kept} kept as they were)" if kept else "")
         )
+
+    def undo_refine(self) -> list[int]:
+        """Put back the outlines the last refinement replaced (those not edited or deleted
+        since); returns their instance ids. One level: a second call has nothing to undo."""
+        last, self._last_refine = self._last_refine, None
+        if last is None or self.layer is None or last[0] is not self.layer:
+            self._report("no refinement to undo on this image")
+            return []
+        layer, before, after = last
+        ids = restore_objects(layer, before, after)
+        if self.on_unrefined is not None:
+            self.on_unrefined(ids)
+        left = len(before) - len(ids)
+        self._set_status(
+            f"undid the refinement of {len(ids)} outlines"
+            + (f" ({left} edited or deleted since: kept)" if left else "")
+        )
+        return ids
 
     # -- helpers -------------------------------------------------------------------------
     def _set_status(self, text: str) -> None:

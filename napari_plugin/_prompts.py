@@ -3,8 +3,8 @@
 The Assist panel of the Review widget (`._assist`) is a thin Qt layer over these functions:
 they convert a rectangle's corners or a click from napari ``(row, col)`` to library
 ``(x, y)`` (with `._convert`'s one conversion), add a prompted or refined object to a Shapes
-layer with the right features, and find the instances of the selected shapes. None of them
-needs a viewer or Qt.
+layer with the right features, put refined outlines back as they were, and find the
+instances of the selected shapes. None of them needs a viewer or Qt.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ __all__ = [
     "click_to_point",
     "rectangle_to_box",
     "replace_objects",
+    "restore_objects",
     "selected_instances",
     "sources_to_save",
 ]
@@ -161,6 +162,65 @@ def replace_objects(layer: Any, refined: Instances) -> list[int]:
             layer,
             refined[[int(k)]],
             provenance=provenance,
+            instance_id=instance_id,
+            class_name=class_name,
+        )
+        done.append(instance_id)
+    layer.selected_data = set()
+    return done
+
+
+def restore_objects(layer: Any, before: Instances, after: Instances) -> list[int]:
+    """Put back the outlines ``before`` where the layer still has ``after``'s; return their ids.
+
+    The undo of a refinement: ``before`` are the instances as they were (with
+    ``extra["instance_id"]`` and ``extra["provenance"]``), ``after`` the same instances as
+    `replace_objects` put them in the layer. An instance is restored (geometry, class, score
+    and provenance as in ``before``) only while the layer holds it exactly as ``after``
+    left it; one deleted or edited since is left alone (a later edit is never undone).
+
+    Examples
+    --------
+    >>> import shapely
+    >>> from napari.layers import Shapes
+    >>> from labelassist_napari._style import shapes_layer_kwargs
+    >>> from labelassist_napari._tracker import tracker_for
+    >>> layer = Shapes(**shapes_layer_kwargs(Instances.empty((16, 16)), classes=["cell"]))
+    >>> _ = tracker_for(layer)
+    >>> rows = add_object(layer, Instances([shapely.box(2, 2, 9, 9)], [0], [0.8], (16, 16)),
+    ...                   provenance="model")
+    >>> before = layer_to_instances(layer, classes=["cell"])
+    >>> refined = before.replace(polygons=[shapely.box(3, 3, 8, 8)], extra={
+    ...     **before.extra, "refined": np.array([True])})
+    >>> replace_objects(layer, refined)
+    [0]
+    >>> restore_objects(layer, before, layer_to_instances(layer, classes=["cell"]))
+    [0]
+    >>> layer_to_instances(layer, classes=["cell"]).polygons[0].bounds
+    (2.0, 2.0, 9.0, 9.0)
+    >>> layer.features["provenance"].tolist()
+    ['model']
+    """
+    now = layer_to_instances(
+        layer, classes=[str(c) for c in layer.features["class"].cat.categories]
+    )
+    current = {int(i): k for k, i in enumerate(now.extra["instance_id"])}
+    expected = {int(i): k for k, i in enumerate(after.extra["instance_id"])}
+    done: list[int] = []
+    for k, instance_id in enumerate(int(i) for i in before.extra["instance_id"]):
+        j, e = current.get(instance_id), expected.get(instance_id)
+        if j is None or e is None:  # deleted meanwhile, or never refined
+            continue
+        if not now.polygons[j].equals_exact(after.polygons[e], 1e-6):  # edited since
+            continue
+        rows = np.flatnonzero(layer.features["instance"].to_numpy() == instance_id)
+        class_name = str(layer.features["class"].iloc[int(rows[0])])
+        layer.selected_data = set(rows.tolist())
+        layer.remove_selected()
+        add_object(
+            layer,
+            before[[k]],
+            provenance=str(before.extra["provenance"][k]),
             instance_id=instance_id,
             class_name=class_name,
         )

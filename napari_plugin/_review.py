@@ -116,7 +116,11 @@ class ReviewWidget(Container):
         self._held: tuple[int, Revision] | None = None  # the last revision read or saved
         self.clock = ActivityClock()  # the active time at the current image
         self._refined: set[int] = set()  # instance ids refined since the last save
-        self.assist = AssistPanel(napari_viewer, on_refined=self._refined.update)
+        self.assist = AssistPanel(
+            napari_viewer,
+            on_refined=self._refined.update,
+            on_unrefined=self._refined.difference_update,
+        )
         self.keypoints = KeypointEditor(napari_viewer, on_change=self._schedule_save)
         self._owners = np.zeros(0, dtype=np.int64)  # the instance of each point saved
         self._dropped = 0  # points of the last save that lie in no outline

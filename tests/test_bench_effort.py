@@ -44,6 +44,7 @@ def test_cost_model_is_the_documented_one(bench):
         "accept": 0.5,
         "delete": 1.5,
         "refine": 1.0,
+        "undo": 1.0,
     }
 
 
@@ -153,6 +154,46 @@ def test_workflow_c_refines_then_prompts(bench):
     # the missed objects' share of the seconds, and no proposal left to fix by hand
     assert out.missed_tally.seconds == (7 + 0.5) + (7 + 4)
     assert out.fixed == 0
+
+
+def test_workflow_c_undoes_a_refinement_that_made_the_fix_dearer(bench, monkeypatch):
+    # The proposal needs one drag (IoU 0.85); "refinement" turns it into an octagon inside
+    # the square that costs more than an undo plus that drag: (c) refines (1 s), undoes
+    # (1 s), then drags one vertex (1 s).
+    short = shapely.box(10, 10, 30, 27)
+    worse = shapely.Point(20, 20).buffer(9, quad_segs=2)
+    assert bench.fix(short, SQUARE).seconds == 1
+    assert bench.fix(worse, SQUARE).seconds > 1 + 1
+
+    def run():
+        return bench.annotate(
+            [SQUARE],
+            [short],
+            SHAPE,
+            refine=lambda j: worse,
+            box_prompt=lambda missed, annotated: [],
+            refine_prompted=lambda missed, polygons: polygons,
+        )
+
+    out = run()
+    assert dict(out.tally.actions) == {"delete": 0, "refine": 1, "undo": 1, "drag": 1}
+    monkeypatch.setattr(bench, "UNDO", False)  # --no-undo: the refined outline is fixed
+    out = run()
+    assert out.tally.actions["undo"] == 0
+    assert out.tally.seconds == 1 + bench.fix(worse, SQUARE).seconds
+
+
+def test_workflow_c_keeps_a_refinement_that_made_the_fix_cheaper(bench):
+    far = shapely.box(10, 10, 30, 24)  # two drags; refined to 0.85, one drag
+    out = bench.annotate(
+        [SQUARE],
+        [far],
+        SHAPE,
+        refine=lambda j: shapely.box(10, 10, 30, 27),
+        box_prompt=lambda missed, annotated: [],
+        refine_prompted=lambda missed, polygons: polygons,
+    )
+    assert dict(out.tally.actions) == {"delete": 0, "refine": 1, "drag": 1}
 
 
 def test_workflow_b_counts_missed_objects_and_hand_fixes(bench):

@@ -55,6 +55,46 @@ def test_sources_keep_prompted_until_the_first_save():
     assert out.tolist() == ["corrected", "prompted", "human", "model"]
 
 
+def test_restore_objects_undoes_only_unchanged_refinements():
+    """`restore_objects` puts back the outline and provenance of a refined shape, and leaves
+    a shape edited since its refinement as the user left it."""
+    from labelassist_napari._prompts import add_object, replace_objects, restore_objects
+    from labelassist_napari._style import shapes_layer_kwargs
+    from labelassist_napari._tracker import tracker_for
+    from napari.layers import Shapes
+
+    classes = ["cell", "debris"]
+    layer = Shapes(**shapes_layer_kwargs(la.Instances.empty((32, 32)), classes=classes))
+    tracker_for(layer)
+    for k, box in enumerate([(2, 2, 12, 12), (16, 16, 28, 30)]):
+        one = la.Instances([shapely.box(*box)], [0], [0.9 - 0.1 * k], (32, 32))
+        add_object(layer, one, provenance=("model", "prompted")[k], class_name=classes[k])
+    before = layer_to_instances(layer, classes=classes)
+    shrunk = [p.buffer(-1, join_style="mitre") for p in before.polygons]
+    refined = before.replace(polygons=shrunk, extra={**before.extra, "refined": np.ones(2, bool)})
+    assert sorted(replace_objects(layer, refined)) == [0, 1]
+    after = layer_to_instances(layer, classes=classes)
+    assert sorted(after.extra["provenance"].tolist()) == ["corrected", "corrected"]
+
+    # the user moves the second object's outline after the refinement
+    row = int(np.flatnonzero(layer.features["instance"].to_numpy() == 1)[0])
+    data = list(layer.data)
+    data[row] = data[row] + 0.5
+    layer.data = data
+    edited = layer_to_instances(layer, classes=classes)
+    moved = edited.polygons[list(edited.extra["instance_id"]).index(1)]
+
+    assert restore_objects(layer, before, after) == [0]
+    now = layer_to_instances(layer, classes=classes)
+    by_id = {int(i): k for k, i in enumerate(now.extra["instance_id"])}
+    assert now.polygons[by_id[0]].symmetric_difference(shapely.box(2, 2, 12, 12)).area < 1e-9
+    assert now.extra["provenance"][by_id[0]] == "model"
+    assert now.labels[by_id[0]] == 0 and abs(now.scores[by_id[0]] - 0.9) < 1e-6
+    assert now.polygons[by_id[1]].equals_exact(moved, 1e-9)  # the edit is kept
+    assert now.extra["provenance"][by_id[1]] == "corrected"
+    assert restore_objects(layer, before, after) == []  # nothing left to restore
+
+
 @pytest.mark.parametrize(
     ("kind", "kwargs", "error", "match"),
     [
@@ -204,6 +244,71 @@ def test_refine_edges_replaces_the_outline_and_records_it(
     stored = widget.project.instances(widget.record["id"])
     assert stored.extra["source"].tolist() == ["corrected"]
     assert stored.polygons[0].equals_exact(after, 1e-3)
+
+
+@pytest.mark.gui
+def test_undo_refine_puts_the_outline_back_before_and_after_a_save(
+    make_napari_viewer, prompt_project, qtbot
+):
+    """Shift-U restores what the last refinement replaced (geometry, provenance), the
+    save then records no refinement; after an autosave it saves the old outline again."""
+    folder, truth = prompt_project
+    viewer, widget = _open(make_napari_viewer, folder, qtbot)
+    layer = widget.shapes_layer
+    k = int(np.argmax(truth.areas))
+    widget.assist.prompt(boxes=[truth.boxes[k] + np.array([-2, -2, 2, 2])])
+    wait_saved(qtbot, widget)
+    [before] = _prompted(widget).polygons
+    [instance_id] = layer.features["instance"].tolist()
+
+    def refine():
+        layer.selected_data = {0}
+        assert widget.assist.refine() is not None
+        qtbot.waitUntil(lambda: widget.assist.refine_worker is None, timeout=60_000)
+        [after] = layer_to_instances(layer, classes=widget.project.classes).polygons
+        assert not after.equals(before)
+        return after
+
+    refine()
+    assert instance_id in widget._refined
+    assert widget.assist.undo_refine() == [instance_id]  # before the autosave
+    inst = layer_to_instances(layer, classes=widget.project.classes)
+    assert inst.polygons[0].equals_exact(before, 1e-6)
+    assert inst.extra["provenance"].tolist() == ["prompted"]
+    assert inst.extra["instance_id"].tolist() == [instance_id]
+    assert instance_id not in widget._refined
+    assert widget.assist.undo_refine() == []  # one level
+    wait_saved(qtbot, widget)
+    actions = widget.project.effort(image=widget.record["id"])["rows"][0]["actions"]
+    assert actions["refined"] == 0
+    assert widget.project.instances(widget.record["id"]).polygons[0].equals_exact(before, 1e-3)
+
+    after = refine()
+    wait_saved(qtbot, widget)  # the refined outline is stored, then undone
+    assert widget.project.instances(widget.record["id"]).polygons[0].equals_exact(after, 1e-3)
+    assert widget.assist.undo_refine() == [instance_id]
+    wait_saved(qtbot, widget)
+    stored = widget.project.instances(widget.record["id"])
+    assert stored.polygons[0].equals_exact(before, 1e-3)
+    actions = widget.project.effort(image=widget.record["id"])["rows"][0]["actions"]
+    assert actions["refined"] == 1 and actions["edited"] == 1
+
+
+@pytest.mark.gui
+def test_undo_refine_leaves_deleted_shapes_deleted(make_napari_viewer, prompt_project, qtbot):
+    folder, truth = prompt_project
+    viewer, widget = _open(make_napari_viewer, folder, qtbot)
+    layer = widget.shapes_layer
+    k = int(np.argmax(truth.areas))
+    widget.assist.prompt(boxes=[truth.boxes[k] + np.array([-2, -2, 2, 2])])
+    layer.selected_data = {0}
+    widget.assist.refine()
+    qtbot.waitUntil(lambda: widget.assist.refine_worker is None, timeout=60_000)
+    layer.selected_data = {0}
+    layer.remove_selected()
+    assert widget.assist.undo_refine() == []
+    assert len(layer.data) == 0
+    assert "0 outlines (1 edited or deleted since: kept)" in widget.assist.assist_status.value
 
 
 @pytest.mark.gui
