@@ -155,6 +155,16 @@ def _prompted(widget):
     return inst[inst.extra["provenance"] == "prompted"]
 
 
+def _prompt_largest(qtbot, widget, truth):
+    """Box-prompt the largest nucleus with a 2-px-loose box, wait for the autosave; its
+    polygon."""
+    k = int(np.argmax(truth.areas))
+    widget.assist.prompt(boxes=[truth.boxes[k] + np.array([-2, -2, 2, 2])])
+    wait_saved(qtbot, widget)
+    [polygon] = _prompted(widget).polygons
+    return polygon
+
+
 @pytest.mark.gui
 def test_box_prompt_adds_the_object_saved_as_prompted(make_napari_viewer, prompt_project, qtbot):
     folder, truth = prompt_project
@@ -223,10 +233,7 @@ def test_refine_edges_replaces_the_outline_and_records_it(
     folder, truth = prompt_project
     viewer, widget = _open(make_napari_viewer, folder, qtbot)
     layer = widget.shapes_layer
-    k = int(np.argmax(truth.areas))
-    widget.assist.prompt(boxes=[truth.boxes[k] + np.array([-2, -2, 2, 2])])
-    wait_saved(qtbot, widget)
-    [before] = _prompted(widget).polygons
+    before = _prompt_largest(qtbot, widget, truth)
     ids_before = set(layer.features["instance"].tolist())
 
     layer.selected_data = {0}
@@ -255,10 +262,7 @@ def test_undo_refine_puts_the_outline_back_before_and_after_a_save(
     folder, truth = prompt_project
     viewer, widget = _open(make_napari_viewer, folder, qtbot)
     layer = widget.shapes_layer
-    k = int(np.argmax(truth.areas))
-    widget.assist.prompt(boxes=[truth.boxes[k] + np.array([-2, -2, 2, 2])])
-    wait_saved(qtbot, widget)
-    [before] = _prompted(widget).polygons
+    before = _prompt_largest(qtbot, widget, truth)
     [instance_id] = layer.features["instance"].tolist()
 
     def refine():
@@ -299,8 +303,7 @@ def test_undo_refine_leaves_deleted_shapes_deleted(make_napari_viewer, prompt_pr
     folder, truth = prompt_project
     viewer, widget = _open(make_napari_viewer, folder, qtbot)
     layer = widget.shapes_layer
-    k = int(np.argmax(truth.areas))
-    widget.assist.prompt(boxes=[truth.boxes[k] + np.array([-2, -2, 2, 2])])
+    _prompt_largest(qtbot, widget, truth)
     layer.selected_data = {0}
     widget.assist.refine()
     qtbot.waitUntil(lambda: widget.assist.refine_worker is None, timeout=60_000)
