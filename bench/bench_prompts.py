@@ -17,10 +17,11 @@ synthetic nuclei (seeds 9000+, 8- and 16-bit alternating, never trained on) and 
 hand-labelled sample (`labelassist.samples.real_nuclei`). An object is *missed* when no
 proposal of ``predict`` at the default threshold matches it at mask IoU >= 0.5. For every
 object (and the missed ones), a box prompt on its exact box (its polygon's bounds), on a
-loose box (each side moved out by U(0, 8) px) without and with ``refine_box``, and a click
+loose box (each side moved out by U(0, 8) px) without and with ``refine_box``, on a box with
+each side moved by U(-1, 1) px (a drag or click a pixel off; its own random stream), and a click
 at the point deepest inside it (the usual first-click protocol of interactive
 segmentation benchmarks); reported: the share reaching mask IoU >= 0.8 and the median IoU.
-"others annotated": the same exact and loose boxes, each with every other true object passed
+"others annotated": the same exact, loose and +-1 px boxes, each with every other true object passed
 as ``exclude`` (the objects already annotated when a missed one is prompted: the detected
 ones accepted or corrected to the truth first).
 ``--rules`` also compares point-selection rules on the same clicks (the measurement behind
@@ -198,8 +199,9 @@ def _data(images: int, size: int) -> dict[str, list[tuple[np.ndarray, Instances]
 def accuracy(model: Model, data: dict[str, list[tuple[np.ndarray, Instances]]]) -> None:
     print("\n== accuracy: share of objects at IoU >= 0.8 (median IoU); polygon IoU | mask IoU ==")
     rng = np.random.default_rng(0)
+    off_rng = np.random.default_rng(1)  # its own stream: the loose boxes stay as they were
     header = (
-        f"{'data':10s} {'objects':>14s} {'prompt':34s} {'IoU>=0.8':>8s} {'median':>7s} | "
+        f"{'data':10s} {'objects':>14s} {'prompt':38s} {'IoU>=0.8':>8s} {'median':>7s} | "
         f"{'mask>=0.8':>9s} {'>=0.9':>6s} {'median':>7s}"
     )
     print(header)
@@ -215,17 +217,22 @@ def accuracy(model: Model, data: dict[str, list[tuple[np.ndarray, Instances]]]) 
             h, w = truth.image_shape
             slack = rng.uniform(0, 8, truth.boxes.shape) * np.array([-1, -1, 1, 1])
             loose = np.clip(truth.boxes + slack, 0, [w, h, w, h])
+            off = np.clip(truth.boxes + off_rng.uniform(-1, 1, truth.boxes.shape), 0, [w, h, w, h])
+            off[:, 2:] = np.minimum(np.maximum(off[:, 2:], off[:, :2] + 1), [w, h])
+            off[:, :2] = np.minimum(off[:, :2], off[:, 2:] - 1)  # at least 1 px wide and high
             runs = {
                 "box (exact)": {"boxes": truth.boxes},
                 "box (exact, box_scale=1)": {"boxes": truth.boxes, "box_scale": 1},
                 "box (loose)": {"boxes": loose},
                 "box (loose, box_scale=1)": {"boxes": loose, "box_scale": 1},
                 "box (loose, refine_box)": {"boxes": loose, "refine_box": True},
+                "box (sides +-1 px)": {"boxes": off},
                 "click (deepest point)": {"points": [_deepest(p) for p in truth.polygons]},
             }
             polys = list(truth.polygons)
             for prompt, boxes in (("box (exact), others annotated", truth.boxes),
-                                  ("box (loose), others annotated", loose)):  # fmt: skip
+                                  ("box (loose), others annotated", loose),
+                                  ("box (sides +-1 px), others annotated", off)):  # fmt: skip
                 runs[prompt] = {"boxes": boxes, "exclude": "others"}
             for prompt, kwargs in runs.items():
                 if kwargs.get("exclude") == "others":  # one call per object: its own exclude
@@ -249,7 +256,7 @@ def accuracy(model: Model, data: dict[str, list[tuple[np.ndarray, Instances]]]) 
             for label, sel in (("all", np.ones_like(miss)), ("missed", miss)):
                 if sel.any():
                     g, m = v[sel, 0], v[sel, 1]
-                    print(f"{name:10s} {label + ' ' + str(int(sel.sum())):>14s} {prompt:34s} "
+                    print(f"{name:10s} {label + ' ' + str(int(sel.sum())):>14s} {prompt:38s} "
                           f"{np.mean(g >= 0.8):8.3f} {np.median(g):7.3f} | {np.mean(m >= 0.8):9.3f} "
                           f"{np.mean(m >= 0.9):6.3f} {np.median(m):7.3f}")  # fmt: skip
         s = np.array(scores)[miss]

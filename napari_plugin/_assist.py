@@ -147,7 +147,7 @@ class AssistPanel(Container):
         self.point_mode = CheckBox(text=f"Point prompt ({POINT_KEY}; Alt: exclude)", value=False)
         self.keep_apart = CheckBox(text="Keep off existing shapes", value=True)
         self.refine_button = PushButton(text=f"Refine edges ({REFINE_KEY})")
-        self.undo_button = PushButton(text=f"Undo refine ({UNDO_REFINE_KEY})")
+        self.undo_button = PushButton(text=f"Undo refine ({UNDO_REFINE_KEY})", enabled=False)
         self.assist_status = Label(value="")
         super().__init__(
             widgets=[
@@ -226,7 +226,7 @@ class AssistPanel(Container):
     def detach(self) -> None:
         """Stop listening to the current layer (the encoded image is kept)."""
         layer, self.layer = self.layer, None
-        self._last_refine = None
+        self._set_undo(None)
         if layer is None:
             return
         layer.events.data.disconnect(self._on_data)
@@ -473,10 +473,14 @@ class AssistPanel(Container):
         ids = replace_objects(layer, refined)
         self.on_refined(ids)
         now = layer_to_instances(layer, classes=self.classes)
-        self._last_refine = (
-            layer,
-            before[np.isin(before.extra["instance_id"], ids)],
-            now[np.isin(now.extra["instance_id"], ids)],
+        self._set_undo(
+            (
+                layer,
+                before[np.isin(before.extra["instance_id"], ids)],
+                now[np.isin(now.extra["instance_id"], ids)],
+            )
+            if ids
+            else None
         )
         kept = len(refined) - len(ids)
         self._set_status(
@@ -486,7 +490,8 @@ class AssistPanel(Container):
     def undo_refine(self) -> list[int]:
         """Put back the outlines the last refinement replaced (those not edited or deleted
         since); returns their instance ids. One level: a second call has nothing to undo."""
-        last, self._last_refine = self._last_refine, None
+        last = self._last_refine
+        self._set_undo(None)
         if last is None or self.layer is None or last[0] is not self.layer:
             self._report("no refinement to undo on this image")
             return []
@@ -502,6 +507,12 @@ class AssistPanel(Container):
         return ids
 
     # -- helpers -------------------------------------------------------------------------
+    def _set_undo(self, last: tuple[Any, Any, Any] | None) -> None:
+        """Remember what the last refinement replaced (None: nothing to undo)."""
+        self._last_refine = last
+        if self._alive:
+            self.undo_button.enabled = last is not None
+
     def _set_status(self, text: str) -> None:
         if self._alive:
             self.assist_status.value = text

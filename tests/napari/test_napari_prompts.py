@@ -273,9 +273,12 @@ def test_undo_refine_puts_the_outline_back_before_and_after_a_save(
         assert not after.equals(before)
         return after
 
+    assert not widget.assist.undo_button.enabled  # nothing refined yet
     refine()
     assert instance_id in widget._refined
+    assert widget.assist.undo_button.enabled
     assert widget.assist.undo_refine() == [instance_id]  # before the autosave
+    assert not widget.assist.undo_button.enabled
     inst = layer_to_instances(layer, classes=widget.project.classes)
     assert inst.polygons[0].equals_exact(before, 1e-6)
     assert inst.extra["provenance"].tolist() == ["prompted"]
