@@ -100,6 +100,7 @@ COST = {
     "delete": 1.5,  # select and delete a shape (issue #14 assumption)
     "refine": 1.0,  # select and press "Refine edges" (assumed one click)
     "undo": 1.0,  # press "Undo refine" (assumed one click)
+    "nudge": 1.0,  # press "Shrink" or "Grow" once (assumed one click)
 }
 ACCEPT_IOU = 0.9  # a result at or above this is accepted unchanged
 MATCH_IOU = 0.5  # a proposal below this matches no object
@@ -111,6 +112,9 @@ ECONOMICAL_TOLERANCES = (2.0, 1.5, 1.0, 0.75)
 BOX_SCALE: float | str = "auto"  # box prompts' box_scale (--box-scale)
 EXCLUDE = True  # box prompts keep off the objects annotated by then (--no-exclude)
 UNDO = True  # a refinement that made the fix dearer is undone (--no-undo)
+NUDGE_STEP = 1.0  # px per "Shrink"/"Grow" press; 0 = not used (--nudge-step)
+NUDGE_MAX = 6  # presses at most per outline
+TIGHT = True  # box prompts are tight, from extreme clicking (--no-tight)
 
 Polygon: TypeAlias = shapely.Geometry
 Refiner = Callable[[int], Polygon]  # index -> refined polygon
@@ -310,7 +314,7 @@ def annotate(
         out.tally += (
             fix(current, truth[i])
             if refine is None
-            else _fix_refined(proposals[j], current, truth[i])
+            else _fix_refined(proposals[j], current, truth[i], shape)
         )
         out.fixed += 1
         annotated.append(truth[i])
@@ -351,20 +355,68 @@ def _prompted(
     if _iou1(truth, second, shape) >= ACCEPT_IOU:
         tally.add("accept")
         return tally
-    tally += _fix_refined(first, second, truth)
+    tally += _fix_refined(first, second, truth, shape)
     return tally
 
 
-def _fix_refined(before: Polygon, refined: Polygon, truth: Polygon) -> Tally:
+def _fix_refined(
+    before: Polygon, refined: Polygon, truth: Polygon, shape: tuple[int, int] | None = None
+) -> Tally:
     """The fix of an outline that refinement did not bring to the bar: of the refined one,
-    or (with `UNDO`) of the one before it after "Undo refine", whichever costs less."""
-    tally = fix(refined, truth)
+    or (with `UNDO`) of the one before it after "Undo refine", whichever costs less; with
+    `NUDGE_STEP` (and ``shape``) either may first be shrunk or grown (`nudge`)."""
+    starts = [(refined, Tally())]
     if UNDO:
-        undone = fix(before, truth)
-        undone.add("undo")
-        if undone.seconds < tally.seconds:
-            return undone
-    return tally
+        undo = Tally()
+        undo.add("undo")
+        starts.append((before, undo))
+    best: Tally | None = None
+    for outline, tally in starts:
+        plans = [_plus(tally, fix(outline, truth))]
+        if NUDGE_STEP and shape is not None:
+            nudged, presses = nudge(outline, truth, shape)
+            if presses:
+                plan = _plus(tally, Tally())
+                plan.add("nudge", presses)
+                if _iou1(truth, nudged, shape) >= ACCEPT_IOU:
+                    plan.add("accept")
+                else:
+                    plan += fix(nudged, truth)
+                plans.append(plan)
+        for plan in plans:
+            if best is None or plan.seconds < best.seconds:
+                best = plan
+    assert best is not None
+    return best
+
+
+def _plus(a: Tally, b: Tally) -> Tally:
+    out = Tally()
+    out += a
+    out += b
+    return out
+
+
+def nudge(outline: Polygon, truth: Polygon, shape: tuple[int, int]) -> tuple[Polygon, int]:
+    """Presses of "Shrink" or "Grow" (`NUDGE_STEP` px each) while the outline gets closer to the
+    truth (the direction a person sees: outline outside or inside the object's edge); the
+    outline reached and the presses."""
+    from labelassist.refine import offset_edges
+
+    best, presses = outline, 0
+    score = _iou1(truth, outline, shape)
+    for sign in (-1.0, 1.0):
+        current, k = outline, 0
+        while k < NUDGE_MAX:
+            one = Instances([current], [0], [1.0], shape)
+            moved = offset_edges(one, sign * NUDGE_STEP).polygons[0]
+            got = _iou1(truth, moved, shape)
+            if got <= score:
+                break
+            current, score, k = moved, got, k + 1
+        if k:
+            return current, k
+    return best, presses
 
 
 def _iou1(truth: Polygon, polygon: Polygon | None, shape: tuple[int, int]) -> float:
@@ -445,6 +497,7 @@ def _run_image(model, image: np.ndarray, truth: list[Polygon], threshold: float)
             boxes=boxes,
             mask_threshold=model.mask_threshold,
             exclude=annotated if EXCLUDE else None,
+            tight=TIGHT,
         )
         return list(found.polygons)
 
@@ -530,6 +583,7 @@ def _report(name: str, runs: list[dict], seconds: float) -> None:
 
 
 def main() -> None:
+    global DRAW_RULE, EDIT_RULE, BOX_SCALE, EXCLUDE, UNDO, NUDGE_STEP, TIGHT
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--images", type=int, default=8, help="held-out synthetic images")
     parser.add_argument("--size", type=int, default=256, help="synthetic image size (px)")
@@ -547,19 +601,30 @@ def main() -> None:
     parser.add_argument(
         "--no-undo", action="store_true", help="never undo a refinement (fix the refined one)"
     )
+    parser.add_argument(
+        "--nudge-step",
+        type=float,
+        default=NUDGE_STEP,
+        help="px per Shrink/Grow press; 0: the annotator does not use them",
+    )
+    parser.add_argument(
+        "--no-tight", action="store_true", help="box prompts as dragged boxes (tight=False)"
+    )
     args = parser.parse_args()
-    global DRAW_RULE, EDIT_RULE, BOX_SCALE, EXCLUDE, UNDO
     DRAW_RULE, EDIT_RULE = args.draw_rule, args.edit_rule
     BOX_SCALE = args.box_scale if args.box_scale == "auto" else float(args.box_scale)
     EXCLUDE = not args.no_exclude
     UNDO = not args.no_undo
+    NUDGE_STEP = args.nudge_step
+    TIGHT = not args.no_tight
     import torch  # heavy
 
     torch.set_num_threads(args.threads)
     model = load_model("starter")
     print("cost model (s): " + ", ".join(f"{k} {v}" for k, v in COST.items()))
     print(f"draw rule: {DRAW_RULE}, edit rule: {EDIT_RULE}, box_scale: {BOX_SCALE}, "
-          f"exclude annotated: {EXCLUDE}, undo refinements: {UNDO}")  # fmt: skip
+          f"exclude annotated: {EXCLUDE}, undo refinements: {UNDO}, nudge step: {NUDGE_STEP} px, "
+          f"tight boxes: {TIGHT}")  # fmt: skip
     sets = {"synthetic nuclei (seeds 9000+)": lambda: _synthetic(args.images, args.size)}
     if not args.no_real:
         sets["real nuclei sample"] = _real

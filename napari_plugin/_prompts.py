@@ -23,6 +23,7 @@ from ._tracker import EDITED_PROVENANCES
 __all__ = [
     "add_object",
     "click_to_point",
+    "extreme_clicks_to_box",
     "rectangle_to_box",
     "replace_objects",
     "restore_objects",
@@ -64,6 +65,34 @@ def click_to_point(position: Any) -> np.ndarray:
     """
     rowcol = np.asarray(position, dtype=np.float64).reshape(-1)[-2:]
     return rowcol_to_xy(rowcol[None, :])[0]
+
+
+def extreme_clicks_to_box(positions: Any) -> np.ndarray:
+    """The tight box ``x0, y0, x1, y1`` (COCO) of clicks on an object's extreme pixels.
+
+    Extreme clicking (Papadopoulos et al., ICCV 2017): the annotator clicks the object's
+    leftmost, topmost, rightmost and bottommost pixels, in any order. Each click is snapped
+    to the pixel it falls in, and the box covers those pixels whole, so it touches the
+    object on all four sides (`labelassist.model.Model.segment`'s ``tight``).
+
+    Parameters
+    ----------
+    positions : array-like of shape (4, 2) or (4, D)
+        The clicks as napari data positions ``(..., row, col)``.
+
+    Examples
+    --------
+    Clicks on pixels (row, col) (5, 2), (1, 6), (4, 9) and (8, 5):
+
+    >>> extreme_clicks_to_box([[5.2, 2.1], [1.0, 6.4], [4.3, 8.6], [7.8, 5.0]]).tolist()
+    [2.0, 1.0, 10.0, 9.0]
+    """
+    rowcol = np.asarray(positions, dtype=np.float64)
+    if rowcol.ndim != 2 or rowcol.shape[0] != 4 or rowcol.shape[1] < 2:
+        raise ValueError(f"extreme clicking needs 4 clicks (row, col), got shape {rowcol.shape}")
+    xy = np.floor(rowcol_to_xy(rowcol[:, -2:]))  # the pixel each click falls in
+    (x0, y0), (x1, y1) = xy.min(axis=0), xy.max(axis=0) + 1
+    return np.array([x0, y0, x1, y1])
 
 
 def _set_rows(features: pd.DataFrame, rows: Any, column: str, value: Any) -> None:

@@ -3,7 +3,7 @@
 The bench script is loaded by path (it is not part of the library). No model runs: the
 proposals and prompt results are hand-built polygons; every expected number is worked out
 by hand from the cost model (vertex 1 s, drag 1 s, box 7 s, accept 0.5 s, delete 1.5 s,
-refine 1 s).
+refine 1 s, undo 1 s, nudge 1 s).
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ def test_cost_model_is_the_documented_one(bench):
         "delete": 1.5,
         "refine": 1.0,
         "undo": 1.0,
+        "nudge": 1.0,
     }
 
 
@@ -231,3 +232,49 @@ def test_economical_draw_rule_drops_pixel_steps(bench, monkeypatch):
     monkeypatch.setattr(bench, "DRAW_RULE", "economical")
     assert bench.vertex_count(notched) == 4
     assert bench.manual([notched]).seconds == 4.0
+
+
+def _one_proposal(bench, proposal, refined):
+    return bench.annotate(
+        [SQUARE],
+        [proposal],
+        SHAPE,
+        refine=lambda j: refined,
+        box_prompt=lambda missed, annotated: [],
+        refine_prompted=lambda missed, polygons: polygons,
+    )
+
+
+def test_workflow_c_shrinks_an_outline_a_pixel_too_large(bench, monkeypatch):
+    # 22 x 22 around the 20 x 20 square: IoU 400 / 484 = 0.83. GrabCut leaves it; one
+    # "Shrink" press (1 px) makes it exact: refine 1 s + nudge 1 s + accept 0.5 s.
+    large = shapely.box(9, 9, 31, 31)
+    out = _one_proposal(bench, large, large)
+    assert dict(out.tally.actions) == {"delete": 0, "refine": 1, "nudge": 1, "accept": 1}
+    assert out.tally.seconds == 2.5
+    monkeypatch.setattr(bench, "NUDGE_STEP", 0.0)  # --nudge-step 0: dragged instead
+    out = _one_proposal(bench, large, large)
+    assert out.tally.actions["nudge"] == 0 and out.tally.actions["drag"] >= 2
+
+
+def test_workflow_c_grows_in_steps_while_it_helps(bench, monkeypatch):
+    # 16 x 16 inside the 20 x 20 square (IoU 0.64): two "Grow" presses of 1 px make it exact,
+    # a third would overshoot (the annotator stops), after undoing a refinement that
+    # made it worse (a smaller square).
+    small = shapely.box(12, 12, 28, 28)
+    worse = shapely.box(14, 14, 26, 26)
+    outline, presses = bench.nudge(small, SQUARE, SHAPE)
+    assert presses == 2 and outline.equals(SQUARE)
+    out = _one_proposal(bench, small, worse)
+    assert dict(out.tally.actions) == {
+        "delete": 0, "refine": 1, "undo": 1, "nudge": 2, "accept": 1,
+    }  # fmt: skip
+    monkeypatch.setattr(bench, "NUDGE_STEP", 0.5)
+    outline, presses = bench.nudge(small, SQUARE, SHAPE)
+    assert presses == 4 and outline.equals(SQUARE)
+
+
+def test_nudge_leaves_an_outline_no_press_improves(bench):
+    shifted = shapely.box(13, 10, 33, 30)  # right size, 3 px to the right
+    outline, presses = bench.nudge(shifted, SQUARE, SHAPE)
+    assert presses == 0 and outline.equals(shifted)

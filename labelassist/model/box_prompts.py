@@ -22,6 +22,13 @@ is. Two things follow, both measured (``bench/bench_prompts.py``, docs/prompts.m
   are cut from its mask (`labelassist.model.roi_masks.rois_to_polygons`'s ``clip``):
   the mask head reads a box's edges as pixel centres, so without the cut a tight box's
   mask spills one column and one row past its right and bottom edges.
+- **A tight box says more** (``segment(..., tight=True)``). A box from extreme clicking
+  (four clicks on the object's leftmost, topmost, rightmost and bottommost pixels) touches
+  the object on all four sides, so the mask should too: each box's threshold is chosen
+  among `tight_thresholds` as the one whose mask's bounding box fills the box best (ties to
+  the model's own). On held-out synthetic nuclei the box prompts on the objects the starter
+  missed reach IoU 0.8 for 73 -> 87 %; it fills a loose box, so it is only for tight ones
+  (bench/results_prompts.md).
 """
 
 from __future__ import annotations
@@ -38,7 +45,15 @@ from .features import EncodedWindow, ImageFeatures, autocast
 from .roi_masks import boxes_to_original, rois_to_polygons
 from .scale import grid_factors, rescale_image
 
-__all__ = ["BOX_SCALES", "CONTEXT", "MAX_BOX_SCALE", "box_scales", "pixel_windows"]
+__all__ = [
+    "BOX_SCALES",
+    "CONTEXT",
+    "MAX_BOX_SCALE",
+    "TIGHT_OFFSETS",
+    "box_scales",
+    "pixel_windows",
+    "tight_thresholds",
+]
 
 #: The choices of ``box_scale`` besides a number.
 BOX_SCALES = ("auto",)
@@ -46,6 +61,23 @@ BOX_SCALES = ("auto",)
 MAX_BOX_SCALE = 8.0
 #: The least width and height, in pixels of the enlarged crop, of a box's crop.
 CONTEXT = 96
+#: The thresholds a tight box's mask may use, relative to the model's (`tight_thresholds`).
+TIGHT_OFFSETS = (-0.2, -0.1, 0.0, 0.1, 0.2)
+
+
+def tight_thresholds(mask_threshold: float) -> list[float]:
+    """The mask thresholds tried for a tight box: ``mask_threshold`` plus `TIGHT_OFFSETS`,
+    those within (0, 1).
+
+    Examples
+    --------
+    >>> tight_thresholds(0.5)
+    [0.3, 0.4, 0.5, 0.6, 0.7]
+    >>> tight_thresholds(0.15)
+    [0.05, 0.15, 0.25, 0.35]
+    """
+    out = [round(float(mask_threshold) + d, 6) for d in TIGHT_OFFSETS]
+    return [t for t in out if 0.0 < t < 1.0]
 
 
 def box_scales(boxes: np.ndarray, object_size: float | None, box_scale: Any) -> np.ndarray:

@@ -408,6 +408,7 @@ class Model(InputOptions):
         mask_threshold: float | None = None,
         tolerance: float | None = None,
         exclude: Any = None,
+        tight: bool = False,
     ) -> Instances:
         """Segment the objects designated by box and point prompts: one instance per prompt.
 
@@ -453,6 +454,12 @@ class Model(InputOptions):
             area), so a prompted object never overlaps them. On objects the starter missed,
             touching their neighbours, this is the difference between a mask that spills into
             the neighbour and one that stops at it (docs/prompts.md).
+        tight : bool
+            The boxes are tight: each touches its object on all four sides, as a box from
+            extreme clicking does (the napari plugin's four-click prompt). Each box's mask
+            threshold is then chosen within +-0.2 of ``mask_threshold`` so that the mask
+            touches the box's sides best. Leave False for dragged boxes: on a loose box it
+            fills the slack (docs/prompts.md).
 
         Returns
         -------
@@ -491,6 +498,7 @@ class Model(InputOptions):
                 object_size=self.object_size,
                 box_scale=box_scale,
                 exclude=exclude,
+                tight=tight,
             )
 
     def _pick_channels(self, image: Any, channels: Any) -> Any:

@@ -33,7 +33,13 @@ from torch import nn
 
 from ..checks import check_number
 from ..instances import Instances
-from .box_prompts import box_scales, segment_scaled, segment_window, window_polygons
+from .box_prompts import (
+    box_scales,
+    segment_scaled,
+    segment_window,
+    tight_thresholds,
+    window_polygons,
+)
 from .features import EncodedWindow, ImageFeatures, autocast, encode
 from .inference import DetectionLimits, detection_limits, inference_setup
 from .normalize import check_array_image
@@ -162,6 +168,7 @@ def segment(
     object_size: float | None = None,
     box_scale: float | str = "auto",
     exclude: Any = None,
+    tight: bool = False,
 ) -> Instances:
     """Segment the objects that box and point prompts designate, one instance per prompt.
 
@@ -172,7 +179,8 @@ def segment(
     crop a box is segmented in (`labelassist.model.box_prompts.box_scales`): ``"auto"``
     brings a box smaller than ``object_size`` to that size, a number >= 1 is one factor
     for every box (1: the image's own features). ``exclude``: polygons (or an `Instances`)
-    whose pixels no result takes (`check_exclude`).
+    whose pixels no result takes (`check_exclude`). ``tight``: the boxes touch their objects
+    on all four sides (`labelassist.model.box_prompts.tight_thresholds`).
 
     Examples
     --------
@@ -191,6 +199,8 @@ def segment(
         raise ValueError("negative_points only steer point prompts; pass points too")
     if not isinstance(refine_box, (bool, np.bool_)):
         raise ValueError(f"refine_box must be True or False, got {refine_box!r}")
+    if not isinstance(tight, (bool, np.bool_)):
+        raise ValueError(f"tight must be True or False, got {tight!r}")
     lookup = _label_lookup(net, label_ids)
     columns = np.flatnonzero(lookup >= 0)
     forced = _check_label(label, classes, len(columns))
@@ -219,6 +229,8 @@ def segment(
     scores = np.zeros(n, dtype=np.float32)
     opts = {"mask_threshold": mask, "tolerance": tolerance}
     box_opts = opts if taken is None else {**opts, "exclude": taken}
+    if tight:
+        box_opts = {**box_opts, "fit_thresholds": tight_thresholds(mask)}
     with inference_setup(net, CANDIDATE_SCORE):
         native = np.flatnonzero(scales <= 1.0)
         for window, idx in _by_window(feats, box_arr[native]).items():

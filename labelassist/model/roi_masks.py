@@ -26,6 +26,7 @@ grid), never by scaling polygons.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import shapely
@@ -123,6 +124,7 @@ def rois_to_polygons(
     window: tuple[int, int, int, int] | None = None,
     clip: np.ndarray | None = None,
     exclude: np.ndarray | None = None,
+    fit_thresholds: Sequence[float] | None = None,
 ) -> list[BaseGeometry]:
     """Convert Mask R-CNN RoI mask probabilities to polygons without full-image masks.
 
@@ -158,6 +160,11 @@ def rois_to_polygons(
         Polygons in the output's coordinates (after ``offset``): the pixels whose centres
         they cover are left out of every mask (e.g. objects already annotated, so that a
         prompted object does not overlap them).
+    fit_thresholds : sequence of float, optional
+        Candidate thresholds for boxes known to be tight (needs ``clip``): per box, the
+        candidate whose mask's bounding box fills the box's pixels best (box IoU to three
+        decimals; ties go to the candidate nearest ``mask_threshold``) replaces
+        ``mask_threshold``. See `labelassist.model.box_prompts.tight_thresholds`.
 
     Returns
     -------
@@ -180,6 +187,12 @@ def rois_to_polygons(
     im_h, im_w = (int(s) for s in image_shape)
     wx0, wy0, wx1, wy1 = (0, 0, im_w, im_h) if window is None else (int(v) for v in window)
     wx0, wy0, wx1, wy1 = max(wx0, 0), max(wy0, 0), min(wx1, im_w), min(wy1, im_h)
+    if fit_thresholds is not None and clip is None:
+        raise ValueError("fit_thresholds needs clip: the box each mask must fit")
+    candidates = sorted(
+        {float(mask_threshold), *(float(t) for t in fit_thresholds or ())},
+        key=lambda t: (abs(t - mask_threshold), t),
+    )
     probs = mask_probs.detach().float().cpu().numpy()[:, 0]
     limits = np.tile([wx0, wy0, wx1, wy1], (n, 1))
     if clip is not None:
@@ -200,12 +213,29 @@ def rois_to_polygons(
             continue
         across = _resampling(bx0, bx1, bins_x, x0, x1 - x0)
         down = _resampling(by0, by1, bins_y, y0, y1 - y0)
-        crop = (down @ probs[i] @ across.T) > mask_threshold
-        if excluded is not None:
-            crop &= ~excluded.pixels(x0 + ox, y0 + oy, crop.shape)
-        crops.append(crop)
+        p = down @ probs[i] @ across.T
+        allowed = None if excluded is None else ~excluded.pixels(x0 + ox, y0 + oy, p.shape)
+        best, best_fit = None, -1.0
+        for t in candidates if fit_thresholds is not None else candidates[:1]:
+            crop = p > t
+            if allowed is not None:
+                crop &= allowed
+            fit = round(_fill(crop, (lx1 - lx0) * (ly1 - ly0)), 3)
+            if fit > best_fit:
+                best, best_fit = crop, fit
+        crops.append(best)
         origins[i] = (x0, y0)
     return _trace_crops(crops, origins + np.asarray(offset, dtype=np.float64), tolerance)
+
+
+def _fill(crop: np.ndarray, window_area: int) -> float:
+    """The share of a box's ``window_area`` pixels (the crop lies in them) that the bounding
+    box of ``crop``'s pixels covers: its box IoU with the window (0 when empty)."""
+    rows, cols = np.flatnonzero(crop.any(axis=1)), np.flatnonzero(crop.any(axis=0))
+    if not len(rows):
+        return 0.0
+    covered = (cols[-1] - cols[0] + 1) * (rows[-1] - rows[0] + 1)
+    return float(covered / max(window_area, 1))
 
 
 class _Excluded:

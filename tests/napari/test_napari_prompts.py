@@ -375,3 +375,104 @@ def test_an_edited_or_relabelled_prompted_shape_becomes_corrected():
     tracker.set_class([1], "b")
     assert layer.features["provenance"].tolist() == ["corrected", "corrected"]
     assert layer.features["class"].tolist() == ["a", "b"]
+
+
+@pytest.mark.gui
+def test_shrink_and_grow_move_the_selected_outline_and_undo_the_series(
+    make_napari_viewer, prompt_project, qtbot
+):
+    """Shift-S / Shift-G move the selected outline by the step (it stays selected for the
+    next press), the save records a refinement, and Undo refine takes the whole series back."""
+    from labelassist_napari._assist import GROW_KEY, SHRINK_KEY
+    from napari.utils.key_bindings import coerce_keybinding
+
+    folder, truth = prompt_project
+    viewer, widget = _open(make_napari_viewer, folder, qtbot)
+    layer = widget.shapes_layer
+    before = _prompt_largest(qtbot, widget, truth)
+    [instance_id] = layer.features["instance"].tolist()
+
+    def outline():
+        [polygon] = layer_to_instances(layer, classes=widget.project.classes).polygons
+        return polygon
+
+    assert widget.assist.nudge(-1) == []  # nothing selected
+    assert "select the shapes" in widget.assist.assist_status.value
+    layer.selected_data = {0}
+    widget.assist.nudge_step.value = 0.5
+    viewer.keymap[coerce_keybinding(SHRINK_KEY)](viewer)  # the key binding, as a key press calls it
+    once = outline()
+    assert once.within(before) and not once.equals(before)
+    gap = shapely.distance(shapely.points(shapely.get_coordinates(once.exterior)), before.exterior)
+    assert gap.min() >= 0.5 - 1e-4  # the layer holds float32 coordinates
+    assert layer.selected_data == {0}  # still selected: press again
+    assert widget.assist.nudge(-1) == [instance_id]
+    twice = outline()
+    assert twice.within(once) and twice.area < once.area
+    assert layer_to_instances(layer, classes=widget.project.classes).extra[
+        "provenance"
+    ].tolist() == ["corrected"]
+    assert widget.assist.undo_button.enabled
+    assert widget.assist.undo_refine() == [instance_id]  # both presses at once
+    assert outline().equals_exact(before, 1e-6)
+
+    layer.selected_data = {0}
+    viewer.keymap[coerce_keybinding(GROW_KEY)](viewer)
+    grown = outline()
+    assert before.within(grown) and grown.area > before.area
+    wait_saved(qtbot, widget)
+    actions = widget.project.effort(image=widget.record["id"])["rows"][0]["actions"]
+    assert actions["refined"] == 1 and actions["edited"] == 0
+    assert widget.project.instances(widget.record["id"]).polygons[0].equals_exact(grown, 1e-3)
+
+
+def test_extreme_clicks_make_the_tight_box_of_the_pixels_clicked():
+    from labelassist_napari._prompts import extreme_clicks_to_box
+
+    # clicks anywhere in pixels (row, col) (3, 0), (0, 4), (6, 7), (9, 2): the box covers
+    # columns 0-7 and rows 0-9 whole
+    clicks = [[3.4, -0.5], [-0.2, 4.0], [6.0, 7.49], [9.3, 2.0]]
+    assert extreme_clicks_to_box(clicks).tolist() == [0.0, 0.0, 8.0, 10.0]
+    with pytest.raises(ValueError, match="needs 4 clicks"):
+        extreme_clicks_to_box(clicks[:3])
+
+
+@pytest.mark.gui
+def test_four_extreme_clicks_prompt_a_tight_box(make_napari_viewer, prompt_project, qtbot):
+    """Shift-X, then clicks on the leftmost, topmost, rightmost and bottommost pixels of a
+    nucleus (shown until the fourth) add it, touching the box on all four sides (which the
+    plain box prompt on the same box does not)."""
+    from labelassist_napari._assist import EXTREME_KEY
+    from napari.utils.key_bindings import coerce_keybinding
+
+    folder, truth = prompt_project
+    viewer, widget = _open(make_napari_viewer, folder, qtbot)
+    layer = widget.shapes_layer
+    viewer.keymap[coerce_keybinding(EXTREME_KEY)](viewer)
+    assert widget.assist.extreme_mode.value and layer.mode == "pan_zoom"
+    # a nucleus whose plain box prompt falls a pixel short of a side of its box
+    model, feats = widget.assist.model, widget.assist.features
+    plain = model.segment(feats, boxes=truth.boxes).polygons
+    short = [j for j, p in enumerate(plain) if not np.allclose(p.bounds, truth.boxes[j])]
+    assert short, "the image needs a nucleus whose plain prompt misses a side"
+    k = short[0]
+    mask = truth[[k]].masks()[0]
+    rows, cols = np.nonzero(mask)
+    extremes = [
+        (rows[cols == cols.min()][0], cols.min()),
+        (rows.min(), cols[rows == rows.min()][0]),
+        (rows[cols == cols.max()][0], cols.max()),
+        (rows.max(), cols[rows == rows.max()][0]),
+    ]
+    for n, rowcol in enumerate(extremes[:3], start=1):
+        _click(layer, np.array(rowcol, dtype=float))
+        assert len(widget.assist.extremes_layer.data) == n
+    assert len(_prompted(widget)) == 0
+    _click(layer, np.array(extremes[3], dtype=float))
+    qtbot.waitUntil(lambda: len(_prompted(widget)) == 1, timeout=30_000)
+    assert widget.assist.extremes == [] and widget.assist.extremes_layer is None
+    [polygon] = _prompted(widget).polygons
+    assert _iou(polygon, truth.polygons[k]) >= 0.8
+    np.testing.assert_allclose(polygon.bounds, truth.polygons[k].bounds)  # touches all 4 sides
+    viewer.keymap[coerce_keybinding(EXTREME_KEY)](viewer)  # off again
+    assert not widget.assist.extreme_mode.value and layer.mode == "select"

@@ -1,0 +1,99 @@
+"""``segment(..., tight=True)``: a box that touches its object on all four sides (extreme
+clicking) picks the mask threshold whose mask fills the box best."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import shapely
+import torch
+from tiny_models import one_thread, tiny_model  # noqa: F401 (autouse fixture)
+
+from labelassist import polygons_to_masks
+from labelassist.model import Model, load_model
+from labelassist.model.box_prompts import tight_thresholds
+from labelassist.model.roi_masks import rois_to_polygons
+from labelassist.synthetic import synthetic_nuclei
+
+BOX = torch.tensor([[0.0, 0.0, 19.0, 19.0]])  # index coordinates: pixels 0-19
+CLIP = np.array([[0, 0, 20, 20]])  # the box's pixels
+
+
+def _plateau(outer: float, inner: float) -> torch.Tensor:
+    """28 x 28 probabilities: ``outer`` everywhere, ``inner`` in the middle half."""
+    probs = torch.full((1, 1, 28, 28), outer)
+    probs[..., 7:21, 7:21] = inner
+    return probs
+
+
+def test_the_threshold_whose_mask_fills_the_box_is_chosen():
+    probs = _plateau(0.35, 0.9)  # 0.5 gives the middle, 0.3 the whole box
+    kwargs = {"tolerance": 0, "clip": CLIP}
+    [plain] = rois_to_polygons(probs, BOX, (32, 32), **kwargs)
+    assert plain.bounds[2] - plain.bounds[0] < 12  # the middle only
+    [tight] = rois_to_polygons(probs, BOX, (32, 32), fit_thresholds=tight_thresholds(0.5), **kwargs)
+    assert tight.equals(shapely.box(0, 0, 20, 20))
+    # out of reach (+-0.2): the middle stays
+    [far] = rois_to_polygons(
+        _plateau(0.25, 0.9), BOX, (32, 32), fit_thresholds=[0.3, 0.7], **kwargs
+    )
+    assert far.equals(plain)
+
+
+def test_ties_go_to_the_models_threshold():
+    """A frame at 0.9 touches all four sides at 0.5 already; 0.3 would fill it in: the same
+    fit, so the model's 0.5 (the frame, with its hole) is kept."""
+    probs = torch.full((1, 1, 28, 28), 0.35)
+    probs[..., :4, :] = probs[..., -4:, :] = probs[..., :, :4] = probs[..., :, -4:] = 0.9
+    [tight] = rois_to_polygons(
+        probs, BOX, (32, 32), tolerance=0, clip=CLIP, fit_thresholds=tight_thresholds(0.5)
+    )
+    assert len(tight.interiors) == 1
+    assert tight.area < 0.8 * 400
+
+
+def test_fit_thresholds_need_the_box():
+    with pytest.raises(ValueError, match="fit_thresholds needs clip"):
+        rois_to_polygons(_plateau(0.35, 0.9), BOX, (32, 32), fit_thresholds=[0.3])
+
+
+@pytest.fixture(scope="module")
+def starter() -> Model:
+    return load_model("starter", device="cpu")
+
+
+def _fill(polygon, box) -> float:
+    if polygon.is_empty:
+        return 0.0
+    x0, y0, x1, y1 = polygon.bounds
+    return (x1 - x0) * (y1 - y0) / ((box[2] - box[0]) * (box[3] - box[1]))
+
+
+@pytest.mark.parametrize("box_scale", [1, "auto"])
+def test_tight_boxes_on_nuclei_fill_their_boxes_with_a_nearby_threshold(starter, box_scale):
+    """Exact boxes of synthetic nuclei: each tight mask lies between the masks at the two
+    extreme thresholds (it is one of the thresholds), fills its box at least as well as the
+    plain one, and the choice changes some results."""
+    image, truth = synthetic_nuclei((128, 128), n=14, seed=5)[:2]
+    shape = truth.image_shape
+    feats = starter.encode(image)
+    boxes = truth.boxes
+    common = {"boxes": boxes, "box_scale": box_scale, "tolerance": 0}
+    plain = starter.segment(feats, **common).polygons
+    tight = starter.segment(feats, tight=True, **common).polygons
+    low = polygons_to_masks(
+        list(starter.segment(feats, mask_threshold=0.3, **common).polygons), shape
+    )
+    high = polygons_to_masks(
+        list(starter.segment(feats, mask_threshold=0.7, **common).polygons), shape
+    )
+    masks = polygons_to_masks(list(tight), shape)
+    assert not (masks & ~low).any() and not (high & ~masks).any()
+    for p, t, box in zip(plain, tight, boxes, strict=True):
+        assert _fill(t, box) >= _fill(p, box) - 1e-9
+    assert sum(not p.equals(t) for p, t in zip(plain, tight, strict=True)) >= 1
+
+
+def test_tight_must_be_a_bool():
+    with pytest.raises(ValueError, match="tight must be True or False"):
+        tiny_model().segment(np.zeros((32, 32), np.uint8), boxes=[[2, 2, 12, 12]], tight="yes")
