@@ -23,7 +23,10 @@ at the point deepest inside it (the usual first-click protocol of interactive
 segmentation benchmarks); reported: the share reaching mask IoU >= 0.8 and the median IoU.
 "others annotated": the same exact, loose and +-1 px boxes, each with every other true object passed
 as ``exclude`` (the objects already annotated when a missed one is prompted: the detected
-ones accepted or corrected to the truth first).
+ones accepted or corrected to the truth first). "tight": the same boxes with
+``segment(..., tight=True)``, the napari plugin's extreme-clicking prompt (four clicks on the
+object's extreme pixels give its exact box; a click a pixel off gives the +-1 px box); on a
+loose box to show why it is only for tight ones.
 ``--rules`` also compares point-selection rules on the same clicks (the measurement behind
 `labelassist.model.prompts`' choice), with clicks at the deepest point and uniformly
 inside each object.
@@ -201,7 +204,7 @@ def accuracy(model: Model, data: dict[str, list[tuple[np.ndarray, Instances]]]) 
     rng = np.random.default_rng(0)
     off_rng = np.random.default_rng(1)  # its own stream: the loose boxes stay as they were
     header = (
-        f"{'data':10s} {'objects':>14s} {'prompt':38s} {'IoU>=0.8':>8s} {'median':>7s} | "
+        f"{'data':10s} {'objects':>14s} {'prompt':44s} {'IoU>=0.8':>8s} {'median':>7s} | "
         f"{'mask>=0.8':>9s} {'>=0.9':>6s} {'median':>7s}"
     )
     print(header)
@@ -227,6 +230,8 @@ def accuracy(model: Model, data: dict[str, list[tuple[np.ndarray, Instances]]]) 
                 "box (loose, box_scale=1)": {"boxes": loose, "box_scale": 1},
                 "box (loose, refine_box)": {"boxes": loose, "refine_box": True},
                 "box (sides +-1 px)": {"boxes": off},
+                "box (exact, tight)": {"boxes": truth.boxes, "tight": True},
+                "box (loose, tight)": {"boxes": loose, "tight": True},
                 "click (deepest point)": {"points": [_deepest(p) for p in truth.polygons]},
             }
             polys = list(truth.polygons)
@@ -234,11 +239,15 @@ def accuracy(model: Model, data: dict[str, list[tuple[np.ndarray, Instances]]]) 
                                   ("box (loose), others annotated", loose),
                                   ("box (sides +-1 px), others annotated", off)):  # fmt: skip
                 runs[prompt] = {"boxes": boxes, "exclude": "others"}
+                runs[prompt.replace("),", ", tight),")] = {
+                    "boxes": boxes, "exclude": "others", "tight": True
+                }  # fmt: skip
             for prompt, kwargs in runs.items():
                 if kwargs.get("exclude") == "others":  # one call per object: its own exclude
                     found = [
                         _segment(model, feats, boxes=kwargs["boxes"][[k]],
-                                 exclude=polys[:k] + polys[k + 1 :]).polygons[0]
+                                 exclude=polys[:k] + polys[k + 1 :],
+                                 tight=kwargs.get("tight", False)).polygons[0]
                         for k in range(len(polys))
                     ]  # fmt: skip
                     out = Instances(found, None, None, (h, w))
@@ -256,7 +265,7 @@ def accuracy(model: Model, data: dict[str, list[tuple[np.ndarray, Instances]]]) 
             for label, sel in (("all", np.ones_like(miss)), ("missed", miss)):
                 if sel.any():
                     g, m = v[sel, 0], v[sel, 1]
-                    print(f"{name:10s} {label + ' ' + str(int(sel.sum())):>14s} {prompt:38s} "
+                    print(f"{name:10s} {label + ' ' + str(int(sel.sum())):>14s} {prompt:44s} "
                           f"{np.mean(g >= 0.8):8.3f} {np.median(g):7.3f} | {np.mean(m >= 0.8):9.3f} "
                           f"{np.mean(m >= 0.9):6.3f} {np.median(m):7.3f}")  # fmt: skip
         s = np.array(scores)[miss]

@@ -191,9 +191,18 @@ class AssistPanel(Container):
         self.shrink_button = PushButton(text=f"Shrink ({SHRINK_KEY})")
         self.grow_button = PushButton(text=f"Grow ({GROW_KEY})")
         self.nudge_step = FloatSpinBox(
-            label="step (px)", value=NUDGE_STEP, min=0.25, max=5.0, step=0.25
+            value=NUDGE_STEP,
+            min=0.25,
+            max=5.0,
+            step=0.25,
+            tooltip="pixels the outlines move per Shrink / Grow press",
         )
-        nudge_widgets: list[Widget] = [self.shrink_button, self.grow_button, self.nudge_step]
+        nudge_widgets: list[Widget] = [
+            self.shrink_button,
+            self.grow_button,
+            self.nudge_step,
+            Label(value="px"),
+        ]
         nudge_row = Container(
             widgets=nudge_widgets,
             layout="horizontal",

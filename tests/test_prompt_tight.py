@@ -82,10 +82,10 @@ def test_tight_boxes_on_nuclei_fill_their_boxes_with_a_nearby_threshold(starter,
     plain = starter.segment(feats, **common).polygons
     tight = starter.segment(feats, tight=True, **common).polygons
     low = polygons_to_masks(
-        list(starter.segment(feats, mask_threshold=0.3, **common).polygons), shape
+        list(starter.segment(feats, mask_threshold=0.1, **common).polygons), shape
     )
     high = polygons_to_masks(
-        list(starter.segment(feats, mask_threshold=0.7, **common).polygons), shape
+        list(starter.segment(feats, mask_threshold=0.9, **common).polygons), shape
     )
     masks = polygons_to_masks(list(tight), shape)
     assert not (masks & ~low).any() and not (high & ~masks).any()

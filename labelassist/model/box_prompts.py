@@ -49,7 +49,7 @@ __all__ = [
     "BOX_SCALES",
     "CONTEXT",
     "MAX_BOX_SCALE",
-    "TIGHT_OFFSETS",
+    "TIGHT_THRESHOLDS",
     "box_scales",
     "pixel_windows",
     "tight_thresholds",
@@ -61,23 +61,27 @@ BOX_SCALES = ("auto",)
 MAX_BOX_SCALE = 8.0
 #: The least width and height, in pixels of the enlarged crop, of a box's crop.
 CONTEXT = 96
-#: The thresholds a tight box's mask may use, relative to the model's (`tight_thresholds`).
-TIGHT_OFFSETS = (-0.2, -0.1, 0.0, 0.1, 0.2)
+#: The mask thresholds a tight box's mask may use besides the model's (`tight_thresholds`).
+TIGHT_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
 def tight_thresholds(mask_threshold: float) -> list[float]:
-    """The mask thresholds tried for a tight box: ``mask_threshold`` plus `TIGHT_OFFSETS`,
-    those within (0, 1).
+    """The mask thresholds tried for a tight box: `TIGHT_THRESHOLDS` and ``mask_threshold``.
+
+    Chosen on held-out synthetic nuclei (40 images, seeds 9100-9139, not those of the
+    benchmarks): of the 81 objects the starter missed, box prompts on their exact boxes
+    (the other objects annotated) reach mask IoU 0.8 for 51.9 % at the model's threshold
+    (0.6), 67.9 % choosing within +-0.2 of it, 72.8 % within +-0.3, 75.3 % among 0.1-0.9;
+    the threshold chosen with the truth, an upper bound: 86.4 %.
 
     Examples
     --------
-    >>> tight_thresholds(0.5)
-    [0.3, 0.4, 0.5, 0.6, 0.7]
-    >>> tight_thresholds(0.15)
-    [0.05, 0.15, 0.25, 0.35]
+    >>> tight_thresholds(0.6)
+    [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
+    >>> tight_thresholds(0.45)
+    [0.1, 0.2, 0.3, 0.4, 0.45, 0.5, 0.6, 0.7, 0.8, 0.9]
     """
-    out = [round(float(mask_threshold) + d, 6) for d in TIGHT_OFFSETS]
-    return [t for t in out if 0.0 < t < 1.0]
+    return sorted({*TIGHT_THRESHOLDS, float(mask_threshold)})
 
 
 def box_scales(boxes: np.ndarray, object_size: float | None, box_scale: Any) -> np.ndarray:

@@ -457,9 +457,10 @@ class Model(InputOptions):
         tight : bool
             The boxes are tight: each touches its object on all four sides, as a box from
             extreme clicking does (the napari plugin's four-click prompt). Each box's mask
-            threshold is then chosen within +-0.2 of ``mask_threshold`` so that the mask
-            touches the box's sides best. Leave False for dragged boxes: on a loose box it
-            fills the slack (docs/prompts.md).
+            threshold is then the one among 0.1, 0.2, ..., 0.9 and ``mask_threshold``
+            whose mask touches the box's sides best (ties: the nearest to
+            ``mask_threshold``). Leave False for dragged boxes: on a loose box it fills the
+            slack (docs/prompts.md).
 
         Returns
         -------

@@ -446,7 +446,8 @@ def test_four_extreme_clicks_prompt_a_tight_box(make_napari_viewer, prompt_proje
     from napari.utils.key_bindings import coerce_keybinding
 
     folder, truth = prompt_project
-    viewer, widget = _open(make_napari_viewer, folder, qtbot)
+    shots = bool(os.environ.get("LABELASSIST_SCREENSHOTS"))  # regenerate docs/napari_extreme.png
+    viewer, widget = _open(make_napari_viewer, folder, qtbot, show=shots)
     layer = widget.shapes_layer
     viewer.keymap[coerce_keybinding(EXTREME_KEY)](viewer)
     assert widget.assist.extreme_mode.value and layer.mode == "pan_zoom"
@@ -468,6 +469,12 @@ def test_four_extreme_clicks_prompt_a_tight_box(make_napari_viewer, prompt_proje
         _click(layer, np.array(rowcol, dtype=float))
         assert len(widget.assist.extremes_layer.data) == n
     assert len(_prompted(widget)) == 0
+    if shots:
+        import imageio.v3 as iio
+
+        viewer.reset_view()
+        qtbot.wait(200)
+        iio.imwrite(DOCS / "napari_extreme.png", viewer.screenshot(canvas_only=False, flash=False))
     _click(layer, np.array(extremes[3], dtype=float))
     qtbot.waitUntil(lambda: len(_prompted(widget)) == 1, timeout=30_000)
     assert widget.assist.extremes == [] and widget.assist.extremes_layer is None
