@@ -14,13 +14,21 @@ else remains. Three workflows, the same images and the same starter model
 (c) **pre-annotation + prompts + refinement**: as (b), but a proposal at 0.5-0.9 first gets
     "Refine edges" (`labelassist.refine.refine_edges`, one press) and is accepted if that
     reaches 0.9; a missed object gets a box prompt on its true box
-    (``model.segment(model.encode(image), boxes=..., exclude=...)`` with the model's object
-    size, features encoded once per image; ``--box-scale``). The detected objects are done
-    first, so the prompts keep off them (``exclude``: the accepted proposals as they are, the
+    (``model.segment(model.encode(image), boxes=..., exclude=..., tight=True)`` with the
+    model's object size, features encoded once per image; ``--box-scale``). The true box is
+    what extreme clicking gives (four clicks on the object's extreme pixels, the napari
+    plugin's ``Shift-X``), hence ``tight=True`` (``--no-tight``: a plain box prompt). The
+    detected objects are done first, so the prompts keep off them (``exclude``: the accepted proposals as they are, the
     fixed ones as the truth they were brought to; ``--no-exclude`` to compare),
     accepted at IoU >= 0.9, else refined, else fixed like (b). A refinement that did not reach
     0.9 is undone ("Undo refine", one press) where the outline before it is cheaper to fix
-    (``--no-undo``: the refined outline is always the one fixed, as before 2026-12-07). Point prompts are not used:
+    (``--no-undo``: the refined outline is always the one fixed, as before 2026-12-07).
+    Then, before fixing by hand, the annotator may "Shrink" or "Grow" the outline (the
+    plugin's ``Shift-S`` / ``Shift-G``, `labelassist.refine.offset_edges`, ``--nudge-step``
+    px per press, default 1): in the direction that brings it closer to the truth (a person
+    sees whether it lies outside or inside the edge), pressing while it gets closer (at most
+    6 presses), then accepting at 0.9 or fixing; taken only where cheaper than fixing
+    without (the same look-ahead; ``--nudge-step 0``: never). Point prompts are not used:
     a click selects among the model's own detections (`labelassist.model.prompts`), and a
     missed object has, by definition, no good one.
 
@@ -56,6 +64,8 @@ Cost model (seconds per action) and where each number comes from:
 - ``delete`` 1.5 s to select and delete a shape. Assumption of issue #14 item 0.
 - ``refine`` 1.0 s to select a shape and press "Refine edges": assumed one click.
 - ``undo`` 1.0 s to press "Undo refine" (``Shift-U``): assumed one click.
+- ``nudge`` 1.0 s to press "Shrink" or "Grow" once (``Shift-S`` / ``Shift-G``): assumed one
+  click.
 
 Reported per data set: actions by kind and modelled seconds per workflow; the ratios
 (a)/(c) (goal >= 5x) and (b)/(c) (goal >= 1.5x); the share of missed objects whose box
@@ -72,7 +82,8 @@ Run (two busy cores: about two minutes)::
 
     LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4 \\
         .venv/bin/python bench/bench_effort.py [--images 8] [--size 256] [--no-real]
-        [--draw-rule exact|economical] [--edit-rule greedy|exact]
+        [--draw-rule exact|economical] [--edit-rule greedy|exact] [--no-undo] [--no-exclude]
+        [--no-tight] [--nudge-step 1.0]
 """
 
 from __future__ import annotations
