@@ -167,14 +167,7 @@ def test_workflow_c_undoes_a_refinement_that_made_the_fix_dearer(bench, monkeypa
     assert bench.fix(worse, SQUARE).seconds > 1 + 1
 
     def run():
-        return bench.annotate(
-            [SQUARE],
-            [short],
-            SHAPE,
-            refine=lambda j: worse,
-            box_prompt=lambda missed, annotated: [],
-            refine_prompted=lambda missed, polygons: polygons,
-        )
+        return _one_proposal(bench, short, worse)
 
     out = run()
     assert dict(out.tally.actions) == {"delete": 0, "refine": 1, "undo": 1, "drag": 1}
@@ -186,14 +179,7 @@ def test_workflow_c_undoes_a_refinement_that_made_the_fix_dearer(bench, monkeypa
 
 def test_workflow_c_keeps_a_refinement_that_made_the_fix_cheaper(bench):
     far = shapely.box(10, 10, 30, 24)  # two drags; refined to 0.85, one drag
-    out = bench.annotate(
-        [SQUARE],
-        [far],
-        SHAPE,
-        refine=lambda j: shapely.box(10, 10, 30, 27),
-        box_prompt=lambda missed, annotated: [],
-        refine_prompted=lambda missed, polygons: polygons,
-    )
+    out = _one_proposal(bench, far, shapely.box(10, 10, 30, 27))
     assert dict(out.tally.actions) == {"delete": 0, "refine": 1, "drag": 1}
 
 
