@@ -30,7 +30,7 @@ import shapely
 from scipy import ndimage
 
 from .checks import check_choice, check_int, check_number
-from .geometry import DEFAULT_TOLERANCE, masks_to_polygons, polygons_to_masks
+from .geometry import DEFAULT_TOLERANCE, _polygonal, masks_to_polygons, polygons_to_masks
 from .instances import Instances
 from .io import check_image
 
@@ -378,6 +378,8 @@ def offset_edges(instances: Instances, distance: float, *, mitre_limit: float = 
         return instances.replace(polygons=geoms.copy())
     h, w = instances.image_shape
     moved = shapely.buffer(geoms, distance, join_style="mitre", mitre_limit=mitre_limit)
-    moved = shapely.intersection(moved, shapely.box(0, 0, w, h))
+    clipped = shapely.intersection(moved, shapely.box(0, 0, w, h))
+    moved = np.empty(len(geoms), dtype=object)
+    moved[:] = [_polygonal(g) for g in clipped]  # no lines or points from the clip
     moved = np.where(shapely.is_empty(moved) | (shapely.area(moved) == 0), geoms, moved)
     return instances.replace(polygons=moved)

@@ -120,3 +120,14 @@ def test_bad_input(instances, kwargs, error, match):
         instances = Instances([shapely.box(1, 1, 5, 5)], [0], [1.0], SHAPE)
     with pytest.raises(error, match=match):
         offset_edges(instances, **kwargs)
+
+
+def test_clipping_keeps_only_polygons():
+    """A shape with a part inside the image and a part outside touching its edge: the clip
+    leaves a line where the outside part touched; only the polygon is kept."""
+    inside = shapely.box(10, 10, 20, 20)
+    outside = shapely.box(64.5, 30, 70, 40)  # grown by 0.5 px, it meets the image at x = 64
+    shape = shapely.MultiPolygon([inside, outside])
+    [grown] = offset_edges(Instances([shape], [0], [1.0], SHAPE), 0.5).polygons
+    assert shapely.get_type_id(grown) == 3  # a Polygon: the sliver at the edge is gone
+    assert grown.equals(shapely.box(9.5, 9.5, 20.5, 20.5))
