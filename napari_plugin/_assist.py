@@ -12,8 +12,8 @@ not wait; a new image cancels and replaces that job (its result is dropped). The
   at the next click;
 * **extreme points** (``Shift-X``): four clicks on the object's leftmost, topmost, rightmost
   and bottommost pixels (any order; shown until the fourth) give a tight box, segmented
-  with ``Model.segment(..., tight=True)``: the mask is made to touch all four sides. As
-  fast as a dragged box (7 s in Papadopoulos et al., ICCV 2017) and more accurate;
+  with ``Model.segment(..., tight=True)``: the mask is made to touch all four sides
+  (extreme clicking takes about 7 s an object: Papadopoulos et al., ICCV 2017);
 * **Keep off existing shapes** (on by default): a prompted object never takes the pixels
   of the shapes already in the layer (`Model.segment`'s ``exclude``), so an object next to
   annotated neighbours stops at them;
