@@ -30,7 +30,7 @@ import shapely
 from scipy import ndimage
 
 from .checks import check_choice, check_int, check_number
-from .geometry import DEFAULT_TOLERANCE, _polygonal, masks_to_polygons, polygons_to_masks
+from .geometry import DEFAULT_TOLERANCE, masks_to_polygons, polygons_to_masks
 from .instances import Instances
 from .io import check_image
 
@@ -379,7 +379,10 @@ def offset_edges(instances: Instances, distance: float, *, mitre_limit: float = 
     h, w = instances.image_shape
     moved = shapely.buffer(geoms, distance, join_style="mitre", mitre_limit=mitre_limit)
     clipped = shapely.intersection(moved, shapely.box(0, 0, w, h))
+    # keep the polygons of each result: a part that only touched the image edge leaves a line
+    parts, index = shapely.get_parts(clipped, return_index=True)
+    areal = shapely.get_type_id(parts) == 3
     moved = np.empty(len(geoms), dtype=object)
-    moved[:] = [_polygonal(g) for g in clipped]  # no lines or points from the clip
+    moved[:] = [shapely.union_all(parts[areal & (index == k)]) for k in range(len(geoms))]
     moved = np.where(shapely.is_empty(moved) | (shapely.area(moved) == 0), geoms, moved)
     return instances.replace(polygons=moved)
