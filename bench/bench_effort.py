@@ -11,9 +11,13 @@ else remains. Three workflows, the same images and the same starter model
     A match at IoU >= 0.9 is accepted (a glance); one at 0.5-0.9 is fixed by dragging
     vertices or deleted and redrawn, whichever is cheaper; an unmatched proposal is
     deleted; a missed object is drawn.
-(c) **pre-annotation + prompts + refinement**: as (b), but a proposal at 0.5-0.9 first gets
-    "Refine edges" (`labelassist.refine.refine_edges`, one press) and is accepted if that
-    reaches 0.9; a missed object gets a box prompt on its true box
+(c) **pre-annotation + prompts + refinement**: as (b), but every proposal first gets
+    "Refine edges" (`labelassist.refine.refine_edges`) at once: select all (napari's ``A``)
+    and press (2 s an image). A refined outline at 0.9 is accepted; a good proposal the
+    refinement spoilt is put back by "Undo refine" on that shape (selected: 1 s) and
+    accepted; the others continue below (``--refine-each``: instead, only each proposal at
+    0.5-0.9 gets its own press, 1 s, as before 2026-12-07's third session). A missed object
+    gets a box prompt on its true box
     (``model.segment(model.encode(image), boxes=..., exclude=..., tight=True)`` with the
     model's object size, features encoded once per image; ``--box-scale``). The true box is
     what extreme clicking gives (four clicks on the object's extreme pixels, the napari
@@ -62,8 +66,10 @@ Cost model (seconds per action) and where each number comes from:
   small nucleus on screen; with it a box costs about half a hand-drawn nucleus.
 - ``accept`` 0.5 s glance to accept a result. Assumption of issue #14 item 0.
 - ``delete`` 1.5 s to select and delete a shape. Assumption of issue #14 item 0.
-- ``refine`` 1.0 s to select a shape and press "Refine edges": assumed one click.
-- ``undo`` 1.0 s to press "Undo refine" (``Shift-U``): assumed one click.
+- ``refine`` 1.0 s to select a shape and press "Refine edges": assumed one click; select all
+  and press: two.
+- ``undo`` 1.0 s to press "Undo refine" (``Shift-U``; on the selected shape when some of
+  the last refinement's are selected): assumed one click.
 - ``nudge`` 1.0 s to press "Shrink" or "Grow" once (``Shift-S`` / ``Shift-G``): assumed one
   click.
 
@@ -83,7 +89,7 @@ Run (two busy cores: about two minutes)::
     LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4 \\
         .venv/bin/python bench/bench_effort.py [--images 8] [--size 256] [--no-real]
         [--draw-rule exact|economical] [--edit-rule greedy|exact] [--no-undo] [--no-exclude]
-        [--no-tight] [--nudge-step 1.0]
+        [--no-tight] [--nudge-step 1.0] [--refine-each]
 """
 
 from __future__ import annotations
@@ -126,6 +132,7 @@ UNDO = True  # a refinement that made the fix dearer is undone (--no-undo)
 NUDGE_STEP = 1.0  # px per "Shrink"/"Grow" press; 0 = not used (--nudge-step)
 NUDGE_MAX = 6  # presses at most per outline
 TIGHT = True  # box prompts are tight, from extreme clicking (--no-tight)
+REFINE_ALL = True  # (c) refines every proposal at once, then undoes per shape (--refine-each)
 
 Polygon: TypeAlias = shapely.Geometry
 Refiner = Callable[[int], Polygon]  # index -> refined polygon
@@ -308,7 +315,25 @@ def annotate(
     out = Outcome(Tally(), proposals=len(proposals))
     out.tally.add("delete", len(proposals) - len(pairs))
     annotated: list[Polygon] = []
+    if refine is not None and REFINE_ALL and pairs:
+        out.tally.add("refine", 2)  # select all (napari's A), then "Refine edges": once
     for i, j in pairs.items():
+        if refine is not None and REFINE_ALL:
+            out.accepted_unchanged += iou[i, j] >= ACCEPT_IOU
+            refined = refine(j)
+            if _iou1(truth[i], refined, shape) >= ACCEPT_IOU:
+                out.tally.add("accept")
+                annotated.append(refined)
+                continue
+            if iou[i, j] >= ACCEPT_IOU:  # refinement spoilt a good one: undo it (selected)
+                out.tally.add("undo")
+                out.tally.add("accept")
+                annotated.append(proposals[j])
+                continue
+            out.tally += _fix_refined(proposals[j], refined, truth[i], shape)
+            out.fixed += 1
+            annotated.append(truth[i])
+            continue
         if iou[i, j] >= ACCEPT_IOU:
             out.accepted_unchanged += 1
             out.tally.add("accept")
@@ -594,7 +619,7 @@ def _report(name: str, runs: list[dict], seconds: float) -> None:
 
 
 def main() -> None:
-    global DRAW_RULE, EDIT_RULE, BOX_SCALE, EXCLUDE, UNDO, NUDGE_STEP, TIGHT
+    global DRAW_RULE, EDIT_RULE, BOX_SCALE, EXCLUDE, UNDO, NUDGE_STEP, TIGHT, REFINE_ALL
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--images", type=int, default=8, help="held-out synthetic images")
     parser.add_argument("--size", type=int, default=256, help="synthetic image size (px)")
@@ -621,6 +646,11 @@ def main() -> None:
     parser.add_argument(
         "--no-tight", action="store_true", help="box prompts as dragged boxes (tight=False)"
     )
+    parser.add_argument(
+        "--refine-each",
+        action="store_true",
+        help="(c) refines each proposal to fix on its own instead of all at once",
+    )
     args = parser.parse_args()
     DRAW_RULE, EDIT_RULE = args.draw_rule, args.edit_rule
     BOX_SCALE = args.box_scale if args.box_scale == "auto" else float(args.box_scale)
@@ -628,6 +658,7 @@ def main() -> None:
     UNDO = not args.no_undo
     NUDGE_STEP = args.nudge_step
     TIGHT = not args.no_tight
+    REFINE_ALL = not args.refine_each
     import torch  # heavy
 
     torch.set_num_threads(args.threads)
@@ -635,7 +666,7 @@ def main() -> None:
     print("cost model (s): " + ", ".join(f"{k} {v}" for k, v in COST.items()))
     print(f"draw rule: {DRAW_RULE}, edit rule: {EDIT_RULE}, box_scale: {BOX_SCALE}, "
           f"exclude annotated: {EXCLUDE}, undo refinements: {UNDO}, nudge step: {NUDGE_STEP} px, "
-          f"tight boxes: {TIGHT}")  # fmt: skip
+          f"tight boxes: {TIGHT}, refine all at once: {REFINE_ALL}")  # fmt: skip
     sets = {"synthetic nuclei (seeds 9000+)": lambda: _synthetic(args.images, args.size)}
     if not args.no_real:
         sets["real nuclei sample"] = _real

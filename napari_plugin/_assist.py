@@ -650,13 +650,22 @@ class AssistPanel(Container):
 
     def undo_refine(self) -> list[int]:
         """Put back the outlines the last refinement replaced (those not edited or deleted
-        since); returns their instance ids. One level: a second call has nothing to undo."""
+        since); returns their instance ids. With some of those shapes selected, only the
+        selected ones go back and the rest stay undoable (refine a whole image, then undo
+        the few it made worse); otherwise all go back. One level: what is undone is gone
+        from the record."""
         last = self._last_refine
         self._set_undo(None)
         if last is None or self.layer is None or last[0] is not self.layer:
             self._report("no refinement to undo on this image")
             return []
         layer, before, after = last
+        picked = layer.features["instance"].to_numpy()[sorted(layer.selected_data)]
+        chosen = np.isin(after.extra["instance_id"], picked)
+        if chosen.any() and not chosen.all():
+            rest = ~np.isin(before.extra["instance_id"], picked)
+            self._set_undo((layer, before[rest], after[~chosen]))
+            before, after = before[~rest], after[chosen]
         ids = restore_objects(layer, before, after)
         if self.on_unrefined is not None:
             self.on_unrefined(ids)

@@ -129,7 +129,7 @@ def test_hungarian_matching_is_one_to_one(bench):
 
 
 def test_workflow_c_refines_then_prompts(bench):
-    short = shapely.box(10, 10, 30, 27)  # 0.85: refine (1 s) fixes it -> accept (0.5 s)
+    short = shapely.box(10, 10, 30, 27)  # 0.85: refine all (2 s) fixes it -> accept (0.5 s)
     missed_good = OTHER  # the box prompt returns it exactly: box 7 s + accept 0.5 s
     missed_bad = shapely.box(2, 40, 22, 60)  # prompt returns nothing: box 7 s + draw 4 s
 
@@ -150,7 +150,7 @@ def test_workflow_c_refines_then_prompts(bench):
         box_prompt=box_prompt,
         refine_prompted=lambda missed, polygons: polygons,
     )
-    assert out.tally.seconds == (1 + 0.5) + (7 + 0.5) + (7 + 4)
+    assert out.tally.seconds == (2 + 0.5) + (7 + 0.5) + (7 + 4)
     assert out.missed == 2 and out.box_ok == 1
     # the missed objects' share of the seconds, and no proposal left to fix by hand
     assert out.missed_tally.seconds == (7 + 0.5) + (7 + 4)
@@ -159,7 +159,7 @@ def test_workflow_c_refines_then_prompts(bench):
 
 def test_workflow_c_undoes_a_refinement_that_made_the_fix_dearer(bench, monkeypatch):
     # The proposal needs one drag (IoU 0.85); "refinement" turns it into an octagon inside
-    # the square that costs more than an undo plus that drag: (c) refines (1 s), undoes
+    # the square that costs more than an undo plus that drag: (c) refines all (2 s), undoes
     # (1 s), then drags one vertex (1 s).
     short = shapely.box(10, 10, 30, 27)
     worse = shapely.Point(20, 20).buffer(9, quad_segs=2)
@@ -170,17 +170,17 @@ def test_workflow_c_undoes_a_refinement_that_made_the_fix_dearer(bench, monkeypa
         return _one_proposal(bench, short, worse)
 
     out = run()
-    assert dict(out.tally.actions) == {"delete": 0, "refine": 1, "undo": 1, "drag": 1}
+    assert dict(out.tally.actions) == {"delete": 0, "refine": 2, "undo": 1, "drag": 1}
     monkeypatch.setattr(bench, "UNDO", False)  # --no-undo: the refined outline is fixed
     out = run()
     assert out.tally.actions["undo"] == 0
-    assert out.tally.seconds == 1 + bench.fix(worse, SQUARE).seconds
+    assert out.tally.seconds == 2 + bench.fix(worse, SQUARE).seconds
 
 
 def test_workflow_c_keeps_a_refinement_that_made_the_fix_cheaper(bench):
     far = shapely.box(10, 10, 30, 24)  # two drags; refined to 0.85, one drag
     out = _one_proposal(bench, far, shapely.box(10, 10, 30, 27))
-    assert dict(out.tally.actions) == {"delete": 0, "refine": 1, "drag": 1}
+    assert dict(out.tally.actions) == {"delete": 0, "refine": 2, "drag": 1}
 
 
 def test_workflow_b_counts_missed_objects_and_hand_fixes(bench):
@@ -233,11 +233,11 @@ def _one_proposal(bench, proposal, refined):
 
 def test_workflow_c_shrinks_an_outline_a_pixel_too_large(bench, monkeypatch):
     # 22 x 22 around the 20 x 20 square: IoU 400 / 484 = 0.83. GrabCut leaves it; one
-    # "Shrink" press (1 px) makes it exact: refine 1 s + nudge 1 s + accept 0.5 s.
+    # "Shrink" press (1 px) makes it exact: refine all 2 s + nudge 1 s + accept 0.5 s.
     large = shapely.box(9, 9, 31, 31)
     out = _one_proposal(bench, large, large)
-    assert dict(out.tally.actions) == {"delete": 0, "refine": 1, "nudge": 1, "accept": 1}
-    assert out.tally.seconds == 2.5
+    assert dict(out.tally.actions) == {"delete": 0, "refine": 2, "nudge": 1, "accept": 1}
+    assert out.tally.seconds == 3.5
     monkeypatch.setattr(bench, "NUDGE_STEP", 0.0)  # --nudge-step 0: dragged instead
     out = _one_proposal(bench, large, large)
     assert out.tally.actions["nudge"] == 0 and out.tally.actions["drag"] >= 2
@@ -253,7 +253,7 @@ def test_workflow_c_grows_in_steps_while_it_helps(bench, monkeypatch):
     assert presses == 2 and outline.equals(SQUARE)
     out = _one_proposal(bench, small, worse)
     assert dict(out.tally.actions) == {
-        "delete": 0, "refine": 1, "undo": 1, "nudge": 2, "accept": 1,
+        "delete": 0, "refine": 2, "undo": 1, "nudge": 2, "accept": 1,
     }  # fmt: skip
     monkeypatch.setattr(bench, "NUDGE_STEP", 0.5)
     outline, presses = bench.nudge(small, SQUARE, SHAPE)
@@ -264,3 +264,30 @@ def test_nudge_leaves_an_outline_no_press_improves(bench):
     shifted = shapely.box(13, 10, 33, 30)  # right size, 3 px to the right
     outline, presses = bench.nudge(shifted, SQUARE, SHAPE)
     assert presses == 0 and outline.equals(shifted)
+
+
+def test_workflow_c_refines_all_at_once_and_undoes_a_spoilt_good_one(bench, monkeypatch):
+    # A good proposal (exact) that GrabCut spoils, and one at 0.8 that GrabCut makes exact:
+    # select all + refine (2 s), undo the spoilt one (1 s) and accept both (0.5 s each).
+    short = shapely.box(40, 40, 50, 48)  # mask IoU 0.8 with OTHER
+    spoilt = shapely.box(10, 10, 30, 25)  # IoU 0.75 with SQUARE
+    results = {0: spoilt, 1: OTHER}
+
+    def run():
+        return bench.annotate(
+            [SQUARE, OTHER],
+            [SQUARE, short],
+            SHAPE,
+            refine=results.__getitem__,
+            box_prompt=lambda missed, annotated: [],
+            refine_prompted=lambda missed, polygons: polygons,
+        )
+
+    out = run()
+    assert dict(out.tally.actions) == {"delete": 0, "refine": 2, "undo": 1, "accept": 2}
+    assert out.tally.seconds == 2 + 1 + 2 * 0.5
+    assert out.accepted_unchanged == 1
+    monkeypatch.setattr(bench, "REFINE_ALL", False)  # --refine-each: only the one to fix
+    out = run()
+    assert dict(out.tally.actions) == {"delete": 0, "accept": 2, "refine": 1}
+    assert out.tally.seconds == 0.5 + 1 + 0.5

@@ -483,3 +483,37 @@ def test_four_extreme_clicks_prompt_a_tight_box(make_napari_viewer, prompt_proje
     np.testing.assert_allclose(polygon.bounds, truth.polygons[k].bounds)  # touches all 4 sides
     viewer.keymap[coerce_keybinding(EXTREME_KEY)](viewer)  # off again
     assert not widget.assist.extreme_mode.value and layer.mode == "select"
+
+
+@pytest.mark.gui
+def test_undo_refine_of_the_selected_shapes_only(make_napari_viewer, prompt_project, qtbot):
+    """Refine two outlines at once, select one, Undo refine: only it goes back; the other
+    stays refined and undoable; a second Undo (nothing selected) takes it back too."""
+    folder, truth = prompt_project
+    viewer, widget = _open(make_napari_viewer, folder, qtbot)
+    layer = widget.shapes_layer
+    for k in np.argsort(truth.areas)[::-1][:2]:
+        assert widget.assist.prompt(boxes=[truth.boxes[k] + np.array([-2, -2, 2, 2])])
+    before = layer_to_instances(layer, classes=widget.project.classes)
+    ids = before.extra["instance_id"].tolist()
+    layer.selected_data = set(range(len(layer.data)))
+    widget.assist.refine()
+    qtbot.waitUntil(lambda: widget.assist.refine_worker is None, timeout=60_000)
+    refined = layer_to_instances(layer, classes=widget.project.classes)
+
+    def outline(inst, instance_id):
+        return inst.polygons[inst.extra["instance_id"].tolist().index(instance_id)]
+
+    assert all(not outline(refined, i).equals(outline(before, i)) for i in ids)
+    first, second = ids
+    layer.selected_data = {layer.features["instance"].tolist().index(first)}
+    assert widget.assist.undo_refine() == [first]
+    now = layer_to_instances(layer, classes=widget.project.classes)
+    assert outline(now, first).equals_exact(outline(before, first), 1e-6)
+    assert outline(now, second).equals_exact(outline(refined, second), 1e-6)
+    assert widget.assist.undo_button.enabled
+    layer.selected_data = set()
+    assert widget.assist.undo_refine() == [second]
+    now = layer_to_instances(layer, classes=widget.project.classes)
+    assert outline(now, second).equals_exact(outline(before, second), 1e-6)
+    assert not widget.assist.undo_button.enabled
