@@ -21,7 +21,8 @@ else remains. Three workflows, the same images and the same starter model
     (``model.segment(model.encode(image), boxes=..., exclude=..., tight=True)`` with the
     model's object size, features encoded once per image; ``--box-scale``). The true box is
     what extreme clicking gives (four clicks on the object's extreme pixels, the napari
-    plugin's ``Shift-X``), hence ``tight=True`` (``--no-tight``: a plain box prompt). The
+    plugin's ``Shift-X``), hence ``tight=True`` (``--no-tight``: a dragged rectangle on the
+    true box, ``loose=True`` as the plugin sends it). The
     detected objects are done first, so the prompts keep off them (``exclude``: the accepted proposals as they are, the
     fixed ones as the truth they were brought to; ``--no-exclude`` to compare),
     accepted at IoU >= 0.9, else refined, else fixed like (b). A refinement that did not reach
@@ -534,6 +535,7 @@ def _run_image(model, image: np.ndarray, truth: list[Polygon], threshold: float)
             mask_threshold=model.mask_threshold,
             exclude=annotated if EXCLUDE else None,
             tight=TIGHT,
+            loose=not TIGHT,  # a dragged rectangle, as the plugin sends it
         )
         return list(found.polygons)
 

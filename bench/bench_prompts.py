@@ -204,7 +204,7 @@ def accuracy(model: Model, data: dict[str, list[tuple[np.ndarray, Instances]]]) 
     rng = np.random.default_rng(0)
     off_rng = np.random.default_rng(1)  # its own stream: the loose boxes stay as they were
     header = (
-        f"{'data':10s} {'objects':>14s} {'prompt':44s} {'IoU>=0.8':>8s} {'median':>7s} | "
+        f"{'data':10s} {'objects':>14s} {'prompt':56s} {'IoU>=0.8':>8s} {'median':>7s} | "
         f"{'mask>=0.8':>9s} {'>=0.9':>6s} {'median':>7s}"
     )
     print(header)
@@ -232,6 +232,7 @@ def accuracy(model: Model, data: dict[str, list[tuple[np.ndarray, Instances]]]) 
                 "box (sides +-1 px)": {"boxes": off},
                 "box (exact, tight)": {"boxes": truth.boxes, "tight": True},
                 "box (loose, tight)": {"boxes": loose, "tight": True},
+                "box (loose, loose=True)": {"boxes": loose, "loose": True},
                 "click (deepest point)": {"points": [_deepest(p) for p in truth.polygons]},
             }
             polys = list(truth.polygons)
@@ -242,12 +243,16 @@ def accuracy(model: Model, data: dict[str, list[tuple[np.ndarray, Instances]]]) 
                 runs[prompt.replace("),", ", tight),")] = {
                     "boxes": boxes, "exclude": "others", "tight": True
                 }  # fmt: skip
+                runs[prompt.replace("),", ", loose=True),")] = {
+                    "boxes": boxes, "exclude": "others", "loose": True
+                }  # fmt: skip
             for prompt, kwargs in runs.items():
                 if kwargs.get("exclude") == "others":  # one call per object: its own exclude
                     found = [
                         _segment(model, feats, boxes=kwargs["boxes"][[k]],
                                  exclude=polys[:k] + polys[k + 1 :],
-                                 tight=kwargs.get("tight", False)).polygons[0]
+                                 tight=kwargs.get("tight", False),
+                                 loose=kwargs.get("loose", False)).polygons[0]
                         for k in range(len(polys))
                     ]  # fmt: skip
                     out = Instances(found, None, None, (h, w))
@@ -265,7 +270,7 @@ def accuracy(model: Model, data: dict[str, list[tuple[np.ndarray, Instances]]]) 
             for label, sel in (("all", np.ones_like(miss)), ("missed", miss)):
                 if sel.any():
                     g, m = v[sel, 0], v[sel, 1]
-                    print(f"{name:10s} {label + ' ' + str(int(sel.sum())):>14s} {prompt:44s} "
+                    print(f"{name:10s} {label + ' ' + str(int(sel.sum())):>14s} {prompt:56s} "
                           f"{np.mean(g >= 0.8):8.3f} {np.median(g):7.3f} | {np.mean(m >= 0.8):9.3f} "
                           f"{np.mean(m >= 0.9):6.3f} {np.median(m):7.3f}")  # fmt: skip
         s = np.array(scores)[miss]

@@ -449,7 +449,7 @@ class AssistPanel(Container):
         except ValueError as exc:
             self._report(str(exc), error=True)
             return
-        self._when_ready(lambda: self.prompt(boxes=[box]))
+        self._when_ready(lambda: self.prompt(boxes=[box], loose=True))
 
     # -- point prompts -------------------------------------------------------------------
     def _on_click(self, layer: Any, event: Any) -> Any:
@@ -531,10 +531,13 @@ class AssistPanel(Container):
         points: Any = None,
         negative_points: Any = None,
         tight: bool = False,
+        loose: bool = False,
     ) -> list[int]:
         """Segment one box or point prompt on the encoded image and add the object to the
         layer as a ``"prompted"`` shape; returns its rows (none when nothing was found).
-        ``tight``: the box touches the object on all four sides (extreme clicks)."""
+        ``tight``: the box touches the object on all four sides (extreme clicks);
+        ``loose``: a dragged rectangle, segmented again in its mask's bounds where that
+        covers less than 70 % of it (``Model.segment``)."""
         layer = self.layer
         if layer is None or not self.ready:
             raise ValueError("open a project image and wait until it is encoded")
@@ -551,6 +554,7 @@ class AssistPanel(Container):
             label=label,
             exclude=exclude,
             tight=tight,
+            loose=loose,
         )
         if len(found) == 0 or found.polygons[0].is_empty:
             self._report("nothing found at this prompt; draw it by hand or try again")

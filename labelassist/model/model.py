@@ -409,6 +409,7 @@ class Model(InputOptions):
         tolerance: float | None = None,
         exclude: Any = None,
         tight: bool = False,
+        loose: bool = False,
     ) -> Instances:
         """Segment the objects designated by box and point prompts: one instance per prompt.
 
@@ -461,6 +462,12 @@ class Model(InputOptions):
             whose mask touches the box's sides best (ties: the nearest to
             ``mask_threshold``). Leave False for dragged boxes: on a loose box it fills the
             slack (docs/prompts.md).
+        loose : bool
+            The boxes hold their objects with some slack, as a quickly dragged rectangle
+            does: a box whose mask's bounding box covers less than
+            `labelassist.model.prompts.LOOSE_FILL` (0.7) of it is segmented again in that
+            bounding box. Boxes drawn close to their objects are left as they are (the
+            napari plugin's rectangles use it; docs/prompts.md). Not with ``tight``.
 
         Returns
         -------
@@ -500,6 +507,7 @@ class Model(InputOptions):
                 box_scale=box_scale,
                 exclude=exclude,
                 tight=tight,
+                loose=loose,
             )
 
     def _pick_channels(self, image: Any, channels: Any) -> Any:

@@ -45,7 +45,13 @@ from .inference import DetectionLimits, detection_limits, inference_setup
 from .normalize import check_array_image
 from .predict import _label_lookup
 
-__all__ = ["CANDIDATE_SCORE", "DEFAULT_SCORE_THRESHOLD", "check_exclude", "segment"]
+__all__ = [
+    "CANDIDATE_SCORE",
+    "DEFAULT_SCORE_THRESHOLD",
+    "LOOSE_FILL",
+    "check_exclude",
+    "segment",
+]
 
 #: Point prompts choose among detections scoring above this (torchvision's own default
 #: ``box_score_thresh``), computed once per image or tile.
@@ -54,6 +60,11 @@ CANDIDATE_SCORE = 0.05
 #: Low, because a box is the annotator's statement that an object is there: boxes on
 #: background score < 0.001, those on objects the model missed 0.3-0.4 (median).
 DEFAULT_SCORE_THRESHOLD = 0.01
+#: ``segment(..., loose=True)`` segments a box again, in the bounding box of its mask, when
+#: that covers less than this share of the box's area (chosen on held-out synthetic nuclei:
+#: boxes 0-8 px too large per side gain 88.7 -> 92.6 % at mask IoU 0.8, exact boxes and
+#: boxes a pixel off lose nothing; docs/prompts.md).
+LOOSE_FILL = 0.7
 
 
 def _coords(value: Any, name: str, width: int, what: str) -> np.ndarray:
@@ -169,6 +180,7 @@ def segment(
     box_scale: float | str = "auto",
     exclude: Any = None,
     tight: bool = False,
+    loose: bool = False,
 ) -> Instances:
     """Segment the objects that box and point prompts designate, one instance per prompt.
 
@@ -180,7 +192,9 @@ def segment(
     brings a box smaller than ``object_size`` to that size, a number >= 1 is one factor
     for every box (1: the image's own features). ``exclude``: polygons (or an `Instances`)
     whose pixels no result takes (`check_exclude`). ``tight``: the boxes touch their objects
-    on all four sides (`labelassist.model.box_prompts.tight_thresholds`).
+    on all four sides (`labelassist.model.box_prompts.tight_thresholds`). ``loose``: the
+    boxes hold their objects with some slack: a box whose mask's bounding box covers less
+    than `LOOSE_FILL` of it is segmented again in that bounding box.
 
     Examples
     --------
@@ -201,6 +215,10 @@ def segment(
         raise ValueError(f"refine_box must be True or False, got {refine_box!r}")
     if not isinstance(tight, (bool, np.bool_)):
         raise ValueError(f"tight must be True or False, got {tight!r}")
+    if not isinstance(loose, (bool, np.bool_)):
+        raise ValueError(f"loose must be True or False, got {loose!r}")
+    if tight and loose:
+        raise ValueError("a box is either tight or loose: pass tight=True or loose=True, not both")
     lookup = _label_lookup(net, label_ids)
     columns = np.flatnonzero(lookup >= 0)
     forced = _check_label(label, classes, len(columns))
@@ -210,10 +228,8 @@ def segment(
         raise ValueError(f"mask_threshold must be within (0, 1), got {mask_threshold!r}")
     check_number(tolerance, "tolerance", minimum=0, allow_none=True)
     check_number(object_size, "object_size", minimum=0, allow_none=True)
-    scales = box_scales(box_arr, object_size, box_scale)
+    box_scales(box_arr, object_size, box_scale)  # checks box_scale
     taken = check_exclude(exclude, shape)
-    if (scales > 1).any() and _transform_resizes(net):
-        scales[:] = 1.0  # the network's own transform sets the scale its heads see
     n = len(box_arr) + len(point_arr)
     if n == 0:
         return Instances.empty(shape)
@@ -232,16 +248,23 @@ def segment(
     if tight:
         box_opts = {**box_opts, "fit_thresholds": tight_thresholds(mask)}
     with inference_setup(net, CANDIDATE_SCORE):
-        native = np.flatnonzero(scales <= 1.0)
-        for window, idx in _by_window(feats, box_arr[native]).items():
-            enc, idx = feats.encode_window(window), native[idx]
-            polygons[idx], cols[idx], scores[idx] = segment_window(
-                net, enc, box_arr[idx], allowed, refine_box, feats.device, box_opts
+        nb = len(box_arr)
+        scales = _scales(net, box_arr, object_size, box_scale)
+        polygons[:nb], cols[:nb], scores[:nb] = _segment_boxes(
+            net, feats, box_arr, scales, allowed, refine_box, box_opts
+        )
+        if loose and nb:
+            inner = shapely.bounds(polygons[:nb]).reshape(-1, 4)
+            fill = _area(inner) / _area(box_arr)
+            again = np.flatnonzero(
+                ~np.isnan(fill) & (fill < LOOSE_FILL) & (scores[:nb] >= threshold)
             )
-        for i in np.flatnonzero(scales > 1.0):
-            polygons[i], cols[i], scores[i] = segment_scaled(
-                net, feats, box_arr[i], float(scales[i]), allowed, refine_box, box_opts
-            )
+            if len(again):
+                inner = inner[again]
+                scales = _scales(net, inner, object_size, box_scale)
+                polygons[again], cols[again], scores[again] = _segment_boxes(
+                    net, feats, inner, scales, allowed, False, box_opts
+                )
         negs = shapely.points(negatives)
         for window, idx in _by_window(feats, np.tile(point_arr, 2)).items():
             enc = feats.encode_window(window)
@@ -258,6 +281,48 @@ def segment(
     scores[none] = 0.0
     labels = np.where(lookup[cols] >= 0, lookup[cols], forced or 0)
     return Instances(list(polygons), labels, scores, shape)
+
+
+def _area(boxes: np.ndarray) -> np.ndarray:
+    """Areas of ``x0, y0, x1, y1`` boxes (NaN for the bounds of an empty geometry)."""
+    return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+
+
+def _scales(
+    net: nn.Module, boxes: np.ndarray, object_size: float | None, box_scale: Any
+) -> np.ndarray:
+    """`box_scales`, all 1 when the network's own transform sets the scale its heads see."""
+    scales = box_scales(boxes, object_size, box_scale)
+    if (scales > 1).any() and _transform_resizes(net):
+        scales[:] = 1.0
+    return scales
+
+
+def _segment_boxes(
+    net: nn.Module,
+    feats: ImageFeatures,
+    boxes: np.ndarray,
+    scales: np.ndarray,
+    allowed: np.ndarray,
+    refine_box: bool,
+    opts: dict[str, Any],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Box prompts: polygons (object array), network label columns and scores, in box order;
+    boxes with a scale above 1 from their enlarged crops, the others from the image's windows."""
+    polygons = np.empty(len(boxes), dtype=object)
+    cols = np.zeros(len(boxes), dtype=np.int64)
+    scores = np.zeros(len(boxes), dtype=np.float32)
+    native = np.flatnonzero(scales <= 1.0)
+    for window, idx in _by_window(feats, boxes[native]).items():
+        enc, idx = feats.encode_window(window), native[idx]
+        polygons[idx], cols[idx], scores[idx] = segment_window(
+            net, enc, boxes[idx], allowed, refine_box, feats.device, opts
+        )
+    for i in np.flatnonzero(scales > 1.0):
+        polygons[i], cols[i], scores[i] = segment_scaled(
+            net, feats, boxes[i], float(scales[i]), allowed, refine_box, opts
+        )
+    return polygons, cols, scores
 
 
 def check_exclude(exclude: Any, shape: tuple[int, int]) -> np.ndarray | None:

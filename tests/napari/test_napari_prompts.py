@@ -197,6 +197,30 @@ def test_box_prompt_adds_the_object_saved_as_prompted(make_napari_viewer, prompt
 
 
 @pytest.mark.gui
+def test_a_dragged_rectangle_is_segmented_as_a_loose_box(make_napari_viewer, prompt_project, qtbot):
+    """A rectangle dragged 8 px wide of a nucleus on every side: the plugin asks for
+    ``loose=True`` (a second look in the first mask's bounds), whose result differs from the
+    plain prompt's here and is nearer the truth."""
+    folder, truth = prompt_project
+    viewer, widget = _open(make_napari_viewer, folder, qtbot)
+    layer, assist = widget.shapes_layer, widget.assist
+    k = int(np.argmax(truth.areas))
+    box = np.clip(truth.boxes[k] + np.array([-8, -8, 8, 8]), 0, 96)
+    exclude = layer_to_instances(layer).polygons if len(layer.data) else None
+    common = {"boxes": [box], "exclude": exclude}
+    loose = assist.model.segment(assist.features, loose=True, **common).polygons[0]
+    plain = assist.model.segment(assist.features, **common).polygons[0]
+    assert not loose.equals(plain)
+    assert _iou(loose, truth.polygons[k]) > _iou(plain, truth.polygons[k])
+    assist.box_mode.value = True
+    start, end = xy_to_rowcol(box.reshape(2, 2))
+    _drag(layer, start, end)
+    qtbot.waitUntil(lambda: len(_prompted(widget)) == 1, timeout=30_000)
+    [polygon] = _prompted(widget).polygons
+    assert _iou(polygon, loose) > 0.99
+
+
+@pytest.mark.gui
 def test_point_prompts_and_negative_points(make_napari_viewer, prompt_project, qtbot):
     folder, truth = prompt_project
     viewer, widget = _open(make_napari_viewer, folder, qtbot)
