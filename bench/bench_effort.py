@@ -17,12 +17,12 @@ else remains. Three workflows, the same images and the same starter model
     refinement spoilt is put back by "Undo refine" on that shape (selected: 1 s) and
     accepted; the others continue below (``--refine-each``: instead, only each proposal at
     0.5-0.9 gets its own press, 1 s, as before 2026-12-07's third session). A missed object
-    gets a box prompt on its true box
-    (``model.segment(model.encode(image), boxes=..., exclude=..., tight=True)`` with the
-    model's object size, features encoded once per image; ``--box-scale``). The true box is
-    what extreme clicking gives (four clicks on the object's extreme pixels, the napari
-    plugin's ``Shift-X``), hence ``tight=True`` (``--no-tight``: a dragged rectangle on the
-    true box, ``loose=True`` as the plugin sends it). The
+    gets an extreme-click prompt: four clicks on the middle pixels of its leftmost, topmost,
+    rightmost and bottommost pixel runs (the napari plugin's ``Shift-X``;
+    ``model.segment(model.encode(image), extreme_points=..., exclude=...)`` with the model's
+    object size, features encoded once per image; ``--box-scale``), which span its true box
+    (``--no-tight``: a rectangle dragged on the true box, ``loose=True`` as the plugin sends
+    it). The
     detected objects are done first, so the prompts keep off them (``exclude``: the accepted proposals as they are, the
     fixed ones as the truth they were brought to; ``--no-exclude`` to compare),
     accepted at IoU >= 0.9, else refined, else fixed like (b). A refinement that did not reach
@@ -519,9 +519,16 @@ def _run_image(model, image: np.ndarray, truth: list[Polygon], threshold: float)
     features = model.encode(image)
 
     def box_prompt(missed: list[int], annotated: list[Polygon]) -> list[Polygon]:
+        from bench_prompts import extreme_clicks
+
         from labelassist.model.prompts import segment  # heavy: imports torch
 
-        boxes = np.array([shapely.bounds(truth[i]) for i in missed], dtype=np.float64)
+        if TIGHT:  # four clicks on the extreme pixels, as the plugin sends them
+            clicks = [extreme_clicks(truth[i], shape) for i in missed]
+            prompt = {"extreme_points": np.reshape(clicks, (-1, 4, 2))}
+        else:  # a rectangle dragged on the true box, as the plugin sends it
+            boxes = np.array([shapely.bounds(truth[i]) for i in missed], dtype=np.float64)
+            prompt = {"boxes": boxes.reshape(-1, 4), "loose": True}
         found = segment(  # Model.segment's call, with the model's object size and threshold
             model.net,
             features,
@@ -531,11 +538,9 @@ def _run_image(model, image: np.ndarray, truth: list[Polygon], threshold: float)
             device=model.device,
             object_size=model.object_size,
             box_scale=BOX_SCALE,
-            boxes=boxes,
             mask_threshold=model.mask_threshold,
             exclude=annotated if EXCLUDE else None,
-            tight=TIGHT,
-            loose=not TIGHT,  # a dragged rectangle, as the plugin sends it
+            **prompt,
         )
         return list(found.polygons)
 

@@ -187,6 +187,19 @@ def _uniform(polygon, rng: np.random.Generator) -> tuple[float, float]:
             return x, y
 
 
+def extreme_clicks(polygon, shape: tuple[int, int]) -> np.ndarray:
+    """x, y (4, 2) of clicks at the centres of an object's leftmost, topmost, rightmost and
+    bottommost pixels (the middle pixel of each extreme run), rasterised as pycocotools does."""
+    rows, cols = np.nonzero(polygons_to_masks([polygon], shape)[0])
+    picks = []
+    for along, across, end in ((cols, rows, cols.min()), (rows, cols, rows.min()),
+                               (cols, rows, cols.max()), (rows, cols, rows.max())):  # fmt: skip
+        run = np.sort(across[along == end])
+        middle = run[len(run) // 2]
+        picks.append((end, middle) if along is cols else (middle, end))
+    return np.array(picks, dtype=np.float64) + 0.5
+
+
 def _data(images: int, size: int) -> dict[str, list[tuple[np.ndarray, Instances]]]:
     synthetic = [
         synthetic_nuclei((size, size), seed=9000 + k, dtype=np.uint16 if k % 2 else np.uint8)
@@ -223,6 +236,7 @@ def accuracy(model: Model, data: dict[str, list[tuple[np.ndarray, Instances]]]) 
             off = np.clip(truth.boxes + off_rng.uniform(-1, 1, truth.boxes.shape), 0, [w, h, w, h])
             off[:, 2:] = np.minimum(np.maximum(off[:, 2:], off[:, :2] + 1), [w, h])
             off[:, :2] = np.minimum(off[:, :2], off[:, 2:] - 1)  # at least 1 px wide and high
+            clicks = np.stack([extreme_clicks(p, (h, w)) for p in truth.polygons])
             runs = {
                 "box (exact)": {"boxes": truth.boxes},
                 "box (exact, box_scale=1)": {"boxes": truth.boxes, "box_scale": 1},
@@ -233,9 +247,14 @@ def accuracy(model: Model, data: dict[str, list[tuple[np.ndarray, Instances]]]) 
                 "box (exact, tight)": {"boxes": truth.boxes, "tight": True},
                 "box (loose, tight)": {"boxes": loose, "tight": True},
                 "box (loose, loose=True)": {"boxes": loose, "loose": True},
+                "extreme points": {"extreme_points": clicks},
                 "click (deepest point)": {"points": [_deepest(p) for p in truth.polygons]},
             }
             polys = list(truth.polygons)
+            runs["extreme points, others annotated"] = {
+                "extreme_points": clicks,
+                "exclude": "others",
+            }
             for prompt, boxes in (("box (exact), others annotated", truth.boxes),
                                   ("box (loose), others annotated", loose),
                                   ("box (sides +-1 px), others annotated", off)):  # fmt: skip
@@ -248,8 +267,9 @@ def accuracy(model: Model, data: dict[str, list[tuple[np.ndarray, Instances]]]) 
                 }  # fmt: skip
             for prompt, kwargs in runs.items():
                 if kwargs.get("exclude") == "others":  # one call per object: its own exclude
+                    prompts = [key for key in ("boxes", "extreme_points") if key in kwargs]
                     found = [
-                        _segment(model, feats, boxes=kwargs["boxes"][[k]],
+                        _segment(model, feats, **{key: kwargs[key][[k]] for key in prompts},
                                  exclude=polys[:k] + polys[k + 1 :],
                                  tight=kwargs.get("tight", False),
                                  loose=kwargs.get("loose", False)).polygons[0]

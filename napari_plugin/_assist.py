@@ -59,7 +59,7 @@ from ._convert import layer_to_instances
 from ._prompts import (
     add_object,
     click_to_point,
-    extreme_clicks_to_box,
+    extreme_clicks_to_xy,
     rectangle_to_box,
     replace_objects,
     restore_objects,
@@ -479,9 +479,9 @@ class AssistPanel(Container):
             )
             self._set_status(f"extreme points: {len(self.extremes)} of 4")
             return
-        box = extreme_clicks_to_box(self.extremes)
+        clicks = extreme_clicks_to_xy(self.extremes)
         self._clear_extremes()
-        self._when_ready(lambda: self.prompt(boxes=[box], tight=True))
+        self._when_ready(lambda: self.prompt(extreme_points=[clicks]))
 
     def click(self, position: Any, *, negative: bool = False) -> None:
         """A click at napari ``(row, col)``: a negative point, or the object at the point."""
@@ -532,12 +532,14 @@ class AssistPanel(Container):
         negative_points: Any = None,
         tight: bool = False,
         loose: bool = False,
+        extreme_points: Any = None,
     ) -> list[int]:
         """Segment one box or point prompt on the encoded image and add the object to the
         layer as a ``"prompted"`` shape; returns its rows (none when nothing was found).
         ``tight``: the box touches the object on all four sides (extreme clicks);
         ``loose``: a dragged rectangle, segmented again in its mask's bounds where that
-        covers less than 70 % of it (``Model.segment``)."""
+        covers less than 70 % of it; ``extreme_points``: the four extreme clicks on one
+        object, x, y (``Model.segment``)."""
         layer = self.layer
         if layer is None or not self.ready:
             raise ValueError("open a project image and wait until it is encoded")
@@ -555,6 +557,7 @@ class AssistPanel(Container):
             exclude=exclude,
             tight=tight,
             loose=loose,
+            extreme_points=extreme_points,
         )
         if len(found) == 0 or found.polygons[0].is_empty:
             self._report("nothing found at this prompt; draw it by hand or try again")

@@ -23,7 +23,7 @@ from ._tracker import EDITED_PROVENANCES
 __all__ = [
     "add_object",
     "click_to_point",
-    "extreme_clicks_to_box",
+    "extreme_clicks_to_xy",
     "rectangle_to_box",
     "replace_objects",
     "restore_objects",
@@ -67,13 +67,13 @@ def click_to_point(position: Any) -> np.ndarray:
     return rowcol_to_xy(rowcol[None, :])[0]
 
 
-def extreme_clicks_to_box(positions: Any) -> np.ndarray:
-    """The tight box ``x0, y0, x1, y1`` (COCO) of clicks on an object's extreme pixels.
+def extreme_clicks_to_xy(positions: Any) -> np.ndarray:
+    """The library ``x, y`` (4, 2) of four clicks on an object's extreme pixels.
 
     Extreme clicking (Papadopoulos et al., ICCV 2017): the annotator clicks the object's
-    leftmost, topmost, rightmost and bottommost pixels, in any order. Each click is snapped
-    to the pixel it falls in, and the box covers those pixels whole, so it touches the
-    object on all four sides (`labelassist.model.Model.segment`'s ``tight``).
+    leftmost, topmost, rightmost and bottommost pixels, in any order;
+    `labelassist.model.Model.segment`'s ``extreme_points`` snaps each to its pixel and
+    segments the tight box they span, keeping the clicked pixels.
 
     Parameters
     ----------
@@ -82,17 +82,13 @@ def extreme_clicks_to_box(positions: Any) -> np.ndarray:
 
     Examples
     --------
-    Clicks on pixels (row, col) (5, 2), (1, 6), (4, 9) and (8, 5):
-
-    >>> extreme_clicks_to_box([[5.2, 2.1], [1.0, 6.4], [4.3, 8.6], [7.8, 5.0]]).tolist()
-    [2.0, 1.0, 10.0, 9.0]
+    >>> extreme_clicks_to_xy([[5.2, 2.1], [1.0, 6.4], [4.3, 8.6], [7.8, 5.0]]).tolist()
+    [[2.6, 5.7], [6.9, 1.5], [9.1, 4.8], [5.5, 8.3]]
     """
     rowcol = np.asarray(positions, dtype=np.float64)
     if rowcol.ndim != 2 or rowcol.shape[0] != 4 or rowcol.shape[1] < 2:
         raise ValueError(f"extreme clicking needs 4 clicks (row, col), got shape {rowcol.shape}")
-    xy = np.floor(rowcol_to_xy(rowcol[:, -2:]))  # the pixel each click falls in
-    (x0, y0), (x1, y1) = xy.min(axis=0), xy.max(axis=0) + 1
-    return np.array([x0, y0, x1, y1])
+    return rowcol_to_xy(rowcol[:, -2:])
 
 
 def _set_rows(features: pd.DataFrame, rows: Any, column: str, value: Any) -> None:

@@ -97,3 +97,70 @@ def test_tight_boxes_on_nuclei_fill_their_boxes_with_a_nearby_threshold(starter,
 def test_tight_must_be_a_bool():
     with pytest.raises(ValueError, match="tight must be True or False"):
         tiny_model().segment(np.zeros((32, 32), np.uint8), boxes=[[2, 2, 12, 12]], tight="yes")
+
+
+def test_clicked_pixels_rank_the_thresholds_before_the_fit():
+    """A plus sign at 0.9 fills its box at 0.5 already, so the fit alone keeps 0.5; a click
+    on a corner pixel (0.35 there) makes 0.3, whose mask keeps it, the choice."""
+    probs = torch.full((1, 1, 28, 28), 0.35)
+    probs[..., 10:18, :] = probs[..., :, 10:18] = 0.9
+    kwargs = {"tolerance": 0, "clip": CLIP, "fit_thresholds": tight_thresholds(0.5)}
+    [fit] = rois_to_polygons(probs, BOX, (32, 32), **kwargs)
+    assert not fit.contains(shapely.Point(2.5, 2.5)) and fit.area < 0.8 * 400
+    corner = np.array([[[2, 2], [10, 10], [10, 10], [10, 10]]])
+    [clicked] = rois_to_polygons(probs, BOX, (32, 32), fit_pixels=corner, **kwargs)
+    assert clicked.equals(shapely.box(0, 0, 20, 20))
+    with pytest.raises(ValueError, match="fit_pixels needs fit_thresholds"):
+        rois_to_polygons(probs, BOX, (32, 32), clip=CLIP, fit_pixels=corner)
+
+
+def _extreme_clicks(mask: np.ndarray) -> np.ndarray:
+    """x, y at the centres of a mask's leftmost, topmost, rightmost, bottommost pixels."""
+    rows, cols = np.nonzero(mask)
+    picks = [
+        (cols.min(), rows[cols == cols.min()][0]),
+        (cols[rows == rows.min()][0], rows.min()),
+        (cols.max(), rows[cols == cols.max()][0]),
+        (cols[rows == rows.max()][0], rows.max()),
+    ]
+    return np.array(picks, dtype=np.float64) + 0.5
+
+
+def test_extreme_points_segment_the_tight_box_they_span_keeping_the_clicks(starter):
+    """Four clicks on each synthetic nucleus's extreme pixels: each result lies in the box
+    the clicked pixels span and keeps at least as many of them as the tight prompt on that
+    box; results come after the boxes' and before the points'."""
+    image, truth = synthetic_nuclei((128, 128), n=14, seed=5)[:2]
+    shape = truth.image_shape
+    feats = starter.encode(image)
+    clicks = np.stack([_extreme_clicks(m) for m in truth.masks()])
+    boxes = np.concatenate([clicks.min(axis=1) - 0.5, clicks.max(axis=1) + 0.5], axis=1)
+    np.testing.assert_allclose(boxes, truth.boxes)  # the clicks span the objects' boxes
+    found = starter.segment(feats, extreme_points=clicks, tolerance=0).polygons
+    tight = starter.segment(feats, boxes=boxes, tight=True, tolerance=0).polygons
+    kept, kept_tight = [], []
+    for p, t, c, box in zip(found, tight, clicks, boxes, strict=True):
+        assert shapely.box(*box).buffer(1e-6).contains(p)
+        kept.append(sum(p.contains(shapely.Point(*xy)) for xy in c))
+        kept_tight.append(sum(t.contains(shapely.Point(*xy)) for xy in c))
+    assert all(a >= b for a, b in zip(kept, kept_tight, strict=True))
+    masks = polygons_to_masks(list(found), shape)
+    assert (masks & truth.masks()).sum() > 0.8 * truth.masks().sum()
+    both = starter.segment(
+        feats, boxes=boxes[:1], extreme_points=clicks[2:3], points=[clicks[4, 0]], tolerance=0
+    )
+    assert len(both) == 3
+    assert both.polygons[1].equals(found[2])
+
+
+@pytest.mark.parametrize(
+    ("points", "match"),
+    [
+        (np.zeros((1, 3, 2)), r"shape \(N, 4, 2\)"),
+        ([["a", "b"]] * 4, "extreme_points must be numbers"),
+        (np.full((1, 4, 2), 40.0), "outside the image"),
+    ],
+)
+def test_extreme_points_bad_input(points, match):
+    with pytest.raises(ValueError, match=match):
+        tiny_model().segment(np.zeros((32, 32), np.uint8), extreme_points=points)

@@ -52,6 +52,7 @@ __all__ = [
     "MAX_BOX_SCALE",
     "TIGHT_THRESHOLDS",
     "box_scales",
+    "extreme_boxes",
     "pixel_windows",
     "tight_thresholds",
 ]
@@ -83,6 +84,39 @@ def tight_thresholds(mask_threshold: float) -> list[float]:
     [0.1, 0.2, 0.3, 0.4, 0.45, 0.5, 0.6, 0.7, 0.8, 0.9]
     """
     return sorted({*TIGHT_THRESHOLDS, float(mask_threshold)})
+
+
+def extreme_boxes(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The tight boxes of extreme clicks and the pixels clicked.
+
+    Extreme clicking (Papadopoulos et al., ICCV 2017): four clicks on an object's leftmost,
+    topmost, rightmost and bottommost pixels, in any order. Each click ``x, y`` (COCO pixel
+    coordinates) is snapped to the pixel it falls in, ``(floor(x), floor(y))``, and the box
+    covers those pixels whole, so it touches the object on all four sides.
+
+    Parameters
+    ----------
+    points : ndarray of shape (N, 4, 2)
+        ``x, y`` of each object's four clicks.
+
+    Returns
+    -------
+    boxes : ndarray of shape (N, 4), float64
+        ``x0, y0, x1, y1``.
+    pixels : ndarray of shape (N, 4, 2), int64
+        The ``(column, row)`` of each click's pixel.
+
+    Examples
+    --------
+    Clicks in pixels (column, row) (2, 5), (6, 1), (8, 4) and (5, 7):
+
+    >>> boxes, pixels = extreme_boxes(np.array([[[2.1, 5.2], [6.4, 1.0], [8.6, 4.3], [5.0, 7.8]]]))
+    >>> boxes.tolist(), pixels[0].tolist()
+    ([[2.0, 1.0, 9.0, 8.0]], [[2, 5], [6, 1], [8, 4], [5, 7]])
+    """
+    pixels = np.floor(np.asarray(points, dtype=np.float64).reshape(-1, 4, 2))
+    boxes = np.concatenate([pixels.min(axis=1), pixels.max(axis=1) + 1], axis=1)
+    return boxes, pixels.astype(np.int64)
 
 
 def box_scales(boxes: np.ndarray, object_size: float | None, box_scale: Any) -> np.ndarray:
@@ -185,12 +219,17 @@ def window_polygons(
     device: torch.device,
     opts: dict[str, Any],
     clip: np.ndarray | None = None,
+    pixels: np.ndarray | None = None,
 ) -> list[BaseGeometry]:
     """The mask head's polygons (image coordinates) of ``rois`` (network coordinates of
-    ``enc``), each cut to its ``clip`` pixel window (image coordinates) if given."""
+    ``enc``), each cut to its ``clip`` pixel window (image coordinates) if given; ``pixels``
+    (image ``(column, row)``, (N, K, 2)): pixels each object covers (`rois_to_polygons`'s
+    ``fit_pixels``)."""
     probs = mask_probs(net, enc, rois, cols, device)
     origin = np.tile(enc.origin, 2)
     local = enc.to_image(rois.float().cpu().numpy()) - origin
+    if pixels is not None:
+        opts = {**opts, "fit_pixels": pixels - np.asarray(enc.origin, dtype=np.int64)}
     return rois_to_polygons(
         probs,
         torch.from_numpy(local.astype(np.float32)),
@@ -209,11 +248,12 @@ def segment_window(
     refine: bool,
     device: torch.device,
     opts: dict[str, Any],
+    pixels: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Box prompts served by one window's features: polygons, network labels, scores."""
     found, cols, scores = box_head(net, enc, rois(enc, boxes, device), allowed, refine, device)
     polygons = np.empty(len(boxes), dtype=object)
-    polygons[:] = window_polygons(net, enc, found, cols, device, opts, pixel_windows(boxes))
+    polygons[:] = window_polygons(net, enc, found, cols, device, opts, pixel_windows(boxes), pixels)
     return polygons, cols.cpu().numpy(), scores.cpu().numpy().astype(np.float32)
 
 
@@ -256,9 +296,11 @@ def segment_scaled(
     allowed: np.ndarray,
     refine: bool,
     opts: dict[str, Any],
+    pixels: np.ndarray | None = None,
 ) -> tuple[BaseGeometry, int, float]:
     """One box prompt served from a crop around it enlarged by ``factor`` (see the module
-    notes): its polygon (image coordinates), network label and score."""
+    notes): its polygon (image coordinates), network label and score; ``pixels`` (K, 2):
+    image ``(column, row)`` the object covers (`rois_to_polygons`'s ``fit_pixels``)."""
     x0, y0, x1, y1 = _crop_window(box, factor, feats.image_shape)
     crop = feats.image[y0:y1, x0:x1]
     fx, fy = grid_factors((y1 - y0, x1 - x0), factor)
@@ -286,6 +328,8 @@ def segment_scaled(
     )
     probs = (probs + _mirrored_probs(net, mirrored, found, cols, enc.net_size[1])) / 2
     back = boxes_to_original(enc.to_image(found.float().cpu().numpy()), (fx, fy))
+    if pixels is not None:
+        opts = {**opts, "fit_pixels": (np.asarray(pixels) - np.array([x0, y0]))[None]}
     polygon = rois_to_polygons(
         probs,
         torch.from_numpy(back.astype(np.float32)),

@@ -410,6 +410,7 @@ class Model(InputOptions):
         exclude: Any = None,
         tight: bool = False,
         loose: bool = False,
+        extreme_points: Any = None,
     ) -> Instances:
         """Segment the objects designated by box and point prompts: one instance per prompt.
 
@@ -468,11 +469,19 @@ class Model(InputOptions):
             `labelassist.model.prompts.LOOSE_FILL` (0.7) of it is segmented again in that
             bounding box. Boxes drawn close to their objects are left as they are (the
             napari plugin's rectangles use it; docs/prompts.md). Not with ``tight``.
+        extreme_points : array-like of shape (N, 4, 2), optional
+            ``x, y`` of four clicks on each object's leftmost, topmost, rightmost and
+            bottommost pixels, in any order (extreme clicking; the napari plugin's
+            ``Shift-X``). Each click is snapped to its pixel; the box those pixels span is
+            segmented as a tight box (``tight``), the threshold chosen first by how many of
+            the four clicked pixels the mask keeps, then by fit. Their results come after the
+            boxes' and before the points'.
 
         Returns
         -------
         Instances
-            ``len(boxes) + len(points)`` instances in prompt order, boxes first; labels
+            ``len(boxes) + len(extreme_points) + len(points)`` instances in prompt order:
+            boxes, extreme points, points; labels
             index `classes`, scores are the box head's probability of that class (0 and an
             empty polygon where nothing was found).
 
@@ -508,6 +517,7 @@ class Model(InputOptions):
                 exclude=exclude,
                 tight=tight,
                 loose=loose,
+                extreme_points=extreme_points,
             )
 
     def _pick_channels(self, image: Any, channels: Any) -> Any:

@@ -35,6 +35,7 @@ from ..checks import check_number
 from ..instances import Instances
 from .box_prompts import (
     box_scales,
+    extreme_boxes,
     segment_scaled,
     segment_window,
     tight_thresholds,
@@ -111,6 +112,33 @@ def _check_boxes(boxes: Any, shape: tuple[int, int]) -> np.ndarray:
     return clipped
 
 
+def _check_extreme_points(points: Any, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Extreme clicks (N, 4, 2) inside the image: their tight boxes and pixels
+    (`labelassist.model.box_prompts.extreme_boxes`)."""
+    if points is None:
+        return np.zeros((0, 4)), np.zeros((0, 4, 2), dtype=np.int64)
+    try:
+        arr = np.asarray(points, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(
+            "extreme_points must be numbers of shape (N, 4, 2): x, y of the four clicks on "
+            "each object's leftmost, topmost, rightmost and bottommost pixels"
+        ) from None
+    if arr.size == 0:
+        arr = arr.reshape(0, 4, 2)
+    if arr.ndim == 2 and arr.shape == (4, 2):
+        arr = arr[None]
+    if arr.ndim != 3 or arr.shape[1:] != (4, 2):
+        raise ValueError(
+            f"extreme_points must have shape (N, 4, 2): x, y of the four clicks on each object, "
+            f"got shape {arr.shape}"
+        )
+    flat = _check_points(arr.reshape(-1, 2), "extreme_points", shape)
+    h, w = shape
+    flat = np.minimum(flat, [w - 1e-6, h - 1e-6])  # a click on the far edge is in the last pixel
+    return extreme_boxes(flat.reshape(-1, 4, 2))
+
+
 def _check_points(points: Any, name: str, shape: tuple[int, int]) -> np.ndarray:
     """Points (N, 2) ``x, y`` inside ``[0, W] x [0, H]``."""
     arr = _coords(points, name, 2, "x, y")
@@ -181,6 +209,7 @@ def segment(
     exclude: Any = None,
     tight: bool = False,
     loose: bool = False,
+    extreme_points: Any = None,
 ) -> Instances:
     """Segment the objects that box and point prompts designate, one instance per prompt.
 
@@ -194,7 +223,10 @@ def segment(
     whose pixels no result takes (`check_exclude`). ``tight``: the boxes touch their objects
     on all four sides (`labelassist.model.box_prompts.tight_thresholds`). ``loose``: the
     boxes hold their objects with some slack: a box whose mask's bounding box covers less
-    than `LOOSE_FILL` of it is segmented again in that bounding box.
+    than `LOOSE_FILL` of it is segmented again in that bounding box. ``extreme_points``
+    (N, 4, 2): each object's four extreme clicks, a tight box whose threshold also keeps the
+    clicked pixels (`labelassist.model.box_prompts.extreme_boxes`); their results come after
+    the boxes' and before the points'.
 
     Examples
     --------
@@ -207,6 +239,7 @@ def segment(
     shape = source.image_shape if isinstance(source, ImageFeatures) else source.shape[:2]
     shape = (int(shape[0]), int(shape[1]))
     box_arr = _check_boxes(boxes, shape)
+    ext_boxes, ext_pixels = _check_extreme_points(extreme_points, shape)
     point_arr = _check_points(points, "points", shape)
     negatives = _check_points(negative_points, "negative_points", shape)
     if len(negatives) and not len(point_arr):
@@ -230,7 +263,7 @@ def segment(
     check_number(object_size, "object_size", minimum=0, allow_none=True)
     box_scales(box_arr, object_size, box_scale)  # checks box_scale
     taken = check_exclude(exclude, shape)
-    n = len(box_arr) + len(point_arr)
+    n = len(box_arr) + len(ext_boxes) + len(point_arr)
     if n == 0:
         return Instances.empty(shape)
     feats = (
@@ -265,13 +298,20 @@ def segment(
                 polygons[again], cols[again], scores[again] = _segment_boxes(
                     net, feats, inner, scales, allowed, False, box_opts
                 )
+        if len(ext_boxes):
+            span = slice(nb, nb + len(ext_boxes))
+            fit_opts = {**box_opts, "fit_thresholds": tight_thresholds(mask)}
+            scales = _scales(net, ext_boxes, object_size, box_scale)
+            polygons[span], cols[span], scores[span] = _segment_boxes(
+                net, feats, ext_boxes, scales, allowed, refine_box, fit_opts, ext_pixels
+            )
         negs = shapely.points(negatives)
         for window, idx in _by_window(feats, np.tile(point_arr, 2)).items():
             enc = feats.encode_window(window)
             for i in idx:
                 found = _pick(net, enc, point_arr[i], negs, allowed, threshold, feats.device, opts)
                 if found is not None:
-                    k = len(box_arr) + i
+                    k = len(box_arr) + len(ext_boxes) + i
                     polygons[k], cols[k], scores[k] = found
     if taken is not None:  # boxes lost the pixels already; this removes simplification slivers
         tree = shapely.STRtree(taken)
@@ -306,9 +346,11 @@ def _segment_boxes(
     allowed: np.ndarray,
     refine_box: bool,
     opts: dict[str, Any],
+    pixels: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Box prompts: polygons (object array), network label columns and scores, in box order;
-    boxes with a scale above 1 from their enlarged crops, the others from the image's windows."""
+    boxes with a scale above 1 from their enlarged crops, the others from the image's windows.
+    ``pixels`` (N, K, 2): image pixels each object covers (extreme clicks)."""
     polygons = np.empty(len(boxes), dtype=object)
     cols = np.zeros(len(boxes), dtype=np.int64)
     scores = np.zeros(len(boxes), dtype=np.float32)
@@ -316,12 +358,14 @@ def _segment_boxes(
     for window, idx in _by_window(feats, boxes[native]).items():
         enc, idx = feats.encode_window(window), native[idx]
         polygons[idx], cols[idx], scores[idx] = segment_window(
-            net, enc, boxes[idx], allowed, refine_box, feats.device, opts
-        )
+            net, enc, boxes[idx], allowed, refine_box, feats.device, opts,
+            None if pixels is None else pixels[idx],
+        )  # fmt: skip
     for i in np.flatnonzero(scales > 1.0):
         polygons[i], cols[i], scores[i] = segment_scaled(
-            net, feats, boxes[i], float(scales[i]), allowed, refine_box, opts
-        )
+            net, feats, boxes[i], float(scales[i]), allowed, refine_box, opts,
+            None if pixels is None else pixels[i],
+        )  # fmt: skip
     return polygons, cols, scores
 
 

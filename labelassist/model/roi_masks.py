@@ -125,6 +125,7 @@ def rois_to_polygons(
     clip: np.ndarray | None = None,
     exclude: np.ndarray | None = None,
     fit_thresholds: Sequence[float] | None = None,
+    fit_pixels: np.ndarray | None = None,
 ) -> list[BaseGeometry]:
     """Convert Mask R-CNN RoI mask probabilities to polygons without full-image masks.
 
@@ -165,6 +166,10 @@ def rois_to_polygons(
         candidate whose mask's bounding box fills the box's pixels best (box IoU to three
         decimals; ties go to the candidate nearest ``mask_threshold``) replaces
         ``mask_threshold``. See `labelassist.model.box_prompts.tight_thresholds`.
+    fit_pixels : ndarray of shape (N, K, 2), optional
+        Per box, K integer pixels ``(column, row)`` (before ``offset``, like ``clip``) that
+        its object covers, such as the extreme clicks on it (needs ``fit_thresholds``): the
+        candidates are ranked first by how many of them their mask contains, then by fit.
 
     Returns
     -------
@@ -189,6 +194,8 @@ def rois_to_polygons(
     wx0, wy0, wx1, wy1 = max(wx0, 0), max(wy0, 0), min(wx1, im_w), min(wy1, im_h)
     if fit_thresholds is not None and clip is None:
         raise ValueError("fit_thresholds needs clip: the box each mask must fit")
+    if fit_pixels is not None and fit_thresholds is None:
+        raise ValueError("fit_pixels needs fit_thresholds: the candidates to rank")
     candidates = sorted(
         {float(mask_threshold), *(float(t) for t in fit_thresholds or ())},
         key=lambda t: (abs(t - mask_threshold), t),
@@ -215,17 +222,26 @@ def rois_to_polygons(
         down = _resampling(by0, by1, bins_y, y0, y1 - y0)
         p = down @ probs[i] @ across.T
         allowed = None if excluded is None else ~excluded.pixels(x0 + ox, y0 + oy, p.shape)
-        best, best_fit = None, -1.0
+        best, best_fit = None, (-1, -1.0)
         for t in candidates if fit_thresholds is not None else candidates[:1]:
             crop = p > t
             if allowed is not None:
                 crop &= allowed
-            fit = round(_fill(crop, (lx1 - lx0) * (ly1 - ly0)), 3)
+            inside = 0 if fit_pixels is None else _covered(crop, fit_pixels[i], x0, y0)
+            fit = (inside, round(_fill(crop, (lx1 - lx0) * (ly1 - ly0)), 3))
             if fit > best_fit:
                 best, best_fit = crop, fit
         crops.append(best)
         origins[i] = (x0, y0)
     return _trace_crops(crops, origins + np.asarray(offset, dtype=np.float64), tolerance)
+
+
+def _covered(crop: np.ndarray, pixels: np.ndarray, x0: int, y0: int) -> int:
+    """How many of the ``(column, row)`` ``pixels`` the ``crop`` (its top-left pixel at
+    ``x0, y0``) contains."""
+    cols, rows = np.asarray(pixels, dtype=np.int64).T - np.array([[x0], [y0]])
+    ok = (cols >= 0) & (rows >= 0) & (cols < crop.shape[1]) & (rows < crop.shape[0])
+    return int(crop[rows[ok], cols[ok]].sum())
 
 
 def _fill(crop: np.ndarray, window_area: int) -> float:

@@ -451,14 +451,18 @@ def test_shrink_and_grow_move_the_selected_outline_and_undo_the_series(
 
 
 def test_extreme_clicks_make_the_tight_box_of_the_pixels_clicked():
-    from labelassist_napari._prompts import extreme_clicks_to_box
+    from labelassist_napari._prompts import extreme_clicks_to_xy
+
+    from labelassist.model.box_prompts import extreme_boxes
 
     # clicks anywhere in pixels (row, col) (3, 0), (0, 4), (6, 7), (9, 2): the box covers
-    # columns 0-7 and rows 0-9 whole
+    # columns 0-7 and rows 0-9 whole, and the pixels clicked are those (column, row)
     clicks = [[3.4, -0.5], [-0.2, 4.0], [6.0, 7.49], [9.3, 2.0]]
-    assert extreme_clicks_to_box(clicks).tolist() == [0.0, 0.0, 8.0, 10.0]
+    boxes, pixels = extreme_boxes(extreme_clicks_to_xy(clicks)[None])
+    assert boxes.tolist() == [[0.0, 0.0, 8.0, 10.0]]
+    assert pixels[0].tolist() == [[0, 3], [4, 0], [7, 6], [2, 9]]
     with pytest.raises(ValueError, match="needs 4 clicks"):
-        extreme_clicks_to_box(clicks[:3])
+        extreme_clicks_to_xy(clicks[:3])
 
 
 @pytest.mark.gui
@@ -505,6 +509,9 @@ def test_four_extreme_clicks_prompt_a_tight_box(make_napari_viewer, prompt_proje
     [polygon] = _prompted(widget).polygons
     assert _iou(polygon, truth.polygons[k]) >= 0.8
     np.testing.assert_allclose(polygon.bounds, truth.polygons[k].bounds)  # touches all 4 sides
+    xy = np.array(extremes, dtype=float)[:, ::-1] + 0.5  # the clicks as the library's x, y
+    expected = model.segment(feats, extreme_points=[xy]).polygons[0]
+    assert _iou(polygon, expected) > 0.99  # the panel sends the clicks themselves
     viewer.keymap[coerce_keybinding(EXTREME_KEY)](viewer)  # off again
     assert not widget.assist.extreme_mode.value and layer.mode == "select"
 
