@@ -158,7 +158,11 @@ def test_extreme_points_segment_the_tight_box_they_span_keeping_the_clicks(start
     [
         (np.zeros((1, 3, 2)), r"shape \(N, 4, 2\)"),
         ([["a", "b"]] * 4, "extreme_points must be numbers"),
-        (np.full((1, 4, 2), 40.0), "outside the image"),
+        (
+            np.full((1, 4, 2), 40.0),
+            r"extreme_points\[0\]\[0\] = \[40.0, 40.0\] lies outside the image",
+        ),
+        (np.array([[[1, 1], [2, 2], [3, np.nan], [4, 4]]]), r"extreme_points\[0\]\[2\]"),
     ],
 )
 def test_extreme_points_bad_input(points, match):

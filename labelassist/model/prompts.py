@@ -133,9 +133,15 @@ def _check_extreme_points(points: Any, shape: tuple[int, int]) -> tuple[np.ndarr
             f"extreme_points must have shape (N, 4, 2): x, y of the four clicks on each object, "
             f"got shape {arr.shape}"
         )
-    flat = _check_points(arr.reshape(-1, 2), "extreme_points", shape)
     h, w = shape
-    flat = np.minimum(flat, [w - 1e-6, h - 1e-6])  # a click on the far edge is in the last pixel
+    bad = ~np.isfinite(arr).all(axis=2) | (arr < 0).any(axis=2) | (arr > [w, h]).any(axis=2)
+    if bad.any():
+        i, k = (int(v) for v in np.argwhere(bad)[0])
+        raise ValueError(
+            f"extreme_points[{i}][{k}] = {arr[i, k].tolist()} lies outside the image (x in "
+            f"[0, {w}], y in [0, {h}]); click on the object's extreme pixels"
+        )
+    flat = np.minimum(arr.reshape(-1, 2), [w - 1e-6, h - 1e-6])  # the far edge: the last pixel
     return extreme_boxes(flat.reshape(-1, 4, 2))
 
 
