@@ -63,6 +63,14 @@ BOX_SCALES = ("auto",)
 MAX_BOX_SCALE = 8.0
 #: The least width and height, in pixels of the enlarged crop, of a box's crop.
 CONTEXT = 96
+#: How far an extreme-point prompt's mask may reach beyond the convex hull of its four clicks,
+#: in half the geometric mean of its box's width and height: ``1 - 1 / sqrt(2)``, as far as a
+#: disc of radius ``r`` reaches beyond the square through its extreme points, ``0.29 r``
+#: (`labelassist.model.roi_masks.rois_to_polygons`'s ``hull_margin``). Chosen on held-out
+#: synthetic nuclei (seeds 9100-9299, no benchmark's; 401 objects the starter missed, the
+#: others annotated): mask IoU >= 0.8 for 80.0 % without it, 81.0 % at 0.2, 89.5 % at 0.25,
+#: 90.8 % at ``1 - 1 / sqrt(2)``, 90.0 % at 0.35, 88.8 % at 0.4 (bench/probe_hull_margin.py).
+HULL_MARGIN = 1 - 1 / math.sqrt(2)
 #: The mask thresholds a tight box's mask may use besides the model's (`tight_thresholds`).
 TIGHT_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
@@ -229,7 +237,11 @@ def window_polygons(
     origin = np.tile(enc.origin, 2)
     local = enc.to_image(rois.float().cpu().numpy()) - origin
     if pixels is not None:
-        opts = {**opts, "fit_pixels": pixels - np.asarray(enc.origin, dtype=np.int64)}
+        opts = {
+            **opts,
+            "fit_pixels": pixels - np.asarray(enc.origin, dtype=np.int64),
+            "hull_margin": HULL_MARGIN,
+        }
     return rois_to_polygons(
         probs,
         torch.from_numpy(local.astype(np.float32)),
@@ -329,7 +341,11 @@ def segment_scaled(
     probs = (probs + _mirrored_probs(net, mirrored, found, cols, enc.net_size[1])) / 2
     back = boxes_to_original(enc.to_image(found.float().cpu().numpy()), (fx, fy))
     if pixels is not None:
-        opts = {**opts, "fit_pixels": (np.asarray(pixels) - np.array([x0, y0]))[None]}
+        opts = {
+            **opts,
+            "fit_pixels": (np.asarray(pixels) - np.array([x0, y0]))[None],
+            "hull_margin": HULL_MARGIN,
+        }
     polygon = rois_to_polygons(
         probs,
         torch.from_numpy(back.astype(np.float32)),

@@ -474,8 +474,11 @@ class Model(InputOptions):
             bottommost pixels, in any order (extreme clicking; the napari plugin's
             ``Shift-X``). Each click is snapped to its pixel; the box those pixels span is
             segmented as a tight box (``tight``), the threshold chosen first by how many of
-            the four clicked pixels the mask keeps, then by fit. Their results come after the
-            boxes' and before the points'.
+            the four clicked pixels the mask keeps, then by fit; the mask keeps only pixels
+            within `labelassist.model.box_prompts.HULL_MARGIN` times half the box's size of
+            the clicks' convex hull (as far as a disc reaches beyond its extreme points), so
+            the head's box-filling corners do not stay. Their results come after the boxes'
+            and before the points'.
 
         Returns
         -------

@@ -231,8 +231,9 @@ def segment(
     boxes hold their objects with some slack: a box whose mask's bounding box covers less
     than `LOOSE_FILL` of it is segmented again in that bounding box. ``extreme_points``
     (N, 4, 2): each object's four extreme clicks, a tight box whose threshold also keeps the
-    clicked pixels (`labelassist.model.box_prompts.extreme_boxes`); their results come after
-    the boxes' and before the points'.
+    clicked pixels (`labelassist.model.box_prompts.extreme_boxes`) and whose mask stays
+    within `labelassist.model.box_prompts.HULL_MARGIN` of the clicks' hull; their results come
+    after the boxes' and before the points'.
 
     Examples
     --------

@@ -126,6 +126,7 @@ def rois_to_polygons(
     exclude: np.ndarray | None = None,
     fit_thresholds: Sequence[float] | None = None,
     fit_pixels: np.ndarray | None = None,
+    hull_margin: float | None = None,
 ) -> list[BaseGeometry]:
     """Convert Mask R-CNN RoI mask probabilities to polygons without full-image masks.
 
@@ -170,6 +171,13 @@ def rois_to_polygons(
         Per box, K integer pixels ``(column, row)`` (before ``offset``, like ``clip``) that
         its object covers, such as the extreme clicks on it (needs ``fit_thresholds``): the
         candidates are ranked first by how many of them their mask contains, then by fit.
+    hull_margin : float, optional
+        With ``fit_pixels`` on the object's edge (extreme clicks): the pixels whose centres
+        lie farther than ``hull_margin`` times half the geometric mean of the box's width and
+        height (in pixels, ``clip``) from the convex hull of the ``fit_pixels`` centres are
+        left out of every candidate. A disc of radius ``r`` reaches ``(1 - 1 / sqrt(2)) r``
+        beyond the square through its four extreme points
+        (`labelassist.model.box_prompts.HULL_MARGIN`).
 
     Returns
     -------
@@ -196,6 +204,8 @@ def rois_to_polygons(
         raise ValueError("fit_thresholds needs clip: the box each mask must fit")
     if fit_pixels is not None and fit_thresholds is None:
         raise ValueError("fit_pixels needs fit_thresholds: the candidates to rank")
+    if hull_margin is not None and fit_pixels is None:
+        raise ValueError("hull_margin needs fit_pixels: the pixels whose hull it extends")
     candidates = sorted(
         {float(mask_threshold), *(float(t) for t in fit_thresholds or ())},
         key=lambda t: (abs(t - mask_threshold), t),
@@ -222,6 +232,10 @@ def rois_to_polygons(
         down = _resampling(by0, by1, bins_y, y0, y1 - y0)
         p = down @ probs[i] @ across.T
         allowed = None if excluded is None else ~excluded.pixels(x0 + ox, y0 + oy, p.shape)
+        if hull_margin is not None and fit_pixels is not None:
+            reach = hull_margin * math.sqrt((lx1 - lx0) * (ly1 - ly0)) / 2
+            near = _near_hull(fit_pixels[i], x0, y0, p.shape, reach)
+            allowed = near if allowed is None else allowed & near
         best, best_fit = None, (-1, -1.0)
         for t in candidates if fit_thresholds is not None else candidates[:1]:
             crop = p > t
@@ -234,6 +248,31 @@ def rois_to_polygons(
         crops.append(best)
         origins[i] = (x0, y0)
     return _trace_crops(crops, origins + np.asarray(offset, dtype=np.float64), tolerance)
+
+
+def _near_hull(
+    pixels: np.ndarray, x0: int, y0: int, shape: tuple[int, ...], reach: float
+) -> np.ndarray:
+    """Which pixels of a crop (its top-left pixel at ``x0, y0``) have their centres within
+    ``reach`` pixels of the convex hull of the ``(column, row)`` ``pixels``' centres, (h, w)
+    bool."""
+    hull = shapely.MultiPoint(np.asarray(pixels, dtype=np.float64)).convex_hull
+    corners = shapely.get_coordinates(hull)  # a closed ring, a segment or a point
+    rows, cols = np.indices(shape[:2], dtype=np.float64)
+    reach += 1e-9  # rounding: a pixel on the hull's edge is on it
+    px, py = cols + x0, rows + y0
+    if len(corners) == 1:
+        return np.hypot(px - corners[0, 0], py - corners[0, 1]) <= reach
+    near = np.zeros(shape[:2], dtype=bool)
+    left, right = np.ones(shape[:2], dtype=bool), np.ones(shape[:2], dtype=bool)
+    for (ax, ay), (bx, by) in zip(corners[:-1], corners[1:], strict=True):
+        dx, dy = bx - ax, by - ay
+        t = np.clip(((px - ax) * dx + (py - ay) * dy) / max(dx * dx + dy * dy, 1e-12), 0, 1)
+        near |= np.hypot(px - ax - t * dx, py - ay - t * dy) <= reach
+        side = dx * (py - ay) - dy * (px - ax)
+        left &= side >= 0
+        right &= side <= 0
+    return near | ((left | right) & isinstance(hull, shapely.Polygon))
 
 
 def _covered(crop: np.ndarray, pixels: np.ndarray, x0: int, y0: int) -> int:
