@@ -18,6 +18,8 @@ Run (one thread; about 4 min per 100 held-out images)::
 
     LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4 \\
         .venv/bin/python bench/probe_hull_margin.py --first-seed 9100 --images 200
+    # the real sample's missed objects, pictured without and with the margin:
+    .venv/bin/python bench/probe_hull_margin.py --data real --picture docs/prompts_hull.png
 """
 
 from __future__ import annotations
@@ -37,11 +39,13 @@ import labelassist.model.box_prompts as box_prompts  # noqa: E402
 from labelassist import load_model  # noqa: E402
 from labelassist.synthetic import synthetic_nuclei  # noqa: E402
 
-MARGINS = (None, 0.2, 0.25, 1 - 2**-0.5, 0.35, 0.4, 0.5)
+DEFAULT = box_prompts.HULL_MARGIN
+MARGINS = (None, 0.2, 0.25, DEFAULT, 0.35, 0.4, 0.5)
 
 
-def missed_ious(model, sets, margins) -> dict:
-    """Mask IoU of the extreme-point prompt on each missed object, per margin."""
+def missed_ious(model, sets, margins, crops: list | None = None) -> dict:
+    """Mask IoU of the extreme-point prompt on each missed object, per margin; ``crops``
+    (a list) gets, per object, what `picture` draws."""
     out: dict = {m: [] for m in margins}
     for image, truth in sets:
         pred = model.predict(image)
@@ -52,12 +56,52 @@ def missed_ious(model, sets, margins) -> dict:
             if max([_iou(t, p) for p in pred.polygons] or [0.0]) >= 0.5:
                 continue
             clicks = extreme_clicks(t, (h, w))[None]
+            found = {}
             for m in margins:
                 box_prompts.HULL_MARGIN = m
-                p = _segment(model, feats, extreme_points=clicks,
-                             exclude=polys[:k] + polys[k + 1 :]).polygons[0]  # fmt: skip
-                out[m].append(_mask_iou(t, p, (h, w)))
+                found[m] = _segment(model, feats, extreme_points=clicks,
+                                    exclude=polys[:k] + polys[k + 1 :]).polygons[0]  # fmt: skip
+                out[m].append(_mask_iou(t, found[m], (h, w)))
+            if crops is not None:
+                crops.append({"image": image, "truth": t, "found": found, "clicks": clicks[0],
+                              "others": polys[:k] + polys[k + 1 :],
+                              "iou": {m: out[m][-1] for m in margins}})  # fmt: skip
+    box_prompts.HULL_MARGIN = DEFAULT
     return {m: np.array(v) for m, v in out.items()}
+
+
+def picture(crops: list, path: str) -> None:
+    """The objects below mask IoU 0.8 without the margin or with it: truth green, the prompt
+    without the margin red, with it yellow, the clicks white, annotated neighbours cyan."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = [c for c in crops if min(c["iou"][None], c["iou"][DEFAULT]) < 0.8]
+    fig, axes = plt.subplots(1, len(shown), figsize=(3.2 * len(shown), 3.6), squeeze=False)
+    for ax, c in zip(axes[0], shown, strict=True):
+        x0, y0, x1, y1 = (int(v) for v in c["truth"].bounds)
+        image = c["image"] if c["image"].ndim == 2 else c["image"].mean(axis=-1)
+        h, w = image.shape
+        cx0, cy0, cx1, cy1 = max(x0 - 8, 0), max(y0 - 8, 0), min(x1 + 8, w), min(y1 + 8, h)
+        ax.imshow(image[cy0:cy1, cx0:cx1], cmap="gray", extent=(cx0, cx1, cy1, cy0))
+        for geom, colour, style in [(g, "cyan", ":") for g in c["others"]] + [
+            (c["found"][None], "red", "--"), (c["found"][DEFAULT], "yellow", "-"),
+            (c["truth"], "lime", "-"),
+        ]:  # fmt: skip
+            for part in getattr(geom, "geoms", [geom]):
+                if not part.is_empty:
+                    ax.plot(*part.exterior.xy, color=colour, linestyle=style, linewidth=1.5)
+        ax.plot(c["clicks"][:, 0], c["clicks"][:, 1], "o", color="white", markersize=4)
+        ax.set_xlim(cx0, cx1)
+        ax.set_ylim(cy1, cy0)
+        ax.set_title(f"{x1 - x0} x {y1 - y0} px: {c['iou'][None]:.2f} -> {c['iou'][DEFAULT]:.2f}")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle("extreme points: truth green, without the hull margin red, with it yellow")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
 
 
 def main() -> None:
@@ -66,6 +110,7 @@ def main() -> None:
     parser.add_argument("--first-seed", type=int, default=9100)
     parser.add_argument("--images", type=int, default=200)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--picture", help="PNG of the objects below 0.8 without or with it")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model = load_model("starter", device="cpu")
@@ -76,7 +121,10 @@ def main() -> None:
         name = f"held-out synthetic, seeds {seeds[0]}-{seeds[-1]}"
     else:
         sets, name = _data(12, 256)[args.data], args.data
-    results = missed_ious(model, sets, MARGINS)
+    crops: list | None = [] if args.picture else None
+    results = missed_ious(model, sets, MARGINS, crops)
+    if crops is not None:
+        picture(crops, args.picture)
     n = len(results[None])
     print(f"== {name}: {n} missed objects, extreme points, the others annotated ==")
     for m, v in results.items():
