@@ -477,8 +477,10 @@ class Model(InputOptions):
             the four clicked pixels the mask keeps, then by fit; the mask keeps only pixels
             within `labelassist.model.box_prompts.HULL_MARGIN` times half the box's size of
             the clicks' convex hull (as far as a disc reaches beyond its extreme points), so
-            the head's box-filling corners do not stay. Their results come after the boxes'
-            and before the points'.
+            the head's box-filling corners do not stay; with ``exclude``, a mask also takes
+            the pixels of a gap at most `labelassist.model.box_prompts.NEIGHBOUR_GAP` (3)
+            pixels wide between it and the annotated objects (touching objects share their
+            outline). Their results come after the boxes' and before the points'.
 
         Returns
         -------

@@ -232,8 +232,9 @@ def segment(
     than `LOOSE_FILL` of it is segmented again in that bounding box. ``extreme_points``
     (N, 4, 2): each object's four extreme clicks, a tight box whose threshold also keeps the
     clicked pixels (`labelassist.model.box_prompts.extreme_boxes`) and whose mask stays
-    within `labelassist.model.box_prompts.HULL_MARGIN` of the clicks' hull; their results come
-    after the boxes' and before the points'.
+    within `labelassist.model.box_prompts.HULL_MARGIN` of the clicks' hull, taking the gaps
+    up to `labelassist.model.box_prompts.NEIGHBOUR_GAP` pixels wide to ``exclude``'s
+    objects; their results come after the boxes' and before the points'.
 
     Examples
     --------

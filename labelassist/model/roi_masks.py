@@ -31,6 +31,7 @@ from collections.abc import Sequence
 import numpy as np
 import shapely
 import torch
+from scipy import ndimage
 from shapely.geometry.base import BaseGeometry
 
 from ..geometry import DEFAULT_TOLERANCE, masks_to_polygons, polygons_to_masks
@@ -127,6 +128,7 @@ def rois_to_polygons(
     fit_thresholds: Sequence[float] | None = None,
     fit_pixels: np.ndarray | None = None,
     hull_margin: float | None = None,
+    gap_width: int = 0,
 ) -> list[BaseGeometry]:
     """Convert Mask R-CNN RoI mask probabilities to polygons without full-image masks.
 
@@ -178,6 +180,12 @@ def rois_to_polygons(
         left out of every candidate. A disc of radius ``r`` reaches ``(1 - 1 / sqrt(2)) r``
         beyond the square through its four extreme points
         (`labelassist.model.box_prompts.HULL_MARGIN`).
+    gap_width : int
+        With ``exclude``: the pixels in a gap at most ``gap_width`` pixels wide between a
+        mask and the excluded polygons (their distances to both add up to at most
+        ``gap_width + 1``) join the mask, within its box and hull: touching objects share
+        their outline, and the mask head stops a pixel or two short of an annotated
+        neighbour (`labelassist.model.box_prompts.NEIGHBOUR_GAP`). 0: none join.
 
     Returns
     -------
@@ -245,9 +253,28 @@ def rois_to_polygons(
             fit = (inside, round(_fill(crop, (lx1 - lx0) * (ly1 - ly0)), 3))
             if fit > best_fit:
                 best, best_fit = crop, fit
+        if gap_width and excluded is not None and allowed is not None and best is not None:
+            best = best | (_gap_pixels(best, excluded, x0 + ox, y0 + oy, gap_width) & allowed)
         crops.append(best)
         origins[i] = (x0, y0)
     return _trace_crops(crops, origins + np.asarray(offset, dtype=np.float64), tolerance)
+
+
+def _gap_pixels(
+    crop: np.ndarray, excluded: _Excluded, x0: float, y0: float, width: int
+) -> np.ndarray:
+    """Which pixels of a crop (its top-left corner at COCO ``x0, y0``) lie in a gap at most
+    ``width`` pixels wide between the ``crop``'s mask and the ``excluded`` pixels, (h, w) bool:
+    those whose distances to both add up to at most ``width + 1``."""
+    pad = width + 1  # the neighbours just outside the crop count too
+    h, w = crop.shape
+    others = excluded.pixels(x0 - pad, y0 - pad, (h + 2 * pad, w + 2 * pad))
+    if not others.any() or not crop.any():
+        return np.zeros_like(crop)
+    mask = np.zeros_like(others)
+    mask[pad : pad + h, pad : pad + w] = crop
+    between = ndimage.distance_transform_edt(~mask) + ndimage.distance_transform_edt(~others)
+    return ((between <= width + 1 + 1e-9) & ~mask & ~others)[pad : pad + h, pad : pad + w]
 
 
 def _near_hull(
