@@ -18,6 +18,8 @@ Run (one thread; about 6 min per 100 held-out images for five widths)::
 
     LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4 \\
         .venv/bin/python bench/probe_neighbour_gap.py --first-seed 9500 --images 100
+    # the real sample's missed objects the rule changes most, pictured:
+    .venv/bin/python bench/probe_neighbour_gap.py --data real --widths 0,3 --picture docs/prompts_gaps.png
 """
 
 from __future__ import annotations
@@ -31,17 +33,18 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_prompts import _data, _iou, _mask_iou, _segment, extreme_clicks  # noqa: E402
+from bench_prompts import _iou, _mask_iou, _segment, extreme_clicks  # noqa: E402
+from prompt_probes import outline_panels, probe_sets  # noqa: E402
 
 import labelassist.model.box_prompts as box_prompts  # noqa: E402
 from labelassist import load_model  # noqa: E402
-from labelassist.synthetic import synthetic_nuclei  # noqa: E402
 
 DEFAULT = box_prompts.NEIGHBOUR_GAP
 
 
-def missed_ious(model, sets, widths) -> dict[int, np.ndarray]:
-    """Mask IoU of the extreme-point prompt on each missed object, per gap width."""
+def missed_ious(model, sets, widths, crops: list | None = None) -> dict[int, np.ndarray]:
+    """Mask IoU of the extreme-point prompt on each missed object, per gap width; ``crops``
+    (a list) gets, per object, what `picture` draws."""
     out: dict[int, list[float]] = {w: [] for w in widths}
     try:
         for image, truth in sets:
@@ -53,14 +56,28 @@ def missed_ious(model, sets, widths) -> dict[int, np.ndarray]:
                 if max([_iou(t, p) for p in pred.polygons] or [0.0]) >= 0.5:
                     continue
                 clicks = extreme_clicks(t, shape)[None]
+                others = polys[:k] + polys[k + 1 :]
+                found = {}
                 for w in widths:
                     box_prompts.NEIGHBOUR_GAP = w
-                    found = _segment(model, feats, extreme_points=clicks,
-                                     exclude=polys[:k] + polys[k + 1 :]).polygons[0]  # fmt: skip
-                    out[w].append(_mask_iou(t, found, shape))
+                    found[w] = _segment(model, feats, extreme_points=clicks,
+                                        exclude=others).polygons[0]  # fmt: skip
+                    out[w].append(_mask_iou(t, found[w], shape))
+                if crops is not None:
+                    crops.append({"image": image, "truth": t, "found": found, "others": others,
+                                  "iou": {w: out[w][-1] for w in widths}})  # fmt: skip
     finally:
         box_prompts.NEIGHBOUR_GAP = DEFAULT
     return {w: np.array(v) for w, v in out.items()}
+
+
+def picture(crops: list, widths: list[int], path: str, count: int = 4) -> None:
+    """The ``count`` objects whose IoU the last width changes most against the first: truth
+    green, the first width red, the last yellow, annotated neighbours cyan."""
+    first, last = widths[0], widths[-1]
+    shown = sorted(crops, key=lambda c: -abs(c["iou"][last] - c["iou"][first]))[:count]
+    title = f"extreme points: truth green, gap width {first} red, {last} yellow, neighbours cyan"
+    outline_panels(shown, first, last, path, title)
 
 
 def main() -> None:
@@ -70,18 +87,16 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=100)
     parser.add_argument("--widths", default="0,2,3,4,6", help="comma-separated gap widths (px)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--picture", help="PNG of the objects the last width changes most")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     widths = [int(w) for w in args.widths.split(",")]
     model = load_model("starter", device="cpu")
-    if args.data == "heldout":
-        seeds = range(args.first_seed, args.first_seed + args.images)
-        sets = [synthetic_nuclei((256, 256), seed=s, dtype=np.uint16 if s % 2 else np.uint8)[:2]
-                for s in seeds]  # fmt: skip
-        name = f"held-out synthetic, seeds {seeds[0]}-{seeds[-1]}"
-    else:
-        sets, name = _data(12, 256)[args.data], args.data
-    results = missed_ious(model, sets, widths)
+    sets, name = probe_sets(args.data, args.first_seed, args.images)
+    crops: list | None = [] if args.picture else None
+    results = missed_ious(model, sets, widths, crops)
+    if crops is not None:
+        picture(crops, widths, args.picture)
     base = results[widths[0]]
     print(f"== {name}: {len(base)} missed objects, extreme points, the others annotated ==")
     for w, v in results.items():

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import shapely
 import torch
+from extreme_pixels import extreme_pixels
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import ndimage
@@ -119,23 +120,14 @@ def test_extreme_points_next_to_annotated_nuclei_reach_them(starter, monkeypatch
     masks = truth.masks()
     polygons = list(truth.polygons)
 
-    def clicks(mask):
-        rows, cols = np.nonzero(mask)
-        picks = []
-        for along, across, end in ((cols, rows, cols.min()), (rows, cols, rows.min()),
-                                   (cols, rows, cols.max()), (rows, cols, rows.max())):  # fmt: skip
-            run = np.sort(across[along == end])
-            picks.append((end, run[len(run) // 2]) if along is cols else (run[len(run) // 2], end))
-        return np.array(picks, dtype=np.float64) + 0.5
-
     def run(gap):
         monkeypatch.setattr(box_prompts, "NEIGHBOUR_GAP", gap)
         out = []
         for k, mask in enumerate(masks):
             others = polygons[:k] + polygons[k + 1 :]
-            found = starter.segment(feats, extreme_points=clicks(mask)[None], exclude=others,
-                                    tolerance=0).polygons[0]  # fmt: skip
-            out.append(polygons_to_masks([found], shape)[0])
+            clicks = extreme_pixels(mask)[None] + 0.5
+            found = starter.segment(feats, extreme_points=clicks, exclude=others, tolerance=0)
+            out.append(polygons_to_masks([found.polygons[0]], shape)[0])
         return out
 
     width = box_prompts.NEIGHBOUR_GAP

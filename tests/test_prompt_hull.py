@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from extreme_pixels import extreme_pixels
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from tiny_models import one_thread, tiny_model  # noqa: F401 (autouse fixture)
@@ -101,18 +102,6 @@ def starter() -> Model:
     return load_model("starter", device="cpu")
 
 
-def _clicks(mask: np.ndarray) -> np.ndarray:
-    """Pixels ``(column, row)`` at the middle of a mask's leftmost, topmost, rightmost and
-    bottommost runs."""
-    rows, cols = np.nonzero(mask)
-    picks = []
-    for along, across, end in ((cols, rows, cols.min()), (rows, cols, rows.min()),
-                               (cols, rows, cols.max()), (rows, cols, rows.max())):  # fmt: skip
-        run = np.sort(across[along == end])
-        picks.append((end, run[len(run) // 2]) if along is cols else (run[len(run) // 2], end))
-    return np.array(picks)
-
-
 def test_extreme_points_on_nuclei_stay_near_their_hull_and_come_closer_to_the_truth(starter):
     """The starter on synthetic nuclei: every pixel of each result lies within the margin of
     its clicks' hull, and more of them reach mask IoU 0.8 than the tight box prompts on the
@@ -121,7 +110,7 @@ def test_extreme_points_on_nuclei_stay_near_their_hull_and_come_closer_to_the_tr
     shape = truth.image_shape
     feats = starter.encode(image)
     masks = truth.masks()
-    pixels = np.stack([_clicks(m) for m in masks])
+    pixels = np.stack([extreme_pixels(m) for m in masks])
     found = starter.segment(feats, extreme_points=pixels + 0.5, tolerance=0).polygons
     boxes = np.concatenate([pixels.min(axis=1), pixels.max(axis=1) + 1], axis=1)
     tight = starter.segment(feats, boxes=boxes, tight=True, tolerance=0).polygons
