@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import shapely
 import torch
+from extreme_pixels import extreme_pixels
 from tiny_models import one_thread, tiny_model  # noqa: F401 (autouse fixture)
 
 from labelassist import polygons_to_masks
@@ -151,6 +152,37 @@ def test_extreme_points_segment_the_tight_box_they_span_keeping_the_clicks(start
     )
     assert len(both) == 3
     assert both.polygons[1].equals(found[2])
+
+
+def test_extreme_points_keep_their_mask_however_low_the_box_head_scores(starter):
+    """Four clicks say an object is there: the real sample turned a quarter, its nucleus cut
+    to a 28 x 7 px sliver by the bottom border scores 0.004 in the box head (0.03 upright), below
+    `segment`'s ``score_threshold`` (0.01), so its box prompt finds nothing; the extreme
+    clicks still return its mask (with that score), near the hand-drawn outline (mask IoU
+    0.68 without its neighbours when written)."""
+    from labelassist.model.prompts import DEFAULT_SCORE_THRESHOLD
+    from labelassist.samples import real_nuclei
+
+    image, labels = (np.ascontiguousarray(np.rot90(a)) for a in real_nuclei(labels=True))
+    ids, rows, cols = [], [], []
+    for i in np.unique(labels[-1])[1:]:  # the nuclei on the bottom border
+        rr, cc = np.nonzero(labels == i)
+        ids.append(i)
+        rows.append(rr), cols.append(cc)
+    k = int(np.argmin([np.ptp(r) / max(np.ptp(c), 1) for r, c in zip(rows, cols, strict=True)]))
+    mask = labels == ids[k]  # the flattest of them
+    assert mask.sum() == 105 and np.ptp(cols[k]) + 1 == 28 and np.ptp(rows[k]) + 1 == 7
+    clicks = extreme_pixels(mask)[None] + 0.5
+    box = np.concatenate([clicks.min(axis=1) - 0.5, clicks.max(axis=1) + 0.5], axis=1)
+    feats = starter.encode(image)
+    as_box = starter.segment(feats, boxes=box, tight=True)
+    assert as_box.polygons[0].is_empty and as_box.scores[0] == 0.0
+    found = starter.segment(feats, extreme_points=clicks, tolerance=0)
+    assert 0.0 < found.scores[0] < DEFAULT_SCORE_THRESHOLD
+    got = polygons_to_masks([found.polygons[0]], mask.shape)[0]
+    assert (got & mask).sum() / (got | mask).sum() > 0.6
+    strict = starter.segment(feats, extreme_points=clicks, tolerance=0, score_threshold=0.5)
+    assert strict.polygons[0].equals(found.polygons[0])
 
 
 @pytest.mark.parametrize(

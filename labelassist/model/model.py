@@ -444,7 +444,9 @@ class Model(InputOptions):
             image enlarged to that size; a number >= 1 is one factor for every box; 1 uses
             the image's own features (faster for many boxes).
         score_threshold : float
-            Results scoring below this are "nothing found": an empty polygon, score 0.
+            Box and point results scoring below this are "nothing found": an empty
+            polygon, score 0. Extreme-point results are kept whatever their score (the
+            clicks say the object is there; the score is still the box head's).
         mask_threshold : float, optional
             Mask probability above which a pixel is inside, within (0, 1); default the
             model's `mask_threshold`.

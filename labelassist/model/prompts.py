@@ -18,6 +18,8 @@ then costs only the heads:
 
 Nothing found (a box scoring below ``score_threshold``, an empty mask, no candidate at a
 point) gives an empty polygon with score 0 in the prompt's place, never an exception.
+Extreme clicks say an object is there, so their mask is kept however low the box head
+scores it (a nucleus cut to a sliver by the image border can score 0.004).
 """
 
 from __future__ import annotations
@@ -234,7 +236,8 @@ def segment(
     clicked pixels (`labelassist.model.box_prompts.extreme_boxes`) and whose mask stays
     within `labelassist.model.box_prompts.HULL_MARGIN` of the clicks' hull, taking the gaps
     up to `labelassist.model.box_prompts.NEIGHBOUR_GAP` pixels wide to ``exclude``'s
-    objects; their results come after the boxes' and before the points'.
+    objects, kept whatever their score (``score_threshold`` applies to boxes and points);
+    their results come after the boxes' and before the points'.
 
     Examples
     --------
@@ -324,7 +327,9 @@ def segment(
     if taken is not None:  # boxes lost the pixels already; this removes simplification slivers
         tree = shapely.STRtree(taken)
         polygons[:] = [_cut(p, taken, tree) for p in polygons]
-    none = (scores < threshold) | shapely.is_empty(polygons)
+    low = scores < threshold
+    low[len(box_arr) : len(box_arr) + len(ext_boxes)] = False  # the clicks say it is there
+    none = low | shapely.is_empty(polygons)
     polygons[none] = shapely.Polygon()
     scores[none] = 0.0
     labels = np.where(lookup[cols] >= 0, lookup[cols], forced or 0)
