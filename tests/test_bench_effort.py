@@ -291,3 +291,40 @@ def test_workflow_c_refines_all_at_once_and_undoes_a_spoilt_good_one(bench, monk
     out = run()
     assert dict(out.tally.actions) == {"delete": 0, "accept": 2, "refine": 1}
     assert out.tally.seconds == 0.5 + 1 + 0.5
+
+
+def test_real_orientations_are_the_sample_turned_and_mirrored_with_their_labels(bench):
+    """``--real-orientations``: eight images, the sample turned by k quarters (k = 0-3), then
+    the same mirrored left-right; each truth is the turned label image's objects."""
+    import numpy as np
+
+    from labelassist import polygons_to_masks
+    from labelassist.samples import real_nuclei
+
+    image, labels = real_nuclei(labels=True)
+    data = bench._real(8)
+    assert len(data) == 8 and len(bench._real()) == 1
+    for k, (turned, truth) in enumerate(data):
+        want = np.rot90(image, k % 4)
+        want_labels = np.rot90(labels, k % 4)
+        if k >= 4:
+            want, want_labels = want[:, ::-1], want_labels[:, ::-1]
+        np.testing.assert_array_equal(turned, want)
+        masks = polygons_to_masks(truth, want_labels.shape)
+        ids = [i for i in np.unique(want_labels) if i]
+        assert len(truth) == len(ids) == 125
+        np.testing.assert_array_equal(masks.any(axis=0), want_labels > 0)
+        sizes = sorted(int(m.sum()) for m in masks)
+        assert sizes == sorted(int((want_labels == i).sum()) for i in ids)
+    assert not np.array_equal(data[1][0], data[4][0])
+
+
+def test_first_seed_picks_the_synthetic_images(bench):
+    import numpy as np
+
+    from labelassist.synthetic import synthetic_nuclei
+
+    [(image, truth)] = bench._synthetic(1, 64, first_seed=9700)
+    want, inst = synthetic_nuclei((64, 64), seed=9700, dtype=np.uint8)[:2]
+    np.testing.assert_array_equal(image, want)
+    assert [p.equals(q) for p, q in zip(truth, inst.polygons, strict=True)] == [True] * len(truth)
