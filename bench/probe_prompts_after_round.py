@@ -7,9 +7,10 @@ side), the shipped starter is fine-tuned with the product's defaults (`labelassi
 the few-shot step recipe, nothing tuned) on one half's truth, and on the *other* half (pixels the
 round never saw) the starter and the fine-tuned model are compared: ``predict`` (AP50 is not
 computed here: the share of objects with a proposal at mask IoU 0.5 and 0.9), then box prompts
-on the objects each model missed, exact boxes with the other objects annotated (``exclude``),
-plain and tight (``tight=True``, the extreme-click prompt), and all objects with loose boxes
-(each side 0-8 px out) with ``loose=True``.
+on the objects each model missed, exact boxes with the other objects annotated (``exclude``,
+their true outlines), plain and tight (``tight=True``), and the extreme-click prompt (four clicks
+on the extreme pixels, ``extreme_points``, the plugin's ``Shift-X``), and all objects with loose
+boxes (each side 0-8 px out) with ``loose=True``.
 
 Run (one thread for the prompts, two for the training; about 10 minutes)::
 
@@ -29,7 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_prompts import _mask_iou  # noqa: E402
+from bench_prompts import _mask_iou, extreme_clicks  # noqa: E402
 
 import labelassist as la  # noqa: E402
 from labelassist import Instances, load_model, masks_to_polygons  # noqa: E402
@@ -55,19 +56,23 @@ def _measure(model, image: np.ndarray, truth: Instances, rng: np.random.Generato
                     [w, h, w, h])  # fmt: skip
     out = {"objects": len(polys), "found 0.5": np.mean(np.array(best) >= 0.5),
            "found 0.9": np.mean(np.array(best) >= 0.9), "missed": len(missed)}  # fmt: skip
-    plain, tight, dragged = [], [], []
+    plain, tight, extreme, dragged = [], [], [], []
     for k, t in enumerate(polys):
         others = polys[:k] + polys[k + 1 :]
         box = truth.boxes[[k]]
         if k in missed:
             p = model.segment(feats, boxes=box, exclude=others).polygons[0]
             q = model.segment(feats, boxes=box, exclude=others, tight=True).polygons[0]
+            clicks = extreme_clicks(t, shape)[None]
+            e = model.segment(feats, extreme_points=clicks, exclude=others).polygons[0]
             plain.append(_mask_iou(t, p, shape))
             tight.append(_mask_iou(t, q, shape))
+            extreme.append(_mask_iou(t, e, shape))
         r = model.segment(feats, boxes=loose[[k]], exclude=others, loose=True).polygons[0]
         dragged.append(_mask_iou(t, r, shape))
     out["missed plain"] = np.array(plain)
     out["missed tight"] = np.array(tight)
+    out["missed extreme"] = np.array(extreme)
     out["all loose"] = np.array(dragged)
     return out
 
@@ -97,15 +102,19 @@ def main() -> None:
             print(f"  {name:16s} {m['objects']} nuclei: proposals at IoU 0.5 {m['found 0.5']:.3f}, "
                   f"0.9 {m['found 0.9']:.3f}; missed {m['missed']}: box prompts >= 0.8 plain "
                   f"{np.mean(m['missed plain'] >= 0.8) if m['missed'] else float('nan'):.3f}, tight "
-                  f"{np.mean(m['missed tight'] >= 0.8) if m['missed'] else float('nan'):.3f}; "
+                  f"{np.mean(m['missed tight'] >= 0.8) if m['missed'] else float('nan'):.3f}, extreme "
+                  f"points {np.mean(m['missed extreme'] >= 0.8) if m['missed'] else float('nan'):.3f}; "
                   f"loose boxes, all objects >= 0.8 {np.mean(m['all loose'] >= 0.8):.3f}")  # fmt: skip
     print("both folds pooled (mask IoU >= 0.8):")
     for name, row in totals.items():
         plain, tight = np.concatenate(row["missed plain"]), np.concatenate(row["missed tight"])
+        extreme = np.concatenate(row["missed extreme"])
         loose = np.concatenate(row["all loose"])
         print(f"  {name:16s} missed {len(plain)}: plain {int((plain >= 0.8).sum())} "
               f"({np.mean(plain >= 0.8) if len(plain) else float('nan'):.3f}), tight "
-              f"{int((tight >= 0.8).sum())} ({np.mean(tight >= 0.8) if len(tight) else float('nan'):.3f}); "
+              f"{int((tight >= 0.8).sum())} ({np.mean(tight >= 0.8) if len(tight) else float('nan'):.3f}), "
+              f"extreme points {int((extreme >= 0.8).sum())} "
+              f"({np.mean(extreme >= 0.8) if len(extreme) else float('nan'):.3f}); "
               f"all {len(loose)} with loose boxes {np.mean(loose >= 0.8):.3f}")  # fmt: skip
 
 
