@@ -60,6 +60,7 @@ from ._prompts import (
     add_object,
     click_to_point,
     extreme_clicks_to_xy,
+    prompt_message,
     rectangle_to_box,
     replace_objects,
     restore_objects,
@@ -563,7 +564,7 @@ class AssistPanel(Container):
             self._report("nothing found at this prompt; draw it by hand or try again")
             return []
         rows = add_object(layer, found, provenance="prompted", class_name=class_name)
-        self._set_status(f"added a {class_name} (score {float(found.scores[0]):.2f})")
+        self._set_status(prompt_message(class_name, found.scores[0]))
         return rows
 
     # -- refinement ----------------------------------------------------------------------

@@ -24,6 +24,7 @@ __all__ = [
     "add_object",
     "click_to_point",
     "extreme_clicks_to_xy",
+    "prompt_message",
     "rectangle_to_box",
     "replace_objects",
     "restore_objects",
@@ -89,6 +90,25 @@ def extreme_clicks_to_xy(positions: Any) -> np.ndarray:
     if rowcol.ndim != 2 or rowcol.shape[0] != 4 or rowcol.shape[1] < 2:
         raise ValueError(f"extreme clicking needs 4 clicks (row, col), got shape {rowcol.shape}")
     return rowcol_to_xy(rowcol[:, -2:])
+
+
+def prompt_message(class_name: str, score: float) -> str:
+    """The status line for an object added by a prompt, with the box head's score.
+
+    Scores under 0.01 (four extreme clicks keep their mask however low the box head scores
+    it) are written with two significant digits and a word of caution, not as "0.00".
+
+    Examples
+    --------
+    >>> prompt_message("nucleus", 0.987)
+    'added a nucleus (score 0.99)'
+    >>> prompt_message("nucleus", 0.0021)
+    'added a nucleus (score 0.0021: the model is unsure, check the outline)'
+    """
+    score = float(score)
+    if score >= 0.01:
+        return f"added a {class_name} (score {score:.2f})"
+    return f"added a {class_name} (score {score:.2g}: the model is unsure, check the outline)"
 
 
 def _set_rows(features: pd.DataFrame, rows: Any, column: str, value: Any) -> None:

@@ -16,7 +16,12 @@ import pytest
 import shapely
 from labelassist_napari._assist import assist_model_spec
 from labelassist_napari._convert import layer_to_instances, rowcol_to_xy, xy_to_rowcol
-from labelassist_napari._prompts import click_to_point, rectangle_to_box, sources_to_save
+from labelassist_napari._prompts import (
+    click_to_point,
+    prompt_message,
+    rectangle_to_box,
+    sources_to_save,
+)
 from napari.utils._test_utils import read_only_mouse_event
 from napari.utils.interactions import (
     mouse_move_callbacks,
@@ -47,6 +52,20 @@ def test_rectangle_and_click_use_the_plugins_one_conversion():
 def test_rectangle_bad_input(vertices, match):
     with pytest.raises(ValueError, match=match):
         rectangle_to_box(vertices)
+
+
+@pytest.mark.parametrize(
+    "score, text",
+    [
+        (0.987, "score 0.99)"),
+        (0.01, "score 0.01)"),
+        (0.0093, "score 0.0093: the model is unsure"),
+        (0.00091, "score 0.00091: the model is unsure"),
+    ],
+)
+def test_prompt_message_never_shows_a_kept_low_score_as_zero(score, text):
+    message = prompt_message("nucleus", score)
+    assert message.startswith("added a nucleus (") and text in message
 
 
 def test_sources_keep_prompted_until_the_first_save():
