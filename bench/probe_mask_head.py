@@ -12,18 +12,29 @@ image (the backbone is frozen), so a step costs only the mask head.
 
 Training data: half the stage-3 mix (`examples/train_starter.py` ``make_mix_data``, nuclei 0.3,
 worms 0.16, piles 0.14; ``SeedSequence(--seed)``), half crowded nuclei (touching 0.6; seeds
-40000 + k). Neither overlaps a benchmark's data (9000+, 50000+, 60000+).
+40000 + k). Neither overlaps a benchmark's data (9000+, 50000+, 60000+). ``--hard``: the second
+half are hard nuclei instead, the cases the real sample's missed objects are made of: heavy
+occlusion (``overlap=0.6``, touching 0.6), faint beside bright (``intensity=(0.05, 0.8)``) and
+cut by the border (a random 192 px window of a 256 px image; seeds 47000 + k).
 
 ``--evaluate FILE`` compares the shipped starter with the starter carrying FILE's mask head, in
 one run: mask fidelity of ``predict`` (defaults, thresholds 0.5 and 0.6) on the data of
 `bench_fidelity.py` (24 held-out synthetic images, the real sample), and exact and loose box
 prompts on the data of `bench_prompts.py`, the missed objects decided by the shipped starter.
 
+``--effort FILE --data real|orientations|FIRST:N`` runs the effort bench's annotator
+(`bench_effort.py`: proposals accepted or fixed first, then the missed objects prompted with
+four extreme clicks, the neighbours as the annotator left them) with FILE's head (``shipped``:
+the starter's own) on the real sample, its eight orientations, or N held-out synthetic images
+from seed FIRST, and prints the share of missed objects whose box prompt reaches IoU 0.8.
+
 Run::
 
     LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4 \\
         .venv/bin/python bench/probe_mask_head.py --out HEAD.pt [--steps 400 --loose 0.3]
     ... bench/probe_mask_head.py --evaluate HEAD.pt
+    ... bench/probe_mask_head.py --out HEAD.pt --hard --seed 11 --jitter 1.0 --loose 0.3 --threads 1
+    ... bench/probe_mask_head.py --effort HEAD.pt --data orientations --threads 1
 """
 
 from __future__ import annotations
@@ -48,7 +59,6 @@ def train(args: argparse.Namespace) -> None:
     from train_starter import MIX_WEIGHTS, make_mix_data
 
     from labelassist.model.features import encode
-    from labelassist.synthetic import synthetic_nuclei
 
     model = load_model("starter", device="cpu")
     net, heads = model.net, model.net.roi_heads
@@ -57,23 +67,23 @@ def train(args: argparse.Namespace) -> None:
     mix, counts = make_mix_data(
         args.n // 2, shape=(args.size, args.size), seed=args.seed, mix_weights=weights
     )
-    crowded = [
-        synthetic_nuclei((args.size, args.size), seed=40_000 + k, touching=0.6,
-                         dtype=np.uint16 if k % 2 else np.uint8)
-        for k in range(args.n - len(mix))
-    ]  # fmt: skip
+    samples = []
+    for image, inst in mix:
+        if len(inst):
+            masks = polygons_to_masks(list(inst.polygons), inst.image_shape)
+            keep = masks.reshape(len(masks), -1).any(1)
+            samples.append((image, inst.boxes[keep], masks[keep]))
+    n_more = args.n - len(mix)
+    samples += _hard_nuclei(n_more) if args.hard else _crowded_nuclei(n_more, args.size)
     items = []
     net.eval()
     with torch.inference_mode():  # the frozen part, once
-        for image, inst in mix + crowded:
-            if not len(inst):
-                continue
+        for image, boxes, masks in samples:
             feats = encode(net, image, normalization=model.normalization, device="cpu")
             enc = feats.encode_window(feats.window_for((0, 0, 0, 0)))
-            masks = torch.from_numpy(polygons_to_masks(list(inst.polygons), inst.image_shape))
-            keep = masks.flatten(1).any(1)
-            items.append((enc, inst.boxes[keep.numpy()], masks[keep]))
-    print(f"{len(items)} images {counts} + crowded nuclei, features in {time.time() - t0:.0f} s")
+            items.append((enc, boxes, torch.from_numpy(np.asarray(masks))))
+    kind = "hard" if args.hard else "crowded"
+    print(f"{len(items)} images {counts} + {kind} nuclei, features in {time.time() - t0:.0f} s")
     params = [*heads.mask_head.parameters(), *heads.mask_predictor.parameters()]
     for p in params:  # weights touched under inference_mode are inference tensors
         p.data = p.data.clone()
@@ -113,6 +123,80 @@ def train(args: argparse.Namespace) -> None:
     state = {k: v for k, v in net.state_dict().items() if k.startswith("roi_heads.mask_")}
     torch.save(state, args.out)
     print(f"saved {args.out}")
+
+
+def _crowded_nuclei(n: int, size: int) -> list:
+    """(image, boxes, masks) of ``n`` crowded synthetic nuclei images (touching 0.6)."""
+    from labelassist.synthetic import synthetic_nuclei
+
+    out = []
+    for k in range(n):
+        dtype = np.uint16 if k % 2 else np.uint8
+        image, inst = synthetic_nuclei((size, size), seed=40_000 + k, touching=0.6, dtype=dtype)
+        if len(inst):
+            masks = polygons_to_masks(list(inst.polygons), inst.image_shape)
+            keep = masks.reshape(len(masks), -1).any(1)
+            out.append((image, inst.boxes[keep], masks[keep]))
+    return out
+
+
+def _hard_nuclei(n: int) -> list:
+    """(image, boxes, masks) of ``n`` hard nuclei images: heavily occluded, faint beside
+    bright, cut by the border of a random 192 px window of a 256 px image."""
+    from labelassist.synthetic import synthetic_nuclei
+
+    rng = np.random.default_rng(77)
+    out = []
+    for k in range(n):
+        image, _, labels = synthetic_nuclei(
+            (256, 256),
+            seed=47_000 + k,
+            touching=0.6,
+            overlap=0.6,
+            intensity=(0.05, 0.8),
+            return_labels=True,
+            dtype=np.uint16 if k % 2 else np.uint8,
+        )
+        y, x = rng.integers(0, 65, 2)
+        image, labels = image[y : y + 192, x : x + 192], labels[y : y + 192, x : x + 192]
+        ids = [i for i in np.unique(labels) if i]
+        if not ids:
+            continue
+        masks = np.stack([labels == i for i in ids])
+        boxes = []
+        for mask in masks:
+            rows, cols = np.nonzero(mask)
+            boxes.append([cols.min(), rows.min(), cols.max() + 1, rows.max() + 1])
+        out.append((np.ascontiguousarray(image), np.array(boxes, dtype=float), masks))
+    return out
+
+
+def effort(path: str, data: str) -> None:
+    """The effort bench's box prompts on the missed objects with ``path``'s mask head."""
+    import bench_effort as be
+
+    from labelassist.synthetic import synthetic_nuclei
+
+    model = load_model("starter", device="cpu")
+    if path != "shipped":
+        result = model.net.load_state_dict(torch.load(path, weights_only=True), strict=False)
+        if result.unexpected_keys:
+            raise ValueError(f"{path}: not a mask head ({result.unexpected_keys[:3]} ...)")
+    if data in ("real", "orientations"):
+        sets = be._real(8 if data == "orientations" else 1)
+    else:
+        first, n = (int(v) for v in data.split(":"))
+        sets = []
+        for k in range(n):
+            dtype = np.uint16 if k % 2 else np.uint8
+            image, inst = synthetic_nuclei((256, 256), seed=first + k, dtype=dtype)
+            sets.append((image, list(inst.polygons)))
+    ious: list[float] = []
+    for image, truth in sets:
+        ious += be._run_image(model, image, truth, 0.5)["c"].box_ious
+    v = np.array(ious)
+    print(f"{path} {data}: {len(v)} missed; box prompts at IoU >= 0.8 {int((v >= 0.8).sum())} "
+          f"({np.mean(v >= 0.8):.3f}), >= 0.9 {np.mean(v >= 0.9):.3f}, mean IoU {v.mean():.4f}")  # fmt: skip
 
 
 def evaluate(path: str) -> None:
@@ -172,9 +256,16 @@ def main() -> None:
     parser.add_argument("--loose", type=float, default=0.0, help="share of boxes moved 4 px")
     parser.add_argument("--seed", type=int, default=8, help="SeedSequence of the mix images")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--hard", action="store_true", help="hard nuclei as the second half")
+    parser.add_argument("--effort", metavar="FILE", help="the effort bench's prompts with FILE")
+    parser.add_argument(
+        "--data", default="real", help="--effort: real, orientations or FIRST:N synthetic seeds"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    if args.evaluate:
+    if args.effort:
+        effort(args.effort, args.data)
+    elif args.evaluate:
         evaluate(args.evaluate)
     else:
         train(args)

@@ -16,7 +16,8 @@ not wait; a new image cancels and replaces that job (its result is dropped). The
   (extreme clicking takes about 7 s an object: Papadopoulos et al., ICCV 2017);
 * **Keep off existing shapes** (on by default): a prompted object never takes the pixels
   of the shapes already in the layer (`Model.segment`'s ``exclude``), so an object next to
-  annotated neighbours stops at them;
+  annotated neighbours stops at them (extreme clicks take the pixels of a shape they are
+  clicked on);
 * **Refine edges** (``Shift-R``): `labelassist.refine_edges` on the selected shapes in a
   worker; their outlines are replaced and the save records a ``"refined"`` action;
 * **Shrink** (``Shift-S``) and **Grow** (``Shift-G``): the selected outlines move inwards or

@@ -135,3 +135,43 @@ def test_segment_bad_exclude(exclude, match):
     model = tiny_model(["a"])
     with pytest.raises(ValueError, match=match):
         model.segment(np.zeros((40, 40), np.uint8), boxes=[[1, 2, 5, 6]], exclude=exclude)
+
+
+def test_extreme_clicks_on_an_annotated_outline_take_its_pixels(starter, crowded):
+    """An accepted outline can swallow a small neighbour the model missed. Extreme clicks on
+    that neighbour say its pixels are the new object's: the prompt does not keep off the
+    outline under its clicks (it still keeps off every other annotated object), where a box
+    prompt on the same pixels loses them all. Prompts in one call give what each gives alone."""
+    from extreme_pixels import extreme_pixels
+
+    image, truth = crowded
+    shape = truth.image_shape
+    polys, gt = list(truth.polygons), truth.masks()
+    feats = starter.encode(image)
+    checked = 0
+    for k in np.argsort(truth.areas)[: len(polys) // 2]:  # the smaller half
+        near = [j for j in range(len(polys)) if j != k and polys[j].distance(polys[k]) < 0.5]
+        if not near:
+            continue
+        j = max(near, key=lambda i: truth.areas[i])
+        swallowed = shapely.union_all([polys[j], polys[k]])  # one outline over both
+        others = [p for i, p in enumerate(polys) if i not in (j, k)]
+        clicks = extreme_pixels(gt[k])[None] + 0.5
+        box = np.concatenate([clicks.min(axis=1) - 0.5, clicks.max(axis=1) + 0.5], axis=1)
+        as_box = starter.segment(feats, boxes=box, tight=True, exclude=[swallowed, *others])
+        assert as_box.polygons[0].intersection(polys[k]).area < 1e-6  # kept off the outline
+        got = starter.segment(feats, extreme_points=clicks, exclude=[swallowed, *others])
+        alone = starter.segment(feats, extreme_points=clicks, exclude=others)
+        polygon = got.polygons[0]
+        assert polygon.equals(alone.polygons[0])
+        assert shapely.intersection(polygon, shapely.union_all(others)).area < 1e-6
+        assert _mask_iou(_masks([polygon], shape)[0], gt[k]) > 0.7, k
+        checked += 1
+    assert checked >= 3  # the image does test the case
+    # several prompts in one call, each with the outlines under its own clicks: as alone
+    big = int(np.argmax(truth.areas))
+    clicks = np.stack([extreme_pixels(gt[i]) for i in (k, big)]) + 0.5
+    together = starter.segment(feats, extreme_points=clicks, exclude=[swallowed, *others])
+    for c, polygon in zip(clicks, together.polygons, strict=True):
+        one = starter.segment(feats, extreme_points=c[None], exclude=[swallowed, *others])
+        assert polygon.equals(one.polygons[0])

@@ -457,7 +457,9 @@ class Model(InputOptions):
             mask loses the pixels whose centres they cover, a point's pick loses their
             area), so a prompted object never overlaps them. On objects the starter missed,
             touching their neighbours, this is the difference between a mask that spills into
-            the neighbour and one that stops at it (docs/prompts.md).
+            the neighbour and one that stops at it (docs/prompts.md). An extreme-point prompt
+            does not keep off the objects under its clicked pixels: the clicks say those
+            pixels are the new object's (an accepted outline may cover a small neighbour).
         tight : bool
             The boxes are tight: each touches its object on all four sides, as a box from
             extreme clicking does (the napari plugin's four-click prompt). Each box's mask

@@ -19,7 +19,9 @@ then costs only the heads:
 Nothing found (a box scoring below ``score_threshold``, an empty mask, no candidate at a
 point) gives an empty polygon with score 0 in the prompt's place, never an exception.
 Extreme clicks say an object is there, so their mask is kept however low the box head
-scores it (a nucleus cut to a sliver by the image border can score 0.004).
+scores it (a nucleus cut to a sliver by the image border can score 0.004), and ``exclude``
+does not keep them off the annotated objects under their clicked pixels (an accepted outline
+that swallowed a small missed neighbour would leave nothing of it).
 """
 
 from __future__ import annotations
@@ -228,7 +230,8 @@ def segment(
     crop a box is segmented in (`labelassist.model.box_prompts.box_scales`): ``"auto"``
     brings a box smaller than ``object_size`` to that size, a number >= 1 is one factor
     for every box (1: the image's own features). ``exclude``: polygons (or an `Instances`)
-    whose pixels no result takes (`check_exclude`). ``tight``: the boxes touch their objects
+    whose pixels no result takes (`check_exclude`), but for an extreme-point prompt those under
+    its clicked pixels (the clicks claim them). ``tight``: the boxes touch their objects
     on all four sides (`labelassist.model.box_prompts.tight_thresholds`). ``loose``: the
     boxes hold their objects with some slack: a box whose mask's bounding box covers less
     than `LOOSE_FILL` of it is segmented again in that bounding box. ``extreme_points``
@@ -309,12 +312,15 @@ def segment(
                 polygons[again], cols[again], scores[again] = _segment_boxes(
                     net, feats, inner, scales, allowed, False, box_opts
                 )
-        if len(ext_boxes):
-            span = slice(nb, nb + len(ext_boxes))
-            fit_opts = {**box_opts, "fit_thresholds": tight_thresholds(mask)}
-            scales = _scales(net, ext_boxes, object_size, box_scale)
-            polygons[span], cols[span], scores[span] = _segment_boxes(
-                net, feats, ext_boxes, scales, allowed, refine_box, fit_opts, ext_pixels
+        skips = _clicked_objects(taken, ext_pixels)
+        for skip, idx in _groups(skips).items():  # each group keeps off the same objects
+            fit_opts = {**opts, "fit_thresholds": tight_thresholds(mask)}
+            rest = None if taken is None else np.delete(taken, list(skip))
+            if rest is not None and len(rest):
+                fit_opts["exclude"] = rest
+            scales = _scales(net, ext_boxes[idx], object_size, box_scale)
+            polygons[nb + idx], cols[nb + idx], scores[nb + idx] = _segment_boxes(
+                net, feats, ext_boxes[idx], scales, allowed, refine_box, fit_opts, ext_pixels[idx]
             )
         negs = shapely.points(negatives)
         for window, idx in _by_window(feats, np.tile(point_arr, 2)).items():
@@ -326,7 +332,9 @@ def segment(
                     polygons[k], cols[k], scores[k] = found
     if taken is not None:  # boxes lost the pixels already; this removes simplification slivers
         tree = shapely.STRtree(taken)
-        polygons[:] = [_cut(p, taken, tree) for p in polygons]
+        skip_of: list[tuple[int, ...]] = [()] * n
+        skip_of[nb : nb + len(ext_boxes)] = skips
+        polygons[:] = [_cut(p, taken, tree, k) for p, k in zip(polygons, skip_of, strict=True)]
     low = scores < threshold
     low[len(box_arr) : len(box_arr) + len(ext_boxes)] = False  # the clicks say it is there
     none = low | shapely.is_empty(polygons)
@@ -423,10 +431,37 @@ def check_exclude(exclude: Any, shape: tuple[int, int]) -> np.ndarray | None:
     return geoms if len(geoms) else None
 
 
-def _cut(polygon: BaseGeometry, taken: np.ndarray, tree: shapely.STRtree) -> BaseGeometry:
-    """``polygon`` without the parts that ``taken`` (indexed by ``tree``) covers: its
-    polygonal parts of at least half a pixel."""
+def _clicked_objects(taken: np.ndarray | None, pixels: np.ndarray) -> list[tuple[int, ...]]:
+    """Per extreme-point prompt, the indices of the ``taken`` objects under one of its
+    clicked pixels' centres: the annotator says those pixels are the new object's, so the
+    prompt does not keep off those objects (an accepted outline may cover a small
+    neighbour that the model missed)."""
+    if taken is None or not len(pixels):
+        return [()] * len(pixels)
+    centres = shapely.points(pixels.reshape(-1, 2) + 0.5)
+    point, obj = shapely.STRtree(taken).query(centres, predicate="within")
+    under: list[set[int]] = [set() for _ in range(len(pixels))]
+    for i, k in zip(point // pixels.shape[1], obj, strict=True):
+        under[int(i)].add(int(k))
+    return [tuple(sorted(u)) for u in under]
+
+
+def _groups(keys: list[tuple[int, ...]]) -> dict[tuple[int, ...], np.ndarray]:
+    """Indices of ``keys`` grouped by value (in first-use order)."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, key in enumerate(keys):
+        groups.setdefault(key, []).append(i)
+    return {key: np.array(idx, dtype=np.int64) for key, idx in groups.items()}
+
+
+def _cut(
+    polygon: BaseGeometry, taken: np.ndarray, tree: shapely.STRtree, skip: tuple[int, ...] = ()
+) -> BaseGeometry:
+    """``polygon`` without the parts that ``taken`` (indexed by ``tree``) covers, but for
+    the objects ``skip``: its polygonal parts of at least half a pixel."""
     hits = tree.query(polygon, predicate="intersects")
+    if skip:
+        hits = hits[~np.isin(hits, skip)]
     if len(hits) == 0:
         return polygon
     rest = shapely.difference(polygon, shapely.union_all(taken[hits]))
